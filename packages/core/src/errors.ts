@@ -1,0 +1,215 @@
+/**
+ * Typed errors of the core. Every error has a stable `code` callers can branch on, names the
+ * resource it is about when there is one, and keeps its `cause`.
+ */
+export type ChainwardenErrorCode =
+  | "INVALID_RULE"
+  | "INVALID_CHAIN_NAME"
+  | "CHAIN_NAME_COLLISION"
+  | "UNKNOWN_CHAIN"
+  | "UNKNOWN_TABLE"
+  | "RESTORE_FAILED"
+  | "SAVE_FAILED"
+  | "XTABLES_LOCK"
+  | "RESOURCE_PROBLEM"
+  | "NAMESPACE_GONE"
+  | "COMMAND_FAILED"
+  | "BACKEND_UNAVAILABLE";
+
+export interface ChainwardenErrorOptions {
+  cause?: unknown;
+  /** The resource (router, port, firewall, ...) the failing input belongs to. */
+  resource?: string;
+  namespace?: string;
+  family?: 4 | 6;
+}
+
+export class ChainwardenError extends Error {
+  readonly code: ChainwardenErrorCode;
+  readonly resource: string | undefined;
+  readonly namespace: string | undefined;
+  readonly family: 4 | 6 | undefined;
+
+  constructor(code: ChainwardenErrorCode, message: string, options: ChainwardenErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.resource = options.resource;
+    this.namespace = options.namespace;
+    this.family = options.family;
+  }
+}
+
+/** Rule text or a comment that cannot be placed in iptables-save form, or is unsafe to send. */
+export class InvalidRuleError extends ChainwardenError {
+  readonly rule: string;
+  constructor(rule: string, reason: string, options: ChainwardenErrorOptions = {}) {
+    super("INVALID_RULE", `invalid rule${options.resource ? ` of ${options.resource}` : ""}: ${reason}: ${JSON.stringify(rule)}`, options);
+    this.rule = rule;
+  }
+}
+
+export class InvalidChainNameError extends ChainwardenError {
+  readonly chain: string;
+  constructor(chain: string, reason: string, options: ChainwardenErrorOptions = {}) {
+    super("INVALID_CHAIN_NAME", `invalid chain name ${JSON.stringify(chain)}: ${reason}`, options);
+    this.chain = chain;
+  }
+}
+
+/** Two different chain names would be cut to the same kernel name. */
+export class ChainNameCollisionError extends ChainwardenError {
+  constructor(readonly kernelName: string, readonly first: string, readonly second: string, options: ChainwardenErrorOptions = {}) {
+    super(
+      "CHAIN_NAME_COLLISION",
+      `chains ${JSON.stringify(first)} and ${JSON.stringify(second)} would both be named ${JSON.stringify(kernelName)} in the kernel`,
+      options,
+    );
+  }
+}
+
+export class UnknownChainError extends ChainwardenError {
+  constructor(readonly table: string, readonly chain: string, options: ChainwardenErrorOptions = {}) {
+    super("UNKNOWN_CHAIN", `unknown chain ${JSON.stringify(chain)} in table ${table}`, options);
+  }
+}
+
+export class UnknownTableError extends ChainwardenError {
+  constructor(readonly table: string, family: 4 | 6, options: ChainwardenErrorOptions = {}) {
+    super("UNKNOWN_TABLE", `table ${JSON.stringify(table)} is not managed for IPv${family}`, { ...options, family });
+  }
+}
+
+/** One numbered line of restore input, for error context. */
+export interface ContextLine {
+  number: number;
+  text: string;
+  failing: boolean;
+}
+
+export interface RestoreFailure {
+  exitCode: number;
+  stderr: string;
+  /** 1-based line of the input the tool reported, when it said which. */
+  line?: number;
+  input: string;
+}
+
+/** `iptables-restore` rejected the input. Nothing was applied (restore is atomic). */
+export class RestoreError extends ChainwardenError {
+  readonly exitCode: number;
+  readonly stderr: string;
+  readonly line: number | undefined;
+  readonly lineText: string | undefined;
+  readonly chain: string | undefined;
+  readonly table: string | undefined;
+  readonly context: ContextLine[];
+  readonly input: string;
+
+  constructor(
+    failure: RestoreFailure,
+    options: ChainwardenErrorOptions = {},
+    code: ChainwardenErrorCode = "RESTORE_FAILED",
+  ) {
+    const lines = failure.input.split("\n");
+    const line = failure.line;
+    const lineText = line !== undefined ? lines[line - 1] : undefined;
+    const context: ContextLine[] = [];
+    if (line !== undefined) {
+      for (let n = Math.max(1, line - 5); n <= Math.min(lines.length, line + 5); n++) {
+        context.push({ number: n, text: lines[n - 1] ?? "", failing: n === line });
+      }
+    }
+    const table = line !== undefined ? tableAtLine(lines, line) : undefined;
+    const chain = lineText !== undefined ? chainOfLine(lineText) : undefined;
+    const where = [
+      options.namespace !== undefined ? `namespace ${options.namespace}` : "host namespace",
+      options.family !== undefined ? `IPv${options.family}` : undefined,
+      table !== undefined ? `table ${table}` : undefined,
+      chain !== undefined ? `chain ${chain}` : undefined,
+      options.resource !== undefined ? `resource ${options.resource}` : undefined,
+    ].filter(Boolean);
+    const ctx = context.map((c) => `${c.failing ? ">" : " "}${String(c.number).padStart(5)}: ${c.text}`).join("\n");
+    super(
+      code,
+      `iptables-restore failed (exit ${failure.exitCode}) in ${where.join(", ")}` +
+        (line !== undefined ? ` at line ${line}: ${lineText}` : "") +
+        `\n${failure.stderr.trim()}` +
+        (ctx ? `\n${ctx}` : ""),
+      options,
+    );
+    this.exitCode = failure.exitCode;
+    this.stderr = failure.stderr;
+    this.line = line;
+    this.lineText = lineText;
+    this.chain = chain;
+    this.table = table;
+    this.context = context;
+    this.input = failure.input;
+  }
+}
+
+/** The xtables lock was held by another process longer than we were willing to wait. */
+export class XtablesLockError extends ChainwardenError {
+  constructor(readonly stderr: string, options: ChainwardenErrorOptions = {}) {
+    super("XTABLES_LOCK", `the xtables lock is held by another process: ${stderr.trim()}`, options);
+  }
+}
+
+/**
+ * Exit code 4 that is not lock contention (e.g. nft: deleting a chain that is not empty). It carries
+ * the same line context as any other failed restore.
+ */
+export class ResourceProblemError extends RestoreError {
+  constructor(failure: RestoreFailure, options: ChainwardenErrorOptions = {}) {
+    super(failure, options, "RESOURCE_PROBLEM");
+  }
+}
+
+/** The network namespace a command was meant to run in does not exist (any more). */
+export class NamespaceGoneError extends ChainwardenError {
+  constructor(namespace: string, readonly stderr: string, options: ChainwardenErrorOptions = {}) {
+    super("NAMESPACE_GONE", `network namespace ${JSON.stringify(namespace)} does not exist: ${stderr.trim()}`, { ...options, namespace });
+  }
+}
+
+export class CommandError extends ChainwardenError {
+  constructor(
+    readonly command: readonly string[],
+    readonly exitCode: number | undefined,
+    readonly stderr: string,
+    options: ChainwardenErrorOptions = {},
+  ) {
+    super("COMMAND_FAILED", `${command.join(" ")} failed (exit ${exitCode ?? "?"}): ${stderr.trim()}`, options);
+  }
+}
+
+export class SaveError extends ChainwardenError {
+  constructor(readonly stderr: string, options: ChainwardenErrorOptions = {}) {
+    super("SAVE_FAILED", `iptables-save failed: ${stderr.trim()}`, options);
+  }
+}
+
+export class BackendUnavailableError extends ChainwardenError {
+  constructor(message: string, options: ChainwardenErrorOptions = {}) {
+    super("BACKEND_UNAVAILABLE", message, options);
+  }
+}
+
+function tableAtLine(lines: string[], line: number): string | undefined {
+  for (let i = line - 1; i >= 0; i--) {
+    const l = lines[i];
+    if (l !== undefined && l.startsWith("*")) return l.slice(1).trim();
+  }
+  return undefined;
+}
+
+function chainOfLine(text: string): string | undefined {
+  const m = /^(?:-[AIDRFXNZ]|--(?:append|insert|delete|replace|flush|delete-chain|new-chain))\s+(\S+)/.exec(text) ?? /^:(\S+)/.exec(text);
+  return m?.[1];
+}
+
+/** Lock contention: wait and try again rather than fail. */
+export function isLockContention(err: unknown): err is XtablesLockError {
+  return err instanceof XtablesLockError;
+}

@@ -1,0 +1,131 @@
+import { execa } from "execa";
+import { BackendUnavailableError, CommandError, NamespaceGoneError, SaveError } from "./errors.js";
+import { classifyRestoreFailure } from "./restore-failure.js";
+import {
+  parseIptablesVersion,
+  type AuxCommand,
+  type Backend,
+  type BackendChoice,
+  type ExecOptions,
+  type ExecResult,
+  type IptablesRunner,
+  type IptablesVersion,
+  type RestoreOptions,
+  type SaveOptions,
+  type Target,
+} from "./runner.js";
+
+export interface ExecaRunnerOptions {
+  backend?: BackendChoice;
+  /** Extra environment for every command (e.g. `XTABLES_LOCKFILE` in tests). */
+  env?: Record<string, string>;
+  /** Seconds iptables-restore waits for the xtables lock (`-w N`); default 5. */
+  lockWaitSeconds?: number;
+}
+
+const NAMESPACE_GONE = /Cannot open network namespace "[^"]*": No such file or directory/;
+
+/**
+ * The production `IptablesRunner`: runs the iptables tools with execa (argument arrays, never a
+ * shell), inside `ip netns exec NS` when a namespace is named.
+ */
+export class ExecaRunner implements IptablesRunner {
+  private readonly choice: BackendChoice;
+  private readonly env: Record<string, string>;
+  private readonly lockWaitSeconds: number;
+  private resolved: Promise<Backend> | undefined;
+  private versionInfo: Promise<IptablesVersion> | undefined;
+
+  constructor(options: ExecaRunnerOptions = {}) {
+    this.choice = options.backend ?? "auto";
+    this.env = { LC_ALL: "C", FORCE_COLOR: "0", ...options.env };
+    this.lockWaitSeconds = options.lockWaitSeconds ?? 5;
+  }
+
+  backend(): Promise<Backend> {
+    this.resolved ??= this.choice === "auto" ? this.detectBackend() : Promise.resolve(this.choice);
+    return this.resolved;
+  }
+
+  async version(): Promise<IptablesVersion> {
+    this.versionInfo ??= (async () => {
+      const backend = await this.backend();
+      const r = await this.run(undefined, [binary(backend, 4, "")], ["--version"]);
+      if (r.exitCode !== 0) throw new BackendUnavailableError(`${binary(backend, 4, "")} --version failed: ${r.stderr.trim()}`);
+      return parseIptablesVersion(r.stdout || r.stderr, backend);
+    })();
+    return this.versionInfo;
+  }
+
+  async save(target: Target, options: SaveOptions = {}): Promise<string> {
+    const backend = await this.backend();
+    const args: string[] = [];
+    if (options.table) args.push("-t", options.table);
+    if (options.counters) args.push("-c");
+    const r = await this.run(target.namespace, [binary(backend, target.family, "-save")], args);
+    if (r.exitCode !== 0) {
+      if (target.namespace !== undefined && NAMESPACE_GONE.test(r.stderr)) throw new NamespaceGoneError(target.namespace, r.stderr);
+      throw new SaveError(r.stderr, { namespace: target.namespace });
+    }
+    return r.stdout;
+  }
+
+  async restore(target: Target, input: string, options: RestoreOptions = {}): Promise<void> {
+    const backend = await this.backend();
+    const version = await this.version();
+    const args = ["-n"];
+    if (version.supportsWait) args.push("-w", String(options.lockWaitSeconds ?? this.lockWaitSeconds));
+    const r = await this.run(target.namespace, [binary(backend, target.family, "-restore")], args, input);
+    if (r.exitCode === 0) return;
+    throw classifyRestoreFailure(target, input, { exitCode: r.exitCode, stderr: r.stderr });
+  }
+
+  async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+    const backend = command === "iptables" || command === "ip6tables" ? await this.backend() : undefined;
+    const file = backend ? binary(backend, command === "iptables" ? 4 : 6, "") : command;
+    const r = await this.run(options.namespace, [file], args, options.input);
+    if (r.exitCode !== 0 && options.reject !== false) {
+      if (options.namespace !== undefined && NAMESPACE_GONE.test(r.stderr)) throw new NamespaceGoneError(options.namespace, r.stderr);
+      throw new CommandError([file, ...args], r.exitCode, r.stderr, { namespace: options.namespace });
+    }
+    return r;
+  }
+
+  /**
+   * `auto` picks the backend the host already uses: the one whose save output in the host namespace
+   * holds more rules (as kube's iptables-wrapper does), nf_tables when neither has any.
+   */
+  private async detectBackend(): Promise<Backend> {
+    const count = async (b: Backend) => {
+      try {
+        const r = await this.run(undefined, [binary(b, 4, "-save")], []);
+        return r.exitCode === 0 ? r.stdout.split("\n").filter((l) => l.startsWith("-A ")).length : -1;
+      } catch {
+        return -1;
+      }
+    };
+    const [nft, legacy] = await Promise.all([count("nft"), count("legacy")]);
+    if (nft < 0 && legacy < 0) throw new BackendUnavailableError("neither iptables-nft-save nor iptables-legacy-save could run");
+    return legacy > nft ? "legacy" : "nft";
+  }
+
+  private async run(namespace: string | undefined, file: [string], args: readonly string[], input?: string): Promise<ExecResult> {
+    const argv = namespace === undefined ? [file[0], ...args] : ["ip", "netns", "exec", namespace, file[0], ...args];
+    try {
+      const r = await execa(argv[0]!, argv.slice(1), {
+        ...(input !== undefined ? { input } : { stdin: "ignore" as const }),
+        reject: false,
+        env: this.env,
+        stripFinalNewline: false,
+      });
+      if (r.failed && r.exitCode === undefined) throw r;
+      return { stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? ""), exitCode: r.exitCode ?? -1 };
+    } catch (err) {
+      throw new CommandError(argv, undefined, err instanceof Error ? err.message : String(err), { cause: err, namespace });
+    }
+  }
+}
+
+function binary(backend: Backend, family: 4 | 6, suffix: "" | "-save" | "-restore"): string {
+  return `${family === 4 ? "iptables" : "ip6tables"}-${backend}${suffix}`;
+}

@@ -1,0 +1,524 @@
+/**
+ * The applier: turns what an `IptablesManager` wants into the smallest `iptables-restore --noflush`
+ * input that gets the kernel there, for one network namespace and one IP family at a time.
+ *
+ * Model
+ * - The kernel view. The first apply (or `verify()`) in a (namespace, family) runs `iptables-save`
+ *   once and keeps the rules it printed, per table and chain, as text. After every successful restore
+ *   the view is updated with exactly the edits we sent, so later applies never read the kernel: no
+ *   `iptables-save` on the hot path. Any failure drops the view, and the next apply reads again.
+ * - Ownership, as Neutron defines it. A chain named `<wrap>-...` is ours entirely. In any other chain
+ *   (built-ins, shared unwrapped chains such as `neutron-filter-top`) a rule is ours when its text
+ *   names our wrap, when it is one we want there, or when we placed it there before; every other rule
+ *   is foreign and is never deleted, replaced or moved.
+ * - Dirty chains. The manager reports which chains changed since the last successful apply; only
+ *   those are compared (a full comparison happens when the view is (re)loaded). The work therefore
+ *   grows with the change, not with the ruleset.
+ * - Edit scripts. For each changed chain we match the rules of ours already there against the wanted
+ *   list (longest common subsequence), delete the unmatched ones and insert the missing ones at their
+ *   positions. Matched rules are not touched, so their packet counters survive. A chain where nothing
+ *   can stay is flushed and rewritten when that is shorter. In chains we own alone, deletes are by
+ *   index; in shared chains they are by rule text, so another writer's changes cannot make us delete
+ *   the wrong rule.
+ * - One restore per family. Only tables with edits appear, as one input: new chains are declared
+ *   first (declaring an existing chain under `--noflush` would flush it), then the edits, then the
+ *   chains to delete are flushed and removed. Jumps to chains that will not exist are refused before
+ *   anything is sent, naming the rule's resource.
+ * - Atomicity is per table. `iptables-restore` commits each `*table … COMMIT` block on its own (both
+ *   backends; verified by the runner contract suite), so when a later table fails, earlier tables
+ *   of the same input are in. That is why a failure drops the whole view: the next apply re-reads
+ *   the kernel and completes or repairs the change. (One restore per table would make each apply
+ *   all-or-nothing at the price of a process per table; a change rarely spans tables.)
+ *
+ * Invariants: foreign rules are never in a delete or insert; a rule we want appears once; a second
+ * apply of the same state sends nothing; a failed table leaves that table as it was, and the next
+ * apply starts from a fresh read.
+ */
+import { isBuiltinChain, parseSave } from "./save-format.js";
+import {
+  NamespaceGoneError,
+  ResourceProblemError,
+  RestoreError,
+  UnknownChainError,
+  XtablesLockError,
+} from "./errors.js";
+import type { IpFamily, IptablesRunner } from "./runner.js";
+import { silentLogger, type CoreLogger } from "./logger.js";
+import { matchSequences } from "./sequence-diff.js";
+import { ruleTarget } from "./canonical/rule-tokens.js";
+import { isTargetExtension } from "./canonical/module-specs.js";
+import type { TableName, TableState } from "./iptables-table.js";
+
+/** Our cached copy of what the kernel holds: table → chain → rule texts. */
+type KernelTable = Map<string, string[]>;
+type KernelView = Map<string, KernelTable>;
+
+export interface LockRetryPolicy {
+  /** Attempts in all, the first included. */
+  attempts: number;
+  initialDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface IptablesApplierOptions {
+  runner: IptablesRunner;
+  /** The network namespace; the host's own when undefined. */
+  namespace?: string | undefined;
+  logger?: CoreLogger;
+  /** Seconds iptables-restore itself waits for the xtables lock on each attempt. */
+  lockWaitSeconds?: number;
+  lockRetry?: Partial<LockRetryPolicy>;
+}
+
+/** What one family of a manager wants, as the applier sees it. */
+export interface FamilyDesire {
+  family: IpFamily;
+  wrapName: string;
+  tables: readonly TableState[];
+  /** Chains changed since the last successful apply, per table. */
+  dirty: ReadonlyMap<TableName, ReadonlySet<string>>;
+}
+
+export interface ChainChange {
+  table: string;
+  chain: string;
+  added: number;
+  removed: number;
+  created?: boolean;
+  deleted?: boolean;
+  rewritten?: boolean;
+}
+
+export interface FamilyPlan {
+  family: IpFamily;
+  namespace: string | undefined;
+  /** The exact input for `iptables-restore -n`; empty when nothing changes. */
+  input: string;
+  /** Edit lines (not counting `*table`/`COMMIT`). */
+  lines: number;
+  tables: string[];
+  changes: ChainChange[];
+  /** True when every chain was compared (view just loaded). */
+  full: boolean;
+  /** `plan` only: the namespace does not exist, the input is what a fresh one would get. */
+  namespaceMissing?: boolean;
+}
+
+export interface FamilyApplyResult extends FamilyPlan {
+  sent: boolean;
+  lockRetries: number;
+  durationMs: number;
+}
+
+interface TablePlan {
+  table: string;
+  lines: string[];
+  changes: ChainChange[];
+  /** Applied to the view after a successful restore. */
+  commit: (view: KernelView) => void;
+  /** Ownership memory to keep after success. */
+  owned: Map<string, Set<string>>;
+  /** The unwrapped chains we declare (wrapped ones are ours by name). */
+  declared: Set<string>;
+}
+
+const DEFAULT_LOCK_RETRY: LockRetryPolicy = { attempts: 8, initialDelayMs: 100, maxDelayMs: 2_000 };
+
+export class IptablesApplier {
+  readonly namespace: string | undefined;
+  private readonly runner: IptablesRunner;
+  private readonly logger: CoreLogger;
+  private readonly lockWaitSeconds: number | undefined;
+  private readonly lockRetry: LockRetryPolicy;
+  private readonly views = new Map<IpFamily, KernelView>();
+  /** Per wrap/family/table: rules we placed in chains we do not own alone, by chain. */
+  private readonly owned = new Map<string, Map<string, Set<string>>>();
+  /** Per wrap/family/table: the unwrapped chains we declared at the last apply. */
+  private readonly declared = new Map<string, Set<string>>();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: IptablesApplierOptions) {
+    this.runner = options.runner;
+    this.namespace = options.namespace;
+    this.logger = options.logger ?? silentLogger;
+    this.lockWaitSeconds = options.lockWaitSeconds;
+    this.lockRetry = { ...DEFAULT_LOCK_RETRY, ...options.lockRetry };
+  }
+
+  /** Forgets the kernel view so the next apply reads `iptables-save` again. */
+  invalidate(family?: IpFamily): void {
+    if (family === undefined) this.views.clear();
+    else this.views.delete(family);
+  }
+
+  /** True when the family's kernel view is loaded (the next apply compares dirty chains only). */
+  hasView(family: IpFamily): boolean {
+    return this.views.has(family);
+  }
+
+  /**
+   * The restore input that `apply` would send now. Changes nothing in the kernel. When the namespace
+   * does not exist (yet), the plan is made against an empty kernel and says so.
+   */
+  plan(desire: FamilyDesire): Promise<FamilyPlan> {
+    return this.serialize(async () => {
+      try {
+        const { plan } = await this.compute(desire);
+        return plan;
+      } catch (err) {
+        if (!(err instanceof NamespaceGoneError) || this.views.has(desire.family)) throw err;
+        const { plan } = await this.compute(desire, new Map());
+        return { ...plan, namespaceMissing: true };
+      }
+    });
+  }
+
+  apply(desire: FamilyDesire): Promise<FamilyApplyResult> {
+    return this.serialize(async () => {
+      const started = performance.now();
+      const { plan, tablePlans } = await this.compute(desire);
+      let lockRetries = 0;
+      if (plan.input !== "") {
+        lockRetries = await this.restore(desire, plan, tablePlans);
+      }
+      const view = this.views.get(desire.family)!;
+      for (const tp of tablePlans) {
+        tp.commit(view);
+        const key = this.key(desire.wrapName, desire.family, tp.table);
+        this.owned.set(key, tp.owned);
+        this.declared.set(key, tp.declared);
+      }
+      return { ...plan, sent: plan.input !== "", lockRetries, durationMs: performance.now() - started };
+    });
+  }
+
+  /** Counters of a chain's rules, summed (reads `iptables-save -c`; not for the hot path). */
+  async trafficCounters(family: IpFamily, table: string, chain: string): Promise<{ packets: bigint; bytes: bigint }> {
+    const text = await this.runner.save({ namespace: this.namespace, family }, { table, counters: true });
+    const saved = parseSave(text).get(table)?.chains.get(chain);
+    let packets = 0n;
+    let bytes = 0n;
+    for (const r of saved?.rules ?? []) {
+      packets += r.counters?.packets ?? 0n;
+      bytes += r.counters?.bytes ?? 0n;
+    }
+    return { packets, bytes };
+  }
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private key(wrap: string, family: IpFamily, table: string): string {
+    return `${wrap}\u0000${family}\u0000${table}`;
+  }
+
+  private async loadView(family: IpFamily): Promise<KernelView> {
+    const text = await this.runner.save({ namespace: this.namespace, family });
+    const view: KernelView = new Map();
+    for (const [name, table] of parseSave(text)) {
+      const chains: KernelTable = new Map();
+      for (const [chain, saved] of table.chains) chains.set(chain, saved.rules.map((r) => r.text));
+      view.set(name, chains);
+    }
+    this.views.set(family, view);
+    this.logger.debug({ namespace: this.namespace, family, tables: view.size }, "kernel view loaded");
+    return view;
+  }
+
+  /** `assumed`: plan against this view instead of the kernel's (a namespace that does not exist yet). */
+  private async compute(desire: FamilyDesire, assumed?: KernelView): Promise<{ plan: FamilyPlan; tablePlans: TablePlan[] }> {
+    let view = assumed ?? this.views.get(desire.family);
+    const full = assumed !== undefined || view === undefined;
+    if (!view) view = await this.loadView(desire.family);
+    const tablePlans: TablePlan[] = [];
+    for (const table of [...desire.tables].sort((a, b) => a.name.localeCompare(b.name))) {
+      const dirty = desire.dirty.get(table.name);
+      if (!full && (!dirty || dirty.size === 0)) continue;
+      tablePlans.push(this.planTable(desire, table, view.get(table.name), full ? undefined : dirty!));
+    }
+    const withEdits = tablePlans.filter((tp) => tp.lines.length > 0);
+    const input = withEdits.map((tp) => [`*${tp.table}`, ...tp.lines, "COMMIT"].join("\n")).join("\n");
+    const plan: FamilyPlan = {
+      family: desire.family,
+      namespace: this.namespace,
+      input: input ? `${input}\n` : "",
+      lines: withEdits.reduce((n, tp) => n + tp.lines.length, 0),
+      tables: withEdits.map((tp) => tp.table),
+      changes: tablePlans.flatMap((tp) => tp.changes),
+      full,
+    };
+    return { plan, tablePlans };
+  }
+
+  /**
+   * The edits for one table. `dirty` undefined means compare everything: every chain we declare or
+   * put rules in, and every chain of the kernel (stale chains and rules of ours are removed).
+   */
+  private planTable(desire: FamilyDesire, table: TableState, kernel: KernelTable | undefined, dirty: ReadonlySet<string> | undefined): TablePlan {
+    const wrapPrefix = `${desire.wrapName}-`;
+    const key = this.key(desire.wrapName, desire.family, table.name);
+    const prevOwned = this.owned.get(key) ?? new Map<string, Set<string>>();
+    const prevDeclared = this.declared.get(key) ?? new Set<string>();
+    const owned = new Map(prevOwned);
+
+    let chains: Iterable<string>;
+    if (dirty) chains = dirty;
+    else {
+      const all = new Set<string>(table.declaredChains());
+      for (const c of table.chainsWithRules()) all.add(c);
+      for (const c of kernel?.keys() ?? []) all.add(c);
+      chains = all;
+    }
+
+    const exists = (c: string) => kernel?.has(c) === true || isBuiltinChain(table.name, c);
+    const created: string[] = [];
+    const deleted: string[] = [];
+    const edits: string[] = [];
+    const changes: ChainChange[] = [];
+    const newContent = new Map<string, string[] | null>();
+    const createdSet = new Set<string>();
+    const deletedSet = new Set<string>();
+
+    for (const chain of [...chains].sort()) {
+      const isOurs = chain.startsWith(wrapPrefix);
+      const want = table.isDeclared(chain);
+      const current = kernel?.get(chain);
+      const wanted = table.renderChain(chain);
+
+      if (!want && !isBuiltinChain(table.name, chain) && (isOurs || prevDeclared.has(chain))) {
+        // A chain of ours nobody wants any more.
+        if (current !== undefined) {
+          deleted.push(chain);
+          deletedSet.add(chain);
+          newContent.set(chain, null);
+          changes.push({ table: table.name, chain, added: 0, removed: current.length, deleted: true });
+        }
+        owned.delete(chain);
+        continue;
+      }
+      if (!exists(chain)) {
+        if (!want) {
+          if (wanted.length === 0) continue;
+          throw new UnknownChainError(table.name, chain, { ...resourceOpt(table.resourceOf(chain)), namespace: this.namespace });
+        }
+        created.push(chain);
+        createdSet.add(chain);
+        for (const r of wanted) edits.push(`-A ${chain} ${r}`);
+        newContent.set(chain, [...wanted]);
+        if (!isOurs) owned.set(chain, new Set(wanted));
+        changes.push({ table: table.name, chain, added: wanted.length, removed: 0, created: true });
+        continue;
+      }
+      const rules = current ?? [];
+      const wantedSet = new Set(wanted);
+      const before = prevOwned.get(chain);
+      const mine = isOurs
+        ? null
+        : rules.map((t) => t.includes(desire.wrapName) || wantedSet.has(t) || before?.has(t) === true);
+      const result = diffChain(chain, rules, mine, wanted);
+      if (result.lines.length > 0) {
+        edits.push(...result.lines);
+        newContent.set(chain, result.final);
+        changes.push({ table: table.name, chain, added: result.added, removed: result.removed, ...(result.rewritten ? { rewritten: true } : {}) });
+      }
+      if (!isOurs) {
+        if (wanted.length) owned.set(chain, wantedSet);
+        else owned.delete(chain);
+      }
+    }
+
+    this.checkJumpTargets(table, edits, (c) => (exists(c) || createdSet.has(c)) && !deletedSet.has(c));
+
+    const lines = [
+      ...created.sort().map((c) => `:${c} - [0:0]`),
+      ...edits,
+      ...deleted.map((c) => `-F ${c}`),
+      ...deleted.map((c) => `-X ${c}`),
+    ];
+    return {
+      table: table.name,
+      lines,
+      changes,
+      owned,
+      declared: new Set([...table.declaredChains(false)]),
+      commit: (view) => {
+        let t = view.get(table.name);
+        if (!t) view.set(table.name, (t = new Map()));
+        for (const [chain, content] of newContent) {
+          if (content === null) t.delete(chain);
+          else t.set(chain, content);
+        }
+      },
+    };
+  }
+
+  /**
+   * A jump to a chain that will not exist would fail the whole table's restore (and nf_tables names
+   * only the COMMIT line); refuse it here, naming the rule's resource.
+   */
+  private checkJumpTargets(table: TableState, edits: readonly string[], chainExists: (c: string) => boolean): void {
+    for (const line of edits) {
+      if (!line.startsWith("-A ") && !line.startsWith("-I ")) continue;
+      const chainEnd = line.indexOf(" ", 3);
+      const chain = line.slice(3, chainEnd);
+      let text = line.slice(chainEnd + 1);
+      if (line.startsWith("-I ")) text = text.slice(text.indexOf(" ") + 1);
+      const target = jumpTarget(text);
+      if (target === undefined || isTargetExtension(target) || chainExists(target)) continue;
+      throw new UnknownChainError(table.name, target, {
+        ...resourceOpt(table.resourceOf(chain, text)),
+        namespace: this.namespace,
+      });
+    }
+  }
+
+  /** Sends the input, waiting out xtables lock contention with capped exponential backoff. */
+  private async restore(desire: FamilyDesire, plan: FamilyPlan, tablePlans: TablePlan[]): Promise<number> {
+    const target = { namespace: this.namespace, family: desire.family };
+    const options = this.lockWaitSeconds === undefined ? {} : { lockWaitSeconds: this.lockWaitSeconds };
+    let delay = this.lockRetry.initialDelayMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.runner.restore(target, plan.input, options);
+        this.logger.debug({ namespace: this.namespace, family: desire.family, lines: plan.lines, tables: plan.tables }, "rules applied");
+        return attempt - 1;
+      } catch (err) {
+        if (err instanceof XtablesLockError && attempt < this.lockRetry.attempts) {
+          this.logger.warn({ namespace: this.namespace, family: desire.family, attempt, delayMs: delay }, "xtables lock held, retrying");
+          await sleep(delay);
+          delay = Math.min(delay * 2, this.lockRetry.maxDelayMs);
+          continue;
+        }
+        // Whatever happened, our view may no longer match the kernel.
+        this.invalidate(desire.family);
+        if (err instanceof NamespaceGoneError) throw err;
+        if (err instanceof RestoreError) throw this.attribute(err, desire, tablePlans);
+        throw err;
+      }
+    }
+  }
+
+  /** Names the resource that owns the failing line's chain/rule. */
+  private attribute(err: RestoreError, desire: FamilyDesire, _tablePlans: TablePlan[]): RestoreError {
+    const table = desire.tables.find((t) => t.name === err.table);
+    let resource: string | undefined;
+    if (table && err.chain) {
+      const text = err.lineText?.replace(/^-[AI] \S+ (?:\d+ )?/, "");
+      resource = table.resourceOf(err.chain, text);
+    }
+    const failure = { exitCode: err.exitCode, stderr: err.stderr, input: err.input, ...(err.line !== undefined ? { line: err.line } : {}) };
+    const opts = { namespace: this.namespace, family: desire.family, ...resourceOpt(resource), cause: err };
+    const out = err instanceof ResourceProblemError ? new ResourceProblemError(failure, opts) : new RestoreError(failure, opts);
+    this.logger.error(
+      { namespace: this.namespace, family: desire.family, line: err.line, chain: err.chain, resource, stderr: err.stderr.trim(), context: out.context.map((c) => `${c.number}: ${c.text}`) },
+      "iptables-restore failed",
+    );
+    return out;
+  }
+}
+
+/** The `-j`/`-g` target of canonical text: the last one, since the target comes last. */
+function jumpTarget(text: string): string | undefined {
+  const at = Math.max(text.lastIndexOf(" -j "), text.lastIndexOf(" -g "));
+  const start = at >= 0 ? at + 4 : text.startsWith("-j ") || text.startsWith("-g ") ? 3 : -1;
+  if (start < 0) return undefined;
+  const end = text.indexOf(" ", start);
+  const name = text.slice(start, end === -1 ? undefined : end);
+  // A quoted option value (a LOG prefix) may hold " -j "; let the tokenizer decide then.
+  return name.includes('"') || text.lastIndexOf('"') > at ? ruleTarget(text)?.target : name;
+}
+
+function resourceOpt(resource: string | undefined): { resource?: string } {
+  return resource === undefined ? {} : { resource };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+interface ChainDiff {
+  lines: string[];
+  final: string[];
+  added: number;
+  removed: number;
+  rewritten: boolean;
+}
+
+/**
+ * The edit script for one chain. `mine` marks which kernel rules are ours (`null`: all of them).
+ * Deletes run from the bottom up so indexes stay valid; inserts then run top-down at final positions.
+ */
+export function diffChain(chain: string, current: readonly string[], mine: readonly boolean[] | null, wanted: readonly string[]): ChainDiff {
+  const oursIdx: number[] = [];
+  const oursText: string[] = [];
+  for (let i = 0; i < current.length; i++) {
+    if (mine === null || mine[i]) {
+      oursIdx.push(i);
+      oursText.push(current[i]!);
+    }
+  }
+  const match = matchSequences(oursText, wanted);
+  let matched = 0;
+  for (let i = 0; i < match.length; i++) if (match[i]! >= 0) matched++;
+  const removed = oursText.length - matched;
+  const added = wanted.length - matched;
+  if (removed === 0 && added === 0) return { lines: [], final: current as string[], added: 0, removed: 0, rewritten: false };
+
+  const exclusive = mine === null || oursIdx.length === current.length;
+  if (exclusive && matched === 0 && removed > 1) {
+    // Nothing can stay: a flush and the new rules is the shortest script.
+    return { lines: [`-F ${chain}`, ...wanted.map((r) => `-A ${chain} ${r}`)], final: [...wanted], added, removed, rewritten: true };
+  }
+
+  const lines: string[] = [];
+  const gone = new Uint8Array(current.length);
+  // In a shared chain, delete by text (immune to another writer moving rules) unless the text occurs
+  // more than once, where only the index says which copy goes.
+  let counts: Map<string, number> | undefined;
+  if (mine !== null) {
+    counts = new Map();
+    for (const t of current) counts.set(t, (counts.get(t) ?? 0) + 1);
+  }
+  for (let k = oursIdx.length - 1; k >= 0; k--) {
+    if (match[k]! >= 0) continue;
+    const i = oursIdx[k]!;
+    gone[i] = 1;
+    lines.push(counts?.get(current[i]!) === 1 ? `-D ${chain} ${current[i]}` : `-D ${chain} ${i + 1}`);
+  }
+  // After the deletes: the surviving rules, and where each wanted rule already sits.
+  const after: string[] = [];
+  const posOfWanted = new Int32Array(wanted.length).fill(-1);
+  let k = 0;
+  for (let i = 0; i < current.length; i++) {
+    const isMine = mine === null || mine[i];
+    if (isMine) {
+      const j = match[k++]!;
+      if (gone[i]) continue;
+      if (j >= 0) posOfWanted[j] = after.length;
+    }
+    after.push(current[i]!);
+  }
+  const final: string[] = [];
+  let src = 0;
+  let prevFinal = -1; // final index of the previous wanted rule
+  for (let j = 0; j < wanted.length; j++) {
+    const p = posOfWanted[j]!;
+    if (p >= 0) {
+      while (src <= p) final.push(after[src++]!);
+      prevFinal = final.length - 1;
+      continue;
+    }
+    // Insert right after the previous wanted rule (at the top for the first).
+    while (src < after.length && final.length < prevFinal + 1) final.push(after[src++]!);
+    const at = prevFinal + 1;
+    const atEnd = at === final.length && src === after.length;
+    lines.push(atEnd ? `-A ${chain} ${wanted[j]}` : `-I ${chain} ${at + 1} ${wanted[j]}`);
+    final.push(wanted[j]!);
+    prevFinal = at;
+  }
+  while (src < after.length) final.push(after[src++]!);
+  return { lines, final, added, removed, rewritten: false };
+}

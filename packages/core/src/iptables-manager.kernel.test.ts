@@ -1,0 +1,329 @@
+/**
+ * IptablesManager against real iptables (nf_tables and legacy), each test in a network namespace it
+ * creates and always deletes. Nothing here touches the host namespace's rules; the legacy backend
+ * uses a private xtables lock file so the tests never wait on (or block) the host.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { ExecaRunner } from "./execa-runner.js";
+import { IptablesManager, type IptablesManagerOptions } from "./iptables-manager.js";
+import { addNamespace, deleteNamespace, namespaceExists } from "./netns.js";
+import { NamespaceGoneError, RestoreError } from "./errors.js";
+import { normalizeSave, parseSave } from "./save-format.js";
+import type { Backend, IpFamily } from "./runner.js";
+
+const REFERENCE = join(import.meta.dirname, "../../../../shared/reference");
+
+/** The `--- iptables-save ---` / `--- ip6tables-save ---` sections of a reference step. */
+function referenceSections(file: string, step = 1): Record<string, string> {
+  const text = readFileSync(join(REFERENCE, file), "utf8");
+  const blocks = text.split(/^=== after step (\d+): .* ===$/m);
+  const idx = blocks.findIndex((b, i) => i % 2 === 1 && Number(b) === step);
+  const body = blocks[idx + 1] ?? "";
+  const out: Record<string, string> = {};
+  for (const part of body.split(/^--- (.+) ---$/m).slice(1).reduce<string[][]>((acc, v, i) => {
+    if (i % 2 === 0) acc.push([v]);
+    else acc[acc.length - 1]!.push(v);
+    return acc;
+  }, [])) {
+    out[part[0]!] = part[1]!.trim() + "\n";
+  }
+  return out;
+}
+
+describe.each(["nft", "legacy"] as Backend[])("IptablesManager on the real kernel (%s)", (backend) => {
+  let lockDir: string;
+  let lockFile: string;
+  let runner: ExecaRunner;
+  let ns: string;
+
+  beforeAll(() => {
+    if (process.getuid?.() !== 0) throw new Error("these tests program iptables in network namespaces: run them as root");
+    lockDir = mkdtempSync(join(tmpdir(), "cw-xtables-"));
+    lockFile = join(lockDir, "xtables.lock");
+    writeFileSync(lockFile, "");
+    runner = new ExecaRunner({ backend, env: { XTABLES_LOCKFILE: lockFile } });
+  });
+  afterAll(() => rmSync(lockDir, { recursive: true, force: true }));
+  beforeEach(async () => {
+    ns = `cw-core-${randomBytes(4).toString("hex")}`;
+    await addNamespace(runner, ns);
+  });
+  afterEach(async () => {
+    await deleteNamespace(runner, ns);
+  });
+
+  const manager = (options: Partial<IptablesManagerOptions> = {}) =>
+    new IptablesManager({ runner, namespace: ns, strict: true, ...options });
+  // Without the `#` header lines, which carry a timestamp.
+  const save = async (family: IpFamily = 4, counters = false) =>
+    (await runner.save({ namespace: ns, family }, counters ? { counters: true } : {}))
+      .split("\n")
+      .filter((l) => !l.startsWith("#"))
+      .join("\n");
+  const iptables = (args: string[], family: IpFamily = 4) =>
+    runner.exec(family === 4 ? "iptables" : "ip6tables", ["-w", ...args], { namespace: ns });
+  const ping = (count = 3) => runner.exec("ip", ["netns", "exec", ns, "ping", "-c", String(count), "-i", "0.2", "-q", "127.0.0.1"]).catch(() => undefined);
+
+  describe("the initial layout equals real Neutron's", () => {
+    it.each([
+      ["manager_init_l3.expected.txt", {}],
+      ["manager_init_l3_nocomments.expected.txt", { comments: false }],
+      ["manager_init_stateless.expected.txt", { wrapName: "neutron-linuxbri", stateless: true }],
+    ] as const)("%s, table by table", async (file, options) => {
+      const m = manager(options);
+      await m.apply();
+      const expected = referenceSections(file);
+      expect(normalizeSave(await save(4))).toBe(expected["iptables-save"]);
+      expect(normalizeSave(await save(6))).toBe(expected["ip6tables-save"]);
+    });
+
+    it("with comments off, the seed's filter and nat jumps appear exactly as the seed lists them", async () => {
+      await manager({ comments: false }).apply();
+      const text = await save(4);
+      for (const line of [
+        "-A FORWARD -j neutron-filter-top",
+        "-A OUTPUT -j neutron-filter-top",
+        "-A neutron-filter-top -j neutron-l3-agent-local",
+        "-A INPUT -j neutron-l3-agent-INPUT",
+        "-A OUTPUT -j neutron-l3-agent-OUTPUT",
+        "-A FORWARD -j neutron-l3-agent-FORWARD",
+        "-A PREROUTING -j neutron-l3-agent-PREROUTING",
+        "-A POSTROUTING -j neutron-l3-agent-POSTROUTING",
+        "-A POSTROUTING -j neutron-postrouting-bottom",
+        "-A neutron-postrouting-bottom -j neutron-l3-agent-snat",
+        "-A neutron-l3-agent-snat -j neutron-l3-agent-float-snat",
+      ]) {
+        expect(text.split("\n")).toContain(line);
+      }
+    });
+  });
+
+  it("converges: the same state applied twice sends nothing the second time", async () => {
+    const m = manager();
+    m.table(4, "filter").addChain("test");
+    m.table(4, "filter").addRule("INPUT", "-j $test");
+    m.table(4, "filter").addRule("test", "-s 10.0.0.0/24 -p tcp -m tcp --dport 22 -j ACCEPT");
+    m.table(6, "filter").addRule("INPUT", "-s 2001:db8::/64 -p tcp -m tcp --dport 22 -j ACCEPT");
+    const first = await m.apply();
+    expect(first.sent).toBe(true);
+    const second = await m.apply();
+    expect(second.sent).toBe(false);
+    expect(second.lines).toBe(0);
+    // Re-adding identical rules is still nothing to send.
+    m.table(4, "filter").emptyChain("test");
+    m.table(4, "filter").addRule("test", "-s 10.0.0.0/24 -p tcp -m tcp --dport 22 -j ACCEPT");
+    expect((await m.apply()).lines).toBe(0);
+  });
+
+  it("takes over what a previous run left: sends nothing for the same state and keeps every counter", async () => {
+    const build = () => {
+      const m = manager();
+      const f = m.table(4, "filter");
+      f.addChain("count");
+      f.addRule("OUTPUT", "-o lo -j $count");
+      f.addRule("count", "-p icmp -j RETURN", { comment: "count pings" });
+      return m;
+    };
+    await build().apply();
+    await ping();
+    const before = await save(4, true);
+    expect(before).toMatch(/\[[1-9]\d*:\d+\] -A neutron-l3-agent-count -p icmp/);
+    const successor = build();
+    const result = await successor.apply();
+    expect(result.sent).toBe(false);
+    expect(await save(4, true)).toBe(before);
+  });
+
+  it("takes over rules real Neutron wrote for the same input without sending anything", async () => {
+    const expected = referenceSections("manager_init_l3.expected.txt");
+    for (const [family, key] of [[4, "iptables-save"], [6, "ip6tables-save"]] as const) {
+      // Neutron's layout, loaded as Neutron left it (restore of its save output).
+      await runner.restore({ namespace: ns, family }, expected[key]!);
+    }
+    const result = await manager().apply();
+    expect(result.families.map((f) => f.input)).toEqual(["", ""]);
+  });
+
+  it("never touches foreign rules, and unchanged rules keep their counters", async () => {
+    await runner.restore(
+      { namespace: ns, family: 4 },
+      ["*filter", ":FOREIGN - [0:0]", ":neutron-linuxbri-local - [0:0]", ":neutron-filter-top - [0:0]",
+        "-A INPUT -s 192.0.2.1/32 -j DROP", "-A OUTPUT -o lo -p icmp -j FOREIGN", "-A FOREIGN -j RETURN",
+        "-A neutron-filter-top -j neutron-linuxbri-local", "COMMIT", ""].join("\n"),
+    );
+    const m = manager();
+    const f = m.table(4, "filter");
+    f.addRule("INPUT", "-s 198.51.100.0/24 -j DROP");
+    await m.apply();
+    await ping();
+    const saved = parseSave(await save(4, true)).get("filter")!;
+    const texts = (c: string) => saved.chains.get(c)!.rules.map((r) => r.text);
+    // Ours first in shared chains, as Neutron writes them; foreign rules after, in their order.
+    expect(texts("INPUT")).toEqual(["-j neutron-l3-agent-INPUT", "-s 192.0.2.1/32 -j DROP"]);
+    expect(texts("OUTPUT")).toEqual(["-j neutron-filter-top", "-j neutron-l3-agent-OUTPUT", "-o lo -p icmp -j FOREIGN"]);
+    expect(texts("neutron-filter-top")).toEqual(["-j neutron-l3-agent-local", "-j neutron-linuxbri-local"]);
+    const foreignCount = saved.chains.get("OUTPUT")!.rules[2]!.counters!;
+    expect(foreignCount.packets).toBeGreaterThan(0n);
+
+    // Change ours in the same chains; the foreign rules and their counters stay as they were.
+    f.removeRule("INPUT", "-s 198.51.100.0/24 -j DROP");
+    f.addRule("INPUT", "-s 203.0.113.0/24 -j DROP", { top: true });
+    m.table(4, "filter").addChain("x");
+    m.table(4, "filter").addRule("OUTPUT", "-p udp -j $x", { wrap: false });
+    await m.apply();
+    const after = parseSave(await save(4, true)).get("filter")!;
+    expect(after.chains.get("FOREIGN")!.rules.map((r) => r.text)).toEqual(["-j RETURN"]);
+    expect(after.chains.get("OUTPUT")!.rules.map((r) => r.text)).toEqual([
+      "-j neutron-filter-top", "-j neutron-l3-agent-OUTPUT", "-p udp -j neutron-l3-agent-x", "-o lo -p icmp -j FOREIGN",
+    ]);
+    expect(after.chains.get("OUTPUT")!.rules[3]!.counters).toEqual(foreignCount);
+    expect(after.chains.get("OUTPUT")!.rules[0]!.counters).toEqual(saved.chains.get("OUTPUT")!.rules[0]!.counters);
+    expect(after.chains.get("INPUT")!.rules.map((r) => r.text)).toEqual(["-j neutron-l3-agent-INPUT", "-s 192.0.2.1/32 -j DROP"]);
+    expect(after.chains.get("neutron-l3-agent-INPUT")!.rules.map((r) => r.text)).toEqual(["-s 203.0.113.0/24 -j DROP"]);
+    expect((await m.apply()).sent).toBe(false);
+  });
+
+  it("removeChain removes the jumps to it; tags clear together; top rules come first; IPv6 works", async () => {
+    const m = manager();
+    const f4 = m.table(4, "filter");
+    const f6 = m.table(6, "filter");
+    f4.addChain("victim");
+    f4.addRule("FORWARD", "-i qr-+ -j $victim");
+    f4.addRule("INPUT", "-j $victim");
+    f4.addRule("victim", "-p tcp -m tcp --dport 80 -j DROP");
+    f4.addRule("INPUT", "-s 10.1.0.0/16 -j ACCEPT", { tag: "t" });
+    f4.addRule("INPUT", "-s 10.2.0.0/16 -j ACCEPT", { tag: "t" });
+    f4.addRule("INPUT", "-s 10.3.0.0/16 -j ACCEPT", { top: true });
+    f6.addChain("v6");
+    f6.addRule("INPUT", "-j $v6");
+    f6.addRule("v6", "-s 2001:db8::/32 -p ipv6-icmp -j ACCEPT");
+    await m.apply();
+    let s4 = parseSave(await save(4)).get("filter")!;
+    expect(s4.chains.get("neutron-l3-agent-INPUT")!.rules.map((r) => r.text)).toEqual([
+      "-s 10.3.0.0/16 -j ACCEPT", "-j neutron-l3-agent-victim", "-s 10.1.0.0/16 -j ACCEPT", "-s 10.2.0.0/16 -j ACCEPT",
+    ]);
+    const s6 = parseSave(await save(6)).get("filter")!;
+    expect(s6.chains.get("neutron-l3-agent-v6")!.rules.map((r) => r.text)).toEqual(["-s 2001:db8::/32 -p ipv6-icmp -j ACCEPT"]);
+
+    f4.removeChain("victim");
+    f4.clearRulesByTag("t");
+    const r = await m.apply();
+    expect(r.families[0]!.input).toContain("-X neutron-l3-agent-victim");
+    s4 = parseSave(await save(4)).get("filter")!;
+    expect(s4.chains.has("neutron-l3-agent-victim")).toBe(false);
+    expect(s4.chains.get("neutron-l3-agent-INPUT")!.rules.map((r) => r.text)).toEqual(["-s 10.3.0.0/16 -j ACCEPT"]);
+    expect(s4.chains.get("neutron-l3-agent-FORWARD")!.rules).toEqual([]);
+    expect((await m.apply()).sent).toBe(false);
+  });
+
+  it("stateless mode manages filter and raw only", async () => {
+    const m = manager({ wrapName: "neutron-linuxbri", stateless: true });
+    expect(() => m.table(4, "nat")).toThrow(/not managed/);
+    m.table(4, "raw").addRule("PREROUTING", "-m physdev --physdev-in tap1234 -j CT --notrack");
+    await m.apply();
+    const tables = parseSave(await save(4));
+    expect(tables.get("raw")!.chains.get("neutron-linuxbri-PREROUTING")!.rules.map((r) => r.text)).toEqual([
+      "-m physdev --physdev-in tap1234 -j CT --notrack",
+    ]);
+    expect(tables.get("nat")?.chains.get("neutron-linuxbri-PREROUTING")).toBeUndefined();
+  });
+
+  it("a rule the kernel rejects: typed error with line context, kernel unchanged, next apply works", async () => {
+    const m = manager();
+    await m.apply();
+    const before = await save(4);
+    const f = m.table(4, "filter");
+    f.addRule("INPUT", "-s 10.9.0.0/16 -j ACCEPT", { resource: "router r1" });
+    // REDIRECT is only valid in the nat table: the canonicalizer accepts it, the kernel does not.
+    f.addRule("INPUT", "-p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697", { resource: "router r2" });
+    const err = await m.apply().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RestoreError);
+    const re = err as RestoreError;
+    expect(re.code === "RESTORE_FAILED" || re.code === "RESOURCE_PROBLEM").toBe(true);
+    expect(re.namespace).toBe(ns);
+    expect(re.stderr).not.toBe("");
+    expect(re.context.length).toBeGreaterThan(0);
+    expect(re.message).toContain(ns);
+    if (re.line !== undefined && re.lineText?.includes("REDIRECT")) {
+      expect(re.chain).toBe("neutron-l3-agent-INPUT");
+      expect(re.resource).toBe("router r2");
+    }
+    expect(await save(4)).toBe(before);
+    f.removeRule("INPUT", "-p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697");
+    const ok = await m.apply();
+    expect(ok.families[0]!.full).toBe(true);
+    expect(parseSave(await save(4)).get("filter")!.chains.get("neutron-l3-agent-INPUT")!.rules.map((r) => r.text)).toEqual([
+      "-s 10.9.0.0/16 -j ACCEPT",
+    ]);
+    expect((await m.apply()).sent).toBe(false);
+  });
+
+  it("verify() detects and repairs drift: a flushed chain and a deleted jump", async () => {
+    const m = manager();
+    m.table(4, "filter").addRule("INPUT", "-s 10.0.0.0/8 -j ACCEPT");
+    m.table(4, "filter").addRule("INPUT", "-s 172.16.0.0/12 -j ACCEPT");
+    await m.apply();
+    const good = await save(4);
+    await iptables(["-t", "filter", "-F", "neutron-l3-agent-INPUT"]);
+    await iptables(["-t", "filter", "-D", "FORWARD", "-j", "neutron-filter-top"]);
+    expect(await save(4)).not.toBe(good);
+    const v = await m.verify();
+    expect(v.repaired).toBe(true);
+    expect(await save(4)).toBe(good);
+    expect((await m.verify()).repaired).toBe(false);
+  });
+
+  it("plan() returns the exact input apply() sends and changes nothing", async () => {
+    const m = manager();
+    await m.apply();
+    m.table(4, "nat").addRule("PREROUTING", "-d 172.24.4.20/32 -j DNAT --to-destination 10.0.0.5", { tag: "floating_ip" });
+    const before = await save(4);
+    const plan = await m.plan();
+    expect(await save(4)).toBe(before);
+    expect(plan.families[0]!.input).toBe("*nat\n-A neutron-l3-agent-PREROUTING -d 172.24.4.20/32 -j DNAT --to-destination 10.0.0.5\nCOMMIT\n");
+    const applied = await m.apply();
+    expect(applied.families[0]!.input).toBe(plan.families[0]!.input);
+  });
+
+  it("raises NamespaceGoneError when the namespace vanished", async () => {
+    const m = manager();
+    await m.apply();
+    await deleteNamespace(runner, ns);
+    expect(await namespaceExists(runner, ns)).toBe(false);
+    m.table(4, "filter").addRule("INPUT", "-j ACCEPT");
+    await expect(m.apply()).rejects.toBeInstanceOf(NamespaceGoneError);
+    await addNamespace(runner, ns); // for afterEach
+  });
+
+  // The xtables lock is a legacy-backend mechanism; nf_tables serializes in the kernel.
+  if (backend === "legacy") it("waits for the xtables lock another process holds for 2 s, then succeeds", async () => {
+    const m = manager({ lockWaitSeconds: 1, lockRetry: { attempts: 10, initialDelayMs: 200, maxDelayMs: 1000 } });
+    const holder = spawn("flock", [lockFile, "sleep", "2"], { stdio: "ignore" });
+    try {
+      // Wait until flock really holds the lock.
+      for (let i = 0; i < 50; i++) {
+        const probe = spawn("flock", ["-n", lockFile, "true"]);
+        const code = await new Promise<number | null>((r) => probe.on("exit", r));
+        if (code !== 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const t0 = performance.now();
+      const result = await m.apply();
+      expect(result.sent).toBe(true);
+      expect(result.families[0]!.lockRetries).toBeGreaterThan(0);
+      expect(performance.now() - t0).toBeGreaterThan(1000);
+    } finally {
+      holder.kill();
+    }
+    expect(normalizeSave(await save(4))).toBe(referenceSections("manager_init_l3.expected.txt")["iptables-save"]);
+  });
+});
+

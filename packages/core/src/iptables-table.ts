@@ -1,0 +1,298 @@
+import { cutChainName, kernelChainName, validateChainName } from "./chain-names.js";
+import { canonicalizeRule } from "./canonical/canonicalize-rule.js";
+import { commentRule, validateComment } from "./canonical/comment.js";
+import { ruleTarget } from "./canonical/rule-tokens.js";
+import { ChainNameCollisionError, UnknownChainError } from "./errors.js";
+import type { IpFamily } from "./runner.js";
+
+export type TableName = "filter" | "nat" | "mangle" | "raw";
+
+export interface AddChainOptions {
+  /** Prefix the name with the wrap name (default true). */
+  wrap?: boolean;
+  /** The resource (router, port, firewall) the chain belongs to; named in errors. */
+  resource?: string;
+}
+
+export interface AddRuleOptions {
+  wrap?: boolean;
+  /** Place the rule before the chain's other rules. */
+  top?: boolean;
+  /** Group rules so they can be cleared together (`clearRulesByTag`). */
+  tag?: string;
+  /** A `-m comment` added when comments are enabled. */
+  comment?: string;
+  resource?: string;
+}
+
+export interface RemoveRuleOptions {
+  wrap?: boolean;
+  top?: boolean;
+}
+
+/** One rule as the manager holds it. */
+export interface IptablesRule {
+  /** Kernel name of the chain. */
+  readonly chain: string;
+  /** The rule as given, after `$chain` expansion: Neutron's identity for `removeRule`. */
+  readonly spec: string;
+  /** Exactly as iptables-save prints it (comment included). */
+  readonly text: string;
+  readonly wrap: boolean;
+  readonly top: boolean;
+  readonly tag: string | undefined;
+  readonly resource: string | undefined;
+}
+
+interface ChainEntry {
+  /** The name the caller asked for (before cutting), to catch two names cut to one. */
+  requested: string;
+  wrap: boolean;
+  resource: string | undefined;
+}
+
+/** What a table tells the applier about itself. */
+export interface TableState {
+  readonly name: TableName;
+  /** Chains this manager declares (kernel names); only the wrapped or only the unwrapped ones when asked. */
+  declaredChains(wrapped?: boolean): Iterable<string>;
+  isDeclared(chain: string): boolean;
+  /** Chains this manager puts rules in (declared or not: built-ins, shared chains). */
+  chainsWithRules(): Iterable<string>;
+  /** Our rules of a chain in the order they must appear, duplicates removed as Neutron does. */
+  renderChain(chain: string): string[];
+  /** The resource that owns a chain or a rule text in it, for error messages. */
+  resourceOf(chain: string, text?: string): string | undefined;
+}
+
+export interface TableContext {
+  wrapName: string;
+  family: IpFamily;
+  comments: boolean;
+  strict: boolean;
+  /** Called with the kernel chain name whenever its desired content changes. */
+  markDirty(table: TableName, chain: string): void;
+}
+
+/**
+ * One table of one IP family: the chains and rules an agent wants, with Neutron's `IptablesTable`
+ * semantics (wrapped chains, `$chain` expansion, `top`, tags, cascade on `removeChain`). Every rule is
+ * canonicalized on entry, so bad input throws here, before anything runs.
+ */
+export class IptablesTable implements TableState {
+  private readonly chains = new Map<string, ChainEntry>();
+  /** The unwrapped ones among `chains`, kept apart because the applier asks for them on every apply. */
+  private readonly unwrapped = new Set<string>();
+  private readonly rules = new Map<string, IptablesRule[]>();
+  private readonly byTag = new Map<string, Set<IptablesRule>>();
+
+  constructor(
+    readonly name: TableName,
+    private readonly ctx: TableContext,
+  ) {}
+
+  get family(): IpFamily {
+    return this.ctx.family;
+  }
+
+  addChain(name: string, options: AddChainOptions = {}): string {
+    const wrap = options.wrap ?? true;
+    validateChainName(name, "chain name", options.resource);
+    const kernel = kernelChainName(this.ctx.wrapName, name, wrap);
+    validateChainName(kernel, "chain name", options.resource);
+    const existing = this.chains.get(kernel);
+    if (existing) {
+      this.checkSameChain(kernel, existing, name);
+      return kernel;
+    }
+    this.chains.set(kernel, { requested: name, wrap, resource: options.resource });
+    if (!wrap) this.unwrapped.add(kernel);
+    this.ctx.markDirty(this.name, kernel);
+    return kernel;
+  }
+
+  hasChain(name: string, options: { wrap?: boolean } = {}): boolean {
+    return this.chains.has(kernelChainName(this.ctx.wrapName, name, options.wrap ?? true));
+  }
+
+  /**
+   * Removes a chain, its rules, and every rule of ours that jumps to it. Unlike Neutron this matches the
+   * jump target exactly (Neutron's substring match also removed jumps to longer names).
+   */
+  removeChain(name: string, options: { wrap?: boolean } = {}): void {
+    const wrap = options.wrap ?? true;
+    const kernel = kernelChainName(this.ctx.wrapName, name, wrap);
+    if (!this.chains.delete(kernel)) return;
+    this.unwrapped.delete(kernel);
+    this.ctx.markDirty(this.name, kernel);
+    this.dropRules(this.rules.get(kernel) ?? []);
+    const jumping: IptablesRule[] = [];
+    for (const list of this.rules.values()) {
+      for (const rule of list) if (ruleTarget(rule.text)?.target === kernel) jumping.push(rule);
+    }
+    this.dropRules(jumping);
+  }
+
+  addRule(chain: string, rule: string, options: AddRuleOptions = {}): IptablesRule {
+    const wrap = options.wrap ?? true;
+    const kernel = this.resolveChain(chain, wrap, options.resource);
+    const spec = this.expand(rule.trim(), wrap);
+    if (this.ctx.comments && options.comment !== undefined) validateComment(options.comment, options.resource);
+    const withComment = this.ctx.comments ? commentRule(spec, options.comment) : spec;
+    const text = canonicalizeRule(withComment, {
+      family: this.ctx.family,
+      strict: this.ctx.strict,
+      ...(options.resource !== undefined ? { resource: options.resource } : {}),
+    });
+    const entry: IptablesRule = {
+      chain: kernel,
+      spec,
+      text,
+      wrap,
+      top: options.top ?? false,
+      tag: options.tag,
+      resource: options.resource ?? this.chains.get(kernel)?.resource,
+    };
+    let list = this.rules.get(kernel);
+    if (!list) this.rules.set(kernel, (list = []));
+    list.push(entry);
+    if (entry.tag !== undefined) {
+      let set = this.byTag.get(entry.tag);
+      if (!set) this.byTag.set(entry.tag, (set = new Set()));
+      set.add(entry);
+    }
+    this.ctx.markDirty(this.name, kernel);
+    return entry;
+  }
+
+  /** Removes one rule added with the same chain, text (before `$` expansion), `wrap` and `top`. */
+  removeRule(chain: string, rule: string, options: RemoveRuleOptions = {}): boolean {
+    const wrap = options.wrap ?? true;
+    const kernel = kernelChainName(this.ctx.wrapName, chain, wrap);
+    const list = this.rules.get(kernel);
+    if (!list) return false;
+    const spec = this.expand(rule.trim(), wrap);
+    const top = options.top ?? false;
+    const found = list.find((r) => r.spec === spec && r.top === top && r.wrap === wrap);
+    if (!found) return false;
+    this.dropRules([found]);
+    return true;
+  }
+
+  /** Removes every rule of a chain; the chain stays. */
+  emptyChain(chain: string, options: { wrap?: boolean } = {}): void {
+    const kernel = kernelChainName(this.ctx.wrapName, chain, options.wrap ?? true);
+    this.dropRules(this.rules.get(kernel) ?? []);
+  }
+
+  clearRulesByTag(tag: string): void {
+    const set = this.byTag.get(tag);
+    if (set) this.dropRules([...set]);
+  }
+
+  /** Our rules of a chain, as added. */
+  getChain(chain: string, options: { wrap?: boolean } = {}): readonly IptablesRule[] {
+    return this.rules.get(kernelChainName(this.ctx.wrapName, chain, options.wrap ?? true)) ?? [];
+  }
+
+  isChainEmpty(chain: string, options: { wrap?: boolean } = {}): boolean {
+    return this.getChain(chain, options).length === 0;
+  }
+
+  // --- TableState -------------------------------------------------------------------------------
+
+  declaredChains(wrapped?: boolean): Iterable<string> {
+    if (wrapped === undefined) return this.chains.keys();
+    if (!wrapped) return this.unwrapped;
+    return [...this.chains].filter(([, e]) => e.wrap).map(([name]) => name);
+  }
+
+  isDeclared(chain: string): boolean {
+    return this.chains.has(chain);
+  }
+
+  chainsWithRules(): Iterable<string> {
+    return this.rules.keys();
+  }
+
+  /**
+   * Neutron's order: the chain's `top` rules, then the others, each in the order added; of
+   * duplicates the last one stays.
+   */
+  renderChain(chain: string): string[] {
+    const list = this.rules.get(chain);
+    if (!list || list.length === 0) return [];
+    const ordered: string[] = [];
+    for (const r of list) if (r.top) ordered.push(r.text);
+    for (const r of list) if (!r.top) ordered.push(r.text);
+    if (ordered.length === 1) return ordered;
+    const seen = new Set<string>();
+    const out: string[] = [];
+    for (let i = ordered.length - 1; i >= 0; i--) {
+      const t = ordered[i]!;
+      if (!seen.has(t)) {
+        seen.add(t);
+        out.push(t);
+      }
+    }
+    return out.reverse();
+  }
+
+  resourceOf(chain: string, text?: string): string | undefined {
+    if (text !== undefined) {
+      const rule = this.rules.get(chain)?.find((r) => r.text === text);
+      if (rule?.resource !== undefined) return rule.resource;
+    }
+    return this.chains.get(chain)?.resource;
+  }
+
+  // --- internals ------------------------------------------------------------------------------------
+
+  private resolveChain(chain: string, wrap: boolean, resource: string | undefined): string {
+    const kernel = kernelChainName(this.ctx.wrapName, chain, wrap);
+    validateChainName(kernel, "chain name", resource);
+    if (wrap) {
+      const entry = this.chains.get(kernel);
+      if (!entry) throw new UnknownChainError(this.name, kernel, resource === undefined ? {} : { resource });
+      this.checkSameChain(kernel, entry, chain);
+    }
+    return kernel;
+  }
+
+  /** Two different names that are cut to the same kernel name would silently share a chain. */
+  private checkSameChain(kernel: string, entry: ChainEntry, requested: string): void {
+    if (entry.requested === requested) return;
+    // Referring to a chain by its already-cut name is fine.
+    const cutLength = entry.wrap ? kernel.length - this.ctx.wrapName.length - 1 : kernel.length;
+    if (requested.length <= cutLength || entry.requested.length <= cutLength) return;
+    throw new ChainNameCollisionError(kernel, entry.requested, requested, entry.resource === undefined ? {} : { resource: entry.resource });
+  }
+
+  /**
+   * `$name` is our wrapped chain `name`. As in Neutron the wrap prefix is always added and the rule's
+   * own `wrap` decides how far the name is cut; a result longer than 28 characters is rejected by
+   * the canonicalizer.
+   */
+  private expand(rule: string, wrap: boolean): string {
+    if (!rule.includes("$")) return rule;
+    return rule
+      .split(" ")
+      .map((t) => (t.startsWith("$") ? `${this.ctx.wrapName}-${cutChainName(t.slice(1), wrap)}` : t))
+      .join(" ");
+  }
+
+  private dropRules(victims: readonly IptablesRule[]): void {
+    if (victims.length === 0) return;
+    const gone = new Set(victims);
+    const chains = new Set(victims.map((r) => r.chain));
+    for (const chain of chains) {
+      const list = this.rules.get(chain);
+      if (!list) continue;
+      const kept = list.filter((r) => !gone.has(r));
+      if (kept.length) this.rules.set(chain, kept);
+      else this.rules.delete(chain);
+      this.ctx.markDirty(this.name, chain);
+    }
+    for (const r of victims) if (r.tag !== undefined) this.byTag.get(r.tag)?.delete(r);
+  }
+}

@@ -1,0 +1,46 @@
+import { CommandError } from "./errors.js";
+import type { IptablesRunner } from "./runner.js";
+
+// Namespace names become file names under /run/netns and arguments to ip(8).
+const SAFE_NETNS = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export function validateNamespaceName(name: string): void {
+  if (!SAFE_NETNS.test(name) || name.startsWith(".") || name.startsWith("-"))
+    throw new CommandError(["ip", "netns", "add", name], undefined, `invalid network namespace name ${JSON.stringify(name)}`);
+}
+
+export async function listNamespaces(runner: IptablesRunner): Promise<string[]> {
+  const r = await runner.exec("ip", ["netns", "list"]);
+  return r.stdout
+    .split("\n")
+    .map((l) => l.split(" ")[0]!)
+    .filter(Boolean);
+}
+
+export async function namespaceExists(runner: IptablesRunner, name: string): Promise<boolean> {
+  return (await listNamespaces(runner)).includes(name);
+}
+
+/** Creates a network namespace with `lo` up; an existing one is kept (adds are idempotent). */
+export async function addNamespace(runner: IptablesRunner, name: string): Promise<void> {
+  validateNamespaceName(name);
+  if (!(await namespaceExists(runner, name))) await runner.exec("ip", ["netns", "add", name]);
+  await runner.exec("ip", ["link", "set", "lo", "up"], { namespace: name });
+}
+
+/** Kills what still runs inside, then deletes the namespace. Missing namespaces are fine. */
+export async function deleteNamespace(runner: IptablesRunner, name: string): Promise<void> {
+  validateNamespaceName(name);
+  const pids = await runner.exec("ip", ["netns", "pids", name], { reject: false });
+  for (const pid of pids.stdout.split("\n").map((p) => p.trim()).filter((p) => /^\d+$/.test(p))) {
+    try {
+      process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  const r = await runner.exec("ip", ["netns", "delete", name], { reject: false });
+  if (r.exitCode !== 0 && !/No such file|not found/i.test(r.stderr)) {
+    throw new CommandError(["ip", "netns", "delete", name], r.exitCode, r.stderr);
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * The one seam between Chainwarden and the host: every external command goes through an
+ * `IptablesRunner`. The production implementation (`ExecaRunner`) runs the tools with execa,
+ * argument arrays only, prefixed by `ip netns exec NS` when a namespace is named; the test kit's
+ * `FakeIptablesRunner` implements the same contract in memory and is checked against the real
+ * tools by one shared contract suite.
+ *
+ * Contract (both implementations):
+ * - `save` returns `iptables-save` output for the family (optionally one table, optionally with
+ *   `[packets:bytes]` counters).
+ * - `restore` feeds the input to `iptables-restore --noflush` (plus `-w` when supported). Each table
+ *   block is atomic (the tool commits per `COMMIT`): on failure the failing table is unchanged, earlier
+ *   tables of the same input are applied, and it throws `RestoreError` (with the failing line when
+ *   the tool named it), `XtablesLockError` (exit 4, lock held), `ResourceProblemError` (exit 4,
+ *   anything else) or `NamespaceGoneError`.
+ * - `exec` runs one of the other tools Chainwarden needs (ipset, conntrack, ip) in the namespace.
+ */
+export type IpFamily = 4 | 6;
+export type Backend = "nft" | "legacy";
+export type BackendChoice = Backend | "auto";
+
+/** Where a command runs: the host's own namespace when `namespace` is undefined. */
+export interface Target {
+  namespace?: string | undefined;
+  family: IpFamily;
+}
+
+export interface SaveOptions {
+  /** Only this table. */
+  table?: string;
+  /** Include `[packets:bytes]` counters (`-c`). */
+  counters?: boolean;
+}
+
+export interface RestoreOptions {
+  /**
+   * Seconds to wait for the xtables lock inside the tool (`-w N`). Ignored when the binary does not
+   * support `-w`.
+   */
+  lockWaitSeconds?: number;
+}
+
+export interface IptablesVersion {
+  /** e.g. "1.8.9" */
+  version: string;
+  major: number;
+  minor: number;
+  patch: number;
+  backend: Backend;
+  /** iptables-restore accepts `-w` (1.6.2 and later). */
+  supportsWait: boolean;
+  /** SNAT/MASQUERADE accept `--random-fully` (1.6.2 and later). */
+  supportsRandomFully: boolean;
+}
+
+export type AuxCommand = "ipset" | "conntrack" | "ip" | "iptables" | "ip6tables";
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface ExecOptions {
+  namespace?: string | undefined;
+  input?: string;
+  /** Do not throw on a non-zero exit; return it. */
+  reject?: boolean;
+}
+
+export interface IptablesRunner {
+  /** The backend this runner drives (resolves `auto` on first use). */
+  backend(): Promise<Backend>;
+  save(target: Target, options?: SaveOptions): Promise<string>;
+  restore(target: Target, input: string, options?: RestoreOptions): Promise<void>;
+  version(): Promise<IptablesVersion>;
+  exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult>;
+}
+
+/** Parses `iptables v1.8.9 (nf_tables)` / `iptables-restore v1.8.9 (legacy)`. */
+export function parseIptablesVersion(text: string, fallbackBackend: Backend): IptablesVersion {
+  const m = /v(\d+)\.(\d+)(?:\.(\d+))?(?:\s+\((nf_tables|legacy)\))?/.exec(text);
+  if (!m) throw new Error(`cannot parse iptables version from ${JSON.stringify(text.trim())}`);
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  const patch = Number(m[3] ?? 0);
+  const backend: Backend = m[4] === "nf_tables" ? "nft" : m[4] === "legacy" ? "legacy" : fallbackBackend;
+  const atLeast = (a: number, b: number, c: number) =>
+    major !== a ? major > a : minor !== b ? minor > b : patch >= c;
+  return {
+    version: `${major}.${minor}.${patch}`,
+    major,
+    minor,
+    patch,
+    backend,
+    supportsWait: atLeast(1, 6, 2),
+    supportsRandomFully: atLeast(1, 6, 2),
+  };
+}

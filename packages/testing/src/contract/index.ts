@@ -1,0 +1,6 @@
+/** `@chainwarden/testing/contract`: suites that every implementation of a core interface must pass. Imports vitest. */
+export {
+  describeIptablesRunnerContract,
+  type IptablesRunnerContractSubject,
+  type TrafficHit,
+} from "./iptables-runner-contract.js";

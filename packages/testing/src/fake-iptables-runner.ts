@@ -1,0 +1,486 @@
+import {
+  classifyRestoreFailure,
+  CommandError,
+  NamespaceGoneError,
+  SaveError,
+  canonicalizeRule,
+  isBuiltinChain,
+  parseIptablesVersion,
+  parseSave,
+  ruleTarget,
+  type AuxCommand,
+  type Backend,
+  type ExecOptions,
+  type ExecResult,
+  type IpFamily,
+  type IptablesRunner,
+  type IptablesVersion,
+  type RestoreOptions,
+  type SaveOptions,
+  type Target,
+} from "@chainwarden/core";
+import { FakeFamily } from "./fake-family.js";
+import { runRestore, ToolFailureSignal, type RestoreContext } from "./fake-restore.js";
+import { FakeTable, KNOWN_TABLES, type RuleRef } from "./fake-table.js";
+import { NotModelledError } from "./not-modelled-error.js";
+import { quoteArgs, tokenizeRestoreLine } from "./restore-line.js";
+import { isTargetExtension } from "./xtables-extensions.js";
+import { namespaceGoneFailure, ToolMessages, type ToolFailure } from "./tool-messages.js";
+
+export interface FakeIptablesRunnerOptions {
+  /** Which iptables 1.8.9 variant to behave like: error texts, exit codes, table order, lock use. */
+  variant: Backend;
+  /** Reported by `version()` and printed in error messages; default "1.8.9". */
+  version?: string;
+  /** Network namespaces that exist from the start (the host's always does). */
+  namespaces?: readonly string[];
+  /** `-w` seconds when `restore` is given none, as ExecaRunner's default (5). */
+  lockWaitSeconds?: number;
+  /** The lock file named in the legacy lock error; default `/run/xtables.lock`. */
+  lockFile?: string;
+  /** Rule text → iptables-save form; default core's `canonicalizeRule` (non-strict). */
+  canonicalize?: (rule: string, family: IpFamily) => string;
+}
+
+export interface RestoreCall {
+  target: Target;
+  input: string;
+  options: RestoreOptions;
+}
+
+export interface SaveCall {
+  target: Target;
+  options: SaveOptions;
+}
+
+export interface ExecCall {
+  command: AuxCommand;
+  args: readonly string[];
+  options: ExecOptions;
+}
+
+/** A failure the next `restore` reports instead of running (state is left unchanged). */
+export interface InjectedRestoreFailure {
+  exitCode: number;
+  stderr: string;
+  /** The failing line, when stderr does not name it the way the tool would. */
+  line?: number;
+}
+
+export type BeforeRestoreHook = (call: RestoreCall, fake: FakeIptablesRunner) => void | Promise<void>;
+
+export interface DumpOptions {
+  table?: string;
+  /** `[p:b]` on chain and rule lines. */
+  counters?: boolean;
+}
+
+interface NamespaceState {
+  families: Record<IpFamily, FakeFamily>;
+}
+
+const HOST = "\u0000host";
+const key = (namespace: string | undefined): string => namespace ?? HOST;
+
+/**
+ * An honest in-memory iptables (the kube-proxy / knftables model): it keeps the kernel state per
+ * network namespace and IP family, interprets `iptables-restore --noflush` input the way iptables
+ * 1.8.9 does (nft or legacy, chosen per instance), prints `iptables-save` output as the tool
+ * would, and fails with the same exit codes and stderr, classified into the same error classes,
+ * as `ExecaRunner` driving the real tools. The shared contract suite
+ * (`describeIptablesRunnerContract`) runs against it and the real tools so it stays that way.
+ *
+ * Behaviour mimicked (each probed on Debian 12, iptables 1.8.9, in a throwaway namespace):
+ * - per-table atomicity: a table block applies at its COMMIT or not at all; earlier blocks of a
+ *   failing input stay applied (both backends);
+ * - `:chain` under --noflush creates a user chain or flushes it; on a built-in chain it only sets
+ *   the policy;
+ * - rule text normalized like iptables-save (core's canonicalizer), so `-D chain <rulespec>` matches;
+ * - refusals with the tool's words: see `ToolMessages` and `runRestore` for the list;
+ * - which tables exist and their print order (see `FakeFamily`);
+ * - counters: untouched rules keep theirs; `-R` and new rules start at 0; legacy resets built-in
+ *   policy counters whenever a restore changes the table; nft keeps none for policies;
+ * - the xtables lock (legacy only; iptables-nft ignores it) and vanished namespaces.
+ * Everything it cannot model honestly throws `NotModelledError`.
+ */
+export class FakeIptablesRunner implements IptablesRunner {
+  readonly variant: Backend;
+  /** Every `restore` call, in order, failed ones included. */
+  readonly restoreCalls: RestoreCall[] = [];
+  readonly saveCalls: SaveCall[] = [];
+  readonly execCalls: ExecCall[] = [];
+
+  private readonly versionText: string;
+  private readonly lockWaitSeconds: number;
+  private readonly lockFile: string;
+  private readonly canonicalizeFn: (rule: string, family: IpFamily) => string;
+  private readonly namespaces = new Map<string, NamespaceState>();
+  private readonly hooks: BeforeRestoreHook[] = [];
+  private injected: InjectedRestoreFailure[] = [];
+  private lockHeldUntil = 0;
+  private inHook = false;
+
+  constructor(options: FakeIptablesRunnerOptions) {
+    this.variant = options.variant;
+    this.versionText = options.version ?? "1.8.9";
+    this.lockWaitSeconds = options.lockWaitSeconds ?? 5;
+    this.lockFile = options.lockFile ?? "/run/xtables.lock";
+    this.canonicalizeFn = options.canonicalize ?? ((rule, family) => canonicalizeRule(rule, { family }));
+    this.namespaces.set(HOST, newNamespace());
+    for (const ns of options.namespaces ?? []) this.addNamespace(ns);
+  }
+
+  // ---- IptablesRunner ------------------------------------------------------------------------
+
+  async backend(): Promise<Backend> {
+    return this.variant;
+  }
+
+  async version(): Promise<IptablesVersion> {
+    return parseIptablesVersion(`iptables v${this.versionText} (${this.variant === "nft" ? "nf_tables" : "legacy"})`, this.variant);
+  }
+
+  async save(target: Target, options: SaveOptions = {}): Promise<string> {
+    this.saveCalls.push({ target: { ...target }, options: { ...options } });
+    const fam = this.familyOrGone(target, (f) => {
+      throw new NamespaceGoneError(target.namespace!, f.stderr);
+    });
+    if (options.table !== undefined) {
+      if (!KNOWN_TABLES.includes(options.table)) {
+        throw new SaveError(this.messages(target.family).saveUnknownTable(options.table).stderr, { namespace: target.namespace });
+      }
+      // Legacy registers the table by reading it; nft prints an absent table's built-ins without creating it.
+      if (this.variant === "legacy") fam.register(options.table);
+      const table = fam.tables.get(options.table) ?? FakeTable.fresh(options.table);
+      return table.render({ chainCounters: true, ruleCounters: options.counters ?? false });
+    }
+    return fam
+      .ordered(this.variant)
+      .map((t) => t.render({ chainCounters: true, ruleCounters: options.counters ?? false }))
+      .join("");
+  }
+
+  async restore(target: Target, input: string, options: RestoreOptions = {}): Promise<void> {
+    const call: RestoreCall = { target: { ...target }, input, options: { ...options } };
+    this.restoreCalls.push(call);
+    if (!this.inHook && this.hooks.length > 0) {
+      this.inHook = true;
+      try {
+        for (const hook of [...this.hooks]) await hook(call, this);
+      } finally {
+        this.inHook = false;
+      }
+    }
+    const fail = (failure: ToolFailure & { line?: number }): never => {
+      throw classifyRestoreFailure(target, input, failure);
+    };
+    const fam = this.familyOrGone(target, fail);
+    const injected = this.injected.shift();
+    if (injected) fail(injected);
+    if (this.variant === "legacy") {
+      const lock = await this.waitForLock(target, options);
+      if (lock) fail(lock);
+    }
+    this.apply(target, fam, input, fail);
+  }
+
+  async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+    this.execCalls.push({ command, args: [...args], options: { ...options } });
+    const file = command === "iptables" || command === "ip6tables" ? `${command}-${this.variant}` : command;
+    const result = this.runExec(command, args, options);
+    if (result.exitCode !== 0 && options.reject !== false) {
+      if (options.namespace !== undefined && result.exitCode === 255 && result.stderr.startsWith("Cannot open network namespace")) {
+        throw new NamespaceGoneError(options.namespace, result.stderr);
+      }
+      throw new CommandError([file, ...args], result.exitCode, result.stderr, { namespace: options.namespace });
+    }
+    return result;
+  }
+
+  // ---- namespaces ------------------------------------------------------------------------------
+
+  /** Like `ip netns add NAME`: a fresh namespace, no tables. */
+  addNamespace(name: string): void {
+    if (this.namespaces.has(key(name))) throw new Error(`Cannot create namespace file "/run/netns/${name}": File exists`);
+    this.namespaces.set(key(name), newNamespace());
+  }
+
+  /** Like `ip netns del NAME`: everything in it is gone; later calls get NamespaceGoneError. */
+  deleteNamespace(name: string): void {
+    if (!this.namespaces.delete(key(name))) throw new Error(`Cannot remove namespace file "/run/netns/${name}": No such file or directory`);
+  }
+
+  hasNamespace(name: string): boolean {
+    return this.namespaces.has(key(name));
+  }
+
+  /** The named namespaces, in creation order (the host's is not listed). */
+  listNamespaces(): string[] {
+    return [...this.namespaces.keys()].filter((k) => k !== HOST);
+  }
+
+  // ---- test setup and assertions ---------------------------------------------------------------
+
+  /**
+   * Loads captured real `iptables-save` output (with or without counters; `#` lines ignored) into
+   * a (namespace, family). Each table in the text replaces that table; others are kept. Rule text
+   * is taken as printed. Throws when a rule jumps to a chain the table does not have.
+   */
+  seed(target: Target, saveText: string): void {
+    const fam = this.familyOrThrow(target);
+    const tables: FakeTable[] = [];
+    for (const saved of parseSave(saveText).values()) {
+      if (!KNOWN_TABLES.includes(saved.name)) throw new Error(`seed: unknown table ${JSON.stringify(saved.name)}`);
+      const table = FakeTable.fresh(saved.name);
+      for (const c of saved.chains.values()) {
+        const builtin = isBuiltinChain(saved.name, c.name);
+        const chain = builtin ? table.chains.get(c.name)! : table.addUserChain(c.name);
+        if (builtin && c.policy !== null) chain.policy = c.policy;
+        chain.packets = c.counters?.packets ?? 0n;
+        chain.bytes = c.counters?.bytes ?? 0n;
+        chain.rules = c.rules.map((r) => ({
+          text: r.text,
+          ref: this.refOf(r.text),
+          packets: r.counters?.packets ?? 0n,
+          bytes: r.counters?.bytes ?? 0n,
+        }));
+      }
+      for (const c of table.chains.values()) {
+        for (const r of c.rules) {
+          if (r.ref && !(r.ref.kind === "jump" && isTargetExtension(r.ref.target, target.family)) && !table.chains.has(r.ref.target)) {
+            throw new Error(`seed: in table ${saved.name}, "-A ${c.name} ${r.text}" ${r.ref.kind === "goto" ? "goes" : "jumps"} to missing chain ${r.ref.target}`);
+          }
+        }
+      }
+      tables.push(table);
+    }
+    fam.putInPrintOrder(tables);
+  }
+
+  /**
+   * The state as canonical save text for assertions: tables in the order the variant prints them,
+   * built-in chains first, user chains sorted, no `#` lines; counters only when asked for.
+   */
+  dump(target: Target, options: DumpOptions = {}): string {
+    const fam = this.familyOrThrow(target);
+    const tables = options.table !== undefined ? [fam.tables.get(options.table)].filter((t) => t !== undefined) : fam.ordered(this.variant);
+    const counters = options.counters ?? false;
+    return tables.map((t) => t.render({ chainCounters: counters, ruleCounters: counters })).join("");
+  }
+
+  /** The rule texts of one chain (undefined when the table or chain does not exist). */
+  rules(target: Target, table: string, chain: string): string[] | undefined {
+    return this.familyOrThrow(target).tables.get(table)?.chains.get(chain)?.rules.map((r) => r.text);
+  }
+
+  /** Simulates traffic: adds to the counters of rule `ruleIndex` (1-based, as `-D chain N`). */
+  countPackets(target: Target, table: string, chain: string, ruleIndex: number, packets: number | bigint, bytes: number | bigint): void {
+    const rule = this.familyOrThrow(target).tables.get(table)?.chains.get(chain)?.rules[ruleIndex - 1];
+    if (!rule) throw new Error(`countPackets: no rule ${ruleIndex} in ${table}/${chain}`);
+    rule.packets += BigInt(packets);
+    rule.bytes += BigInt(bytes);
+  }
+
+  /**
+   * Applies restore input as another process would (the same checks and errors), without
+   * recording it, running hooks or consuming injected faults. For `onBeforeRestore` hooks that
+   * play a concurrent writer.
+   */
+  externalRestore(target: Target, input: string): void {
+    const fail = (failure: ToolFailure): never => {
+      throw classifyRestoreFailure(target, input, failure);
+    };
+    this.apply(target, this.familyOrGone(target, fail), input, fail);
+  }
+
+  // ---- faults ------------------------------------------------------------------------------------
+
+  /** The next restore fails like this, classified as ExecaRunner would, and changes nothing. */
+  failNextRestore(failure: InjectedRestoreFailure): void {
+    this.injected.push({ ...failure });
+  }
+
+  /**
+   * Another process holds the xtables lock for `durationMs`. Legacy restores in that window wait
+   * up to their `-w` seconds and then fail with XtablesLockError (exit 4, the tool's stderr);
+   * iptables-nft does not use the lock, so nft restores are not affected.
+   */
+  holdLock(durationMs: number): void {
+    this.lockHeldUntil = Math.max(this.lockHeldUntil, Date.now() + durationMs);
+  }
+
+  releaseLock(): void {
+    this.lockHeldUntil = 0;
+  }
+
+  /** Runs before every recorded restore (e.g. a concurrent writer). Returns an unsubscribe. */
+  onBeforeRestore(hook: BeforeRestoreHook): () => void {
+    this.hooks.push(hook);
+    return () => {
+      const at = this.hooks.indexOf(hook);
+      if (at !== -1) this.hooks.splice(at, 1);
+    };
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  private apply(target: Target, fam: FakeFamily, input: string, fail: (f: ToolFailure) => never): void {
+    const ctx: RestoreContext = {
+      variant: this.variant,
+      family: target.family,
+      messages: this.messages(target.family),
+      canonicalize: (rule) => this.canonicalizeFn(rule, target.family),
+      ruleTarget: (text) => this.refOf(text),
+    };
+    try {
+      runRestore(input, fam, ctx);
+    } catch (err) {
+      if (err instanceof ToolFailureSignal) fail(err.failure);
+      throw err;
+    }
+  }
+
+  /** Legacy `-w N`: wait for the lock up to N seconds, then give up as the tool does. */
+  private async waitForLock(target: Target, options: RestoreOptions): Promise<ToolFailure | undefined> {
+    const waitSeconds = options.lockWaitSeconds ?? this.lockWaitSeconds;
+    const remaining = this.lockHeldUntil - Date.now();
+    if (remaining <= 0) return undefined;
+    if (remaining <= waitSeconds * 1000) {
+      await sleep(remaining);
+      return undefined;
+    }
+    await sleep(waitSeconds * 1000);
+    return this.messages(target.family).lockHeld(this.lockFile, waitSeconds);
+  }
+
+  private refOf(text: string): RuleRef | undefined {
+    let ref: RuleRef | undefined;
+    try {
+      ref = ruleTarget(text);
+    } catch {
+      // Seeded text the canonicalizer's tokenizer refuses (it accepts only what it can write):
+      // fall back to the tool's own splitting, where a quoted value is one word.
+      const tokens = tokenizeRestoreLine(text).map((t) => t.value);
+      const at = tokens.findIndex((v) => v === "-j" || v === "-g");
+      const target = at === -1 ? undefined : tokens[at + 1];
+      ref = target === undefined ? undefined : { kind: tokens[at] === "-g" ? "goto" : "jump", target };
+    }
+    return ref ? { kind: ref.kind, target: ref.target } : undefined;
+  }
+
+  private messages(family: IpFamily): ToolMessages {
+    return new ToolMessages(this.variant, family, this.versionText);
+  }
+
+  private familyOrGone(target: Target, gone: (f: ToolFailure) => never): FakeFamily {
+    const ns = this.namespaces.get(key(target.namespace));
+    if (!ns) return gone(namespaceGoneFailure(target.namespace!));
+    return ns.families[target.family];
+  }
+
+  private familyOrThrow(target: Target): FakeFamily {
+    const ns = this.namespaces.get(key(target.namespace));
+    if (!ns) throw new Error(`FakeIptablesRunner: namespace ${JSON.stringify(target.namespace)} does not exist`);
+    return ns.families[target.family];
+  }
+
+  private runExec(command: AuxCommand, args: readonly string[], options: ExecOptions): ExecResult {
+    const ok = (stdout = ""): ExecResult => ({ stdout, stderr: "", exitCode: 0 });
+    const failed = (f: ToolFailure): ExecResult => ({ stdout: "", stderr: f.stderr, exitCode: f.exitCode });
+    if (options.namespace !== undefined && !this.namespaces.has(key(options.namespace))) return failed(namespaceGoneFailure(options.namespace));
+
+    if (command === "ip" && args[0] === "netns") {
+      const [, verb, name] = args;
+      if ((verb === "list" || verb === "ls") && args.length === 2) return ok(this.listNamespaces().map((n) => `${n}\n`).join(""));
+      if (verb === "add" && name !== undefined && args.length === 3) {
+        if (this.namespaces.has(key(name))) return failed({ exitCode: 1, stderr: `Cannot create namespace file "/run/netns/${name}": File exists\n` });
+        this.addNamespace(name);
+        return ok();
+      }
+      if ((verb === "del" || verb === "delete") && name !== undefined && args.length === 3) {
+        if (!this.namespaces.has(key(name))) return failed({ exitCode: 1, stderr: `Cannot remove namespace file "/run/netns/${name}": No such file or directory\n` });
+        this.deleteNamespace(name);
+        return ok();
+      }
+      if (verb === "pids" && name !== undefined && args.length === 3) {
+        // No processes run in a fake namespace.
+        return this.namespaces.has(key(name)) ? ok() : failed({ exitCode: 1, stderr: "Cannot open network namespace: No such file or directory\n" });
+      }
+    }
+    // Every namespace has a loopback device; the fake keeps no link state, and nothing it models depends on it.
+    if (command === "ip" && args.length === 4 && args[0] === "link" && args[1] === "set" && args[2] === "lo" && args[3] === "up") return ok();
+    if (command === "iptables" || command === "ip6tables") return this.runIptables(command, args, options);
+    throw new NotModelledError(`exec(${JSON.stringify([command, ...args].join(" "))})`);
+  }
+
+  /** `iptables [-w [N]] [-t T] (-S [chain] | -C chain rule… | --version)`. */
+  private runIptables(command: "iptables" | "ip6tables", args: readonly string[], options: ExecOptions): ExecResult {
+    const family: IpFamily = command === "iptables" ? 4 : 6;
+    const header = `${command} v${this.versionText} (${this.variant === "nft" ? "nf_tables" : "legacy"})`;
+    const notModelled = (): never => {
+      throw new NotModelledError(`exec(${JSON.stringify([command, ...args].join(" "))})`);
+    };
+    let table = "filter";
+    let i = 0;
+    for (; i < args.length; i++) {
+      const a = args[i]!;
+      if (a === "-w" || a === "--wait") {
+        if (args[i + 1] !== undefined && /^\d+(\.\d+)?$/.test(args[i + 1]!)) i++;
+      } else if (a.startsWith("--wait=")) {
+        continue;
+      } else if (a === "-W" || a === "--wait-interval") {
+        i++;
+      } else if (a === "-t" || a === "--table") {
+        table = args[++i] ?? notModelled();
+      } else if (a.startsWith("--table=")) {
+        table = a.slice("--table=".length);
+      } else break;
+    }
+    const cmd = args[i];
+    const rest = args.slice(i + 1);
+    if ((cmd === "--version" || cmd === "-V") && rest.length === 0) return { stdout: `${header}\n`, stderr: "", exitCode: 0 };
+    if (cmd !== "-S" && cmd !== "--list-rules" && cmd !== "-C" && cmd !== "--check") return notModelled();
+
+    const fam = this.namespaces.get(key(options.namespace))!.families[family];
+    if (!KNOWN_TABLES.includes(table)) {
+      const stderr =
+        this.variant === "nft"
+          ? `${header}: table '${table}' does not exist\nPerhaps ${command} or your kernel needs to be upgraded.\n`
+          : `${header}: can't initialize ${command} table \`${table}': Table does not exist (do you need to insmod?)\nPerhaps ${command} or your kernel needs to be upgraded.\n`;
+      return { stdout: "", stderr, exitCode: 3 };
+    }
+    if (this.variant === "legacy") fam.register(table);
+    const t = fam.tables.get(table) ?? FakeTable.fresh(table);
+
+    if (cmd === "-S" || cmd === "--list-rules") {
+      if (rest.length > 1) return notModelled();
+      const chains = rest[0] !== undefined ? [t.chains.get(rest[0])] : t.orderedChains();
+      if (chains[0] === undefined) {
+        const stderr =
+          this.variant === "nft"
+            ? `${header}: chain \`${rest[0]}' in table \`${table}' is incompatible, use 'nft' tool.\n`
+            : `${command}: No chain/target/match by that name.\n`;
+        return { stdout: "", stderr, exitCode: 1 };
+      }
+      const out: string[] = [];
+      for (const c of chains) out.push(c!.builtin ? `-P ${c!.name} ${c!.policy}` : `-N ${c!.name}`);
+      for (const c of chains) for (const r of c!.rules) out.push(`-A ${c!.name}${r.text ? ` ${r.text}` : ""}`);
+      return { stdout: `${out.join("\n")}\n`, stderr: "", exitCode: 0 };
+    }
+
+    // -C chain rule…
+    const [chainName, ...ruleArgs] = rest;
+    if (chainName === undefined) return notModelled();
+    const text = ruleArgs.length === 0 ? "" : this.canonicalizeFn(quoteArgs(ruleArgs), family);
+    const found = t.chains.get(chainName)?.rules.some((r) => r.text === text) ?? false;
+    return found ? { stdout: "", stderr: "", exitCode: 0 } : { stdout: "", stderr: `${command}: Bad rule (does a matching rule exist in that chain?).\n`, exitCode: 1 };
+  }
+}
+
+function newNamespace(): NamespaceState {
+  return { families: { 4: new FakeFamily(), 6: new FakeFamily() } };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,235 @@
+/**
+ * Core's IptablesManager and applier against the fake iptables: the mechanics that are awkward to
+ * provoke on a real kernel (injected failures, a concurrent writer, counting every save and restore).
+ * The same behaviours on the real tools are in core's `iptables-manager.kernel.test.ts`; the fake is
+ * kept honest by the runner contract suite.
+ */
+import {
+  ChainNameCollisionError,
+  InvalidChainNameError,
+  InvalidRuleError,
+  IptablesManager,
+  RestoreError,
+  UnknownChainError,
+  NamespaceGoneError,
+  type IptablesManagerOptions,
+} from "@chainwarden/core";
+import { describe, expect, it } from "vitest";
+import { FakeIptablesRunner } from "./fake-iptables-runner.js";
+
+const NS = "qrouter-1";
+
+function setup(options: Partial<IptablesManagerOptions> & { variant?: "nft" | "legacy" } = {}) {
+  const { variant = "nft", ...rest } = options;
+  const fake = new FakeIptablesRunner({ variant, namespaces: [NS] });
+  const manager = new IptablesManager({ runner: fake, namespace: NS, strict: true, ...rest });
+  return { fake, manager, t4: { namespace: NS, family: 4 as const } };
+}
+
+describe("IptablesManager with the fake iptables", () => {
+  it("rejects bad input before anything runs", () => {
+    const { fake, manager } = setup();
+    const filter = manager.table(4, "filter");
+    filter.addChain("ok");
+    const bad: [() => unknown, new (...a: never[]) => Error][] = [
+      [() => filter.addRule("ok", "-s 10.0.0.1/32 -j ACCEPT\n-A INPUT -j DROP"), InvalidRuleError],
+      [() => filter.addRule("ok", "-j ACCEPT COMMIT"), InvalidRuleError],
+      [() => filter.addRule("ok", "COMMIT"), InvalidRuleError],
+      [() => filter.addRule("ok", '-m comment --comment "a"b" -j ACCEPT'), InvalidRuleError],
+      [() => filter.addRule("ok", "-m comment --comment 'x' -j ACCEPT"), InvalidRuleError],
+      [() => filter.addRule("ok", "-j ACCEPT", { comment: 'say "hi"' }), InvalidRuleError],
+      [() => filter.addRule("ok", "-j ACCEPT", { comment: "two\nlines" }), InvalidRuleError],
+      [() => filter.addRule("ok", "-j ACCEPT", { comment: "COMMIT" }), InvalidRuleError],
+      [() => filter.addRule("ok", `-j ${"x".repeat(29)}`), InvalidRuleError],
+      [() => filter.addRule("ok", "-j $a-chain-name-that-is-long", { wrap: false }), InvalidRuleError],
+      [() => filter.addChain("x".repeat(29), { wrap: false }), InvalidChainNameError],
+      [() => filter.addChain("bad name"), InvalidChainNameError],
+      [() => filter.addRule("INPUT\n*nat", "-j ACCEPT", { wrap: false }), InvalidChainNameError],
+      [() => filter.addRule("missing", "-j ACCEPT"), UnknownChainError],
+    ];
+    for (const [fn, type] of bad) expect(fn).toThrow(type);
+    expect(fake.restoreCalls).toEqual([]);
+    expect(fake.saveCalls).toEqual([]);
+  });
+
+  it("names the resource in a rejected rule", () => {
+    const { manager } = setup();
+    manager.table(4, "filter").addChain("r1", { resource: "router r1" });
+    expect(() => manager.table(4, "filter").addRule("r1", "-s 10.0.0.300/32 -j ACCEPT", { resource: "router r1" })).toThrow(/router r1/);
+  });
+
+  it("fails loudly when two different chain names would be cut to one kernel name", () => {
+    const { manager } = setup();
+    const filter = manager.table(4, "filter");
+    expect(filter.addChain("iv480daec7b-1111")).toBe("neutron-l3-agent-iv480daec7b");
+    expect(() => filter.addChain("iv480daec7b-2222")).toThrow(ChainNameCollisionError);
+    // The same name again, or the already-cut name, is the same chain.
+    expect(filter.addChain("iv480daec7b-1111")).toBe("neutron-l3-agent-iv480daec7b");
+    expect(() => filter.addRule("iv480daec7b", "-j DROP")).not.toThrow();
+    expect(() => filter.addRule("iv480daec7b-2222", "-j DROP")).toThrow(ChainNameCollisionError);
+  });
+
+  it("reads iptables-save once per family, then never on the hot path", async () => {
+    const { fake, manager } = setup();
+    await manager.apply();
+    expect(fake.saveCalls.length).toBe(2);
+    const nat = manager.table(4, "nat");
+    for (let i = 0; i < 20; i++) {
+      nat.clearRulesByTag("floating_ip");
+      nat.addRule("float-snat", `-s 10.0.0.${i + 2}/32 -j SNAT --to-source 172.24.4.${i + 2}`, { tag: "floating_ip" });
+      await manager.apply();
+    }
+    expect(fake.saveCalls.length).toBe(2);
+  });
+
+  it("sends only the changed tables and chains, and nothing when nothing changed", async () => {
+    const { fake, manager } = setup();
+    const filter = manager.table(4, "filter");
+    for (let i = 0; i < 50; i++) {
+      filter.addChain(`c${i}`);
+      filter.addRule(`c${i}`, `-s 10.0.${i}.0/24 -j ACCEPT`);
+    }
+    await manager.apply();
+    const calls = fake.restoreCalls.length;
+    expect((await manager.apply()).sent).toBe(false);
+    expect(fake.restoreCalls.length).toBe(calls);
+
+    filter.addRule("c7", "-s 10.9.9.9/32 -j DROP", { top: true });
+    const r = await manager.apply();
+    expect(r.families[0]!.input).toBe("*filter\n-I neutron-l3-agent-c7 1 -s 10.9.9.9/32 -j DROP\nCOMMIT\n");
+    expect(r.families[1]!.sent).toBe(false);
+    expect(fake.restoreCalls.length).toBe(calls + 1);
+  });
+
+  it("batches a deferApply block into one restore per family", async () => {
+    const { fake, manager } = setup();
+    await manager.apply();
+    const before = fake.restoreCalls.length;
+    await manager.deferApply(async (m) => {
+      m.table(4, "filter").addRule("INPUT", "-s 10.1.0.0/16 -j ACCEPT");
+      await m.apply(); // inside the block: deferred
+      m.table(4, "nat").addRule("PREROUTING", "-d 172.24.4.9/32 -j DNAT --to-destination 10.1.0.9");
+      m.table(6, "filter").addRule("INPUT", "-s 2001:db8::/64 -j ACCEPT");
+    });
+    expect(fake.restoreCalls.length - before).toBe(2);
+    expect(fake.restoreCalls.at(-2)!.input).toMatch(/^\*filter\n[^*]*COMMIT\n\*nat\n/);
+  });
+
+  it("a failed restore raises RestoreError naming the resource; the next apply re-reads and converges", async () => {
+    const { fake, manager, t4 } = setup({ variant: "legacy" });
+    await manager.apply();
+    const before = fake.dump(t4);
+    manager.table(4, "filter").addChain("fw-1", { resource: "firewall fw-1" });
+    manager.table(4, "filter").addRule("fw-1", "-p icmp -j DROP", { resource: "firewall fw-1" });
+    fake.failNextRestore({ exitCode: 1, stderr: "iptables-restore: line 3 failed\n" });
+    const err = (await manager.apply().catch((e: unknown) => e)) as RestoreError;
+    expect(err).toBeInstanceOf(RestoreError);
+    expect(err.line).toBe(3);
+    expect(err.lineText).toBe("-A neutron-l3-agent-fw-1 -p icmp -j DROP");
+    expect(err.chain).toBe("neutron-l3-agent-fw-1");
+    expect(err.resource).toBe("firewall fw-1");
+    expect(err.namespace).toBe(NS);
+    expect(err.context.find((c) => c.failing)!.number).toBe(3);
+    expect(err.message).toContain("firewall fw-1");
+    expect(fake.dump(t4)).toBe(before);
+    const saves = fake.saveCalls.length;
+    await manager.apply();
+    expect(fake.saveCalls.length).toBe(saves + 1); // the failed family re-reads; IPv6 had nothing to send
+    expect(fake.rules(t4, "filter", "neutron-l3-agent-fw-1")).toEqual(["-p icmp -j DROP"]);
+    expect((await manager.apply()).sent).toBe(false);
+  });
+
+  it("refuses a jump to a chain that will not exist, naming the resource, before sending", async () => {
+    const { fake, manager } = setup();
+    await manager.apply();
+    const calls = fake.restoreCalls.length;
+    manager.table(4, "filter").addRule("INPUT", "-j neutron-l3-agent-nowhere", { resource: "router r9" });
+    const err = (await manager.apply().catch((e: unknown) => e)) as UnknownChainError;
+    expect(err).toBeInstanceOf(UnknownChainError);
+    expect(err.chain).toBe("neutron-l3-agent-nowhere");
+    expect(err.resource).toBe("router r9");
+    expect(fake.restoreCalls.length).toBe(calls);
+  });
+
+  it("waits out a held xtables lock with backoff (legacy)", async () => {
+    const { fake, manager } = setup({ variant: "legacy", lockWaitSeconds: 0.05, lockRetry: { initialDelayMs: 20, maxDelayMs: 80, attempts: 20 } });
+    fake.holdLock(300);
+    const r = await manager.apply();
+    expect(r.sent).toBe(true);
+    expect(r.families[0]!.lockRetries).toBeGreaterThan(0);
+  });
+
+  it("gives up on a lock held longer than the retry budget with XtablesLockError", async () => {
+    const { fake, manager } = setup({ variant: "legacy", lockWaitSeconds: 0.01, lockRetry: { initialDelayMs: 5, maxDelayMs: 5, attempts: 3 } });
+    fake.holdLock(10_000);
+    await expect(manager.apply()).rejects.toMatchObject({ code: "XTABLES_LOCK" });
+    fake.releaseLock();
+    expect((await manager.apply()).sent).toBe(true);
+  });
+
+  it("raises NamespaceGoneError for a namespace that vanished", async () => {
+    const { fake, manager } = setup();
+    await manager.apply();
+    fake.deleteNamespace(NS);
+    manager.table(4, "filter").addRule("INPUT", "-j ACCEPT");
+    await expect(manager.apply()).rejects.toBeInstanceOf(NamespaceGoneError);
+  });
+
+  it("stays correct when another writer changes a shared chain behind its back", async () => {
+    const { fake, manager, t4 } = setup();
+    const filter = manager.table(4, "filter");
+    filter.addRule("INPUT", "-s 10.1.0.0/16 -j ACCEPT", { wrap: false });
+    filter.addRule("INPUT", "-s 10.2.0.0/16 -j ACCEPT", { wrap: false });
+    await manager.apply();
+    // Someone inserts rules at the top of INPUT between our applies; our view does not know.
+    fake.onBeforeRestore((_call, f) => f.externalRestore(t4, "*filter\n-I INPUT 1 -s 192.0.2.1/32 -j DROP\n-I INPUT 1 -s 192.0.2.2/32 -j DROP\nCOMMIT\n"));
+    filter.removeRule("INPUT", "-s 10.1.0.0/16 -j ACCEPT", { wrap: false });
+    await manager.apply();
+    const input = fake.rules(t4, "filter", "INPUT")!;
+    expect(input).toContain("-s 192.0.2.1/32 -j DROP");
+    expect(input).toContain("-s 192.0.2.2/32 -j DROP");
+    expect(input).toContain("-s 10.2.0.0/16 -j ACCEPT");
+    expect(input).not.toContain("-s 10.1.0.0/16 -j ACCEPT");
+    expect(input).toContain("-j neutron-l3-agent-INPUT");
+  });
+
+  it("keeps the counters of unchanged rules", async () => {
+    const { fake, manager, t4 } = setup();
+    const filter = manager.table(4, "filter");
+    filter.addRule("INPUT", "-s 10.1.0.0/16 -j ACCEPT");
+    filter.addRule("INPUT", "-s 10.2.0.0/16 -j ACCEPT");
+    await manager.apply();
+    fake.countPackets(t4, "filter", "neutron-l3-agent-INPUT", 2, 7, 700);
+    filter.addRule("INPUT", "-s 10.0.0.0/16 -j ACCEPT", { top: true });
+    filter.removeRule("INPUT", "-s 10.1.0.0/16 -j ACCEPT");
+    await manager.apply();
+    expect(fake.dump(t4, { table: "filter", counters: true })).toContain("[7:700] -A neutron-l3-agent-INPUT -s 10.2.0.0/16 -j ACCEPT");
+    const c = await manager.getTrafficCounters("INPUT");
+    expect(c).toEqual({ packets: 7n, bytes: 700n });
+  });
+
+  it("at 100k rules, a one-rule change sends under 1 KB", async () => {
+    const { manager } = setup({ useIpv6: false });
+    const filter = manager.table(4, "filter");
+    for (let c = 0; c < 10_000; c++) {
+      filter.addChain(`c${c}`);
+      filter.addRule("FORWARD", `-s 10.${c >> 8}.${c & 255}.0/24 -j $c${c}`);
+      for (let r = 0; r < 10; r++) filter.addRule(`c${c}`, `-s 10.${c >> 8}.${c & 255}.${r + 1}/32 -j RETURN`);
+    }
+    await manager.apply();
+    filter.removeRule("c5000", "-s 10.19.136.1/32 -j RETURN");
+    filter.addRule("c5000", "-s 10.19.136.99/32 -p udp -m udp --dport 53 -j RETURN");
+    const r = await manager.apply();
+    expect(r.lines).toBe(2);
+    expect(Buffer.byteLength(r.families[0]!.input)).toBeLessThan(1024);
+  });
+
+  it("plan() with a namespace that does not exist yet plans against an empty kernel", async () => {
+    const fake = new FakeIptablesRunner({ variant: "nft" });
+    const manager = new IptablesManager({ runner: fake, namespace: "qrouter-new" });
+    const plan = await manager.plan();
+    expect(plan.families[0]!.namespaceMissing).toBe(true);
+    expect(plan.families[0]!.input).toContain(":neutron-l3-agent-INPUT - [0:0]");
+    expect(fake.restoreCalls).toEqual([]);
+  });
+});

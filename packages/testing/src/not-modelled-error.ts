@@ -1,0 +1,11 @@
+/**
+ * The fake was asked for something it cannot model honestly (a command, an option, a form of
+ * restore input). It fails loudly instead of guessing, so a test never passes against behaviour
+ * the real tools do not have.
+ */
+export class NotModelledError extends Error {
+  constructor(what: string) {
+    super(`${what} is not modelled by FakeIptablesRunner`);
+    this.name = "NotModelledError";
+  }
+}
