@@ -224,6 +224,18 @@ describe("IptablesManager with the fake iptables", () => {
     expect(Buffer.byteLength(r.families[0]!.input)).toBeLessThan(1024);
   });
 
+  it("nat: false manages filter, raw and mangle; stateless only filter and raw", async () => {
+    const noNat = setup({ nat: false });
+    await noNat.manager.apply();
+    expect(Object.keys(noNat.manager.ipv4).sort()).toEqual(["filter", "mangle", "raw"]);
+    expect(noNat.fake.rules(noNat.t4, "nat", "PREROUTING")).toBeUndefined();
+    expect(noNat.fake.rules(noNat.t4, "mangle", "PREROUTING")).toEqual(["-j neutron-l3-agent-PREROUTING"]);
+    const stateless = setup({ stateless: true, wrapName: "neutron-linuxbri" });
+    await stateless.manager.apply();
+    expect(Object.keys(stateless.manager.ipv6).sort()).toEqual(["filter", "raw"]);
+    expect(stateless.fake.rules(stateless.t4, "mangle", "PREROUTING")).toBeUndefined();
+  });
+
   it("plan() with a namespace that does not exist yet plans against an empty kernel", async () => {
     const fake = new FakeIptablesRunner({ variant: "nft" });
     const manager = new IptablesManager({ runner: fake, namespace: "qrouter-new" });
