@@ -5,6 +5,7 @@
 export type ChainwardenErrorCode =
   | "INVALID_RULE"
   | "INVALID_CHAIN_NAME"
+  | "INVALID_NAMESPACE_NAME"
   | "CHAIN_NAME_COLLISION"
   | "UNKNOWN_CHAIN"
   | "UNKNOWN_TABLE"
@@ -54,6 +55,12 @@ export class InvalidChainNameError extends ChainwardenError {
   constructor(chain: string, reason: string, options: ChainwardenErrorOptions = {}) {
     super("INVALID_CHAIN_NAME", `invalid chain name ${JSON.stringify(chain)}: ${reason}`, options);
     this.chain = chain;
+  }
+}
+
+export class InvalidNamespaceNameError extends ChainwardenError {
+  constructor(readonly namespaceName: string) {
+    super("INVALID_NAMESPACE_NAME", `invalid network namespace name ${JSON.stringify(namespaceName)}: 1-64 of letters, digits, _ . - (not first)`);
   }
 }
 

@@ -45,6 +45,7 @@ import {
 import type { IpFamily, IptablesRunner } from "./runner.js";
 import { silentLogger, type CoreLogger } from "./logger.js";
 import { matchSequences } from "./sequence-diff.js";
+import { validateNamespaceName } from "./netns.js";
 import { ruleTarget } from "./canonical/rule-tokens.js";
 import { isTargetExtension } from "./canonical/module-specs.js";
 import type { TableName, TableState } from "./iptables-table.js";
@@ -138,6 +139,7 @@ export class IptablesApplier {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: IptablesApplierOptions) {
+    if (options.namespace !== undefined) validateNamespaceName(options.namespace);
     this.runner = options.runner;
     this.namespace = options.namespace;
     this.logger = options.logger ?? silentLogger;

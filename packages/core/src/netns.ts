@@ -1,12 +1,13 @@
-import { CommandError } from "./errors.js";
+import { CommandError, InvalidNamespaceNameError } from "./errors.js";
 import type { IptablesRunner } from "./runner.js";
 
 // Namespace names become file names under /run/netns and arguments to ip(8).
 const SAFE_NETNS = /^[A-Za-z0-9_.-]{1,64}$/;
 
+/** Throws unless `name` is safe as a file name under /run/netns and as an ip(8) argument. */
 export function validateNamespaceName(name: string): void {
   if (!SAFE_NETNS.test(name) || name.startsWith(".") || name.startsWith("-"))
-    throw new CommandError(["ip", "netns", "add", name], undefined, `invalid network namespace name ${JSON.stringify(name)}`);
+    throw new InvalidNamespaceNameError(name);
 }
 
 export async function listNamespaces(runner: IptablesRunner): Promise<string[]> {
