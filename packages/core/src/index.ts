@@ -18,3 +18,4 @@ export { tokenizeRule, formatRuleTokens, ruleTarget } from "./canonical/rule-tok
 export type { RuleTarget } from "./canonical/rule-tokens.js";
 export { validateComment, commentRule } from "./canonical/comment.js";
 export * from "./restore-failure.js";
+export { ruleJumpTarget } from "./canonical/rule-tokens.js";

@@ -46,7 +46,6 @@ import type { IpFamily, IptablesRunner } from "./runner.js";
 import { silentLogger, type CoreLogger } from "./logger.js";
 import { matchSequences } from "./sequence-diff.js";
 import { validateNamespaceName } from "./netns.js";
-import { ruleTarget } from "./canonical/rule-tokens.js";
 import { isTargetExtension } from "./canonical/module-specs.js";
 import type { TableName, TableState } from "./iptables-table.js";
 
@@ -282,6 +281,8 @@ export class IptablesApplier {
     const changes: ChainChange[] = [];
     const newContent = new Map<string, string[] | null>();
     const createdSet = new Set<string>();
+    /** Chains that gain rules: only their jumps can point somewhere new. */
+    const grown: string[] = [];
     const deletedSet = new Set<string>();
 
     for (const chain of [...chains].sort()) {
@@ -308,8 +309,9 @@ export class IptablesApplier {
         }
         created.push(chain);
         createdSet.add(chain);
+        grown.push(chain);
         for (const r of wanted) edits.push(`-A ${chain} ${r}`);
-        newContent.set(chain, [...wanted]);
+        newContent.set(chain, wanted);
         if (!isOurs) owned.set(chain, new Set(wanted));
         changes.push({ table: table.name, chain, added: wanted.length, removed: 0, created: true });
         continue;
@@ -322,7 +324,8 @@ export class IptablesApplier {
         : rules.map((t) => t.includes(desire.wrapName) || wantedSet.has(t) || before?.has(t) === true);
       const result = diffChain(chain, rules, mine, wanted);
       if (result.lines.length > 0) {
-        edits.push(...result.lines);
+        if (result.added > 0) grown.push(chain);
+        for (const l of result.lines) edits.push(l);
         newContent.set(chain, result.final);
         changes.push({ table: table.name, chain, added: result.added, removed: result.removed, ...(result.rewritten ? { rewritten: true } : {}) });
       }
@@ -332,7 +335,7 @@ export class IptablesApplier {
       }
     }
 
-    this.checkJumpTargets(table, edits, (c) => (exists(c) || createdSet.has(c)) && !deletedSet.has(c));
+    this.checkJumpTargets(table, grown, (c) => (exists(c) || createdSet.has(c)) && !deletedSet.has(c));
 
     const lines = [
       ...created.sort().map((c) => `:${c} - [0:0]`),
@@ -361,21 +364,18 @@ export class IptablesApplier {
    * A jump to a chain that will not exist would fail the whole table's restore (and nf_tables names
    * only the COMMIT line); refuse it here, naming the rule's resource.
    */
-  private checkJumpTargets(table: TableState, edits: readonly string[], chainExists: (c: string) => boolean): void {
-    for (const line of edits) {
-      if (!line.startsWith("-A ") && !line.startsWith("-I ")) continue;
-      const chainEnd = line.indexOf(" ", 3);
-      const chain = line.slice(3, chainEnd);
-      let text = line.slice(chainEnd + 1);
-      if (line.startsWith("-I ")) text = text.slice(text.indexOf(" ") + 1);
-      const target = jumpTarget(text);
-      if (target === undefined || isTargetExtension(target) || chainExists(target)) continue;
-      throw new UnknownChainError(table.name, target, {
-        ...resourceOpt(table.resourceOf(chain, text)),
-        namespace: this.namespace,
-      });
+  private checkJumpTargets(table: TableState, chains: Iterable<string>, chainExists: (c: string) => boolean): void {
+    for (const chain of chains) {
+      for (const target of table.jumpTargets(chain)) {
+        if (isTargetExtension(target) || chainExists(target)) continue;
+        throw new UnknownChainError(table.name, target, {
+          ...resourceOpt(table.resourceOf(chain, undefined, target)),
+          namespace: this.namespace,
+        });
+      }
     }
   }
+
 
   /** Sends the input, waiting out xtables lock contention with capped exponential backoff. */
   private async restore(desire: FamilyDesire, plan: FamilyPlan, tablePlans: TablePlan[]): Promise<number> {
@@ -420,17 +420,6 @@ export class IptablesApplier {
     );
     return out;
   }
-}
-
-/** The `-j`/`-g` target of canonical text: the last one, since the target comes last. */
-function jumpTarget(text: string): string | undefined {
-  const at = Math.max(text.lastIndexOf(" -j "), text.lastIndexOf(" -g "));
-  const start = at >= 0 ? at + 4 : text.startsWith("-j ") || text.startsWith("-g ") ? 3 : -1;
-  if (start < 0) return undefined;
-  const end = text.indexOf(" ", start);
-  const name = text.slice(start, end === -1 ? undefined : end);
-  // A quoted option value (a LOG prefix) may hold " -j "; let the tokenizer decide then.
-  return name.includes('"') || text.lastIndexOf('"') > at ? ruleTarget(text)?.target : name;
 }
 
 function resourceOpt(resource: string | undefined): { resource?: string } {

@@ -1,7 +1,7 @@
 import { cutChainName, kernelChainName, validateChainName } from "./chain-names.js";
 import { canonicalizeRule } from "./canonical/canonicalize-rule.js";
 import { commentRule, validateComment } from "./canonical/comment.js";
-import { ruleTarget } from "./canonical/rule-tokens.js";
+import { ruleJumpTarget } from "./canonical/rule-tokens.js";
 import { ChainNameCollisionError, UnknownChainError } from "./errors.js";
 import type { IpFamily } from "./runner.js";
 
@@ -42,6 +42,8 @@ export interface IptablesRule {
   readonly top: boolean;
   readonly tag: string | undefined;
   readonly resource: string | undefined;
+  /** The `-j`/`-g` target. */
+  readonly target: string | undefined;
 }
 
 interface ChainEntry {
@@ -61,8 +63,10 @@ export interface TableState {
   chainsWithRules(): Iterable<string>;
   /** Our rules of a chain in the order they must appear, duplicates removed as Neutron does. */
   renderChain(chain: string): string[];
-  /** The resource that owns a chain or a rule text in it, for error messages. */
-  resourceOf(chain: string, text?: string): string | undefined;
+  /** The chains and extensions the chain's rules jump or go to. */
+  jumpTargets(chain: string): Iterable<string>;
+  /** The resource that owns a chain, a rule text in it, or the rule jumping to `target`, for errors. */
+  resourceOf(chain: string, text?: string, target?: string): string | undefined;
 }
 
 export interface TableContext {
@@ -128,7 +132,7 @@ export class IptablesTable implements TableState {
     this.dropRules(this.rules.get(kernel) ?? []);
     const jumping: IptablesRule[] = [];
     for (const list of this.rules.values()) {
-      for (const rule of list) if (ruleTarget(rule.text)?.target === kernel) jumping.push(rule);
+      for (const rule of list) if (rule.target === kernel) jumping.push(rule);
     }
     this.dropRules(jumping);
   }
@@ -152,6 +156,7 @@ export class IptablesTable implements TableState {
       top: options.top ?? false,
       tag: options.tag,
       resource: options.resource ?? this.chains.get(kernel)?.resource,
+      target: ruleJumpTarget(text),
     };
     let list = this.rules.get(kernel);
     if (!list) this.rules.set(kernel, (list = []));
@@ -226,6 +231,12 @@ export class IptablesTable implements TableState {
     for (const r of list) if (r.top) ordered.push(r.text);
     for (const r of list) if (!r.top) ordered.push(r.text);
     if (ordered.length === 1) return ordered;
+    if (ordered.length <= 16) {
+      // Small chains (nearly all of them): a quadratic check beats building a Set.
+      let dup = false;
+      for (let i = 1; i < ordered.length && !dup; i++) dup = ordered.lastIndexOf(ordered[i]!, i - 1) !== -1;
+      if (!dup) return ordered;
+    }
     const seen = new Set<string>();
     const out: string[] = [];
     for (let i = ordered.length - 1; i >= 0; i--) {
@@ -238,9 +249,15 @@ export class IptablesTable implements TableState {
     return out.reverse();
   }
 
-  resourceOf(chain: string, text?: string): string | undefined {
-    if (text !== undefined) {
-      const rule = this.rules.get(chain)?.find((r) => r.text === text);
+  jumpTargets(chain: string): Iterable<string> {
+    const targets = new Set<string>();
+    for (const r of this.rules.get(chain) ?? []) if (r.target !== undefined) targets.add(r.target);
+    return targets;
+  }
+
+  resourceOf(chain: string, text?: string, target?: string): string | undefined {
+    if (text !== undefined || target !== undefined) {
+      const rule = this.rules.get(chain)?.find((r) => (text === undefined || r.text === text) && (target === undefined || r.target === target));
       if (rule?.resource !== undefined) return rule.resource;
     }
     return this.chains.get(chain)?.resource;

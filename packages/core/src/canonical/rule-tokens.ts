@@ -113,3 +113,17 @@ export function ruleTarget(text: string): RuleTarget | undefined {
   }
   return undefined;
 }
+
+/**
+ * The chain or extension a canonical rule jumps or goes to, fast: in canonical text the target
+ * comes last, so it is the last ` -j `/` -g `, unless a quoted option value (a LOG prefix) follows,
+ * where the tokenizer decides.
+ */
+export function ruleJumpTarget(text: string): string | undefined {
+  const at = Math.max(text.lastIndexOf(" -j "), text.lastIndexOf(" -g "));
+  const start = at >= 0 ? at + 4 : text.startsWith("-j ") || text.startsWith("-g ") ? 3 : -1;
+  if (start < 0) return undefined;
+  if (text.indexOf('"', start) !== -1) return ruleTarget(text)?.target;
+  const end = text.indexOf(" ", start);
+  return text.slice(start, end === -1 ? undefined : end);
+}
