@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+import "reflect-metadata";
+import "../dist/main.js";

@@ -1,0 +1,57 @@
+import { ChainwardenError } from "@chainwarden/core";
+
+export type AgentErrorCode =
+  | "PLUGIN_INVALID"
+  | "PLUGIN_DUPLICATE"
+  | "PLUGIN_INCOMPATIBLE"
+  | "PLUGIN_OPTIONS"
+  | "PLUGIN_LOAD"
+  | "PLUGIN_REGISTER"
+  | "EXTENSION_POINT_CLOSED"
+  | "CONFIG_INVALID"
+  | "STATE_INVALID";
+
+/** Base of the agent's errors: a stable `code` and, where one is to blame, the plugin. */
+export class AgentError extends Error {
+  constructor(
+    readonly code: AgentErrorCode,
+    message: string,
+    readonly plugin?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class PluginError extends AgentError {}
+
+/** An extension added after the agent started. */
+export class ExtensionPointClosedError extends AgentError {
+  constructor(pointId: string, plugin: string) {
+    super("EXTENSION_POINT_CLOSED", `plugin ${plugin} added an extension to ${pointId} after the agent started; extensions must be added in register()`, plugin);
+  }
+}
+
+/** One problem in a config or state file: where and what. */
+export interface Problem {
+  /** File, or "--flag", or "defaults". */
+  source: string;
+  /** Dotted path of the field (`plugins.0.options.level`, `routers.r1.gw_port.fixed_ips.0.ip_address`). */
+  path: string;
+  message: string;
+  /** The resource (router id, port id, ...) when the problem is in one. */
+  resource?: string;
+}
+
+export function formatProblems(problems: readonly Problem[]): string {
+  return problems.map((p) => `  - ${p.source}${p.path ? ` ${p.path}` : ""}${p.resource ? ` (${p.resource})` : ""}: ${p.message}`).join("\n");
+}
+
+export class ConfigError extends AgentError {
+  constructor(readonly problems: readonly Problem[]) {
+    super("CONFIG_INVALID", `invalid configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n${formatProblems(problems)}`);
+  }
+}
+
+export { ChainwardenError };

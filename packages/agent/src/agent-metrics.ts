@@ -1,0 +1,82 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/**
+ * The agent's Prometheus metrics, in a registry of its own (never prom-client's global one, so two
+ * agents in one process, or tests, do not collide).
+ */
+export class AgentMetrics {
+  readonly registry = new Registry();
+
+  readonly applyDuration = new Histogram({
+    name: "chainwarden_apply_duration_seconds",
+    help: "Time to reconcile and apply one namespace, by kind of pass (full: start, resync, retry; partial: a change)",
+    labelNames: ["kind"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly restoreCalls = new Counter({
+    name: "chainwarden_restore_calls_total",
+    help: "iptables-restore invocations",
+    labelNames: ["family"] as const,
+    registers: [this.registry],
+  });
+  readonly restoreErrors = new Counter({
+    name: "chainwarden_restore_errors_total",
+    help: "Failed applies, by error code",
+    labelNames: ["code"] as const,
+    registers: [this.registry],
+  });
+  readonly restoreLines = new Counter({
+    name: "chainwarden_restore_lines_total",
+    help: "Edit lines sent to iptables-restore",
+    labelNames: ["family"] as const,
+    registers: [this.registry],
+  });
+  readonly rules = new Gauge({
+    name: "chainwarden_rules",
+    help: "Rules this agent manages, by family and table",
+    labelNames: ["family", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly chains = new Gauge({
+    name: "chainwarden_chains",
+    help: "Chains this agent declares, by family and table",
+    labelNames: ["family", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly driftRepairs = new Counter({
+    name: "chainwarden_drift_repairs_total",
+    help: "Namespaces where a verify found the kernel differing from what we applied, and repaired it",
+    registers: [this.registry],
+  });
+  readonly retries = new Counter({
+    name: "chainwarden_retries_total",
+    help: "Namespace applies retried after a failure",
+    registers: [this.registry],
+  });
+  readonly lockRetries = new Counter({
+    name: "chainwarden_lock_retries_total",
+    help: "iptables-restore attempts repeated because another process held the xtables lock",
+    registers: [this.registry],
+  });
+  readonly lastSuccessfulSync = new Gauge({
+    name: "chainwarden_last_successful_sync_timestamp_seconds",
+    help: "Unix time of the last pass in which every namespace applied",
+    registers: [this.registry],
+  });
+  readonly eventToApplied = new Histogram({
+    name: "chainwarden_event_to_applied_seconds",
+    help: "From a desired-state change arriving to its rules being in the kernel",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly stateProblems = new Counter({
+    name: "chainwarden_state_problems_total",
+    help: "Invalid state files or resources reported (the last good state stays in force)",
+    registers: [this.registry],
+  });
+
+  metricsText(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

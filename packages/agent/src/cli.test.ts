@@ -1,0 +1,114 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { z } from "zod";
+import { formatPlan, formatStatus, runAgentCli, type AgentApp } from "./cli.js";
+import { extendConfigSchema } from "./config-schema.js";
+import { createPlugin } from "./plugin.js";
+
+const app: AgentApp = {
+  name: "test-agent",
+  version: "1.2.3",
+  description: "an agent for tests",
+  configSchema: extendConfigSchema({ colour: z.enum(["red", "blue"]).default("red"), size: z.number().int().min(1).optional() }),
+  configDefaults: { wrap_name: "test-agent" },
+  defaultPlugins: [createPlugin({ name: "builtin", version: "0.0.1", framework: "*", register() {} })],
+  appDir: process.cwd(),
+  appFlags: [
+    { flag: "colour", key: "colour", type: "string", description: "the colour" },
+    { flag: "size", key: "size", type: "number", description: "the size" },
+    { flag: "shiny", key: "comment_iptables_rules", type: "boolean", description: "a boolean" },
+  ],
+  notes: ["Notes are printed."],
+};
+
+/** Runs the CLI in-process, capturing what it writes. */
+async function run(argv: string[]) {
+  let stdout = "";
+  let stderr = "";
+  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
+  vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
+  const code = await runAgentCli(app, argv);
+  vi.restoreAllMocks();
+  return { code, stdout, stderr };
+}
+
+afterEach(() => vi.restoreAllMocks());
+
+describe("runAgentCli", () => {
+  it("prints help with the app's flags, their config keys and defaults, and its plugins", async () => {
+    const r = await run(["--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^test-agent 1\.2\.3: an agent for tests\n/);
+    expect(r.stdout).toMatch(/--colour COLOUR +the colour\n +\(config key: colour; default: red\)/);
+    expect(r.stdout).toMatch(/--size N +the size\n +\(config key: size; default: \(none\)\)/);
+    expect(r.stdout).toMatch(/--\[no-\]shiny +a boolean\n +\(config key: comment_iptables_rules; default: true\)/);
+    // A key without a flag, defaulted by the app (configDefaults) rather than the schema.
+    expect(r.stdout).toContain("wrap_name (default: test-agent)");
+    expect(r.stdout).toContain("built in: builtin 0.0.1");
+    expect(r.stdout).toContain("Notes are printed.");
+  });
+
+  it("--version", async () => {
+    const r = await run(["--version"]);
+    expect(r.stdout).toMatch(/^test-agent 1\.2\.3 \(@chainwarden\/agent \d+\.\d+\.\d+, node v/);
+  });
+
+  it("usage errors exit 2 with a reason and a hint", async () => {
+    expect(await run(["apply"])).toMatchObject({ code: 2, stderr: "test-agent: apply needs --once (the long-running form is `run`)\nRun 'test-agent apply --help' for the commands, flags and config keys.\n" });
+    expect((await run(["status", "--shiny=yes"])).stderr).toMatch(/^test-agent: --shiny takes no value\n/);
+  });
+
+  it("flags are config keys: converted, validated, every problem listed", async () => {
+    const r = await run(["plan", "--colour", "green", "--size", "0", "--backend", "iptables"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("invalid configuration (3 problems)");
+    expect(r.stderr).toMatch(/- --colour colour: /);
+    expect(r.stderr).toMatch(/- --size size: Too small/);
+    expect(r.stderr).toMatch(/- --backend backend: /);
+  });
+});
+
+describe("formatPlan", () => {
+  it("prints # headers around the exact restore input, and no changes", () => {
+    const family = (f: 4 | 6, input: string, lines: number) => ({ family: f, namespace: "ns", input, lines, tables: [], changes: [], full: true });
+    expect(
+      formatPlan([
+        { namespace: "ns", resources: ["chain_set/a"], families: [family(4, "*filter\n-A INPUT -j ACCEPT\nCOMMIT\n", 1), family(6, "", 0)] },
+        { namespace: undefined, resources: [], families: [{ ...family(4, "", 0), namespaceMissing: true }] },
+        { namespace: "broken", resources: ["chain_set/b"], families: [], error: "the handler failed\nwith details" },
+      ]),
+    ).toBe(
+      [
+        "# namespace ns: chain_set/a",
+        "# IPv4: 1 line",
+        "*filter",
+        "-A INPUT -j ACCEPT",
+        "COMMIT",
+        "# IPv6: no changes",
+        "# namespace (host): no resources",
+        "# IPv4: no changes (namespace does not exist yet: input for a fresh one)",
+        "# namespace broken: chain_set/b",
+        "# error (nothing planned here): the handler failed",
+        "",
+      ].join("\n"),
+    );
+    expect(formatPlan([])).toBe("# no namespaces in the desired state: no changes\n");
+  });
+});
+
+describe("formatStatus", () => {
+  it("prints an aligned table", () => {
+    expect(
+      formatStatus([
+        { namespace: "qrouter-1", resources: ["router/1", "router/2"], exists: true, inSync: true, pendingLines: 0, rules: 12, chains: 30 },
+        { namespace: undefined, resources: ["chain_set/x"], exists: true, inSync: false, pendingLines: 7, rules: 3, chains: 2, error: "boom\nmore" },
+      ]),
+    ).toBe(
+      [
+        "NAMESPACE  EXISTS  RESOURCES          IN SYNC  PENDING LINES  RULES  CHAINS  ERROR",
+        "qrouter-1  yes     router/1,router/2  yes      0              12     30",
+        "(host)     yes     chain_set/x        no       7              3      2       boom",
+        "",
+      ].join("\n"),
+    );
+  });
+});

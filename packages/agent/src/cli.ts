@@ -1,0 +1,607 @@
+/**
+ * The command line both agents share: `run`, `apply --once`, `plan`, `status`, `--help`, `--version`.
+ *
+ * An app describes itself once (`AgentApp`: name, version, config schema, default plugins, its own
+ * flags) and its `main` is `process.exit(await runAgentCli(app))`. Everything an operator can say on
+ * the command line is also a config key, and the flag wins; the help text is generated from the same
+ * tables that drive parsing, and the defaults it shows come from the app's schema, so the two never
+ * disagree.
+ *
+ * Exit codes (stable, scripts branch on them):
+ * - 0  success (`status`: everything in sync)
+ * - 1  runtime failure: an apply failed, an invalid resource was not applied, the kernel refused
+ * - 2  usage error (unknown flag or command, `apply` without `--once`), invalid configuration (every
+ *      problem listed), or a plugin that cannot be loaded, is incompatible or has bad options
+ * - 3  `status`: something is not in sync
+ * - 128+n  a second SIGTERM/SIGINT while `run` was stopping (exits at once)
+ *
+ * Output: `plan` and `status` write their result to stdout and logs to stderr, so stdout can be
+ * parsed (the plan is itself valid `iptables-restore` input: the headers are `#` comments). `run`
+ * and `apply --once` log to stdout, as daemons do; failures are also summarised on stderr.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { pino, type DestinationStream, type Logger } from "pino";
+import pretty from "pino-pretty";
+import type { z } from "zod";
+import { Agent } from "./agent.js";
+import { AgentError, ConfigError, formatProblems } from "./agent-errors.js";
+import { loadConfig } from "./config-loader.js";
+import type { AgentConfig } from "./config-schema.js";
+import { createLogger } from "./logging.js";
+import type { AgentPlugin } from "./plugin.js";
+import { loadPluginsFromConfig, type PluginEntry } from "./plugin-loader.js";
+import type { NamespacePlan, NamespaceStatus, SyncReport } from "./reconcile-loop.js";
+
+/** A flag an app adds; `key` is the config key it sets (`--namespace-prefix` ↔ `namespace_prefix`). */
+export interface AppFlag {
+  /** Without the dashes: `namespace-prefix`. */
+  flag: string;
+  key: string;
+  description: string;
+  /** Booleans also get `--no-<flag>`. Numbers arrive as text and are converted by the config loader. */
+  type: "string" | "number" | "boolean";
+}
+
+/** What an agent binary is: everything the shared CLI needs to know about it. */
+export interface AgentApp {
+  /** The binary's name (`l3-agent`); also the logger's `name`. */
+  name: string;
+  version: string;
+  /** One line for `--help`. */
+  description: string;
+  /** `extendConfigSchema({...})`: the base keys plus the app's own, defaults included. */
+  configSchema: z.ZodType<AgentConfig>;
+  /**
+   * Defaults for base keys the app sets differently (its `wrap_name`); the file and the flags win.
+   * (Overriding a base key inside `extendConfigSchema` would also work at run time, but its inferred
+   * type then loses the key.)
+   */
+  configDefaults?: Readonly<Record<string, unknown>>;
+  /** Plugins that are always loaded (their options come from the config's `plugin_options`). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  defaultPlugins: AgentPlugin<any>[];
+  /** The app's package directory: plugins named in a config file are resolved from here. */
+  appDir: string;
+  appFlags: AppFlag[];
+  /** The namespace resources without one are applied in (undefined: the host's own). */
+  defaultNamespace?: (config: AgentConfig) => string | undefined;
+  /** Extra paragraphs for `--help` (e.g. what the default plugin list will hold). */
+  notes?: string[];
+  /** Extra examples for the global `--help`, without the binary name: `apply --once --state s.yaml`. */
+  examples?: string[];
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_NOT_IN_SYNC = 3;
+
+type CommandName = "run" | "apply" | "plan" | "status";
+
+interface FlagSpec {
+  flag: string;
+  key: string | undefined;
+  type: "string" | "number" | "boolean";
+  placeholder?: string;
+  description: string;
+}
+
+/** The flags every agent has. Each but `--config` is also a config key. */
+const SHARED_FLAGS: readonly FlagSpec[] = [
+  { flag: "config", key: undefined, type: "string", placeholder: "FILE", description: "the config file: YAML, or JSON when the name ends in .json" },
+  {
+    flag: "state",
+    key: "state",
+    type: "string",
+    placeholder: "PATH",
+    description: "desired state: a JSON/YAML file or a directory of them (the default state source; `run` watches it)",
+  },
+  { flag: "backend", key: "backend", type: "string", placeholder: "nft|legacy|auto", description: "which iptables to drive; auto: what `iptables` is" },
+  { flag: "log-level", key: "log_level", type: "string", placeholder: "LEVEL", description: "trace, debug, info, warn, error, fatal or silent" },
+  {
+    flag: "metrics-address",
+    key: "metrics_address",
+    type: "string",
+    placeholder: "HOST:PORT",
+    description: "serve Prometheus metrics on http://HOST:PORT/metrics during `run` (a bare port binds 127.0.0.1); off unless set",
+  },
+];
+
+interface CommandSpec {
+  usage: string;
+  summary: string;
+  details: string[];
+  examples: string[];
+}
+
+const COMMANDS: Record<CommandName, CommandSpec> = {
+  run: {
+    usage: "run [flags]",
+    summary: "run the agent: full sync, then apply every change to the desired state until SIGTERM/SIGINT",
+    details: [
+      "Starts the plugins and the state sources, applies the whole desired state, then applies each change as it arrives (bursts are coalesced; one apply at a time per namespace), retries failures with backoff and repairs drift on every resync.",
+      "On SIGTERM or SIGINT it finishes the apply in flight, stops, and exits 0 leaving every rule in place (a restart adopts them without a flush). A second signal exits at once.",
+      "Logs go to stdout (JSON lines; pretty on a terminal).",
+    ],
+    examples: ["run --config /etc/chainwarden/agent.yaml", "run --state /var/lib/chainwarden/state.json --metrics-address 127.0.0.1:9180"],
+  },
+  apply: {
+    usage: "apply --once [flags]",
+    summary: "one reconcile pass over the whole desired state; exit 0 only if everything applied",
+    details: [
+      "Reads the desired state once, applies every namespace, and exits: 0 when every namespace applied and every resource was valid, 1 otherwise (each failure is printed on stderr naming the namespace and the resource).",
+      "`--once` is required: the long-running form is `run`.",
+    ],
+    examples: ["apply --once --state state.yaml", "apply --once --config agent.yaml --backend legacy"],
+  },
+  plan: {
+    usage: "plan [flags]",
+    summary: "print per namespace the exact iptables-restore input that would be sent; change nothing",
+    details: [
+      "Reads the kernel (iptables-save) and the desired state and prints, for each namespace and IP family, the exact input `apply` would send, or \"no changes\". Nothing is changed on the host: no restore runs, no namespace is created.",
+      "Headers are `#` comments, so each family's section is itself valid iptables-restore input. Logs go to stderr.",
+    ],
+    examples: ["plan --state state.yaml", "plan --config agent.yaml > plan.txt"],
+  },
+  status: {
+    usage: "status [flags]",
+    summary: "compare what is programmed in the kernel with the desired state; exit 3 when not in sync",
+    details: [
+      "Prints one row per namespace: whether it exists, its resources, whether the kernel matches the desired rules, the edit lines an apply would send, and the rules and chains this agent manages there.",
+      "Exit code 0 when every namespace is in sync, 3 otherwise. Logs go to stderr.",
+    ],
+    examples: ["status --state state.yaml", "status --config agent.yaml || echo out of sync"],
+  },
+};
+
+class UsageError extends Error {}
+
+/**
+ * Runs one invocation of an agent binary and returns the exit code (the bin calls `process.exit`).
+ * Every operator error and runtime failure becomes a message on stderr and an exit code; only a
+ * broken `AgentApp` (a flag defined twice) throws.
+ */
+export async function runAgentCli(app: AgentApp, argv: readonly string[] = process.argv.slice(2)): Promise<number> {
+  const flags: FlagSpec[] = [...SHARED_FLAGS, ...app.appFlags.map((f) => ({ ...f, placeholder: placeholderFor(f) }))];
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine(app, flags, argv);
+  } catch (err) {
+    if (err instanceof UsageError) return usageError(app, err.message, undefined);
+    throw err;
+  }
+  const { command, values } = parsed;
+
+  if (parsed.help) {
+    process.stdout.write(command ? commandHelp(app, flags, command) : globalHelp(app, flags));
+    return EXIT_OK;
+  }
+  if (parsed.version) {
+    process.stdout.write(`${app.name} ${app.version} (@chainwarden/agent ${frameworkVersion()}, node ${process.version})\n`);
+    return EXIT_OK;
+  }
+  if (!command) return usageError(app, "missing command (run, apply --once, plan or status)", undefined);
+  if (values.once === true && command !== "apply") return usageError(app, `--once belongs to apply, not ${command}`, command);
+  if (command === "apply" && values.once !== true) return usageError(app, "apply needs --once (the long-running form is `run`)", command);
+
+  // Config: defaults < file < flags; every problem is listed at once.
+  const overrides: Record<string, unknown> = {};
+  for (const f of flags) if (f.key !== undefined && values[f.flag] !== undefined) overrides[f.key] = values[f.flag];
+  let config: AgentConfig;
+  try {
+    config = loadConfig({ schema: app.configSchema, file: values.config as string | undefined, overrides, defaults: app.configDefaults });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${app.name}: ${err.message}\n${hint(app, command)}\n`);
+      return EXIT_USAGE;
+    }
+    return failure(app, "cannot read the configuration", err);
+  }
+
+  const logger = createCommandLogger(app, command, config);
+  let agent: Agent;
+  try {
+    agent = await createAgent(app, config, logger);
+  } catch (err) {
+    if (isStartupConfigError(err)) {
+      process.stderr.write(`${app.name}: ${(err as Error).message}\n${hint(app, command)}\n`);
+      return EXIT_USAGE;
+    }
+    return failure(app, "cannot start the agent", err);
+  }
+
+  try {
+    switch (command) {
+      case "run":
+        return await runDaemon(app, agent, logger);
+      case "apply":
+        return reportApply(app, await agent.applyOnce());
+      case "plan": {
+        const plans = await agent.plan();
+        process.stdout.write(formatPlan(plans));
+        const failed = plans.filter((p) => p.error !== undefined);
+        for (const p of failed) process.stderr.write(`${app.name}: plan failed in namespace ${namespaceLabel(p.namespace)}: ${p.error}\n`);
+        return failed.length === 0 ? EXIT_OK : EXIT_FAILURE;
+      }
+      case "status": {
+        const status = await agent.status();
+        process.stdout.write(formatStatus(status));
+        for (const s of status) {
+          if (s.error !== undefined) process.stderr.write(`${app.name}: status of namespace ${namespaceLabel(s.namespace)}: ${s.error}\n`);
+        }
+        return status.every((s) => s.inSync && s.error === undefined) ? EXIT_OK : EXIT_NOT_IN_SYNC;
+      }
+      default:
+        return usageError(app, `unknown command ${String(command satisfies never)}`, undefined);
+    }
+  } catch (err) {
+    if (isStartupConfigError(err)) {
+      process.stderr.write(`${app.name}: ${(err as Error).message}\n${hint(app, command)}\n`);
+      return EXIT_USAGE;
+    }
+    return failure(app, `${command} failed`, err);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+function parseCommandLine(app: AgentApp, flags: readonly FlagSpec[], argv: readonly string[]) {
+  type Option = { type: "string" | "boolean"; short?: string };
+  const options: Record<string, Option> = {
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean" },
+    once: { type: "boolean" },
+  };
+  for (const f of flags) {
+    if (Object.hasOwn(options, f.flag)) throw new Error(`${app.name}: flag --${f.flag} is defined twice`);
+    options[f.flag] = { type: f.type === "boolean" ? "boolean" : "string" };
+  }
+  let result: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  try {
+    result = parseArgs({ args: [...argv], options, strict: true, allowPositionals: true, allowNegative: true }) as typeof result;
+  } catch (err) {
+    throw new UsageError(describeParseError(err));
+  }
+  const [first, ...rest] = result.positionals;
+  const values = result.values;
+  let command: CommandName | undefined;
+  let help = values.help === true;
+  if (first === "help") {
+    help = true;
+    if (rest.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(rest[1])}`);
+    if (rest[0] !== undefined) command = commandName(rest[0]);
+  } else if (first !== undefined) {
+    command = commandName(first);
+    if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])} (${command} takes flags only)`);
+  }
+  return { command, values, help, version: values.version === true };
+}
+
+function commandName(word: string): CommandName {
+  if (Object.hasOwn(COMMANDS, word)) return word as CommandName;
+  const close = Object.keys(COMMANDS).find((c) => c.startsWith(word.slice(0, 2)));
+  throw new UsageError(`unknown command ${JSON.stringify(word)}${close ? ` (did you mean ${close}?)` : ""}`);
+}
+
+function describeParseError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  const option = /'(-[^' ]+)/.exec(e.message ?? "")?.[1];
+  switch (e.code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `unknown flag ${option ?? e.message}`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return /argument missing/.test(e.message ?? "") ? `${option} needs a value` : `${option} takes no value`;
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
+      return e.message ?? "unexpected argument";
+    default:
+      return e.message ?? String(err);
+  }
+}
+
+function placeholderFor(f: AppFlag): string | undefined {
+  if (f.type === "boolean") return undefined;
+  return f.type === "number" ? "N" : f.key.toUpperCase().replace(/^.*_/, "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building the agent
+
+function createCommandLogger(app: AgentApp, command: CommandName, config: AgentConfig): Logger {
+  const level = config.log_level;
+  if (command === "run" || command === "apply") return createLogger({ level, name: app.name });
+  // plan/status: stdout carries the result, so logs go to stderr (pretty when stderr is a terminal).
+  const destination: DestinationStream = process.stderr.isTTY
+    ? pretty({ destination: 2, sync: true, colorize: true })
+    : pino.destination({ dest: 2, sync: true });
+  return createLogger({ level, name: app.name, destination });
+}
+
+async function createAgent(app: AgentApp, config: AgentConfig, logger: Logger): Promise<Agent> {
+  // A built-in plugin's options come from config.plugin_options.<name>; the agent reads them there.
+  const defaults = app.defaultPlugins.map((plugin) => ({ plugin }));
+  const fromConfig = await loadPluginsFromConfig(config.plugins as PluginEntry[], app.appDir);
+  const defaultNamespace = app.defaultNamespace?.(config);
+  return Agent.create({
+    name: app.name,
+    version: app.version,
+    config,
+    plugins: [...defaults, ...fromConfig],
+    logger,
+    ...(defaultNamespace !== undefined ? { defaultNamespace } : {}),
+  });
+}
+
+/** Problems an operator fixes in the config (exit 2), as opposed to failures at run time (exit 1). */
+function isStartupConfigError(err: unknown): boolean {
+  if (!(err instanceof AgentError)) return false;
+  return err.code === "CONFIG_INVALID" || (err.code.startsWith("PLUGIN_") && err.code !== "PLUGIN_REGISTER");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+async function runDaemon(app: AgentApp, agent: Agent, logger: Logger): Promise<number> {
+  let stopping: Promise<void> | undefined;
+  let signalled!: () => void;
+  const signal = new Promise<void>((resolve) => (signalled = resolve));
+
+  const onSignal = (name: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal: name }, "second signal: exiting at once");
+      process.exit(128 + (name === "SIGINT" ? 2 : 15));
+    }
+    logger.info({ signal: name }, "stopping: finishing the apply in flight, rules stay in place");
+    // Stop right away, also during the first full sync: the agent finishes the apply in flight
+    // and starts nothing new.
+    stopping = agent.stop();
+    signalled();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  try {
+    // The agent serves metrics itself (metrics_address) as part of start().
+    const started = agent.start();
+    try {
+      await Promise.race([started, signal]);
+    } catch (err) {
+      if (!stopping) {
+        await agent.stop().catch(() => undefined);
+        return failure(app, "start failed", err);
+      }
+    }
+    await signal;
+    // A signal during the first sync: start() returns once the loop has stopped.
+    await started.catch((err: unknown) => logger.warn({ err }, "start interrupted by stop"));
+    await stopping;
+    return EXIT_OK;
+  } catch (err) {
+    return failure(app, "stop failed", err);
+  } finally {
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+  }
+}
+
+function reportApply(app: AgentApp, report: SyncReport): number {
+  if (report.problems.length > 0) {
+    process.stderr.write(`${app.name}: ${report.problems.length} invalid input${report.problems.length === 1 ? "" : "s"} not applied:\n${formatProblems(report.problems)}\n`);
+  }
+  for (const f of report.failed) {
+    process.stderr.write(`${app.name}: apply failed in namespace ${namespaceLabel(f.namespace)}: ${describeError(f.error)}\n`);
+  }
+  process.stdout.write(`applied ${report.applied} of ${report.namespaces} namespace${report.namespaces === 1 ? "" : "s"}` +
+    `${report.failed.length ? `, ${report.failed.length} failed` : ""}${report.problems.length ? `, ${report.problems.length} invalid input${report.problems.length === 1 ? "" : "s"}` : ""}\n`);
+  return report.failed.length === 0 && report.problems.length === 0 ? EXIT_OK : EXIT_FAILURE;
+}
+
+/** Each namespace and family as `#` headers around the exact restore input (itself restore input). */
+export function formatPlan(plans: readonly NamespacePlan[]): string {
+  if (plans.length === 0) return "# no namespaces in the desired state: no changes\n";
+  const out: string[] = [];
+  for (const p of plans) {
+    out.push(`# namespace ${namespaceLabel(p.namespace)}: ${p.resources.length ? p.resources.join(", ") : "no resources"}`);
+    if (p.error !== undefined) {
+      out.push(`# error (nothing planned here): ${firstLine(p.error)}`);
+      continue;
+    }
+    for (const f of p.families) {
+      const missing = f.namespaceMissing ? " (namespace does not exist yet: input for a fresh one)" : "";
+      if (f.input === "") {
+        out.push(`# IPv${f.family}: no changes${missing}`);
+        continue;
+      }
+      out.push(`# IPv${f.family}: ${f.lines} line${f.lines === 1 ? "" : "s"}${missing}`);
+      out.push(f.input.endsWith("\n") ? f.input.slice(0, -1) : f.input);
+    }
+    if (p.families.length === 0) out.push("# no changes");
+  }
+  return `${out.join("\n")}\n`;
+}
+
+export function formatStatus(rows: readonly NamespaceStatus[]): string {
+  const header = ["NAMESPACE", "EXISTS", "RESOURCES", "IN SYNC", "PENDING LINES", "RULES", "CHAINS", "ERROR"];
+  const table = rows.map((s) => [
+    namespaceLabel(s.namespace),
+    s.exists ? "yes" : "no",
+    s.resources.length ? s.resources.join(",") : "-",
+    s.inSync ? "yes" : "no",
+    String(s.pendingLines),
+    String(s.rules),
+    String(s.chains),
+    s.error !== undefined ? firstLine(s.error) : "",
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  return `${[line(header), ...table.map(line)].join("\n")}\n`;
+}
+
+/** Errors from a failed restore span lines (numbered context); tables and `#` headers take the first. */
+function firstLine(text: string): string {
+  return text.split("\n", 1)[0]!;
+}
+
+function namespaceLabel(namespace: string | undefined): string {
+  return namespace ?? "(host)";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+function usageError(app: AgentApp, reason: string, command: CommandName | undefined): number {
+  process.stderr.write(`${app.name}: ${reason}\n${hint(app, command)}\n`);
+  return EXIT_USAGE;
+}
+
+function hint(app: AgentApp, command: CommandName | undefined): string {
+  return `Run '${app.name}${command ? ` ${command}` : ""} --help' for the commands, flags and config keys.`;
+}
+
+function failure(app: AgentApp, what: string, err: unknown): number {
+  process.stderr.write(`${app.name}: ${what}: ${describeError(err)}\n`);
+  return EXIT_FAILURE;
+}
+
+/** The message, plus the namespace and resource when the error names them and the message does not. */
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const e = err as Error & { namespace?: unknown; resource?: unknown; plugin?: unknown };
+  const extra: string[] = [];
+  if (typeof e.namespace === "string" && !e.message.includes(e.namespace)) extra.push(`namespace ${e.namespace}`);
+  if (typeof e.resource === "string" && !e.message.includes(e.resource)) extra.push(`resource ${e.resource}`);
+  if (typeof e.plugin === "string" && !e.message.includes(e.plugin)) extra.push(`plugin ${e.plugin}`);
+  return extra.length ? `${e.message} (${extra.join(", ")})` : e.message;
+}
+
+let cachedFrameworkVersion: string | undefined;
+function frameworkVersion(): string {
+  try {
+    cachedFrameworkVersion ??= (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  } catch {
+    cachedFrameworkVersion = "unknown";
+  }
+  return cachedFrameworkVersion;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Help
+
+function globalHelp(app: AgentApp, flags: readonly FlagSpec[]): string {
+  const commandWidth = Math.max(...Object.values(COMMANDS).map((c) => c.usage.replace(" [flags]", "").length));
+  const lines = [
+    `${app.name} ${app.version}: ${app.description}`,
+    "",
+    "Usage:",
+    `  ${app.name} <command> [flags]`,
+    `  ${app.name} <command> --help`,
+    `  ${app.name} --version`,
+    "",
+    "Commands:",
+    ...Object.values(COMMANDS).map((c) => `  ${c.usage.replace(" [flags]", "").padEnd(commandWidth)}  ${c.summary}`),
+    "",
+    ...flagHelp(app, flags),
+    "",
+    ...configOnlyHelp(app, flags),
+    "",
+    ...pluginHelp(app),
+    "",
+    "Exit codes: 0 success; 1 runtime failure (an apply failed, an invalid resource was not applied); 2 usage error,",
+    "invalid configuration or plugin that cannot be loaded; 3 `status` found something not in sync.",
+    "",
+    "Examples:",
+    ...[...Object.values(COMMANDS).flatMap((c) => c.examples.slice(0, 1)), ...(app.examples ?? [])].map((e) => `  ${app.name} ${e}`),
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+function commandHelp(app: AgentApp, flags: readonly FlagSpec[], command: CommandName): string {
+  const c = COMMANDS[command];
+  const lines = [
+    `${app.name} ${command}: ${c.summary}`,
+    "",
+    `Usage: ${app.name} ${c.usage}`,
+    "",
+    ...c.details.flatMap((d) => [...wrap(d, 100), ""]),
+    ...(command === "apply" ? ["  --once  required: apply once and exit", ""] : []),
+    ...flagHelp(app, flags),
+    "",
+    ...pluginHelp(app),
+    "",
+    "Examples:",
+    ...[...c.examples, ...(app.examples ?? []).filter((e) => e.startsWith(`${command} `))].map((e) => `  ${app.name} ${e}`),
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+function flagHelp(app: AgentApp, flags: readonly FlagSpec[]): string[] {
+  const shape = schemaShape(app.configSchema);
+  const spelled = flags.map((f) => (f.type === "boolean" ? `--[no-]${f.flag}` : `--${f.flag} ${f.placeholder ?? "VALUE"}`));
+  const width = Math.max(...spelled.map((s) => s.length));
+  const out = ["Flags (each but --config is also a config key; a flag wins over the config file):"];
+  flags.forEach((f, i) => {
+    out.push(`  ${spelled[i]!.padEnd(width)}  ${f.description}`);
+    const facts = f.key === undefined ? "not a config key; default: no file, built-in defaults and flags only" : `config key: ${f.key}; default: ${defaultText(app, shape, f.key)}`;
+    out.push(`  ${"".padEnd(width)}  (${facts})`);
+  });
+  out.push(`  ${"--help, -h".padEnd(width)}  this help (also per command: ${app.name} <command> --help)`);
+  out.push(`  ${"--version".padEnd(width)}  print the version`);
+  return out;
+}
+
+function configOnlyHelp(app: AgentApp, flags: readonly FlagSpec[]): string[] {
+  const shape = schemaShape(app.configSchema);
+  if (!shape) return [];
+  const withFlag = new Set(flags.map((f) => f.key));
+  const keys = Object.keys(shape).filter((k) => !withFlag.has(k));
+  const out = ["Config-file keys without a flag (YAML or JSON; Neutron's option names where Neutron has one):"];
+  for (const line of wrap(keys.map((k) => `${k} (default: ${defaultText(app, shape, k)})`).join(", "), 98)) out.push(`  ${line}`);
+  return out;
+}
+
+function pluginHelp(app: AgentApp): string[] {
+  const out = ["Plugins:"];
+  out.push(
+    app.defaultPlugins.length
+      ? `  built in: ${app.defaultPlugins.map((p) => `${p.name} ${p.version}`).join(", ")} (options under plugin_options.<name>)`
+      : "  built in: none yet",
+  );
+  for (const note of app.notes ?? []) for (const line of wrap(note, 98)) out.push(`  ${line}`);
+  out.push("  More plugins are loaded by npm package name from the config file, resolved from the app's directory:");
+  out.push("    plugins:");
+  out.push('      - package: "@chainwarden/example-plugin-audit-log"');
+  out.push("        options: { path: /var/log/chainwarden/audit.jsonl }");
+  return out;
+}
+
+function schemaShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
+  const shape = (schema as { shape?: unknown }).shape;
+  return typeof shape === "object" && shape !== null ? (shape as Record<string, z.ZodType>) : undefined;
+}
+
+/** The default the app or the schema fills in for a missing key: `(none)` when the key is optional without one. */
+function defaultText(app: AgentApp, shape: Record<string, z.ZodType> | undefined, key: string): string {
+  if (app.configDefaults && Object.hasOwn(app.configDefaults, key)) {
+    const v = app.configDefaults[key];
+    return typeof v === "string" ? v : JSON.stringify(v);
+  }
+  const field = shape?.[key];
+  if (!field) return "(none)";
+  const r = field.safeParse(undefined);
+  if (!r.success) return "(required)";
+  if (r.data === undefined) return "(none)";
+  return typeof r.data === "string" ? r.data : JSON.stringify(r.data);
+}
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/)) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines;
+}

@@ -1,0 +1,99 @@
+import type { ApplyResult, IptablesManager, IptablesManagerOptions, IptablesRunner } from "@chainwarden/core";
+import type { Logger } from "pino";
+import { createExtensionPoint } from "./extension-point.js";
+import type { Problem } from "./agent-errors.js";
+
+/** The desired-state document as read: JSON/YAML values in Neutron's shapes (DESIGN §5). */
+export type StateDocument = Record<string, unknown>;
+
+export interface StateSink {
+  /**
+   * A complete new desired state. `origin` names where it came from (file path, "etcd", ...).
+   * Sources deliver whole documents; the loop works out what changed.
+   */
+  update(document: StateDocument, origin: string): void;
+  /** A file that does not parse, or other trouble; the last good state stays in force. */
+  problem(problem: Problem): void;
+}
+
+/** Where desired state comes from. The default watches a JSON/YAML file or a directory of them. */
+export interface StateSource {
+  readonly name: string;
+  /** Starts delivering; resolves once the first document (or problem) was delivered. */
+  start(sink: StateSink): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export const stateSourceExtensionPoint = createExtensionPoint<StateSource>({ id: "agent.state-source" });
+
+/** A resource as parsed by its handler, with the namespace its rules live in. */
+export interface ParsedResources<R> {
+  /** By resource id. */
+  resources: Map<string, R>;
+  /** One entry per invalid resource (the valid ones still apply). */
+  problems: Problem[];
+}
+
+export interface ReconcileContext {
+  /** The network namespace (undefined: the agent's default, e.g. the host's own). */
+  readonly namespace: string | undefined;
+  readonly runner: IptablesRunner;
+  readonly logger: Logger;
+  /** True for `plan` and `status`: compute rules, change nothing on the host (no namespaces, no processes). */
+  readonly dryRun: boolean;
+  /**
+   * The namespace's IptablesManager for a wrap name (default: the agent's `wrap_name`); created on
+   * first use and kept between reconciles so applies stay incremental. Already inside the
+   * deferred apply that the loop runs for this namespace.
+   */
+  manager(options?: Pick<IptablesManagerOptions, "wrapName" | "stateless" | "nat" | "useIpv6">): IptablesManager;
+  /** Forget this namespace's managers after the namespace itself was deleted. */
+  forgetNamespace(): void;
+}
+
+export interface ReconcileRequest<R> {
+  /** Every desired resource of this kind in the namespace. */
+  desired: ReadonlyMap<string, R>;
+  /** Ids added or changed since the last successful reconcile of this namespace (all on a full pass). */
+  changed: ReadonlySet<string>;
+  /** Ids gone since then, with their last desired value. */
+  removed: ReadonlyMap<string, R>;
+  /** A full pass (start, resync, retry after failure): handlers should rebuild, not patch. */
+  full: boolean;
+}
+
+/**
+ * Turns one kind of resource into rules. Plugins (l3 NAT, security groups, FWaaS) register one per
+ * kind they own.
+ */
+export interface ResourceHandler<R = unknown> {
+  /** `router`, `port`, `firewall_group`, ... */
+  readonly kind: string;
+  /** Picks this kind's resources out of the document and validates each one on its own. */
+  parse(document: StateDocument, origin: string): ParsedResources<R>;
+  namespaceOf(resource: R): string | undefined;
+  /** Equal resources are not re-reconciled; default: JSON equality. */
+  equals?(a: R, b: R): boolean;
+  reconcile(context: ReconcileContext, request: ReconcileRequest<R>): Promise<void>;
+}
+
+export const resourceHandlerExtensionPoint = createExtensionPoint<ResourceHandler>({ id: "agent.resource-handler" });
+
+/** What happened in one namespace's apply. */
+export interface ApplyEvent {
+  namespace: string | undefined;
+  /** `kind/id` of every resource in this apply. */
+  resources: string[];
+  result?: ApplyResult;
+  /** Set when the apply failed. */
+  error?: Error;
+  durationMs: number;
+  full: boolean;
+}
+
+/** Observes every apply (audit logs, external notifications). Must not throw; errors are logged. */
+export interface ApplyObserver {
+  onApply(event: ApplyEvent): void | Promise<void>;
+}
+
+export const applyObserverExtensionPoint = createExtensionPoint<ApplyObserver>({ id: "agent.apply-observer" });

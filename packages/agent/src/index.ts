@@ -1,0 +1,14 @@
+export * from "./extension-point.js";
+export * from "./agent-errors.js";
+export * from "./plugin.js";
+export * from "./extension-points.js";
+export * from "./config-schema.js";
+export * from "./agent-metrics.js";
+export { FileStateSource, parseStateText, mergeStateDocuments, type FileStateSourceOptions } from "./file-state-source.js";
+export { ReconcileLoop, jsonEqual, type ReconcileLoopOptions, type SyncReport, type NamespacePlan, type NamespaceStatus } from "./reconcile-loop.js";
+export * from "./config-loader.js";
+export * from "./plugin-loader.js";
+export * from "./logging.js";
+export * from "./metrics-server.js";
+export * from "./agent.js";
+export { runAgentCli, formatPlan, formatStatus, EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_IN_SYNC, type AgentApp, type AppFlag } from "./cli.js";
