@@ -241,7 +241,7 @@ export class IptablesApplier {
       tablePlans.push(this.planTable(desire, table, view.get(table.name), full ? undefined : dirty!));
     }
     const withEdits = tablePlans.filter((tp) => tp.lines.length > 0);
-    const input = withEdits.map((tp) => [`*${tp.table}`, ...tp.lines, "COMMIT"].join("\n")).join("\n");
+    const input = withEdits.map((tp) => `*${tp.table}\n${tp.lines.join("\n")}\nCOMMIT`).join("\n");
     const plan: FamilyPlan = {
       family: desire.family,
       namespace: this.namespace,

@@ -227,9 +227,14 @@ export class IptablesTable implements TableState {
   renderChain(chain: string): string[] {
     const list = this.rules.get(chain);
     if (!list || list.length === 0) return [];
-    const ordered: string[] = [];
-    for (const r of list) if (r.top) ordered.push(r.text);
-    for (const r of list) if (!r.top) ordered.push(r.text);
+    let ordered: string[];
+    if (list.some((r) => r.top)) {
+      ordered = [];
+      for (const r of list) if (r.top) ordered.push(r.text);
+      for (const r of list) if (!r.top) ordered.push(r.text);
+    } else {
+      ordered = list.map((r) => r.text);
+    }
     if (ordered.length === 1) return ordered;
     if (ordered.length <= 16) {
       // Small chains (nearly all of them): a quadratic check beats building a Set.
@@ -249,10 +254,8 @@ export class IptablesTable implements TableState {
     return out.reverse();
   }
 
-  jumpTargets(chain: string): Iterable<string> {
-    const targets = new Set<string>();
-    for (const r of this.rules.get(chain) ?? []) if (r.target !== undefined) targets.add(r.target);
-    return targets;
+  *jumpTargets(chain: string): Iterable<string> {
+    for (const r of this.rules.get(chain) ?? []) if (r.target !== undefined) yield r.target;
   }
 
   resourceOf(chain: string, text?: string, target?: string): string | undefined {
