@@ -19,3 +19,4 @@ export type { RuleTarget } from "./canonical/rule-tokens.js";
 export { validateComment, commentRule } from "./canonical/comment.js";
 export * from "./restore-failure.js";
 export { ruleJumpTarget } from "./canonical/rule-tokens.js";
+export * from "./ip.js";
