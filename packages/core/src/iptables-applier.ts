@@ -317,9 +317,10 @@ export class IptablesApplier {
         continue;
       }
       const rules = current ?? [];
-      const wantedSet = new Set(wanted);
+      // Chains named after our wrap are ours whole; elsewhere, decide rule by rule.
+      const wantedSet = isOurs ? undefined : new Set(wanted);
       const before = prevOwned.get(chain);
-      const mine = isOurs
+      const mine = wantedSet === undefined
         ? null
         : rules.map((t) => t.includes(desire.wrapName) || wantedSet.has(t) || before?.has(t) === true);
       const result = diffChain(chain, rules, mine, wanted);
@@ -329,7 +330,7 @@ export class IptablesApplier {
         newContent.set(chain, result.final);
         changes.push({ table: table.name, chain, added: result.added, removed: result.removed, ...(result.rewritten ? { rewritten: true } : {}) });
       }
-      if (!isOurs) {
+      if (wantedSet !== undefined) {
         if (wanted.length) owned.set(chain, wantedSet);
         else owned.delete(chain);
       }
