@@ -12,6 +12,8 @@ import {
   type IptablesVersion,
   type RestoreOptions,
   type SaveOptions,
+  type SpawnedProcess,
+  type SpawnOptions,
   type Target,
 } from "./runner.js";
 
@@ -89,6 +91,22 @@ export class ExecaRunner implements IptablesRunner {
       throw new CommandError([file, ...args], r.exitCode, r.stderr, { namespace: options.namespace });
     }
     return r;
+  }
+
+  spawn(command: "node", args: readonly string[], options: SpawnOptions = {}): SpawnedProcess {
+    if (command !== "node") throw new CommandError([command, ...args], undefined, "only node may be spawned as a long-lived process");
+    const argv = options.namespace === undefined ? [process.execPath, ...args] : ["ip", "netns", "exec", options.namespace, process.execPath, ...args];
+    // No buffering (it runs for days), no rejection (its exit is the caller's business), and no
+    // kill-on-exit: the callers tie the child's life to a stdin pipe instead.
+    return execa(argv[0]!, argv.slice(1), {
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+      buffer: false,
+      reject: false,
+      cleanup: false,
+      env: { ...this.env, ...options.env },
+    });
   }
 
   /**

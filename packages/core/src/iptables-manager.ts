@@ -4,6 +4,10 @@ import { IptablesTable, type TableName } from "./iptables-table.js";
 import { silentLogger, type CoreLogger } from "./logger.js";
 import type { IpFamily, IptablesRunner } from "./runner.js";
 import { UnknownTableError } from "./errors.js";
+import { canonicalizeRule } from "./canonical/canonicalize-rule.js";
+import { commentRule } from "./canonical/comment.js";
+
+const CANONICAL_CACHE_LIMIT = 200_000;
 
 /** Neutron's `ic.SNAT_OUT`, the comment on the jump to the snat chain. */
 export const SNAT_OUT_COMMENT = "Perform source NAT on outgoing traffic.";
@@ -93,12 +97,24 @@ export class IptablesManager {
 
     const comments = options.comments ?? true;
     const strict = options.strict ?? false;
+    // Agents add the same rule text many times (every port's DHCP and state rules); canonicalize each
+    // distinct text once per family. Bounded so a long-lived agent's churn cannot grow it forever.
+    const canonical = new Map<string, string>();
+    const canonicalize = (family: IpFamily) => (rule: string, comment: string | undefined, resource: string | undefined) => {
+      const key = comment === undefined ? `${family}${rule}` : `${family}${rule}\u0000${comment}`;
+      const hit = canonical.get(key);
+      if (hit !== undefined) return hit;
+      const text = canonicalizeRule(commentRule(rule, comment), { family, strict, ...(resource !== undefined ? { resource } : {}) });
+      if (canonical.size >= CANONICAL_CACHE_LIMIT) canonical.clear();
+      canonical.set(key, text);
+      return text;
+    };
     const make = (family: IpFamily, name: TableName) =>
       new IptablesTable(name, {
         wrapName: this.wrapName,
         family,
         comments,
-        strict,
+        canonicalize: canonicalize(family),
         markDirty: (table, chain) => this.markDirty(family, table, chain),
       });
 

@@ -1,6 +1,6 @@
 import { cutChainName, kernelChainName, validateChainName } from "./chain-names.js";
-import { canonicalizeRule } from "./canonical/canonicalize-rule.js";
-import { commentRule, validateComment } from "./canonical/comment.js";
+import { validateComment } from "./canonical/comment.js";
+import { isTargetExtension } from "./canonical/module-specs.js";
 import { ruleJumpTarget } from "./canonical/rule-tokens.js";
 import { ChainNameCollisionError, UnknownChainError } from "./errors.js";
 import type { IpFamily } from "./runner.js";
@@ -73,7 +73,8 @@ export interface TableContext {
   wrapName: string;
   family: IpFamily;
   comments: boolean;
-  strict: boolean;
+  /** Rule text (with the comment placed as Neutron places it) in iptables-save form; throws InvalidRuleError. */
+  canonicalize(rule: string, comment: string | undefined, resource: string | undefined): string;
   /** Called with the kernel chain name whenever its desired content changes. */
   markDirty(table: TableName, chain: string): void;
 }
@@ -89,6 +90,8 @@ export class IptablesTable implements TableState {
   private readonly unwrapped = new Set<string>();
   private readonly rules = new Map<string, IptablesRule[]>();
   private readonly byTag = new Map<string, Set<IptablesRule>>();
+  /** Rules by the chain they jump to, so removeChain need not scan the table. */
+  private readonly byTarget = new Map<string, Set<IptablesRule>>();
 
   constructor(
     readonly name: TableName,
@@ -130,24 +133,16 @@ export class IptablesTable implements TableState {
     this.unwrapped.delete(kernel);
     this.ctx.markDirty(this.name, kernel);
     this.dropRules(this.rules.get(kernel) ?? []);
-    const jumping: IptablesRule[] = [];
-    for (const list of this.rules.values()) {
-      for (const rule of list) if (rule.target === kernel) jumping.push(rule);
-    }
-    this.dropRules(jumping);
+    this.dropRules([...(this.byTarget.get(kernel) ?? [])]);
   }
 
   addRule(chain: string, rule: string, options: AddRuleOptions = {}): IptablesRule {
     const wrap = options.wrap ?? true;
     const kernel = this.resolveChain(chain, wrap, options.resource);
     const spec = this.expand(rule.trim(), wrap);
-    if (this.ctx.comments && options.comment !== undefined) validateComment(options.comment, options.resource);
-    const withComment = this.ctx.comments ? commentRule(spec, options.comment) : spec;
-    const text = canonicalizeRule(withComment, {
-      family: this.ctx.family,
-      strict: this.ctx.strict,
-      ...(options.resource !== undefined ? { resource: options.resource } : {}),
-    });
+    const comment = this.ctx.comments ? options.comment : undefined;
+    if (comment !== undefined) validateComment(comment, options.resource);
+    const text = this.ctx.canonicalize(spec, comment, options.resource);
     const entry: IptablesRule = {
       chain: kernel,
       spec,
@@ -161,11 +156,8 @@ export class IptablesTable implements TableState {
     let list = this.rules.get(kernel);
     if (!list) this.rules.set(kernel, (list = []));
     list.push(entry);
-    if (entry.tag !== undefined) {
-      let set = this.byTag.get(entry.tag);
-      if (!set) this.byTag.set(entry.tag, (set = new Set()));
-      set.add(entry);
-    }
+    if (entry.tag !== undefined) addToIndex(this.byTag, entry.tag, entry);
+    if (entry.target !== undefined && !isTargetExtension(entry.target)) addToIndex(this.byTarget, entry.target, entry);
     this.ctx.markDirty(this.name, kernel);
     return entry;
   }
@@ -313,6 +305,20 @@ export class IptablesTable implements TableState {
       else this.rules.delete(chain);
       this.ctx.markDirty(this.name, chain);
     }
-    for (const r of victims) if (r.tag !== undefined) this.byTag.get(r.tag)?.delete(r);
+    for (const r of victims) {
+      if (r.tag !== undefined) removeFromIndex(this.byTag, r.tag, r);
+      if (r.target !== undefined && !isTargetExtension(r.target)) removeFromIndex(this.byTarget, r.target, r);
+    }
   }
+}
+
+function addToIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
+  let set = index.get(key);
+  if (!set) index.set(key, (set = new Set()));
+  set.add(value);
+}
+
+function removeFromIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
+  const set = index.get(key);
+  if (set?.delete(value) && set.size === 0) index.delete(key);
 }

@@ -68,6 +68,14 @@ export interface ExecOptions {
   reject?: boolean;
 }
 
+/** A long-lived child (a metadata proxy): Node's ChildProcess, with pipes on all three streams. */
+export type SpawnedProcess = import("node:child_process").ChildProcess;
+
+export interface SpawnOptions {
+  namespace?: string | undefined;
+  env?: Record<string, string>;
+}
+
 export interface IptablesRunner {
   /** The backend this runner drives (resolves `auto` on first use). */
   backend(): Promise<Backend>;
@@ -75,6 +83,11 @@ export interface IptablesRunner {
   restore(target: Target, input: string, options?: RestoreOptions): Promise<void>;
   version(): Promise<IptablesVersion>;
   exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Starts a long-lived process (only `node`, i.e. this Node.js binary running one of our scripts),
+   * inside the namespace when one is named; the caller owns its lifetime.
+   */
+  spawn(command: "node", args: readonly string[], options?: SpawnOptions): SpawnedProcess;
 }
 
 /** Parses `iptables v1.8.9 (nf_tables)` / `iptables-restore v1.8.9 (legacy)`. */

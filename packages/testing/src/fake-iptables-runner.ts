@@ -15,6 +15,7 @@ import {
   type IpFamily,
   type IptablesRunner,
   type IptablesVersion,
+  type SpawnedProcess,
   type RestoreOptions,
   type SaveOptions,
   type Target,
@@ -182,6 +183,11 @@ export class FakeIptablesRunner implements IptablesRunner {
       if (lock) fail(lock);
     }
     this.apply(target, fam, input, fail);
+  }
+
+  /** Long-lived processes are not modelled: a test that needs one runs it for real. */
+  spawn(command: "node", args: readonly string[]): SpawnedProcess {
+    throw new NotModelledError(`spawn ${command} ${args.join(" ")}`);
   }
 
   async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
