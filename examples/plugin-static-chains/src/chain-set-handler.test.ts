@@ -20,6 +20,7 @@ function harness() {
     dryRun: false,
     manager: () => manager,
     forgetNamespace: () => undefined,
+    requeue: () => undefined,
   };
   let last = new Map<string, ChainSet>();
   const reconcile = async (sets: ChainSet[], full = false) => {

@@ -49,6 +49,12 @@ export interface ReconcileContext {
   manager(options?: Pick<IptablesManagerOptions, "wrapName" | "stateless" | "nat" | "useIpv6">): IptablesManager;
   /** Forget this namespace's managers after the namespace itself was deleted. */
   forgetNamespace(): void;
+  /**
+   * Run this namespace again, as a full pass, `afterMs` after this run succeeds (unless a change runs
+   * it sooner). For resources waiting on something the state does not announce, such as a port whose
+   * tap device does not exist yet. Ignored in dry runs and after a failure (the retry covers it).
+   */
+  requeue(afterMs: number): void;
 }
 
 export interface ReconcileRequest<R> {

@@ -187,6 +187,24 @@ describe("ReconcileLoop", () => {
     expect(await metricValue(metrics, "chainwarden_apply_duration_seconds_count", { kind: "partial" })).toBe(1);
   });
 
+  it("runs a namespace again when a handler asks (requeue), as a full pass, until it stops asking", async () => {
+    let waitsLeft = 2;
+    const { handler, calls } = ruleSetHandler();
+    const inner = handler.reconcile.bind(handler);
+    handler.reconcile = async (context, request) => {
+      await inner(context, request);
+      if (waitsLeft-- > 0) context.requeue(30);
+    };
+    const { loop } = setup({ handler: { handler, calls } });
+    loop.update(doc(rs("r1", "ns-a", "-j ACCEPT")), "test");
+    await loop.start();
+    await until(() => calls.length >= 3);
+    await sleep(100);
+    expect(calls.length).toBe(3);
+    expect(calls.slice(1).every((c) => c.full)).toBe(true);
+    await loop.idle(); // a pending requeue does not hold idle() up
+  });
+
   it("an update that changes nothing sends nothing", async () => {
     const { fake, loop, calls } = setup();
     loop.update(doc(rs("r1", "ns-a", "-j ACCEPT")), "test");

@@ -86,7 +86,8 @@ interface Outcome {
 }
 type Waiter = (outcome: Outcome) => void;
 
-type Phase = "idle" | "coalescing" | "ready" | "running" | "retrying";
+/** `requeued`: idle, but a handler asked for another pass later (it does not hold `idle()` up). */
+type Phase = "idle" | "coalescing" | "ready" | "running" | "retrying" | "requeued";
 
 interface NsState {
   readonly key: NsKey;
@@ -179,7 +180,7 @@ export class ReconcileLoop implements StateSink {
   private readonly states = new Map<NsKey, NsState>();
   private readonly ready: NsState[] = [];
   /** How many namespaces are in each phase. */
-  private readonly phases: Record<Phase, number> = { idle: 0, coalescing: 0, ready: 0, running: 0, retrying: 0 };
+  private readonly phases: Record<Phase, number> = { idle: 0, coalescing: 0, ready: 0, running: 0, retrying: 0, requeued: 0 };
   private readonly inflight = new Set<Promise<void>>();
   private idleWaiters: (() => void)[] = [];
   private started = false;
@@ -339,7 +340,9 @@ export class ReconcileLoop implements StateSink {
     this.resyncTimer = undefined;
     const stopped = new StoppedError();
     for (const st of this.states.values()) {
-      if (st.phase === "coalescing" || st.phase === "retrying" || st.phase === "ready") {
+      if (st.phase === "coalescing" || st.phase === "retrying" || st.phase === "ready" || st.phase === "requeued") {
+        if (st.timer) clearTimeout(st.timer);
+        st.timer = undefined;
         this.setPhase(st, "idle");
       }
       if (st.phase !== "running") {
@@ -518,6 +521,11 @@ export class ReconcileLoop implements StateSink {
       case "retrying":
         if (r.immediate) this.makeReady(st);
         return;
+      case "requeued":
+        if (st.timer) clearTimeout(st.timer);
+        st.timer = undefined;
+        this.setPhase(st, "idle");
+      // falls through: a requested run replaces the requeued one
       case "idle":
         if (r.immediate || this.config.coalesce_ms === 0) this.makeReady(st);
         else {
@@ -584,10 +592,12 @@ export class ReconcileLoop implements StateSink {
     } else {
       st.failures = 0;
     }
+    const requeueMs = st.context?.takeRequeue();
     if (!this.stopping) {
       if (st.waiters.length > 0) this.makeReady(st);
       else if (!outcome.ok && this.started) this.scheduleRetry(st);
       else if (st.again) this.request(st, { full: false, verify: false, immediate: false });
+      else if (requeueMs !== undefined && this.started) this.scheduleRequeue(st, requeueMs);
     }
     this.maybeForget(st);
     this.pump();
@@ -603,6 +613,16 @@ export class ReconcileLoop implements StateSink {
       this.metrics.retries.inc();
       this.makeReady(st);
     }, delay);
+  }
+
+  private scheduleRequeue(st: NsState, delay: number): void {
+    this.setPhase(st, "requeued");
+    st.full = true;
+    st.timer = setTimeout(() => {
+      st.timer = undefined;
+      this.makeReady(st);
+    }, delay);
+    st.timer.unref?.();
   }
 
   /** A namespace with nothing desired, nothing applied and nothing pending is forgotten. */
@@ -847,6 +867,20 @@ class LoopContext implements ReconcileContext {
     if (this.dryRun) manager.deferApplyOn();
     else this.touch(manager);
     return manager;
+  }
+
+  private requeueMs: number | undefined;
+
+  requeue(afterMs: number): void {
+    if (this.dryRun || !Number.isFinite(afterMs) || afterMs < 0) return;
+    this.requeueMs = Math.min(this.requeueMs ?? Infinity, afterMs);
+  }
+
+  /** The earliest requeue asked for during the run, cleared. */
+  takeRequeue(): number | undefined {
+    const ms = this.requeueMs;
+    this.requeueMs = undefined;
+    return ms;
   }
 
   forgetNamespace(): void {
