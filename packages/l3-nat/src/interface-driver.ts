@@ -1,0 +1,44 @@
+import type { ReconcileContext } from "@chainwarden/agent";
+import { createExtensionPoint } from "@chainwarden/agent";
+import type { IptablesRunner } from "@chainwarden/core";
+import type { RouterPort } from "./router.js";
+
+/** The agent's pino logger type, without importing pino. */
+type Logger = ReconcileContext["logger"];
+
+/** What a driver gets to plug or unplug one router port. */
+export interface InterfaceDriverContext {
+  readonly runner: IptablesRunner;
+  /** The router's namespace, where the port's device must end up. */
+  readonly namespace: string;
+  readonly logger: Logger;
+}
+
+export interface PlugRequest {
+  /** `qr-<port id[:11]>` or `qg-<port id[:11]>`. */
+  readonly device: string;
+  readonly port: RouterPort;
+  readonly kind: "internal" | "external";
+  /** The devices the router namespace has right now (read once per reconcile). */
+  readonly existing: ReadonlySet<string>;
+}
+
+/**
+ * Neutron's interface driver (`LinuxInterfaceDriver`): makes a router port's device exist in the
+ * router namespace, joined to its network. Addresses and routes are not the driver's business; the
+ * router sets them once the device is there.
+ */
+export interface InterfaceDriver {
+  /** The name `interface_driver` selects it by (`linuxbridge`, `noop`, or a third party's). */
+  readonly name: string;
+  /** `ready`: the device exists now. `missing`: it does not and the driver cannot make it (retried later). */
+  plug(context: InterfaceDriverContext, request: PlugRequest): Promise<"ready" | "missing">;
+  /** Removes a device this router no longer has. A missing device is fine. */
+  unplug(context: InterfaceDriverContext, device: string): Promise<void>;
+}
+
+/**
+ * Interface drivers, by name. `@chainwarden/l3-nat` adds `linuxbridge` and `noop`; another plugin can
+ * add its own (an OVS one, say) and the `l3-nat` option `interface_driver` picks one.
+ */
+export const l3InterfaceDriverExtensionPoint = createExtensionPoint<InterfaceDriver>({ id: "l3-nat.interface-driver" });

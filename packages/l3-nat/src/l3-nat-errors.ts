@@ -1,0 +1,48 @@
+export type L3NatErrorCode = "ROUTER_EXTENSION_FAILED" | "ROUTER_DEVICES_MISSING" | "INTERFACE_DRIVER_UNKNOWN";
+
+/**
+ * Errors of the l3 NAT plugin: a stable `code`, the router (`resource`, `router/<id>`) and the cause.
+ * The reconcile loop logs these fields and retries the router's namespace.
+ */
+export class L3NatError extends Error {
+  constructor(
+    readonly code: L3NatErrorCode,
+    message: string,
+    readonly resource?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A router extension's callback threw; names the extension. */
+export class RouterExtensionError extends L3NatError {
+  constructor(
+    readonly extension: string,
+    readonly callback: string,
+    routerId: string,
+    cause: unknown,
+  ) {
+    super("ROUTER_EXTENSION_FAILED", `router extension ${extension} failed in ${callback} for router ${routerId}: ${cause instanceof Error ? cause.message : String(cause)}`, `router/${routerId}`, { cause });
+  }
+}
+
+/**
+ * The interface driver could not provide some devices (`noop`: nobody created them yet). The router's
+ * rules were applied regardless; throwing makes the loop retry the router with backoff.
+ */
+export class RouterDevicesMissingError extends L3NatError {
+  constructor(
+    readonly devices: readonly string[],
+    routerId: string,
+  ) {
+    super("ROUTER_DEVICES_MISSING", `router ${routerId}: devices missing (${devices.join(", ")}); rules are applied, devices will be retried`, `router/${routerId}`);
+  }
+}
+
+export class InterfaceDriverUnknownError extends L3NatError {
+  constructor(name: string, known: readonly string[]) {
+    super("INTERFACE_DRIVER_UNKNOWN", `plugin l3-nat: interface_driver ${JSON.stringify(name)} is not registered (registered: ${known.join(", ") || "none"})`);
+  }
+}

@@ -1,0 +1,50 @@
+import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type ExtensionPoint } from "@chainwarden/agent";
+import { l3InterfaceDriverExtensionPoint } from "./interface-driver.js";
+import { l3NatOptionsSchema, resolveL3NatSettings } from "./l3-nat-settings.js";
+import { LinuxbridgeInterfaceDriver } from "./linuxbridge-interface-driver.js";
+import { NoopInterfaceDriver } from "./noop-interface-driver.js";
+import { l3AgentRouterExtensionPoint } from "./router-extension-point.js";
+import { RouterHandler } from "./router-handler.js";
+
+/**
+ * `@chainwarden/l3-nat`: the l3 agent's routers. Registers
+ * - the `router` resource handler (Neutron router dicts under `routers`, one namespace each),
+ * - the interface drivers `linuxbridge` and `noop` (`l3InterfaceDriverExtensionPoint`),
+ * - an apply observer that finishes each router's floating IP addresses and conntrack cleanup
+ *   once its rules are applied.
+ * It owns `l3AgentRouterExtensionPoint`, through which FWaaS and other plugins get the routers.
+ *
+ * Options (`plugin_options.l3-nat`): `interface_driver`, `bridge_namespace`, `metadata_upstream`,
+ * `use_random_fully`, `metadata_access_mark`, `external_ingress_mark`. Agent config keys read:
+ * `namespace_prefix`, `metadata_port`, `enable_metadata_proxy`, `use_ipv6`.
+ */
+export const l3NatPlugin = createPlugin({
+  name: "l3-nat",
+  version: "0.1.0",
+  framework: "^0.1.0",
+  options: l3NatOptionsSchema,
+  register(env) {
+    const settings = resolveL3NatSettings(env.config, env.options);
+    env.addExtension(l3InterfaceDriverExtensionPoint, new LinuxbridgeInterfaceDriver({ bridgeNamespace: settings.bridgeNamespace }));
+    env.addExtension(l3InterfaceDriverExtensionPoint, new NoopInterfaceDriver());
+    const handler = new RouterHandler({
+      settings,
+      // Read when the first router is reconciled: by then every plugin has registered.
+      drivers: () => resolveAll(env.container, l3InterfaceDriverExtensionPoint),
+      extensions: () => resolveAll(env.container, l3AgentRouterExtensionPoint),
+    });
+    env.addExtension(resourceHandlerExtensionPoint, handler);
+    env.addExtension(applyObserverExtensionPoint, { onApply: (event) => handler.afterApply(event) });
+    env.logger.debug({ interfaceDriver: settings.interfaceDriver, namespacePrefix: settings.namespacePrefix, metadataProxy: settings.enableMetadataProxy }, "l3-nat registered");
+  },
+});
+
+/** The agent's container, as far as reading an extension point goes. */
+interface ExtensionContainer {
+  isRegistered(token: symbol): boolean;
+  resolveAll<T>(token: symbol): T[];
+}
+
+function resolveAll<T>(container: ExtensionContainer, point: ExtensionPoint<T>): T[] {
+  return container.isRegistered(point.token) ? container.resolveAll<T>(point.token) : [];
+}

@@ -1,0 +1,264 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { normalizeSave } from "@chainwarden/core";
+import { afterEach, describe, expect, it } from "vitest";
+import type { MetadataProxyFactory } from "./metadata-proxy-process.js";
+import type { L3RouterExtension, RouterExtensionContext } from "./router-extension-point.js";
+import { FakeL3Host } from "./test-support/fake-l3-host.js";
+import { createL3Agent } from "./test-support/l3-agent-harness.js";
+import { loadL3Scenario, referenceDir } from "./test-support/reference-scenario.js";
+
+const reference = loadL3Scenario(referenceDir(), "l3_seed_router_fip");
+const seed = JSON.parse(readFileSync(join(referenceDir(), "l3_seed_router_fip.json"), "utf8")).steps[0].router;
+const ID: string = seed.id;
+const NS = `qrouter-${ID}`;
+const QR = "qr-c0ffee00-11";
+const QG = "qg-a1b2c3d4-00";
+
+const withFips = (fips: unknown[]) => ({ ...structuredClone(seed), _floatingips: fips });
+const fip = (n: number, fixed: string) => ({ id: `fip-${n}`, floating_ip_address: `200.200.128.${n}`, fixed_ip_address: fixed });
+
+/** Records proxy starts and stops instead of running processes. */
+function fakeProxies() {
+  const log: string[] = [];
+  const factory: MetadataProxyFactory = (p) => {
+    let running = false;
+    return {
+      get pid() {
+        return running ? 4242 : undefined;
+      },
+      async ensureRunning() {
+        if (!running) log.push(`start ${p.namespace} ${p.routerId} ${p.port}`);
+        running = true;
+      },
+      async stop() {
+        if (running) log.push(`stop ${p.namespace}`);
+        running = false;
+      },
+    };
+  };
+  return { log, factory };
+}
+
+const agents: { agent: { stop(): Promise<void> } }[] = [];
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.agent.stop();
+});
+
+async function setup(options: Parameters<typeof createL3Agent>[0]) {
+  const proxies = fakeProxies();
+  const h = await createL3Agent(options);
+  (h.handler as unknown as { options: { proxyFactory?: MetadataProxyFactory } }).options.proxyFactory = proxies.factory;
+  agents.push(h);
+  return { ...h, proxies };
+}
+
+describe("RouterHandler through the agent (fake host)", () => {
+  it("adds a router: namespace with forwarding, devices, addresses, route, floating IP, proxy, and Neutron's rules", async () => {
+    const host = new FakeL3Host();
+    const { agent, proxies } = await setup({ runner: host, initial: { routers: [seed] } });
+    const report = await agent.start();
+    expect(report.failed).toEqual([]);
+
+    expect(host.iptables.hasNamespace(NS)).toBe(true);
+    expect(host.sysctls.get(NS)).toEqual(["net.ipv4.ip_forward=1", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2", "net.ipv6.conf.all.forwarding=1"]);
+    // linuxbridge: veth pairs, outer ends in their networks' bridges (host namespace by default).
+    expect(host.device(NS, QR)).toMatchObject({ up: true, mac: "fa:16:3e:10:10:01", addresses: ["10.10.10.1/24"], peer: ["<host>", "tapc0ffee00-11"] });
+    expect(host.device(undefined, "tapc0ffee00-11")).toMatchObject({ master: "brq8f2e0c6a-3d", up: true });
+    expect(host.device(undefined, "brq8f2e0c6a-3d")).toMatchObject({ bridge: true, up: true });
+    expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.2/24", "200.200.128.3/32"]);
+    expect(host.routes.get(`${NS} -4`)).toEqual(["default via 200.200.128.1 dev qg-a1b2c3d4-00"]);
+    expect(proxies.log).toEqual([`start ${NS} ${ID} 9697`]);
+
+    // The floating IP's address comes after the rules (Neutron: "once NAT rules are in place").
+    const fipAdded = host.events.indexOf(`${NS}:   | address add 200.200.128.3/32 scope global dev ${QG}`);
+    expect(fipAdded).toBeGreaterThan(host.events.lastIndexOf(`restore ${NS} v6`));
+
+    const want = reference.expected[0]!.routers.get(ID)!;
+    expect(normalizeSave(host.iptables.dump({ namespace: NS, family: 4 }))).toBe(want.iptables);
+    expect(normalizeSave(host.iptables.dump({ namespace: NS, family: 6 }))).toBe(want.ip6tables);
+  });
+
+  it("a disassociated floating IP: rules first, then its address, then its connections", async () => {
+    const host = new FakeL3Host();
+    const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2"), fip(4, "10.10.10.4")])] } });
+    await agent.start();
+    const before = host.events.length;
+    await push({ routers: [withFips([fip(4, "10.10.10.4")])] });
+    // Only floating IPs changed: no command before the restore; after it the address, then the connections.
+    expect(host.events.slice(before)).toEqual([
+      `restore ${NS} v4`,
+      `${NS}: ip -force -batch -`,
+      `${NS}:   | address del 200.200.128.3/32 dev ${QG}`,
+      `${NS}: conntrack -D -d 200.200.128.3`,
+      `${NS}: conntrack -D -q 200.200.128.3`,
+    ]);
+    expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.2/24", "200.200.128.4/32"]);
+    expect(host.iptables.rules({ namespace: NS, family: 4 }, "nat", "neutron-l3-agent-OUTPUT")).toEqual(["-d 200.200.128.4/32 -j DNAT --to-destination 10.10.10.4"]);
+  });
+
+  it("a floating IP moved to another fixed IP has its old connections deleted", async () => {
+    const host = new FakeL3Host();
+    const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2")])] } });
+    await agent.start();
+    const before = host.events.length;
+    await push({ routers: [withFips([fip(3, "10.10.10.9")])] });
+    expect(host.events.slice(before).filter((e) => e.includes("conntrack"))).toEqual([`${NS}: conntrack -D -d 200.200.128.3`, `${NS}: conntrack -D -q 200.200.128.3`]);
+  });
+
+  it("removes a router: extensions told, proxy stopped, namespace deleted (devices with it), nothing left", async () => {
+    const host = new FakeL3Host();
+    const seen: string[] = [];
+    const ext: L3RouterExtension = { name: "audit", deleteRouter: (c) => void seen.push(`delete ${c.router.id} ${c.namespace}`) };
+    const { agent, push, proxies, handler } = await setup({ runner: host, initial: { routers: [seed] }, extensions: [ext] });
+    await agent.start();
+    await push({ routers: [] });
+    expect(seen).toEqual([`delete ${ID} ${NS}`]);
+    expect(proxies.log).toEqual([`start ${NS} ${ID} 9697`, `stop ${NS}`]);
+    expect(host.iptables.hasNamespace(NS)).toBe(false);
+    expect(host.device(undefined, "tapc0ffee00-11")).toBeUndefined();
+    expect(handler.liveRouters()).toEqual([]);
+    // Added again later, it starts from nothing.
+    await push({ routers: [seed] });
+    expect(host.iptables.hasNamespace(NS)).toBe(true);
+    expect(normalizeSave(host.iptables.dump({ namespace: NS, family: 4 }))).toBe(reference.expected[0]!.routers.get(ID)!.iptables);
+  });
+
+  it("router extensions get the router, its namespace and manager inside the same deferred apply", async () => {
+    const host = new FakeL3Host();
+    const calls: string[] = [];
+    const ext: L3RouterExtension = {
+      name: "fw",
+      addRouter(c: RouterExtensionContext) {
+        calls.push(`add ${c.router.id} ${c.namespace} deferred=${c.iptables.deferred}`);
+        c.iptables.table(4, "filter").addRule("FORWARD", "-o qr-+ -p icmp -j DROP");
+      },
+      updateRouter(c: RouterExtensionContext) {
+        calls.push(`update ${c.router._floatingips.length} deferred=${c.iptables.deferred}`);
+      },
+    };
+    const { agent, push } = await setup({ runner: host, initial: { routers: [seed] }, extensions: [ext] });
+    await agent.start();
+    expect(calls).toEqual([`add ${ID} ${NS} deferred=true`]);
+    // One restore per family carried the router's and the extension's rules.
+    expect(host.events.filter((e) => e.startsWith("restore"))).toEqual([`restore ${NS} v4`, `restore ${NS} v6`]);
+    expect(host.iptables.rules({ namespace: NS, family: 4 }, "filter", "neutron-l3-agent-FORWARD")).toEqual(["-j neutron-l3-agent-scope", "-o qr-+ -p icmp -j DROP"]);
+    await push({ routers: [withFips([])] });
+    expect(calls).toEqual([`add ${ID} ${NS} deferred=true`, "update 0 deferred=true"]);
+  });
+
+  it("a failing extension fails the router's apply with an error naming it, and it is retried", async () => {
+    const host = new FakeL3Host();
+    let failures = 1;
+    const ext: L3RouterExtension = {
+      name: "flaky",
+      addRouter() {
+        if (failures-- > 0) throw new Error("boom");
+      },
+    };
+    const { agent } = await setup({ runner: host, initial: { routers: [seed] }, extensions: [ext] });
+    const report = await agent.start();
+    expect(report.failed).toHaveLength(1);
+    expect(report.failed[0]!.error).toMatchObject({ code: "ROUTER_EXTENSION_FAILED", extension: "flaky", resource: `router/${ID}` });
+    expect(report.failed[0]!.error.message).toBe(`router extension flaky failed in addRouter for router ${ID}: boom`);
+    await agent.idle();
+    expect(normalizeSave(host.iptables.dump({ namespace: NS, family: 4 }))).toBe(reference.expected[0]!.routers.get(ID)!.iptables);
+  });
+
+  it("noop driver: a missing device is logged and retried; the rules are applied regardless", async () => {
+    const host = new FakeL3Host();
+    const { agent, push } = await setup({ runner: host, initial: { routers: [seed] }, options: { interface_driver: "noop" } });
+    const report = await agent.start();
+    expect(report.failed[0]!.error).toMatchObject({ code: "ROUTER_DEVICES_MISSING", devices: [QR, QG] });
+    expect(normalizeSave(host.iptables.dump({ namespace: NS, family: 4 }))).toBe(reference.expected[0]!.routers.get(ID)!.iptables);
+    // Someone creates the devices; the retry configures them.
+    host.addDevice(NS, QR);
+    host.addDevice(NS, QG);
+    await push({ routers: [seed] });
+    expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.2/24", "200.200.128.3/32"]);
+    expect(host.device(NS, QR)!.addresses).toEqual(["10.10.10.1/24"]);
+  });
+
+  it("an unknown interface driver is an error naming the plugin and the drivers there are", async () => {
+    const host = new FakeL3Host();
+    const { agent } = await setup({ runner: host, initial: { routers: [seed] }, options: { interface_driver: "ovs" } });
+    const report = await agent.start();
+    expect(report.failed[0]!.error.message).toBe('plugin l3-nat: interface_driver "ovs" is not registered (registered: linuxbridge, noop)');
+  });
+
+  it("plan is a dry run: rules computed, nothing created, no state kept", async () => {
+    const host = new FakeL3Host();
+    const { agent, proxies, handler } = await setup({ runner: host, initial: { routers: [seed] } });
+    const plans = await agent.plan();
+    expect(plans).toHaveLength(1);
+    expect(plans[0]!.namespace).toBe(NS);
+    expect(plans[0]!.families[0]!.input).toContain("-A neutron-l3-agent-PREROUTING -d 200.200.128.3/32 -j DNAT --to-destination 10.10.10.2");
+    expect(host.iptables.hasNamespace(NS)).toBe(false);
+    expect(host.events.filter((e) => !e.endsWith("ip netns list"))).toEqual([]);
+    expect(proxies.log).toEqual([]);
+    expect(handler.liveRouters()).toEqual([]);
+  });
+
+  it("an invalid router is reported naming it; the other routers still apply", async () => {
+    const host = new FakeL3Host();
+    const bad = { ...structuredClone(seed), id: "bad-router", _floatingips: [{ id: "f", floating_ip_address: "200.200.128.9" }] };
+    const { agent } = await setup({ runner: host, initial: { routers: [bad, seed] } });
+    const report = await agent.start();
+    expect(report.failed).toEqual([]);
+    expect(report.problems).toEqual([
+      { source: "test-state", path: "routers.0._floatingips.0.fixed_ip_address", resource: "bad-router", message: "router bad-router: a floating IP needs a fixed_ip_address" },
+    ]);
+    expect(host.iptables.listNamespaces()).toEqual([NS]);
+  });
+
+  it("a gateway removed together with its floating IPs: no stale DNAT, addresses and connections cleaned", async () => {
+    const host = new FakeL3Host();
+    const { agent, push } = await setup({ runner: host, initial: { routers: [seed] } });
+    await agent.start();
+    const before = host.events.length;
+    await push({ routers: [{ ...structuredClone(seed), gw_port: null, _floatingips: [] }] });
+    expect(host.iptables.rules({ namespace: NS, family: 4 }, "nat", "neutron-l3-agent-PREROUTING")).toEqual([
+      "-d 169.254.169.254/32 -i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697",
+    ]);
+    expect(host.device(NS, QG)).toBeUndefined();
+    const after = host.events.slice(before);
+    expect(after.filter((e) => e.includes("conntrack -D -d"))).toEqual([`${NS}: conntrack -D -d 200.200.128.2`, `${NS}: conntrack -D -d 200.200.128.3`]);
+    expect(after.findIndex((e) => e.includes("conntrack"))).toBeGreaterThan(after.findIndex((e) => e.startsWith("restore")));
+  });
+
+  it("an interface removed is unplugged, an added one plugged; a new gateway address replaces the old one", async () => {
+    const host = new FakeL3Host();
+    const { agent, push } = await setup({ runner: host, initial: { routers: [seed] } });
+    await agent.start();
+    const r = structuredClone(seed);
+    r._interfaces = [{ ...r._interfaces[0], id: "dddddddd-1111-4222-8333-444455556666", mac_address: "fa:16:3e:10:10:02" }];
+    r.gw_port.fixed_ips = [{ ip_address: "200.200.128.9", subnet_id: "ext-subnet-1", prefixlen: 24 }];
+    const before = host.events.length;
+    await push({ routers: [r] });
+    expect(host.device(NS, QR)).toBeUndefined();
+    expect(host.device(undefined, "tapc0ffee00-11")).toBeUndefined();
+    expect(host.device(NS, "qr-dddddddd-11")).toMatchObject({ addresses: ["10.10.10.1/24"], mac: "fa:16:3e:10:10:02" });
+    expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.3/32", "200.200.128.9/24"]);
+    expect(host.events.slice(before).filter((e) => e.includes("conntrack -D -d"))).toEqual([`${NS}: conntrack -D -d 200.200.128.2`]);
+    expect(host.iptables.rules({ namespace: NS, family: 4 }, "nat", "neutron-l3-agent-snat")).toContain("-o qg-a1b2c3d4-00 -j SNAT --to-source 200.200.128.9 --random-fully");
+  });
+
+  it("a restarted agent adopts the router: no rule sent, devices left alone, drift repaired", async () => {
+    const host = new FakeL3Host();
+    const first = await setup({ runner: host, initial: { routers: [seed] } });
+    await first.agent.start();
+    await first.agent.stop();
+    // Someone removed the floating IP's address while the agent was down.
+    host.device(NS, QG)!.addresses = ["200.200.128.2/24"];
+    const restoresBefore = host.iptables.restoreCalls.length;
+    const before = host.events.length;
+    const second = await setup({ runner: host, initial: { routers: [seed] } });
+    const report = await second.agent.start();
+    expect(report.failed).toEqual([]);
+    expect(host.iptables.restoreCalls.length).toBe(restoresBefore);
+    const commands = host.events.slice(before);
+    expect(commands.filter((e) => e.includes("link add"))).toEqual([]);
+    expect(commands).toContain(`${NS}:   | address add 200.200.128.3/32 scope global dev ${QG}`);
+    expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.2/24", "200.200.128.3/32"]);
+  });
+});

@@ -1,0 +1,282 @@
+import type { ApplyEvent, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
+import type { IptablesManager, IptablesRunner, IptablesVersion } from "@chainwarden/core";
+import { AddressScopeMarks } from "./address-scope-marks.js";
+import { externalDeviceName, internalDeviceName, routerNamespaceName } from "./device-names.js";
+import type { InterfaceDriver } from "./interface-driver.js";
+import { InterfaceDriverUnknownError, RouterDevicesMissingError, RouterExtensionError } from "./l3-nat-errors.js";
+import type { L3NatSettings } from "./l3-nat-settings.js";
+import { MetadataProxyProcess, type MetadataProxyFactory, type MetadataProxyHandle } from "./metadata-proxy-process.js";
+import { parseRouters } from "./parse-routers.js";
+import type { ParseRouterResult, Router } from "./router.js";
+import { syncRouterDevices, type PostApplyTask } from "./router-devices.js";
+import type { L3RouterExtension, RouterExtensionContext } from "./router-extension-point.js";
+import { deleteRouterNamespace, ensureRouterNamespace, routerNamespaceExists } from "./router-namespace.js";
+import { RouterRules } from "./router-rules.js";
+
+/** The agent's pino logger type, without importing pino. */
+type Logger = ReconcileContext["logger"];
+
+export interface RouterHandlerOptions {
+  settings: L3NatSettings;
+  /** Every registered interface driver; read on first use (extension points close after registration). */
+  drivers: () => readonly InterfaceDriver[];
+  /** Every registered router extension, in registration order; read on first use. */
+  extensions: () => readonly L3RouterExtension[];
+  /** Default: a `MetadataProxyProcess` per router. */
+  proxyFactory?: MetadataProxyFactory;
+}
+
+/** What the handler keeps about a router it has set up on this host (never touched by dry runs). */
+interface RouterState {
+  readonly namespace: string;
+  readonly marks: AddressScopeMarks;
+  /** The router whose devices, floating IP addresses and conntrack cleanup are done. */
+  settled: Router | undefined;
+  /** The router whose post-apply work waits in `pending`. */
+  pendingRouter: Router | undefined;
+  pending: PostApplyTask[];
+  proxy: MetadataProxyHandle | undefined;
+  /** Bound to the router, for the post-apply work that runs outside its reconcile. */
+  logger: Logger;
+}
+
+/**
+ * The `router` resource handler: Neutron's l3 agent for legacy routers, one network namespace
+ * (`<namespace_prefix><router id>`) per router.
+ *
+ * A reconcile of a router, in Neutron's order (`_process_added_router` / `_process_updated_router`):
+ * 1. add only: the namespace, with forwarding on;
+ * 2. its iptables rules on the namespace's manager (`RouterRules`, incremental), then the router
+ *    extensions' `addRouter`/`updateRouter` on the same manager: the loop applies them together;
+ * 3. devices (interface driver), addresses and default routes;
+ * 4. the metadata proxy;
+ * 5. after the apply (`afterApply`, from the plugin's apply observer): floating IP addresses and the
+ *    conntrack cleanup, which must follow the NAT rules (see `syncRouterDevices`).
+ * Removal: extensions' `deleteRouter`, the proxy stopped, the namespace deleted (with its devices,
+ * rules and connections), the loop told to forget the namespace.
+ *
+ * Dry runs (`plan`, `status`) do step 2 only, on the loop's fresh managers, and leave the handler's
+ * state alone.
+ */
+export class RouterHandler implements ResourceHandler<Router> {
+  readonly kind = "router";
+  private readonly settings: L3NatSettings;
+  private readonly routers = new Map<string, RouterState>();
+  private readonly byNamespace = new Map<string, string>();
+  /** One `RouterRules` per manager: a new manager (after a failure, or a dry run) starts from nothing. */
+  private readonly rules = new WeakMap<IptablesManager, RouterRules>();
+  private readonly versions = new WeakMap<IptablesRunner, Promise<IptablesVersion>>();
+  private driver: InterfaceDriver | undefined;
+  /** Parse results by router JSON: a document re-read after one change re-validates one router. */
+  private readonly parsed = new Map<string, ParseRouterResult>();
+
+  constructor(private readonly options: RouterHandlerOptions) {
+    this.settings = options.settings;
+  }
+
+  parse(document: StateDocument, origin: string): ParsedResources<Router> {
+    return parseRouters(document, origin, { namespacePrefix: this.settings.namespacePrefix, cache: this.parsed });
+  }
+
+  namespaceOf(router: Router): string {
+    return routerNamespaceName(this.settings.namespacePrefix, router.id);
+  }
+
+  async reconcile(context: ReconcileContext, request: ReconcileRequest<Router>): Promise<void> {
+    for (const [id, router] of request.removed) await this.removeRouter(context, id, router);
+    const ids = request.full ? [...request.desired.keys()] : [...request.changed].filter((id) => request.desired.has(id));
+    for (const id of ids) await this.processRouter(context, request.desired.get(id)!, request.full);
+  }
+
+  /**
+   * The plugin's apply observer calls this after every apply of a namespace. After a failed apply
+   * the pending work is dropped: the retry computes it again from the kernel.
+   */
+  async afterApply(event: ApplyEvent): Promise<void> {
+    if (event.namespace === undefined) return;
+    const id = this.byNamespace.get(event.namespace);
+    const state = id === undefined ? undefined : this.routers.get(id);
+    if (!state) return;
+    const tasks = state.pending;
+    state.pending = [];
+    if (event.error) {
+      state.pendingRouter = undefined;
+      return;
+    }
+    await this.runPostApply(state, tasks);
+  }
+
+  /** Stops every metadata proxy this handler started (agent shutdown, tests). Rules and namespaces stay. */
+  async stopProxies(): Promise<void> {
+    await Promise.all([...this.routers.values()].map((s) => s.proxy?.stop()));
+    for (const s of this.routers.values()) s.proxy = undefined;
+  }
+
+  /** The routers this handler has set up on the host, with their namespaces and proxy pids. */
+  liveRouters(): { id: string; namespace: string; proxyPid: number | undefined }[] {
+    return [...this.routers].map(([id, s]) => ({ id, namespace: s.namespace, proxyPid: s.proxy?.pid }));
+  }
+
+  // ---- one router ---------------------------------------------------------------------------------------
+
+  private async processRouter(context: ReconcileContext, router: Router, full: boolean): Promise<void> {
+    const namespace = context.namespace ?? this.namespaceOf(router);
+    const logger = context.logger.child({ router: router.id });
+    let state = this.routers.get(router.id);
+    if (state && state.namespace !== namespace) state = undefined;
+    const isNew = state === undefined;
+    if (!context.dryRun) {
+      if (isNew || (full && !(await routerNamespaceExists(context.runner, namespace)))) {
+        await ensureRouterNamespace(context.runner, namespace, { useIpv6: this.settings.useIpv6 });
+        logger.info({ namespace }, isNew ? "router namespace ready" : "router namespace recreated");
+      }
+      if (!state) {
+        state = { namespace, marks: new AddressScopeMarks(), settled: undefined, pendingRouter: undefined, pending: [], proxy: undefined, logger };
+        this.routers.set(router.id, state);
+        this.byNamespace.set(namespace, router.id);
+      }
+    }
+
+    const manager = context.manager();
+    let rules = this.rules.get(manager);
+    const freshManager = rules === undefined;
+    if (!rules) {
+      const version = await this.version(context.runner);
+      rules = new RouterRules(manager, `router/${router.id}`, {
+        enableMetadataProxy: this.settings.enableMetadataProxy,
+        metadataPort: this.settings.metadataPort,
+        metadataAccessMark: this.settings.metadataAccessMark,
+        externalIngressMark: this.settings.externalIngressMark,
+        randomFully: this.settings.useRandomFully && version.supportsRandomFully,
+        // A dry run must not allocate marks on the live router.
+        marks: context.dryRun ? (this.routers.get(router.id)?.marks.clone() ?? new AddressScopeMarks()) : state!.marks,
+      });
+      this.rules.set(manager, rules);
+    }
+    const change = rules.update(router);
+    await this.callExtensions(isNew || freshManager ? "addRouter" : "updateRouter", context, router, namespace, manager);
+    logger.debug({ groups: change.groups.length, rulesAdded: change.rulesAdded, rulesRemoved: change.rulesRemoved, dryRun: context.dryRun }, "router rules computed");
+    if (context.dryRun) return;
+
+    const driver = this.interfaceDriver();
+    const devices = await syncRouterDevices({ runner: context.runner, namespace, logger, driver, router, settled: state!.settled, full: full || isNew });
+    state!.pending = devices.postApply;
+    state!.pendingRouter = router;
+
+    if (this.settings.runMetadataProxy) {
+      state!.proxy ??= (this.options.proxyFactory ?? defaultProxyFactory)({
+        namespace,
+        routerId: router.id,
+        port: this.settings.metadataPort,
+        upstream: this.settings.metadataUpstream,
+        logger: logger.child({ component: "metadata-proxy" }),
+        runner: context.runner,
+      });
+      try {
+        await state!.proxy.ensureRunning();
+      } catch (err) {
+        // Neutron does not hold a router back for its proxy either; the next resync tries again.
+        logger.error({ err }, "metadata proxy failed to start");
+      }
+    }
+
+    if (devices.missing.length > 0) {
+      // The rules go in now regardless (the loop would not apply them after an error), then the
+      // error makes the loop retry the devices with backoff.
+      await manager.deferApplyOff();
+      manager.deferApplyOn();
+      const tasks = state!.pending;
+      state!.pending = [];
+      await this.runPostApply(state!, tasks, false);
+      logger.warn({ devices: devices.missing, driver: driver.name }, "router devices missing; rules applied, retrying");
+      throw new RouterDevicesMissingError(devices.missing, router.id);
+    }
+  }
+
+  private async removeRouter(context: ReconcileContext, id: string, router: Router): Promise<void> {
+    const namespace = context.namespace ?? this.namespaceOf(router);
+    const logger = context.logger.child({ router: id });
+    await this.callExtensions("deleteRouter", context, router, namespace, context.manager());
+    if (context.dryRun) return;
+    const state = this.routers.get(id);
+    await state?.proxy?.stop();
+    // Unplug first, as Neutron's RouterNamespace.delete: a driver's ports may live outside the
+    // namespace (an OVS bridge), and the kernel tears a deleted namespace's veths down only later.
+    if (state) {
+      const driver = this.interfaceDriver();
+      const devices = [...new Set([...routerDevices(state.settled), ...routerDevices(state.pendingRouter), ...routerDevices(router)])];
+      for (const device of devices) await driver.unplug({ runner: context.runner, namespace, logger }, device);
+    }
+    // The namespace takes the router's rules and conntrack entries with it.
+    await deleteRouterNamespace(context.runner, namespace);
+    context.forgetNamespace();
+    this.routers.delete(id);
+    this.byNamespace.delete(namespace);
+    logger.info({ namespace }, "router removed");
+  }
+
+  private async runPostApply(state: RouterState, tasks: readonly PostApplyTask[], settle = true): Promise<void> {
+    for (const task of tasks) {
+      try {
+        await task.run();
+        state.logger.debug({ task: task.description }, "post-apply task done");
+      } catch (err) {
+        // The next full pass recomputes addresses from the kernel and tries again.
+        state.logger.error({ err, task: task.description }, "post-apply task failed");
+      }
+    }
+    if (settle && state.pendingRouter) {
+      state.settled = state.pendingRouter;
+      state.pendingRouter = undefined;
+    }
+  }
+
+  private async callExtensions(
+    callback: "addRouter" | "updateRouter" | "deleteRouter",
+    context: ReconcileContext,
+    router: Router,
+    namespace: string,
+    iptables: IptablesManager,
+  ): Promise<void> {
+    for (const extension of this.options.extensions()) {
+      const fn = extension[callback];
+      if (!fn) continue;
+      const extContext: RouterExtensionContext = {
+        router,
+        namespace,
+        iptables,
+        runner: context.runner,
+        logger: context.logger.child({ router: router.id, namespace, extension: extension.name }),
+        dryRun: context.dryRun,
+      };
+      try {
+        await fn.call(extension, extContext);
+      } catch (err) {
+        throw new RouterExtensionError(extension.name, callback, router.id, err);
+      }
+    }
+  }
+
+  private interfaceDriver(): InterfaceDriver {
+    if (this.driver) return this.driver;
+    const drivers = this.options.drivers();
+    const found = drivers.find((d) => d.name === this.settings.interfaceDriver);
+    if (!found) throw new InterfaceDriverUnknownError(this.settings.interfaceDriver, drivers.map((d) => d.name));
+    this.driver = found;
+    return found;
+  }
+
+  private version(runner: IptablesRunner): Promise<IptablesVersion> {
+    let v = this.versions.get(runner);
+    if (!v) this.versions.set(runner, (v = runner.version()));
+    return v;
+  }
+}
+
+const defaultProxyFactory: MetadataProxyFactory = (params) => new MetadataProxyProcess(params);
+
+/** The qr-/qg- devices a router has. */
+function routerDevices(router: Router | undefined): string[] {
+  if (!router) return [];
+  return [...router._interfaces.map((p) => internalDeviceName(p.id)), ...(router.gw_port ? [externalDeviceName(router.gw_port.id)] : [])];
+}

@@ -1,0 +1,78 @@
+import { Agent, baseConfigSchema, createPlugin, stateSourceExtensionPoint, type AgentConfig, type StateDocument, type StateSink, type StateSource } from "@chainwarden/agent";
+import type { IptablesRunner } from "@chainwarden/core";
+import { pino } from "pino";
+import { l3NatPlugin } from "../l3-nat-plugin.js";
+import type { L3NatOptions } from "../l3-nat-settings.js";
+import type { RouterHandler } from "../router-handler.js";
+import { l3AgentRouterExtensionPoint, type L3RouterExtension } from "../router-extension-point.js";
+import { l3InterfaceDriverExtensionPoint, type InterfaceDriver } from "../interface-driver.js";
+import { resourceHandlerExtensionPoint } from "@chainwarden/agent";
+
+/** A state source the test pushes documents into. */
+class PushStateSource implements StateSource {
+  readonly name = "test";
+  private sink: StateSink | undefined;
+  constructor(private first: StateDocument) {}
+  async start(sink: StateSink): Promise<void> {
+    this.sink = sink;
+    sink.update(this.first, "test-state");
+  }
+  async stop(): Promise<void> {
+    this.sink = undefined;
+  }
+  push(document: StateDocument): void {
+    this.sink?.update(document, "test-state");
+  }
+}
+
+export interface L3AgentHarnessOptions {
+  runner: IptablesRunner;
+  options?: Partial<L3NatOptions>;
+  config?: Record<string, unknown>;
+  extensions?: L3RouterExtension[];
+  drivers?: InterfaceDriver[];
+  initial?: StateDocument;
+}
+
+/**
+ * A real agent (`Agent.create`, reconcile loop, apply observers) with `l3NatPlugin` and a test plugin
+ * that provides the state and, optionally, router extensions and interface drivers.
+ */
+export async function createL3Agent(options: L3AgentHarnessOptions) {
+  const source = new PushStateSource(options.initial ?? { routers: [] });
+  const testPlugin = createPlugin({
+    name: "l3-test",
+    version: "0.0.0",
+    framework: "^0.1.0",
+    register(env) {
+      env.addExtension(stateSourceExtensionPoint, source);
+      for (const e of options.extensions ?? []) env.addExtension(l3AgentRouterExtensionPoint, e);
+      for (const d of options.drivers ?? []) env.addExtension(l3InterfaceDriverExtensionPoint, d);
+    },
+  });
+  const config: AgentConfig = {
+    ...baseConfigSchema.parse({ wrap_name: "neutron-l3-agent", coalesce_ms: 0, resync_interval: 0, retry_initial_delay_ms: 20, retry_max_delay_ms: 200, log_level: "silent" }),
+    namespace_prefix: "qrouter-",
+    metadata_port: 9697,
+    enable_metadata_proxy: true,
+    ...options.config,
+  };
+  const agent = await Agent.create({
+    name: "l3-agent",
+    version: "0.0.0",
+    config,
+    plugins: [{ plugin: l3NatPlugin, options: options.options ?? {} }, { plugin: testPlugin }],
+    runner: options.runner,
+    logger: pino({ level: process.env.L3_TEST_LOG ?? "silent" }),
+  });
+  const handler = agent.extensions(resourceHandlerExtensionPoint).find((h) => h.kind === "router") as RouterHandler;
+  return {
+    agent,
+    handler,
+    /** Delivers a new desired state and waits until it is applied (retries included). */
+    async push(document: StateDocument): Promise<void> {
+      source.push(document);
+      await agent.idle();
+    },
+  };
+}
