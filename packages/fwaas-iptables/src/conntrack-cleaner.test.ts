@@ -1,0 +1,92 @@
+import type { AuxCommand, ExecOptions, ExecResult } from "@chainwarden/core";
+import { FakeIptablesRunner } from "@chainwarden/testing";
+import { describe, expect, it } from "vitest";
+import { ConntrackCleaner, conntrackFilterMatches, conntrackFilterOf, mergeConntrackPlans } from "./conntrack-cleaner.js";
+import { deleteEntryArgs, parseConntrackEntries } from "./conntrack-entry.js";
+import { parseFirewallRule } from "./firewall-rule.js";
+
+const LISTING = [
+  "tcp      6 431995 ESTABLISHED src=10.10.10.2 dst=203.0.113.9 sport=40000 dport=5001 src=203.0.113.9 dst=200.200.128.2 sport=5001 dport=40000 [ASSURED] mark=0 use=1",
+  "tcp      6 431995 ESTABLISHED src=10.10.10.2 dst=203.0.113.9 sport=40001 dport=22 src=203.0.113.9 dst=200.200.128.2 sport=22 dport=40001 [ASSURED] mark=0 use=1",
+  "icmp     1 29 src=10.10.10.2 dst=203.0.113.9 type=8 code=0 id=77 src=203.0.113.9 dst=10.10.10.2 type=0 code=0 id=77 mark=0 use=1",
+  "tcp      6 117 SYN_SENT src=203.0.113.9 dst=200.200.128.3 sport=50000 dport=80 [UNREPLIED] src=10.10.10.2 dst=203.0.113.9 sport=80 dport=50000 mark=0 zone=3 use=1",
+  "garbage line",
+  "udp      17 20 src=10.10.10.2 dst=not-an-ip sport=1 dport=2 src=x dst=y sport=2 dport=1 mark=0 use=1",
+].join("\n");
+
+const rule = (raw: Record<string, unknown>) => parseFirewallRule({ action: "deny", ...raw }).rule!;
+
+describe("conntrack entries", () => {
+  it("parses the original tuple, the reply's addresses and the zone; skips what is not an entry", () => {
+    const entries = parseConntrackEntries(LISTING, 4);
+    expect(entries).toHaveLength(4);
+    expect(entries[0]).toMatchObject({ protocolNumber: 6, source: "10.10.10.2", destination: "203.0.113.9", sourcePort: 40000, destinationPort: 5001 });
+    expect(entries[2]).toMatchObject({ protocolName: "icmp", icmpType: 8, icmpCode: 0, icmpId: 77 });
+    expect(entries[3]).toMatchObject({ destination: "200.200.128.3", replySource: "10.10.10.2", zone: 3 });
+    expect(deleteEntryArgs(entries[0]!)).toEqual(["-D", "-f", "ipv4", "-p", "tcp", "-s", "10.10.10.2", "-d", "203.0.113.9", "--sport", "40000", "--dport", "5001"]);
+    expect(deleteEntryArgs(entries[2]!)).toEqual(["-D", "-f", "ipv4", "-p", "icmp", "-s", "10.10.10.2", "-d", "203.0.113.9", "--icmp-type", "8", "--icmp-code", "0", "--icmp-id", "77"]);
+    expect(deleteEntryArgs(entries[3]!)).toContain("--zone");
+  });
+
+  it("matches by protocol, port ranges and addresses (the DNATed destination too)", () => {
+    const [tcp5001, tcp22, icmp, dnat] = parseConntrackEntries(LISTING, 4);
+    const m = (raw: Record<string, unknown>, e: typeof tcp5001) => conntrackFilterMatches(conntrackFilterOf(rule(raw)), e!);
+    expect(m({ protocol: "tcp", destination_port: "5000:5010" }, tcp5001)).toBe(true);
+    expect(m({ protocol: "tcp", destination_port: "5000:5010" }, tcp22)).toBe(false);
+    expect(m({ protocol: "icmp" }, icmp)).toBe(true);
+    expect(m({ protocol: "icmp" }, tcp22)).toBe(false);
+    expect(m({}, tcp22)).toBe(true);
+    expect(m({ source_ip_address: "10.10.10.0/24" }, icmp)).toBe(true);
+    expect(m({ source_ip_address: "10.10.11.0/24" }, icmp)).toBe(false);
+    expect(m({ destination_ip_address: "10.10.10.2" }, dnat)).toBe(true);
+    expect(m({ ip_version: 6 }, tcp22)).toBe(false);
+  });
+
+  it("merges plans: a flushed family needs no filters", () => {
+    const f4 = conntrackFilterOf(rule({ protocol: "tcp" }));
+    const f6 = conntrackFilterOf(rule({ protocol: "tcp", ip_version: 6 }));
+    expect(mergeConntrackPlans([{ flush: [6], filters: [f4] }, { flush: [], filters: [f6] }])).toEqual({ flush: [6], filters: [f4] });
+  });
+});
+
+/** The fake iptables with a scripted `conntrack` (the test kit does not model it). */
+class ConntrackScript extends FakeIptablesRunner {
+  readonly conntrack: { args: readonly string[]; namespace: string | undefined }[] = [];
+  constructor(private readonly listing: Record<string, string>) {
+    super({ variant: "nft", namespaces: ["ns1"] });
+  }
+  override async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+    if (command !== "conntrack") return super.exec(command, args, options);
+    this.conntrack.push({ args: [...args], namespace: options.namespace });
+    if (args[0] === "-L") return { stdout: this.listing[args[2]!] ?? "", stderr: "conntrack v1.4.7 (conntrack-tools): 4 flow entries have been shown.\n", exitCode: 0 };
+    return { stdout: "", stderr: "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n", exitCode: args.length > 3 ? 0 : 1 };
+  }
+}
+
+describe("ConntrackCleaner", () => {
+  it("flushes families with conntrack -D -f, in the namespace", async () => {
+    const runner = new ConntrackScript({});
+    const r = await new ConntrackCleaner(runner).apply("ns1", { flush: [4, 6], filters: [] });
+    expect(r).toEqual({ flushed: [4, 6], deleted: 0 });
+    expect(runner.conntrack).toEqual([
+      { args: ["-D", "-f", "ipv4"], namespace: "ns1" },
+      { args: ["-D", "-f", "ipv6"], namespace: "ns1" },
+    ]);
+  });
+
+  it("lists once per family and deletes exactly the matching entries", async () => {
+    const runner = new ConntrackScript({ ipv4: LISTING });
+    const r = await new ConntrackCleaner(runner).apply("ns1", { flush: [], filters: [conntrackFilterOf(rule({ protocol: "tcp", destination_port: "5001" }))] });
+    expect(r.deleted).toBe(1);
+    expect(runner.conntrack.map((c) => c.args.join(" "))).toEqual([
+      "-L -f ipv4",
+      "-D -f ipv4 -p tcp -s 10.10.10.2 -d 203.0.113.9 --sport 40000 --dport 5001",
+    ]);
+  });
+
+  it("fails with the command and stderr when conntrack itself fails", async () => {
+    const runner = new ConntrackScript({});
+    runner.exec = async () => ({ stdout: "", stderr: "conntrack: Operation not permitted\n", exitCode: 2 });
+    await expect(new ConntrackCleaner(runner).apply("ns1", { flush: [4], filters: [] })).rejects.toThrow(/conntrack -D -f ipv4 failed \(exit 2\)/);
+  });
+});

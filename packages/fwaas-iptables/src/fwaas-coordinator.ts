@@ -1,0 +1,162 @@
+import type { ApplyEvent, ReconcileContext, ReconcileRequest } from "@chainwarden/agent";
+import type { IptablesManager, IptablesRunner } from "@chainwarden/core";
+import type { L3RouterExtension, Router, RouterExtensionContext } from "@chainwarden/l3-nat";
+import { ConntrackCleaner, isEmptyConntrackPlan, mergeConntrackPlans, type ConntrackPlan } from "./conntrack-cleaner.js";
+import type { RouterBoundFirewall, RouterBoundGroup, RouterBoundResource } from "./fwaas-state.js";
+import { RouterFirewall } from "./router-firewall.js";
+
+type Logger = ReconcileContext["logger"];
+
+/** What the FWaaS handlers last reconciled in one router namespace. */
+interface RouterFirewalls {
+  firewalls: ReadonlyMap<string, RouterBoundFirewall>;
+  groups: ReadonlyMap<string, RouterBoundGroup>;
+}
+
+interface PendingConntrack {
+  runner: IptablesRunner;
+  logger: Logger;
+  items: { plan: ConntrackPlan; chains: string[] }[];
+}
+
+export interface FwaasCoordinatorOptions {
+  /** Remove the connections a new or changed firewall forbids (neutron-fwaas does). Default true. */
+  conntrackCleanup?: boolean;
+}
+
+/**
+ * Where the two ways into a router meet. The rules of a router live in its namespace's
+ * IptablesManager, which the l3 plugin owns; FWaaS writes into it
+ * - as a router extension (`addRouter` / `updateRouter` from the l3 plugin, on the router's manager,
+ *   inside its deferred apply): a new router, a new manager (after a failure, or a dry run), or a
+ *   changed router (ports added or removed) gets the firewalls that cover it;
+ * - from its own resource handlers (`firewall`, `firewall_group`), whose resources are bound to
+ *   routers and live in the router's namespace: a changed firewall is reconciled in the router's
+ *   namespace run and written into the same manager (`context.manager()` is the l3 plugin's).
+ * Both go through `syncRouter`, so the result does not depend on which came first. A router the l3
+ * plugin has not set up (invalid for it, or being deleted) is not touched: its namespace may not
+ * exist; when the router arrives, `addRouter` programs what the handlers recorded.
+ *
+ * Conntrack cleanup runs after the namespace's apply (the apply observer), and only when the apply
+ * really changed the firewall's chains or jumps: deleting entries before the new rules are in would
+ * let the next packet re-create them under the old rules.
+ */
+export class FwaasCoordinator {
+  /** Per router namespace: what the handlers last reconciled there (live runs only). */
+  private readonly desired = new Map<string, RouterFirewalls>();
+  /** Routers the l3 plugin has set up (live runs only), by namespace. */
+  private readonly routers = new Map<string, Router>();
+  /** One driver per manager: a new manager starts from nothing, as the l3 plugin's rules do. */
+  private readonly drivers = new WeakMap<IptablesManager, RouterFirewall>();
+  private readonly pending = new Map<string, PendingConntrack>();
+  private readonly conntrackCleanup: boolean;
+
+  constructor(options: FwaasCoordinatorOptions = {}) {
+    this.conntrackCleanup = options.conntrackCleanup ?? true;
+  }
+
+  /** The l3 plugin's router extension. */
+  readonly routerExtension: L3RouterExtension = {
+    name: "fwaas-iptables",
+    addRouter: (context) => this.routerChanged(context),
+    updateRouter: (context) => this.routerChanged(context),
+    deleteRouter: (context) => {
+      // The namespace goes with the router, and our rules with it (Neutron does nothing here either).
+      if (context.dryRun) return;
+      this.routers.delete(context.namespace);
+      this.pending.delete(context.namespace);
+    },
+  };
+
+  /** A FWaaS handler's reconcile, in the router's namespace. */
+  async reconcile<R extends RouterBoundResource>(kind: R["kind"], context: ReconcileContext, request: ReconcileRequest<R>): Promise<void> {
+    const namespace = context.namespace;
+    if (namespace === undefined) return;
+    const current = this.desired.get(namespace) ?? { firewalls: new Map(), groups: new Map() };
+    const next: RouterFirewalls =
+      kind === "firewall"
+        ? { ...current, firewalls: request.desired as unknown as ReadonlyMap<string, RouterBoundFirewall> }
+        : { ...current, groups: request.desired as unknown as ReadonlyMap<string, RouterBoundGroup> };
+    if (!context.dryRun) {
+      if (next.firewalls.size === 0 && next.groups.size === 0) this.desired.delete(namespace);
+      else this.desired.set(namespace, next);
+    }
+    const router = this.routers.get(namespace);
+    if (!router && !context.dryRun) {
+      context.logger.debug({ namespace, kind }, "router not set up by the l3 plugin; firewalls wait for it");
+      return;
+    }
+    // A dry run of a router this agent has not set up yet uses the ports the document gives.
+    const ports = router ? interfacePorts(router) : [...firstRouterPorts(next)];
+    this.syncRouter(context.manager(), namespace, ports, next, { dryRun: context.dryRun, runner: context.runner, logger: context.logger, routerId: router?.id });
+  }
+
+  /** The apply observer: runs the conntrack cleanup queued for the namespace once its rules are in. */
+  async afterApply(event: ApplyEvent): Promise<void> {
+    if (event.namespace === undefined) return;
+    const queued = this.pending.get(event.namespace);
+    if (!queued) return;
+    this.pending.delete(event.namespace);
+    // After a failure the loop retries with fresh managers, which computes the cleanup again.
+    if (event.error) return;
+    const changed = new Set<string>();
+    for (const f of event.result?.families ?? []) for (const c of f.changes) if (c.table === "filter") changed.add(`${f.family}/${c.chain}`);
+    const plans = queued.items.filter((i) => i.chains.some((c) => changed.has(c))).map((i) => i.plan);
+    if (plans.length === 0) return;
+    const plan = mergeConntrackPlans(plans);
+    try {
+      const result = await new ConntrackCleaner(queued.runner, queued.logger).apply(event.namespace, plan);
+      queued.logger.info({ namespace: event.namespace, flushed: result.flushed, deleted: result.deleted }, "firewall conntrack cleanup done");
+    } catch (err) {
+      // The rules are in; stale connections only live until they end.
+      queued.logger.error({ err, namespace: event.namespace }, "firewall conntrack cleanup failed");
+    }
+  }
+
+  private routerChanged(context: RouterExtensionContext): void {
+    if (!context.dryRun) this.routers.set(context.namespace, context.router);
+    const firewalls = this.desired.get(context.namespace) ?? { firewalls: new Map(), groups: new Map() };
+    this.syncRouter(context.iptables, context.namespace, interfacePorts(context.router), firewalls, {
+      dryRun: context.dryRun,
+      runner: context.runner,
+      logger: context.logger,
+      routerId: context.router.id,
+    });
+  }
+
+  private syncRouter(
+    manager: IptablesManager,
+    namespace: string,
+    ports: readonly string[],
+    firewalls: RouterFirewalls,
+    env: { dryRun: boolean; runner: IptablesRunner; logger: Logger; routerId: string | undefined },
+  ): void {
+    let driver = this.drivers.get(manager);
+    if (!driver) {
+      driver = new RouterFirewall(manager, env.routerId === undefined ? {} : { resource: `router/${env.routerId}` });
+      this.drivers.set(manager, driver);
+    }
+    const result = driver.sync({
+      ports,
+      firewalls: [...firewalls.firewalls.values()].map((r) => r.firewall),
+      groups: [...firewalls.groups.values()].map((r) => r.group),
+    });
+    if (result.rewritten.length || result.removed.length) {
+      env.logger.debug({ namespace, rewritten: result.rewritten, removed: result.removed, dryRun: env.dryRun }, "firewalls programmed");
+    }
+    if (env.dryRun || !this.conntrackCleanup || isEmptyConntrackPlan(result.conntrack)) return;
+    let queued = this.pending.get(namespace);
+    if (!queued) this.pending.set(namespace, (queued = { runner: env.runner, logger: env.logger, items: [] }));
+    queued.items.push({ plan: result.conntrack, chains: result.chains });
+  }
+}
+
+function interfacePorts(router: Router): string[] {
+  return router._interfaces.map((p) => p.id);
+}
+
+function firstRouterPorts(f: RouterFirewalls): readonly string[] {
+  for (const r of f.groups.values()) return r.routerPorts;
+  for (const r of f.firewalls.values()) return r.routerPorts;
+  return [];
+}

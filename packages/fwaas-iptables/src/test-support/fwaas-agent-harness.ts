@@ -1,0 +1,156 @@
+import {
+  Agent,
+  baseConfigSchema,
+  createPlugin,
+  resourceHandlerExtensionPoint,
+  stateSourceExtensionPoint,
+  type AgentConfig,
+  type AgentPlugin,
+  type AgentPluginEntry,
+  type ReconcileContext,
+  type ReconcileRequest,
+  type ResourceHandler,
+  type StateDocument,
+  type StateSink,
+  type StateSource,
+} from "@chainwarden/agent";
+import { addNamespace, deleteNamespace, type AuxCommand, type ExecOptions, type ExecResult, type IptablesManager, type IptablesRunner } from "@chainwarden/core";
+import { l3AgentRouterExtensionPoint, parseRouters, type L3RouterExtension, type Router } from "@chainwarden/l3-nat";
+import { FakeIptablesRunner } from "@chainwarden/testing";
+import { pino } from "pino";
+import { fwaasIptablesPlugin } from "../fwaas-iptables-plugin.js";
+
+/** A state source the test pushes documents into. */
+export class PushStateSource implements StateSource {
+  readonly name = "test";
+  private sink: StateSink | undefined;
+  constructor(private readonly first: StateDocument) {}
+  async start(sink: StateSink): Promise<void> {
+    this.sink = sink;
+    sink.update(this.first, "test-state");
+  }
+  async stop(): Promise<void> {
+    this.sink = undefined;
+  }
+  push(document: StateDocument): void {
+    this.sink?.update(document, "test-state");
+  }
+}
+
+/**
+ * The fake iptables plus a recorded `conntrack` (the test kit does not model it), and one log of
+ * restores and conntrack calls in order, to check the cleanup comes after the rules.
+ */
+export class FwaasFakeRunner extends FakeIptablesRunner {
+  readonly events: string[] = [];
+  conntrackListing: Record<string, string> = {};
+
+  override async restore(...args: Parameters<FakeIptablesRunner["restore"]>): Promise<void> {
+    this.events.push(`restore ${args[0].namespace ?? ""} ${args[0].family}`);
+    return super.restore(...args);
+  }
+
+  override async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+    if (command !== "conntrack") return super.exec(command, args, options);
+    this.events.push(`conntrack ${options.namespace ?? ""} ${args.join(" ")}`);
+    if (args[0] === "-L") return { stdout: this.conntrackListing[args[2]!] ?? "", stderr: "", exitCode: 0 };
+    return { stdout: "", stderr: "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n", exitCode: args.length > 3 ? 0 : 1 };
+  }
+}
+
+/**
+ * What the l3 plugin does for router extensions, without devices or processes (the fake cannot run
+ * them): a namespace per router, one l3 rule (`-j $scope` in FORWARD, so FWaaS's jumps come after
+ * it as in the reference), and the extension callbacks on the namespace's manager. The real plugin
+ * is used on the kernel (`fwaas-iptables.datapath.test.ts`) and for plans.
+ */
+export function stubL3Plugin(namespacePrefix = "qrouter-"): AgentPlugin {
+  return createPlugin({
+    name: "l3-stub",
+    version: "0.0.0",
+    framework: "^0.1.0",
+    register(env) {
+      const extensions = () => (env.container.isRegistered(l3AgentRouterExtensionPoint.token) ? env.container.resolveAll<L3RouterExtension>(l3AgentRouterExtensionPoint.token) : []);
+      const seen = new WeakSet<IptablesManager>();
+      const handler: ResourceHandler<Router> = {
+        kind: "router",
+        parse: (document, origin) => parseRouters(document, origin, { namespacePrefix }),
+        namespaceOf: (router) => `${namespacePrefix}${router.id}`,
+        async reconcile(context: ReconcileContext, request: ReconcileRequest<Router>) {
+          const ns = context.namespace!;
+          const call = async (cb: "addRouter" | "updateRouter" | "deleteRouter", router: Router, manager: IptablesManager) => {
+            for (const e of extensions()) {
+              await e[cb]?.({ router, namespace: ns, iptables: manager, runner: context.runner, logger: context.logger, dryRun: context.dryRun });
+            }
+          };
+          for (const router of request.removed.values()) {
+            await call("deleteRouter", router, context.manager());
+            if (!context.dryRun) {
+              await deleteNamespace(context.runner, ns);
+              context.forgetNamespace();
+            }
+          }
+          const ids = request.full ? [...request.desired.keys()] : [...request.changed].filter((id) => request.desired.has(id));
+          for (const id of ids) {
+            if (!context.dryRun) await addNamespace(context.runner, ns);
+            const manager = context.manager();
+            const filter = manager.table(4, "filter");
+            if (!seen.has(manager)) {
+              filter.addChain("scope");
+              filter.addRule("FORWARD", "-j $scope");
+            }
+            await call(seen.has(manager) ? "updateRouter" : "addRouter", request.desired.get(id)!, manager);
+            seen.add(manager);
+          }
+        },
+      };
+      env.addExtension(resourceHandlerExtensionPoint, handler as ResourceHandler);
+    },
+  });
+}
+
+export interface FwaasAgentOptions {
+  runner: IptablesRunner;
+  initial: StateDocument;
+  /** The l3 plugin to run with (default: the stub). */
+  l3?: AgentPluginEntry;
+  config?: Record<string, unknown>;
+  fwaasOptions?: Record<string, unknown>;
+}
+
+/** A real agent (reconcile loop, observers) with an l3 plugin and `fwaasIptablesPlugin`. */
+export async function createFwaasAgent(options: FwaasAgentOptions) {
+  const source = new PushStateSource(options.initial);
+  const statePlugin = createPlugin({
+    name: "state",
+    version: "0.0.0",
+    framework: "^0.1.0",
+    register(env) {
+      env.addExtension(stateSourceExtensionPoint, source);
+    },
+  });
+  const config: AgentConfig = {
+    ...baseConfigSchema.parse({ wrap_name: "neutron-l3-agent", coalesce_ms: 0, resync_interval: 0, retry_initial_delay_ms: 20, retry_max_delay_ms: 200, log_level: "silent" }),
+    namespace_prefix: "qrouter-",
+    metadata_port: 9697,
+    enable_metadata_proxy: true,
+    ...options.config,
+  };
+  const l3 = options.l3 ?? { plugin: stubL3Plugin(String(config["namespace_prefix"])) };
+  const agent = await Agent.create({
+    name: "l3-agent",
+    version: "0.0.0",
+    config,
+    plugins: [l3, { plugin: fwaasIptablesPlugin, options: options.fwaasOptions ?? {} }, { plugin: statePlugin }],
+    runner: options.runner,
+    logger: pino({ level: process.env.FWAAS_TEST_LOG ?? "silent" }),
+  });
+  return {
+    agent,
+    source,
+    async push(document: StateDocument): Promise<void> {
+      source.push(document);
+      await agent.idle();
+    },
+  };
+}
