@@ -1,0 +1,182 @@
+/**
+ * Everything the security-group firewall keeps for one network namespace (the l2 agent's bridge
+ * namespace, or the host's own), around the driver:
+ *
+ * - the driver of each IptablesManager (a fresh manager — after a failure the agent starts over from
+ *   the kernel — gets a fresh driver that rebuilds every port);
+ * - the conntrack zones, recovered once from the raw table and kept for the namespace's life, so zone
+ *   numbers survive manager resets and agent restarts;
+ * - the ipsets, and the conntrack deletions queued by changes until an apply has succeeded;
+ * - the device check: a port (or trusted device) is filtered once its tap exists (`ip -o link show`
+ *   through the runner), and stops being filtered when its tap is gone.
+ *
+ * Order of one change: `reconcile` (rules into the manager, sets created/refreshed) → the caller
+ * applies the manager → `afterApply` (unused sets destroyed, conntrack entries deleted).
+ */
+import { NamespaceGoneError, silentLogger, type CoreLogger, type IptablesManager, type IptablesRunner } from "@chainwarden/core";
+import { conntrackCommands, type ConntrackDeletion } from "./conntrack-cleanup.js";
+import { ConntrackZones } from "./conntrack-zones.js";
+import type { FirewallFlavor } from "./firewall-flavor.js";
+import { IpsetManager } from "./ipset-manager.js";
+import { IptablesFirewallDriver, type SyncSummary } from "./iptables-firewall-driver.js";
+import type { L2Resource, PortFilterResource } from "./l2-state.js";
+
+export interface FirewallNamespaceOptions {
+  readonly runner: IptablesRunner;
+  readonly namespace: string | undefined;
+  readonly flavor: FirewallFlavor;
+  readonly enableIpset: boolean;
+  /** Filter a port only once its tap device exists (default true). */
+  readonly waitForDevices?: boolean;
+  readonly logger?: CoreLogger;
+  /** Conntrack deletions run this many at a time (Neutron runs 8 workers). */
+  readonly conntrackConcurrency?: number;
+}
+
+export interface NamespaceReconcileResult extends SyncSummary {
+  /** Ports (ids) and trusted devices whose device does not exist yet. */
+  readonly waitingForDevice: readonly string[];
+  /** Sets created or refreshed before the apply. */
+  readonly ipsetsChanged: readonly string[];
+}
+
+export interface AfterApplyResult {
+  readonly ipsetsDestroyed: readonly string[];
+  /** `conntrack` argument lists run. */
+  readonly conntrack: readonly (readonly string[])[];
+}
+
+export class FirewallNamespace {
+  readonly namespace: string | undefined;
+  readonly ipsets: IpsetManager;
+  private readonly runner: IptablesRunner;
+  private readonly flavor: FirewallFlavor;
+  private readonly enableIpset: boolean;
+  private readonly waitForDevices: boolean;
+  private readonly logger: CoreLogger;
+  private readonly concurrency: number;
+  private readonly drivers = new WeakMap<IptablesManager, IptablesFirewallDriver>();
+  private zones: ConntrackZones | undefined;
+  /** The driver of the last live (not dry-run) reconcile: what the kernel holds once applied. */
+  private live: IptablesFirewallDriver | undefined;
+  private pending: ConntrackDeletion[] = [];
+
+  constructor(options: FirewallNamespaceOptions) {
+    this.runner = options.runner;
+    this.namespace = options.namespace;
+    this.flavor = options.flavor;
+    this.enableIpset = options.enableIpset;
+    this.waitForDevices = options.waitForDevices ?? true;
+    this.logger = options.logger ?? silentLogger;
+    this.concurrency = options.conntrackConcurrency ?? 8;
+    this.ipsets = new IpsetManager({ runner: this.runner, namespace: this.namespace, logger: this.logger });
+  }
+
+  /** The driver that programs `manager` (created on first use). */
+  async driverFor(manager: IptablesManager, dryRun = false): Promise<IptablesFirewallDriver> {
+    let driver = this.drivers.get(manager);
+    if (!driver) {
+      const zones = await this.liveZones();
+      // A dry run numbers zones in a copy, so it never shifts what the next live apply hands out.
+      driver = new IptablesFirewallDriver({ manager, flavor: this.flavor, enableIpset: this.enableIpset, zones: dryRun ? zones.clone() : zones });
+      this.drivers.set(manager, driver);
+    }
+    return driver;
+  }
+
+  /**
+   * Puts the desired ports and trusted devices into the manager (already deferred by the caller) and,
+   * unless `dryRun`, prepares the ipsets the rules will name. Runs no iptables command itself.
+   */
+  async reconcile(manager: IptablesManager, resources: Iterable<L2Resource>, options: { dryRun?: boolean } = {}): Promise<NamespaceReconcileResult> {
+    const dryRun = options.dryRun ?? false;
+    const driver = await this.driverFor(manager, dryRun);
+    const present = this.waitForDevices ? await this.presentDevices(dryRun) : undefined;
+    const ports: PortFilterResource[] = [];
+    const trusted: string[] = [];
+    const waiting: string[] = [];
+    for (const r of resources) {
+      const device = r.type === "port" ? r.port.device : r.device;
+      if (present && !present.has(this.flavor.tapDevice({ device }))) {
+        waiting.push(r.type === "port" ? r.port.id : device);
+        continue;
+      }
+      if (r.type === "port") ports.push(r);
+      else trusted.push(r.device);
+    }
+    const summary = driver.sync(ports, trusted);
+    let ipsetsChanged: string[] = [];
+    if (!dryRun) {
+      this.live = driver;
+      this.pending.push(...driver.takeConntrackDeletions());
+      if (this.enableIpset) ipsetsChanged = await this.ipsets.ensure(driver.ipsetsInUse());
+    }
+    if (waiting.length) this.logger.debug({ namespace: this.namespace, waiting: waiting.length }, "ports wait for their devices");
+    return { ...summary, waitingForDevice: waiting, ipsetsChanged };
+  }
+
+  /** After a successful apply: destroys sets no rule names any more, deletes the queued conntrack entries. */
+  async afterApply(): Promise<AfterApplyResult> {
+    const live = this.live;
+    let ipsetsDestroyed: string[] = [];
+    if (live && this.enableIpset) ipsetsDestroyed = await this.ipsets.destroyUnused(live.ipsetsInUse());
+    const seen = new Set<string>();
+    const commands: string[][] = [];
+    for (const d of this.pending) {
+      for (const args of conntrackCommands(d)) {
+        const key = args.join(" ");
+        if (seen.has(key)) continue;
+        seen.add(key);
+        commands.push(args);
+      }
+    }
+    this.pending = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < commands.length) {
+        const args = commands[next++]!;
+        const r = await this.runner.exec("conntrack", args, { namespace: this.namespace, reject: false });
+        // 1 is "0 flow entries have been deleted".
+        if (r.exitCode !== 0 && r.exitCode !== 1) this.logger.warn({ namespace: this.namespace, args, stderr: r.stderr.trim() }, "conntrack delete failed");
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, commands.length) }, worker));
+    return { ipsetsDestroyed, conntrack: commands };
+  }
+
+  /** Conntrack deletions waiting for a successful apply. */
+  get pendingConntrackDeletions(): readonly ConntrackDeletion[] {
+    return this.pending;
+  }
+
+  private async liveZones(): Promise<ConntrackZones> {
+    if (this.zones) return this.zones;
+    const zones = new ConntrackZones();
+    try {
+      zones.recover(await this.runner.save({ namespace: this.namespace, family: 4 }, { table: "raw" }));
+    } catch (err) {
+      // A namespace that is not there yet has no zones to recover; the apply will say the rest.
+      if (!(err instanceof NamespaceGoneError)) throw err;
+    }
+    this.zones ??= zones;
+    return this.zones;
+  }
+
+  /** Interface names in the namespace (`ip -o link show`; `tap1@if5` is `tap1`). */
+  private async presentDevices(dryRun: boolean): Promise<Set<string>> {
+    const out = new Set<string>();
+    let r;
+    try {
+      r = await this.runner.exec("ip", ["-o", "link", "show"], { namespace: this.namespace });
+    } catch (err) {
+      // A plan for a namespace that does not exist yet: no device exists there.
+      if (dryRun && err instanceof NamespaceGoneError) return out;
+      throw err;
+    }
+    for (const line of r.stdout.split("\n")) {
+      const m = /^\d+:\s+([^:@\s]+)/.exec(line);
+      if (m) out.add(m[1]!);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,32 @@
+/**
+ * @chainwarden/l2-secgroup: Neutron's iptables security groups (`IptablesFirewallDriver` and the
+ * OVS-hybrid variant) on Chainwarden's IptablesManager, and the l2-agent plugin that runs them.
+ * The default export is the plugin, for the agent's plugin loader.
+ */
+import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
+
+export { l2SecgroupPlugin, l2SecgroupOptionsSchema, type L2SecgroupOptions } from "./l2-secgroup-plugin.js";
+export { PortFilterHandler, DEVICE_POLL_INTERVAL_MS, type PortFilterHandlerOptions } from "./port-filter-handler.js";
+export { FirewallNamespace, type FirewallNamespaceOptions, type NamespaceReconcileResult, type AfterApplyResult } from "./firewall-namespace.js";
+export { IptablesFirewallDriver, type IptablesFirewallDriverOptions, type IpsetUse, type SyncSummary } from "./iptables-firewall-driver.js";
+export { FIREWALL_DRIVERS, firewallFlavor, iptablesFlavor, ovsHybridFlavor, type FirewallFlavor, type FirewallDriverAlias } from "./firewall-flavor.js";
+export {
+  parseL2State,
+  L2ParseCache,
+  ipsetName,
+  trustedDeviceId,
+  type L2Resource,
+  type L2StateOptions,
+  type MemberIps,
+  type PortFilterResource,
+  type TrustedDeviceResource,
+} from "./l2-state.js";
+export { parsePortInfo, type PortInfo, type AllowedAddressPair } from "./port-info.js";
+export { parseSecurityGroupRule, type SecurityGroupRule } from "./security-group-rule.js";
+export { buildPortRules, securityGroupRuleText, conntrackRules, type PortRules, type RuleSpec } from "./port-rules.js";
+export { IpsetManager, type IpsetManagerOptions } from "./ipset-manager.js";
+export { ConntrackZones, ConntrackZoneExhaustedError } from "./conntrack-zones.js";
+export { conntrackCommands, type ConntrackDeletion } from "./conntrack-cleanup.js";
+export { COMMENTS, SG_CHAIN, SG_FALLBACK_CHAIN, ZONE_START } from "./neutron-constants.js";
+
+export default l2SecgroupPlugin;

@@ -1,0 +1,235 @@
+/**
+ * The plugin inside a real agent (tsyringe container, reconcile loop, apply observers) on the fake
+ * host: state in, rules out; batching; the device check; dry runs; options and their checks.
+ */
+import {
+  Agent,
+  baseConfigSchema,
+  createLogger,
+  createPlugin,
+  extendConfigSchema,
+  FRAMEWORK_VERSION,
+  PluginError,
+  stateSourceExtensionPoint,
+  type AgentConfig,
+  type AgentPluginEntry,
+  type StateDocument,
+  type StateSink,
+  type StateSource,
+} from "@chainwarden/agent";
+import { normalizeSave } from "@chainwarden/core";
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
+import { DEVICE_POLL_INTERVAL_MS } from "./port-filter-handler.js";
+import { FakeL2Host } from "./test-support/fake-l2-host.js";
+import { stateDocument, WEB_SG, type PortSpec } from "./test-support/fixtures.js";
+import { loadScenario, REFERENCE_DIR, ScenarioState } from "./test-support/scenario.js";
+
+const NS = "l2-bridge";
+
+class MemorySource implements StateSource {
+  readonly name = "memory";
+  private sink: StateSink | undefined;
+  constructor(private document: StateDocument) {}
+  async start(sink: StateSink): Promise<void> {
+    this.sink = sink;
+    sink.update(this.document, "memory");
+  }
+  async stop(): Promise<void> {
+    this.sink = undefined;
+  }
+  push(document: StateDocument): void {
+    this.document = document;
+    this.sink?.update(document, "memory");
+  }
+}
+
+function sourcePlugin(source: MemorySource) {
+  return createPlugin({
+    name: "memory-state",
+    version: "0.0.0",
+    framework: `^${FRAMEWORK_VERSION}`,
+    register: (env) => env.addExtension(stateSourceExtensionPoint, source),
+  });
+}
+
+const agents: Agent[] = [];
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.stop();
+});
+
+async function agentWith(options: { document: StateDocument; pluginOptions?: unknown; config?: AgentConfig; host?: FakeL2Host }) {
+  const host = options.host ?? new FakeL2Host({ namespaces: [NS] });
+  const source = new MemorySource(options.document);
+  const plugins: AgentPluginEntry[] = [{ plugin: l2SecgroupPlugin, options: options.pluginOptions ?? {} }, { plugin: sourcePlugin(source) }];
+  const agent = await Agent.create({
+    name: "l2-agent",
+    version: "0.0.1",
+    config: options.config ?? baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0 }),
+    plugins,
+    runner: host,
+    logger: createLogger({ level: "silent", name: "l2-agent" }),
+    defaultNamespace: NS,
+  });
+  agents.push(agent);
+  const dump = (family: 4 | 6 = 4) => normalizeSave(host.iptables.dump({ namespace: NS, family }));
+  return { agent, host, source, dump };
+}
+
+const a = { id: "aaaa", device: "tapaaaa", ip: "10.0.0.1" } satisfies PortSpec;
+const b = { id: "bbbb", device: "tapbbbb", ip: "10.0.0.2", mac: "fa:16:3e:00:00:02" } satisfies PortSpec;
+
+describe("l2SecgroupPlugin in an agent", () => {
+  it("replays the reference scenario through the agent and gets real Neutron's output (ipset included)", async () => {
+    const { scenario, expected } = loadScenario(REFERENCE_DIR, "l2_seed_default_sg_ipset");
+    const state = new ScenarioState(scenario);
+    state.apply(scenario.steps[0]!);
+    const host = new FakeL2Host({ namespaces: [NS] });
+    host.addDevice(NS, ...state.portDevices);
+    const t = await agentWith({ document: state.document(), host });
+    await t.agent.start();
+    expect(t.dump(4)).toBe(expected[0]!.sections["iptables-save"]);
+    expect(t.dump(6)).toBe(expected[0]!.sections["ip6tables-save"]);
+    expect(host.ipsetSave(NS)).toBe(expected[0]!.sections["ipset save"]);
+  });
+
+  it("a port's rules appear once its tap exists; all changed ports go in one restore per family", async () => {
+    const ports = Array.from({ length: 20 }, (_, i) => ({ id: `p${i}`, device: `tapp${String(i).padStart(2, "0")}`, ip: `10.0.0.${i + 10}` }));
+    const host = new FakeL2Host({ namespaces: [NS] });
+    host.addDevice(NS, "tapp00");
+    const t = await agentWith({ document: stateDocument({ ports }), host });
+    const report = await t.agent.start();
+    expect(report.problems).toEqual([]);
+    expect(t.dump()).toContain("tapp00");
+    expect(t.dump()).not.toContain("tapp01");
+    // Devices appear; the next pass (any change, or the resync) filters them, in one restore per family.
+    host.addDevice(NS, ...ports.map((p) => p.device));
+    const before = host.iptables.restoreCalls.length;
+    t.source.push(stateDocument({ ports, trusted: ["tapdhcp"] }));
+    await t.agent.idle();
+    expect(host.iptables.restoreCalls.length - before).toBe(2);
+    for (const p of ports) expect(t.dump()).toContain(`:neutron-linuxbri-i${p.device.slice(3)} -`);
+    // The trusted device has no tap yet: no ACCEPT jump for it.
+    expect(t.dump()).not.toContain("tapdhcp");
+    // A device that goes away takes the port's rules with it.
+    host.removeDevice(NS, "tapp05");
+    t.source.push(stateDocument({ ports: ports.filter((p) => p.id !== "p19"), trusted: ["tapdhcp"] }));
+    await t.agent.idle();
+    expect(t.dump()).not.toContain("tapp05");
+    expect(t.dump()).not.toContain("tapp19");
+    expect(t.dump()).toContain("tapp18");
+  });
+
+  it("watches for devices: a waiting port is filtered soon after its tap appears, with no state change", async () => {
+    const ports = [{ id: "p1", device: "tapw01", ip: "10.0.0.21" }];
+    const host = new FakeL2Host({ namespaces: [NS] });
+    const t = await agentWith({ document: stateDocument({ ports }), host });
+    await t.agent.start();
+    expect(t.dump()).not.toContain("tapw01");
+    host.addDevice(NS, "tapw01");
+    const deadline = Date.now() + DEVICE_POLL_INTERVAL_MS + 3_000;
+    while (!t.dump().includes("tapw01") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(t.dump()).toContain(":neutron-linuxbri-iw01 -");
+  });
+
+  it("wait_for_devices: false filters every desired port at once and never lists devices", async () => {
+    const t = await agentWith({ document: stateDocument({ ports: [a, b] }), pluginOptions: { wait_for_devices: false } });
+    await t.agent.start();
+    expect(t.dump()).toContain(":neutron-linuxbri-iaaaa -");
+    expect(t.dump()).toContain(":neutron-linuxbri-ibbbb -");
+    expect(t.host.iptables.execCalls.filter((c) => c.command === "ip")).toEqual([]);
+  });
+
+  it("an invalid port is reported and the others still apply; it keeps its last good rules", async () => {
+    const t = await agentWith({ document: stateDocument({ ports: [a, b] }), pluginOptions: { wait_for_devices: false } });
+    await t.agent.start();
+    const bad = stateDocument({ ports: [a, b] });
+    (bad["devices"] as Record<string, Record<string, unknown>>)["bbbb"]!["mac_address"] = "not a mac";
+    (bad["devices"] as Record<string, unknown>)["cccc"] = { id: "cccc", device: "tap cccc", mac_address: "fa:16:3e:00:00:03", network_id: "n1" };
+    (bad["devices"] as Record<string, unknown>)["dddd"] = { ...(bad["devices"] as Record<string, Record<string, unknown>>)["aaaa"]!, id: "dddd", device: "tapdddd", fixed_ips: ["10.0.0.4"] };
+    t.source.push(bad);
+    await t.agent.idle();
+    expect(t.dump()).toContain(":neutron-linuxbri-idddd -");
+    expect(t.dump()).toContain(":neutron-linuxbri-ibbbb -");
+    expect(t.dump()).not.toContain("cccc");
+  });
+
+  it("after the apply: conntrack entries of a removed port are deleted in its zone, unused ipsets destroyed", async () => {
+    const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: WEB_SG }] };
+    const members = { [WEB_SG]: { IPv4: [["10.0.0.1", "m"], ["10.0.0.2", "m"]] } };
+    const t = await agentWith({ document: stateDocument({ ports: [a, b], groups, members }), pluginOptions: { wait_for_devices: false, enable_ipset: true } });
+    await t.agent.start();
+    expect(t.host.ipsetSave(NS)).toContain("add NIPv45a1e0000-0000-4000-8000- 10.0.0.2");
+    t.source.push(stateDocument({ ports: [a], groups, members: { [WEB_SG]: { IPv4: [["10.0.0.1", "m"]] } } }));
+    await t.agent.idle();
+    expect(t.host.conntrackCalls.map((c) => `${c.namespace} ${c.args.join(" ")}`).sort()).toEqual([
+      `${NS} -D -f ipv4 -d 10.0.0.1 -w 4097 -s 10.0.0.2`,
+      `${NS} -D -f ipv4 -d 10.0.0.2 -w 4097`,
+      `${NS} -D -f ipv4 -s 10.0.0.1 -w 4097 -d 10.0.0.2`,
+      `${NS} -D -f ipv4 -s 10.0.0.2 -w 4097`,
+    ]);
+    t.source.push(stateDocument({ ports: [] }));
+    await t.agent.idle();
+    expect(t.host.ipsetSave(NS)).toBe("");
+    expect(t.dump()).not.toContain("tapaaaa");
+  });
+
+  it("plan changes nothing: no ipsets, no conntrack, and the live zone numbering is not shifted", async () => {
+    const host = new FakeL2Host({ namespaces: [NS] });
+    const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: WEB_SG }] };
+    const doc = stateDocument({ ports: [a, { ...b, network: "other-net" }], groups, members: { [WEB_SG]: { IPv4: [] } } });
+    const t = await agentWith({ document: doc, host, pluginOptions: { wait_for_devices: false, enable_ipset: true } });
+    const plans = await t.agent.plan();
+    expect(plans[0]!.families.map((f) => f.input).join("")).toContain("CT --zone 4098");
+    expect(host.ipsetCalls).toEqual([]);
+    expect(host.iptables.restoreCalls).toEqual([]);
+    // The live agent later numbers from 4097 again.
+    const live = await agentWith({ document: stateDocument({ ports: [{ ...b, network: "other-net" }] }), host, pluginOptions: { wait_for_devices: false } });
+    await live.agent.start();
+    expect(live.dump()).toContain("CT --zone 4097");
+  });
+
+  it("iptables_hybrid: the OVS agent's wrap name, tap names from the port id", async () => {
+    const id = "6bc18a88-9619-4fce-bf4e-49cae6df1715";
+    const t = await agentWith({ document: stateDocument({ ports: [{ id, device: id, ip: "10.10.10.2" }] }), pluginOptions: { firewall_driver: "iptables_hybrid", wait_for_devices: false } });
+    await t.agent.start();
+    expect(t.dump()).toContain("-A neutron-openvswi-sg-chain -m physdev --physdev-out tap6bc18a88-96 --physdev-is-bridged");
+    expect(t.dump()).not.toContain("neutron-linuxbri");
+  });
+
+  it("falls back to the app's config keys (firewall_driver, enable_ipset, wait_for_devices)", async () => {
+    const schema = extendConfigSchema({ firewall_driver: z.string().default("iptables"), enable_ipset: z.boolean().default(true), wait_for_devices: z.boolean().default(true) });
+    const config = schema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0, firewall_driver: "iptables_hybrid", wait_for_devices: false }) as AgentConfig;
+    const id = "7cd29b99-0000-4000-8000-000000000004";
+    const t = await agentWith({ document: stateDocument({ ports: [{ id, device: id, ip: "10.10.10.4" }] }), config });
+    await t.agent.start();
+    expect(t.dump()).toContain("tap7cd29b99-00");
+  });
+
+  it("bad options fail at start and name the plugin", async () => {
+    const err = await agentWith({ document: {}, pluginOptions: { firewall_driver: "openvswitch" } }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(PluginError);
+    expect((err as PluginError).message).toMatch(/invalid options for plugin l2-secgroup .*firewall_driver: expected one of iptables/s);
+    const err2 = await agentWith({ document: {}, pluginOptions: { enable_ipsets: true } }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err2 as PluginError).message).toMatch(/l2-secgroup/);
+  });
+
+  it("a failed apply is retried from a fresh manager; the conntrack deletions it queued run after the retry", async () => {
+    const config = baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0, retry_initial_delay_ms: 10 });
+    const t = await agentWith({ document: stateDocument({ ports: [a, b] }), pluginOptions: { wait_for_devices: false }, config });
+    await t.agent.start();
+    t.host.iptables.failNextRestore({ exitCode: 1, stderr: "iptables-restore: line 2 failed\n" });
+    t.source.push(stateDocument({ ports: [a] }));
+    await t.agent.idle();
+    expect(t.dump()).not.toContain("tapbbbb");
+    expect(t.dump()).toContain("tapaaaa");
+    expect(t.host.conntrackCalls.map((c) => c.args.join(" ")).sort()).toEqual(["-D -f ipv4 -d 10.0.0.2 -w 4097", "-D -f ipv4 -s 10.0.0.2 -w 4097"]);
+  });
+});

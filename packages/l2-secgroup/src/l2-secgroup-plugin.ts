@@ -1,0 +1,60 @@
+/**
+ * The l2-agent plugin: Neutron's iptables security groups for the ports in the l2 state document.
+ *
+ * Options (in the plugin's config entry or `plugin_options.l2-secgroup`), each falling back to the
+ * app's config key of the same name when the app has one, then to Neutron's default:
+ * - `firewall_driver`: `iptables` (Linux bridge; default) or `iptables_hybrid` (OVS hybrid plug), or
+ *   Neutron's class paths for them;
+ * - `enable_ipset` (default true): remote groups as ipsets;
+ * - `wait_for_devices` (default true): a port's rules appear once its tap exists; false filters every
+ *   desired port at once;
+ * - `wrap_name`: the chain prefix; default the agent's `wrap_name` for `iptables`, `neutron-openvswi`
+ *   (what Neutron's OVS agent uses) for `iptables_hybrid`.
+ */
+import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type AgentConfig } from "@chainwarden/agent";
+import { z } from "zod";
+import { FIREWALL_DRIVERS, firewallFlavor } from "./firewall-flavor.js";
+import { PortFilterHandler } from "./port-filter-handler.js";
+
+const driverAlias = z.string().refine((v) => FIREWALL_DRIVERS.has(v), { message: `expected one of ${[...FIREWALL_DRIVERS.keys()].join(", ")}` });
+
+export const l2SecgroupOptionsSchema = z.strictObject({
+  firewall_driver: driverAlias.optional(),
+  enable_ipset: z.boolean().optional(),
+  wait_for_devices: z.boolean().optional(),
+  wrap_name: z
+    .string()
+    .min(1)
+    .max(16)
+    .regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only")
+    .optional(),
+});
+
+export type L2SecgroupOptions = z.output<typeof l2SecgroupOptionsSchema>;
+
+/** A value the app's config may carry under the same key, checked here as the app may not check it. */
+function fromConfig<T>(config: AgentConfig, key: string, schema: z.ZodType<T>): T | undefined {
+  const v = config[key];
+  if (v === undefined) return undefined;
+  const r = schema.safeParse(v);
+  if (!r.success) throw new Error(`config key ${key}: ${r.error.issues.map((i) => i.message).join("; ")}`);
+  return r.data;
+}
+
+export const l2SecgroupPlugin = createPlugin<L2SecgroupOptions>({
+  name: "l2-secgroup",
+  version: "0.1.0",
+  framework: "^0.1.0",
+  options: l2SecgroupOptionsSchema,
+  register(env) {
+    const alias = env.options.firewall_driver ?? fromConfig(env.config, "firewall_driver", driverAlias) ?? "iptables";
+    const flavor = firewallFlavor(alias);
+    const enableIpset = env.options.enable_ipset ?? fromConfig(env.config, "enable_ipset", z.boolean()) ?? true;
+    const waitForDevices = env.options.wait_for_devices ?? fromConfig(env.config, "wait_for_devices", z.boolean()) ?? true;
+    const wrapName = env.options.wrap_name ?? (flavor.alias === "iptables" ? undefined : flavor.defaultWrapName);
+    const handler = new PortFilterHandler({ flavor, enableIpset, waitForDevices, ...(wrapName !== undefined ? { wrapName } : {}) });
+    env.addExtension(resourceHandlerExtensionPoint, handler);
+    env.addExtension(applyObserverExtensionPoint, handler.observer);
+    env.logger.debug({ firewallDriver: flavor.alias, enableIpset, waitForDevices, wrapName: wrapName ?? env.config.wrap_name }, "security group firewall registered");
+  },
+});

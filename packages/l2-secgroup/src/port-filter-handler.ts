@@ -1,0 +1,110 @@
+/**
+ * The agent's `port` resource handler: it reads the l2 state document (`devices`, `security_groups`,
+ * `sg_member_ips`, `trusted_devices`), and on each reconcile puts every changed port of the namespace
+ * into the namespace's stateless manager in one batch (the loop applies that manager once). Its apply
+ * observer then does the work that must follow an apply: destroying unused ipsets and deleting
+ * conntrack entries the change made illegal.
+ *
+ * Resources carry everything that shapes a port's rules, so the loop reconciles exactly the ports a
+ * change touches; a full pass (start, resync, retry) skips ports whose fingerprint is unchanged in a
+ * manager that still holds them, and rebuilds everything in a fresh manager.
+ */
+import type { ApplyEvent, ApplyObserver, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
+import type { IptablesRunner } from "@chainwarden/core";
+import type { FirewallFlavor } from "./firewall-flavor.js";
+import { FirewallNamespace } from "./firewall-namespace.js";
+import { L2ParseCache, parseL2State, type L2Resource } from "./l2-state.js";
+
+/** How often ports waiting for their tap device are looked at again (Neutron's `polling_interval`). */
+export const DEVICE_POLL_INTERVAL_MS = 2_000;
+
+export interface PortFilterHandlerOptions {
+  readonly flavor: FirewallFlavor;
+  readonly enableIpset: boolean;
+  /** Filter a port only once its tap exists (default true); false: every desired port at once. */
+  readonly waitForDevices?: boolean;
+  /** The manager's wrap name; default: the agent's `wrap_name`. */
+  readonly wrapName?: string;
+}
+
+type NsKey = string | undefined;
+
+export class PortFilterHandler implements ResourceHandler<L2Resource> {
+  readonly kind = "port";
+  readonly flavor: FirewallFlavor;
+  readonly enableIpset: boolean;
+  readonly waitForDevices: boolean;
+  readonly wrapName: string | undefined;
+  private readonly namespaces = new Map<NsKey, FirewallNamespace>();
+  /** Documents usually repeat most ports: only what changed is validated again. */
+  private readonly parseCache = new L2ParseCache();
+
+  /** Runs the post-apply work of the namespace that was just applied (register it with the handler). */
+  readonly observer: ApplyObserver = {
+    onApply: (event: ApplyEvent) => this.onApply(event),
+  };
+
+  constructor(options: PortFilterHandlerOptions) {
+    this.flavor = options.flavor;
+    this.enableIpset = options.enableIpset;
+    this.waitForDevices = options.waitForDevices ?? true;
+    this.wrapName = options.wrapName;
+  }
+
+  parse(document: StateDocument, origin: string): ParsedResources<L2Resource> {
+    return parseL2State(document, origin, { flavor: this.flavor, enableIpset: this.enableIpset }, this.parseCache);
+  }
+
+  /** Every port lives in the agent's namespace (the l2 agent's `--netns`, or the host's own). */
+  namespaceOf(): string | undefined {
+    return undefined;
+  }
+
+  equals(a: L2Resource, b: L2Resource): boolean {
+    return a.type === b.type && a.fingerprint === b.fingerprint;
+  }
+
+  async reconcile(context: ReconcileContext, request: ReconcileRequest<L2Resource>): Promise<void> {
+    const ns = this.namespace(context.namespace, context.runner, context.logger);
+    const manager = context.manager({ stateless: true, ...(this.wrapName !== undefined ? { wrapName: this.wrapName } : {}) });
+    const result = await ns.reconcile(manager, request.desired.values(), { dryRun: context.dryRun });
+    context.logger.debug(
+      {
+        namespace: context.namespace ?? null,
+        full: request.full,
+        added: result.added,
+        updated: result.updated,
+        removed: result.removed,
+        unchanged: result.unchanged,
+        waitingForDevice: result.waitingForDevice.length,
+        ipsetsChanged: result.ipsetsChanged.length,
+      },
+      "security groups reconciled",
+    );
+    // A port is filtered once its tap exists; nothing in the state announces that, so look again soon
+    // (Neutron's agent polls its devices every 2 s).
+    if (result.waitingForDevice.length > 0) context.requeue(DEVICE_POLL_INTERVAL_MS);
+  }
+
+  /** The namespace's state (for tests and status). */
+  firewallNamespace(namespace: string | undefined): FirewallNamespace | undefined {
+    return this.namespaces.get(namespace);
+  }
+
+  private namespace(key: NsKey, runner: IptablesRunner, logger: ReconcileContext["logger"]): FirewallNamespace {
+    let ns = this.namespaces.get(key);
+    if (!ns) {
+      ns = new FirewallNamespace({ runner, namespace: key, flavor: this.flavor, enableIpset: this.enableIpset, waitForDevices: this.waitForDevices, logger });
+      this.namespaces.set(key, ns);
+    }
+    return ns;
+  }
+
+  private async onApply(event: ApplyEvent): Promise<void> {
+    // A failed apply changed nothing: the queued work waits for the retry's apply.
+    if (event.error) return;
+    const ns = this.namespaces.get(event.namespace);
+    if (!ns) return;
+    await ns.afterApply();
+  }
+}
