@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { extendConfigSchema, type AgentApp, type AgentConfig } from "@chainwarden/agent";
+import { l2SecgroupPlugin } from "@chainwarden/l2-secgroup";
 import { z } from "zod";
 
 const manifest = createRequire(import.meta.url)("../package.json") as { version: string };
@@ -16,6 +17,8 @@ export const l2AgentConfigSchema = extendConfigSchema({
   enable_ipset: z.boolean().default(true),
   /** Neutron `firewall_driver` (securitygroup section): hybrid plugs each port through its own bridge. */
   firewall_driver: z.enum(["iptables", "iptables_hybrid"]).default("iptables"),
+  /** Filter a port once its tap device exists on the host (Neutron's behaviour); off: every port in the state at once. */
+  wait_for_devices: z.boolean().default(true),
 });
 
 export type L2AgentConfig = z.output<typeof l2AgentConfigSchema>;
@@ -27,9 +30,7 @@ export const l2AgentApp: AgentApp = {
   configSchema: l2AgentConfigSchema,
   // Neutron's wrap name for this agent, so rules a Neutron agent left behind are adopted without a flush.
   configDefaults: { wrap_name: "neutron-linuxbri" },
-  // The security-group plugin (@chainwarden/l2-secgroup) joins this list when it is built; until then
-  // every plugin comes from the config file.
-  defaultPlugins: [],
+  defaultPlugins: [l2SecgroupPlugin],
   appDir: fileURLToPath(new URL("..", import.meta.url)),
   appFlags: [
     {
@@ -41,10 +42,11 @@ export const l2AgentApp: AgentApp = {
     { flag: "wrap-name", key: "wrap_name", type: "string", description: "the prefix of this agent's chains (at most 16 characters)" },
     { flag: "enable-ipset", key: "enable_ipset", type: "boolean", description: "match remote security group members with ipsets" },
     { flag: "firewall-driver", key: "firewall_driver", type: "string", description: "iptables or iptables_hybrid" },
+    { flag: "wait-for-devices", key: "wait_for_devices", type: "boolean", description: "filter a port only once its tap device exists (off: filter every port in the state at once)" },
   ],
   defaultNamespace: (config: AgentConfig) => config.netns as string | undefined,
   notes: [
-    "The security-group plugin (IptablesFirewallDriver) is not built yet: this release has no built-in plugins, and rules come only from plugins named in the config file (for example @chainwarden/example-plugin-static-chains).",
+    "Built in: l2-secgroup (Neutron's IptablesFirewallDriver, aliases iptables and iptables_hybrid: per-port chains on the bridge, anti-spoofing, DHCP and ICMPv6 rules, remote groups with or without ipset, conntrack zones and cleanup). State: { devices: {port_id: port}, security_groups: {sg_id: [rules]}, sg_member_ips: {...}, trusted_devices: [...] } in Neutron's shapes.",
   ],
   examples: ["apply --once --state ports.yaml --netns lab-bridge", "plan --netns lab-bridge --state ports.yaml"],
 };

@@ -25,7 +25,7 @@ describe.concurrent("l2-agent", () => {
     expect(r.stdout).toContain("--[no-]enable-ipset");
     expect(r.stdout).toContain("config key: enable_ipset; default: true");
     expect(r.stdout).toContain("config key: firewall_driver; default: iptables");
-    expect(r.stdout).toContain("built in: none yet");
+    expect(r.stdout).toContain("built in: l2-secgroup");
     expect(r.stdout).not.toContain("--namespace-prefix");
   });
 

@@ -1,6 +1,8 @@
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { extendConfigSchema, type AgentApp } from "@chainwarden/agent";
+import { fwaasIptablesPlugin } from "@chainwarden/fwaas-iptables";
+import { l3NatPlugin } from "@chainwarden/l3-nat";
 import { z } from "zod";
 
 const manifest = createRequire(import.meta.url)("../package.json") as { version: string };
@@ -29,9 +31,8 @@ export const l3AgentApp: AgentApp = {
   configSchema: l3AgentConfigSchema,
   // Neutron's wrap name for this agent, so rules a Neutron agent left behind are adopted without a flush.
   configDefaults: { wrap_name: "neutron-l3-agent" },
-  // The NAT plugin (@chainwarden/l3-nat) and the FWaaS driver (@chainwarden/fwaas-iptables) join this
-  // list when they are built; until then every plugin comes from the config file.
-  defaultPlugins: [],
+  // Routers (NAT, metadata, floating IPs) first; FWaaS hangs off its router extension point.
+  defaultPlugins: [l3NatPlugin, fwaasIptablesPlugin],
   appDir: fileURLToPath(new URL("..", import.meta.url)),
   appFlags: [
     {
@@ -45,7 +46,7 @@ export const l3AgentApp: AgentApp = {
     { flag: "enable-metadata-proxy", key: "enable_metadata_proxy", type: "boolean", description: "redirect 169.254.169.254:80 to the metadata proxy" },
   ],
   notes: [
-    "The l3 NAT plugin (routers, SNAT, floating IPs, metadata) and the FWaaS driver are not built yet: this release has no built-in plugins, and rules come only from plugins named in the config file (for example @chainwarden/example-plugin-static-chains).",
+    "Built in: l3-nat (routers in namespaces: interfaces, metadata redirect and proxy, SNAT, floating IPs; options under plugin_options.l3-nat: interface_driver linuxbridge|noop, bridge_namespace, metadata_upstream, metadata_proxy process|external, use_random_fully) and fwaas-iptables (FWaaS v1 firewalls and v2 firewall groups on router ports). State: { routers: [...], firewalls: [...], firewall_groups: [...] } in Neutron's shapes.",
   ],
   examples: [
     "apply --once --state routers.json --namespace-prefix test-",

@@ -36,7 +36,7 @@ describe.concurrent("l3-agent: help and version", () => {
     expect(r.stdout).toContain("config key: metadata_port; default: 9697");
     expect(r.stdout).toContain("config key: enable_metadata_proxy; default: true");
     expect(r.stdout).toContain("config key: backend; default: auto");
-    expect(r.stdout).toContain("built in: none yet");
+    expect(r.stdout).toMatch(/built in: l3-nat \S+, fwaas-iptables \S+/);
     expect(r.stdout).toMatch(/Examples:\n  l3-agent run /);
     expect(r.stderr).toBe("");
   });
@@ -148,9 +148,16 @@ describe.concurrent("l3-agent: plugins from the config file", () => {
   });
 
   it("plugin_options naming no installed plugin fail", async () => {
+    const r = await runCli(BIN, ["plan", "--config", plugins([staticChains], { plugin_options: { "no-such": { x: 1 } } })]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("plugin_options.no-such names no installed plugin (installed: l3-nat, fwaas-iptables, static-chains)");
+  });
+
+  it("unknown options of a built-in plugin fail, naming it and the key", async () => {
     const r = await runCli(BIN, ["plan", "--config", plugins([staticChains], { plugin_options: { "l3-nat": { x: 1 } } })]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("plugin_options.l3-nat names no installed plugin (installed: static-chains)");
+    expect(r.stderr).toContain("l3-nat");
+    expect(r.stderr).toContain("x");
   });
 
   it("a package that is not installed fails, naming it", async () => {

@@ -1,34 +1,75 @@
-import { benchCore, type CoreBenchRow } from "./core-bench.js";
 import type { Backend } from "@chainwarden/core";
+import { benchCore, type CoreBenchRow } from "./core-bench.js";
+import { benchFwaas, type FwaasBenchRow } from "./fwaas-bench.js";
+import { benchL2, formatL2Bench, type L2BenchResult } from "./l2-bench.js";
+import { benchL3, formatL3Bench } from "./l3-bench.js";
 
 function option(name: string, fallback: string): string {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
   return a ? a.slice(name.length + 3) : fallback;
 }
 
+const CASES = ["core", "l2", "l3", "fwaas"] as const;
+
 if (process.argv.includes("--help")) {
   process.stdout.write(
-    "usage: npm run bench -- [--sizes=1000x10,5000x10,10000x10] [--backends=nft,legacy]\n" +
-      "Runs as root; every measurement uses throwaway network namespaces.\n",
+    "usage: npm run bench -- [--cases=core,l2,l3,fwaas] [--backends=nft,legacy] [--sizes=1000x10,5000x10,10000x10]\n" +
+      "  core   N chains × M rules: cold apply and a one-rule change, beside raw iptables-restore of the same input\n" +
+      "  l2     2,000 ports × 10 rules: add, update 200, add one, remove 200 (security groups)\n" +
+      "  l3     200 routers × 10 floating IPs, then one floating IP change on a 1,000-FIP router\n" +
+      "  fwaas  a 512-rule policy on 10 routers: create and update (v1 and v2)\n" +
+      "Runs as root; every measurement uses throwaway network namespaces it deletes.\n",
   );
   process.exit(0);
 }
 
-const sizes = option("sizes", "1000x10,5000x10,10000x10").split(",").map((s) => s.split("x").map(Number) as [number, number]);
+const cases = option("cases", CASES.join(",")).split(",");
+for (const c of cases) if (!(CASES as readonly string[]).includes(c)) throw new Error(`unknown case ${c}; known: ${CASES.join(", ")}`);
 const backends = option("backends", "nft,legacy").split(",") as Backend[];
-
+const sizes = option("sizes", "1000x10,5000x10,10000x10").split(",").map((s) => s.split("x").map(Number) as [number, number]);
+const out = (s: string) => process.stdout.write(s);
 const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
-const rows: CoreBenchRow[] = [];
-process.stdout.write(
-  "| backend | chains × rules | rules | build ms (validate+canonicalize) | cold apply ms (ours) | cold ms (raw restore) | ratio | change bytes | change lines | change CPU ms (ours) | change ms (ours, e2e) | change ms (raw restore) | ratio | 2nd apply lines |\n" +
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-);
-for (const backend of backends) {
-  for (const [chains, per] of sizes) {
-    const r = await benchCore(backend, chains, per);
-    rows.push(r);
-    process.stdout.write(
-      `| ${r.backend} | ${r.chains} × ${r.rulesPerChain} | ${r.rules} | ${f(r.buildMs)} | ${f(r.coldMs)} | ${f(r.rawColdMs)} | ${(r.coldMs / r.rawColdMs).toFixed(2)} | ${r.changeBytes} | ${r.changeLines} | ${f(r.changeCpuMs)} | ${f(r.changeMs)} | ${f(r.rawChangeMs)} | ${(r.changeMs / r.rawChangeMs).toFixed(2)} | ${r.secondApplyLines} |\n`,
-    );
+
+if (cases.includes("core")) {
+  out("\n## core: N chains × M rules\n\n");
+  out(
+    "| backend | chains × rules | rules | build ms (validate+canonicalize) | cold apply ms (ours) | cold ms (raw restore) | ratio | change bytes | change lines | change CPU ms (ours) | change ms (ours, e2e) | change ms (raw restore) | ratio | 2nd apply lines |\n" +
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+  );
+  for (const backend of backends) {
+    for (const [chains, per] of sizes) {
+      const r: CoreBenchRow = await benchCore(backend, chains, per);
+      out(
+        `| ${r.backend} | ${r.chains} × ${r.rulesPerChain} | ${r.rules} | ${f(r.buildMs)} | ${f(r.coldMs)} | ${f(r.rawColdMs)} | ${(r.coldMs / r.rawColdMs).toFixed(2)} | ${r.changeBytes} | ${r.changeLines} | ${f(r.changeCpuMs)} | ${f(r.changeMs)} | ${f(r.rawChangeMs)} | ${(r.changeMs / r.rawChangeMs).toFixed(2)} | ${r.secondApplyLines} |\n`,
+      );
+    }
+  }
+}
+
+if (cases.includes("l2")) {
+  out("\n## l2: security groups, 2,000 ports × 10 rules\n\n");
+  const results: L2BenchResult[] = [];
+  for (const backend of backends) results.push(await benchL2({ backend }));
+  out(formatL2Bench(results));
+}
+
+if (cases.includes("l3")) {
+  out("\n## l3: routers and floating IPs\n\n");
+  for (const backend of backends) out(formatL3Bench(await benchL3({ backend })));
+}
+
+if (cases.includes("fwaas")) {
+  out("\n## FWaaS: a 512-rule policy on 10 routers\n\n");
+  out(
+    "| backend | version | create: our CPU ms | create: runner CPU ms | create: restore ms | update: our CPU ms | update: runner CPU ms | update: restore ms | update lines | repeat lines |\n" +
+      "|---|---|---|---|---|---|---|---|---|---|\n",
+  );
+  for (const backend of backends) {
+    for (const version of ["v1", "v2"] as const) {
+      const r: FwaasBenchRow = await benchFwaas({ backend, version });
+      out(
+        `| ${backend} | ${version} | ${f(r.create.cpuMs)} | ${f(r.create.runnerCpuMs)} | ${f(r.create.restoreMs)} | ${f(r.update.cpuMs)} | ${f(r.update.runnerCpuMs)} | ${f(r.update.restoreMs)} | ${r.update.lines} | ${r.repeatLines} |\n`,
+      );
+    }
   }
 }
