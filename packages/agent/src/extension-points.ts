@@ -81,6 +81,18 @@ export interface ResourceHandler<R = unknown> {
   /** Equal resources are not re-reconciled; default: JSON equality. */
   equals?(a: R, b: R): boolean;
   reconcile(context: ReconcileContext, request: ReconcileRequest<R>): Promise<void>;
+  /**
+   * Removes what an earlier run left for resources that are no longer desired and that this
+   * process never saw (a router deleted while the agent was down): Neutron's stale namespace
+   * cleanup. Called before every full pass that changes the host (start, resync, apply --once),
+   * never for plan or status. Returns what it removed, for the log.
+   */
+  cleanupStale?(context: StaleCleanupContext, desired: ReadonlyMap<string, R>): Promise<string[]>;
+}
+
+export interface StaleCleanupContext {
+  readonly runner: IptablesRunner;
+  readonly logger: Logger;
 }
 
 export const resourceHandlerExtensionPoint = createExtensionPoint<ResourceHandler>({ id: "agent.resource-handler" });

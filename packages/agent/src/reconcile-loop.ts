@@ -435,6 +435,7 @@ export class ReconcileLoop implements StateSink {
     let nextPercent = 10;
     let lastLog = started;
     const failed: SyncReport["failed"] = [];
+    await this.cleanupStale();
     this.logger.info({ namespaces: total, pass: options.label }, "full pass started");
     const outcomes = keys.map(
       (ns) =>
@@ -464,6 +465,21 @@ export class ReconcileLoop implements StateSink {
       failed.length === 0 ? "full pass finished" : "full pass finished with failures",
     );
     return { namespaces: total, applied: total - failed.length, failed, problems: this.takeProblems() };
+  }
+
+  /** Each handler removes what earlier runs left for resources no longer desired (see ResourceHandler). */
+  private async cleanupStale(): Promise<void> {
+    for (const handler of this.handlers) {
+      if (!handler.cleanupStale) continue;
+      const logger = this.logger.child({ kind: handler.kind });
+      try {
+        const removed = await handler.cleanupStale({ runner: this.runner, logger }, this.desired.get(handler.kind) ?? new Map());
+        if (removed.length) logger.info({ removed }, "stale resources from an earlier run removed");
+      } catch (err) {
+        // The pass goes on; the next full pass tries again.
+        logger.warn({ err }, "stale resource cleanup failed");
+      }
+    }
   }
 
   private scheduleResync(): void {

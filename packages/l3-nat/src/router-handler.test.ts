@@ -124,6 +124,20 @@ describe("RouterHandler through the agent (fake host)", () => {
     expect(normalizeSave(host.iptables.dump({ namespace: NS, family: 4 }))).toBe(reference.expected[0]!.routers.get(ID)!.iptables);
   });
 
+  it("a restarted agent removes router namespaces an earlier run left for routers no longer desired", async () => {
+    const host = new FakeL3Host();
+    // Left behind: a router deleted while no agent ran. Not ours: another prefix, or not a router id.
+    host.iptables.addNamespace("qrouter-0ddc0ffe-0000-4000-8000-000000000001");
+    host.iptables.addNamespace("qrouter-lab-fabric");
+    host.iptables.addNamespace("other-ns");
+    const { agent } = await setup({ runner: host, initial: { routers: [seed] } });
+    await agent.start();
+    expect(host.iptables.hasNamespace("qrouter-0ddc0ffe-0000-4000-8000-000000000001")).toBe(false);
+    expect(host.iptables.hasNamespace("qrouter-lab-fabric")).toBe(true);
+    expect(host.iptables.hasNamespace("other-ns")).toBe(true);
+    expect(host.iptables.hasNamespace(NS)).toBe(true);
+  });
+
   it("router extensions get the router, its namespace and manager inside the same deferred apply", async () => {
     const host = new FakeL3Host();
     const calls: string[] = [];

@@ -1,5 +1,5 @@
-import type { ApplyEvent, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
-import type { IptablesManager, IptablesRunner, IptablesVersion } from "@chainwarden/core";
+import type { ApplyEvent, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StaleCleanupContext, StateDocument } from "@chainwarden/agent";
+import { listNamespaces, type IptablesManager, type IptablesRunner, type IptablesVersion } from "@chainwarden/core";
 import { AddressScopeMarks } from "./address-scope-marks.js";
 import { externalDeviceName, internalDeviceName, routerNamespaceName } from "./device-names.js";
 import type { InterfaceDriver } from "./interface-driver.js";
@@ -8,6 +8,8 @@ import type { L3NatSettings } from "./l3-nat-settings.js";
 import { MetadataProxyProcess, type MetadataProxyFactory, type MetadataProxyHandle } from "./metadata-proxy-process.js";
 import { parseRouters } from "./parse-routers.js";
 import type { ParseRouterResult, Router } from "./router.js";
+
+const ROUTER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 import { syncRouterDevices, type PostApplyTask } from "./router-devices.js";
 import type { L3RouterExtension, RouterExtensionContext } from "./router-extension-point.js";
 import { deleteRouterNamespace, ensureRouterNamespace, routerNamespaceExists } from "./router-namespace.js";
@@ -92,6 +94,25 @@ export class RouterHandler implements ResourceHandler<Router> {
    * The plugin's apply observer calls this after every apply of a namespace. After a failed apply
    * the pending work is dropped: the retry computes it again from the kernel.
    */
+  /**
+   * Neutron's namespace cleanup: a `<prefix><router id>` namespace no desired router claims and this
+   * process does not know (the router was deleted while no agent ran) goes, with its rules, devices and
+   * any proxy left in it. Routers this process knows leave through `reconcile`'s removal path.
+   */
+  async cleanupStale(context: StaleCleanupContext, desired: ReadonlyMap<string, Router>): Promise<string[]> {
+    const prefix = this.settings.namespacePrefix;
+    const wanted = new Set([...desired.values()].map((r) => this.namespaceOf(r)));
+    const removed: string[] = [];
+    for (const namespace of await listNamespaces(context.runner)) {
+      if (!namespace.startsWith(prefix) || wanted.has(namespace) || this.byNamespace.has(namespace)) continue;
+      // Only names a router of ours could have: Neutron's router ids are UUIDs.
+      if (!ROUTER_UUID.test(namespace.slice(prefix.length))) continue;
+      await deleteRouterNamespace(context.runner, namespace);
+      removed.push(namespace);
+    }
+    return removed;
+  }
+
   async afterApply(event: ApplyEvent): Promise<void> {
     if (event.namespace === undefined) return;
     const id = this.byNamespace.get(event.namespace);

@@ -64,19 +64,17 @@ describe("RouterRules", () => {
     expect(third.result.lines).toBe(0);
   });
 
-  it("one changed floating IP on a router with 1,000 touches only its rules: at most 10 lines, under 50 ms", async () => {
+  // How long it takes is measured by `npm run bench -- --cases=l3`, not asserted here.
+  it("one changed floating IP on a router with 1,000 touches only its rules: at most 10 lines", async () => {
     const h = harness();
     const many = fips(1000);
     await h.apply(router({ _floatingips: many }));
     await h.apply(router({ _floatingips: many }));
     const moved = many.map((f, i) => (i === 500 ? { ...f, fixed_ip_address: "10.9.9.9" } : f));
-    const t0 = performance.now();
     const { change, result } = await h.apply(router({ _floatingips: moved }));
-    const ms = performance.now() - t0;
     expect(change.groups).toEqual([`fip:${many[500]!.floating_ip_address}`]);
     expect(change).toMatchObject({ rulesAdded: 3, rulesRemoved: 3 });
     expect(result.lines).toBeLessThanOrEqual(10);
-    expect(ms).toBeLessThan(50);
     expect(h.nat("PREROUTING")).toContain(`-d ${many[500]!.floating_ip_address}/32 -j DNAT --to-destination 10.9.9.9`);
     expect(h.nat("PREROUTING")).toHaveLength(1001);
 

@@ -26,3 +26,19 @@ describe.each(["nft", "legacy"] as const)("demo (%s, real kernel)", (backend) =>
     expect(left).not.toContain(r.namespace);
   });
 });
+
+describe.each(["nft", "legacy"] as const)("l3-agent demo (%s, real kernel)", (backend) => {
+  it("the l3-agent serves the seed's router in a throwaway namespace, then removes it and its namespace", async () => {
+    const { runL3AgentDemo } = await import("./l3-agent-demo.js");
+    const r = await runL3AgentDemo({ backend, write: () => undefined });
+    for (const line of [
+      "-A neutron-l3-agent-PREROUTING -d 200.200.128.3/32 -j DNAT --to-destination 10.10.10.2",
+      "-A neutron-postrouting-bottom -m comment --comment \"Perform source NAT on outgoing traffic.\" -j neutron-l3-agent-snat",
+    ]) {
+      expect(r.save).toContain(line);
+    }
+    expect(r.removed).toBe(true);
+    const left = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
+    expect(left).not.toContain(r.routerNamespace);
+  });
+});
