@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: every package's vitest suite through Nx, uncached (Nx shares its cache across
+# The whole test suite: every package type-checked with its tests (tsconfig.spec.json) and its vitest suite run, through Nx, uncached (Nx shares its cache across
 # clones on a machine, so a cached pass could hide a failure on a clean checkout). Many tests program
 # real iptables inside network namespaces they create, so this runs as root.
 set -uo pipefail
@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-npx nx run-many -t test --skip-nx-cache --parallel=2 --outputStyle=static "$@" 2>&1 | tee "$log"
+npx nx run-many -t typecheck test --skip-nx-cache --parallel=2 --outputStyle=static "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # Nx interleaves several vitest summaries; close with one total line.
 passed=0; failed=0; skipped=0

@@ -1,13 +1,3 @@
-import { defineConfig } from "vitest/config";
+import { packageTestConfig } from "@chainwarden/testing/vitest-config";
 
-export default defineConfig({
-  oxc: { decorator: { legacy: true, emitDecoratorMetadata: true } },
-  test: {
-    environment: "node",
-    include: ["src/**/*.test.ts"],
-    setupFiles: ["reflect-metadata"],
-    globalSetup: ["src/test-support/global-setup.ts"],
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
-  },
-});
+export default packageTestConfig({ globalSetup: ["src/test-support/global-setup.ts"], timeoutMs: 30_000 });

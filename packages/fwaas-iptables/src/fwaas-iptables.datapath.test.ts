@@ -1,7 +1,7 @@
 /**
  * Real traffic through a router that the real l3 plugin builds and this plugin firewalls, on the
- * real kernel (nft and legacy). Everything lives in namespaces this file creates (unique names) and
- * deletes in `afterAll`, also on failure:
+ * real kernel (nft and legacy). Everything lives in a router lab (`createRouterLab`: unique names)
+ * and the agent's namespaces (a unique prefix), all deleted in `afterAll`, also on failure:
  *
  *   vm1 (10.10.10.2, floating IP 200.200.128.3) ── brq<int1> ── qr ─ router ─ qg ── brq<ext> ── ext (200.200.128.100)
  *   (bridges and tap ends in the `fabric` namespace: the linuxbridge driver with bridge_namespace)
@@ -9,16 +9,14 @@
  * The firewall is the seed's (v1, `--protocol icmp --action deny`) plus an allow for TCP 7001, so
  * TCP to 7002 meets the default policy.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { deleteNamespace, ExecaRunner, listNamespaces, type Backend } from "@chainwarden/core";
+import { ExecaRunner, type Backend } from "@chainwarden/core";
 import { bridgeName, l3NatPlugin } from "@chainwarden/l3-nat";
-import { createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
+import { createRouterLab, isRoot, netToolPath, type RouterLab, type TestNetns } from "@chainwarden/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFwaasAgent } from "./test-support/fwaas-agent-harness.js";
 
-const NET_TOOL = join(import.meta.dirname, "../test-fixtures/net-tool.mjs");
+const NET_TOOL = netToolPath();
 const TENANT = "1b6e214ab4594fd9b57017fa0af0ff62";
 const ROUTER_ID = `b412${randomBytes(2).toString("hex")}-680e-4427-b758-767c8ffe794b`;
 const INT1 = { net: "46e11e98-0275-4a54-ac1a-bd1c71308be7", port: "6bc18a88-9619-4fce-bf4e-49cae6df1715" };
@@ -55,46 +53,13 @@ const firewall = (rules: unknown[]) => ({ id: "80daec7b-8167-459e-b915-da02832a2
 describe.runIf(isRoot()).each(["nft", "legacy"] as Backend[])("datapath through a firewalled router (%s)", (backend) => {
   const runner = new ExecaRunner({ backend });
   const prefix = `cwf${randomBytes(3).toString("hex")}-`;
-  const spaces: TestNetns[] = [];
-  const helpers: ChildProcess[] = [];
+  let lab: RouterLab<"vm1" | "ext"> | undefined;
   let fabric!: TestNetns, vm1!: TestNetns, ext!: TestNetns;
   let h!: Awaited<ReturnType<typeof createFwaasAgent>>;
 
-  async function attach(ns: TestNetns, network: string, cidr: string, gateway: string | undefined): Promise<void> {
-    const bridge = bridgeName(network);
-    const outer = `v${ns.name.slice(-9)}`;
-    await fabric.exec(["ip", "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns.name]);
-    await fabric.exec(["ip", "link", "add", bridge, "type", "bridge"], { reject: false });
-    await fabric.exec(["ip", "link", "set", bridge, "up"]);
-    await fabric.exec(["ip", "link", "set", outer, "master", bridge, "up"]);
-    await ns.exec(["ip", "link", "set", "lo", "up"]);
-    await ns.exec(["ip", "addr", "add", cidr, "dev", "eth0"]);
-    await ns.exec(["ip", "link", "set", "eth0", "up"]);
-    if (gateway) await ns.exec(["ip", "route", "add", "default", "via", gateway]);
-  }
-
+  const attach = (ns: TestNetns, network: string, cidr: string, gateway: string | undefined) => lab!.attach(ns, bridgeName(network), cidr, gateway);
   /** Starts net-tool in a namespace; resolves at its first output line. */
-  function tool(ns: TestNetns, args: string[], onLine?: (line: string) => void): Promise<ChildProcess> {
-    const child = spawn("ip", ["netns", "exec", ns.name, process.execPath, NET_TOOL, ...args], { stdio: ["pipe", "pipe", "inherit"] });
-    helpers.push(child);
-    return new Promise((resolve, reject) => {
-      let first = true;
-      let buf = "";
-      child.stdout!.on("data", (d: Buffer) => {
-        buf += d.toString();
-        const lines = buf.split("\n");
-        buf = lines.pop()!;
-        for (const line of lines) {
-          onLine?.(line);
-          if (first) {
-            first = false;
-            resolve(child);
-          }
-        }
-      });
-      child.once("exit", (code) => first && reject(new Error(`net-tool ${args.join(" ")} exited ${code}`)));
-    });
-  }
+  const tool = (ns: TestNetns, args: string[], onLine?: (line: string) => void) => lab!.netTool(ns, args, onLine);
 
   const ping = async (from: TestNetns, to: string) => (await from.exec(["ping", "-c", "1", "-W", "1", to], { reject: false })).exitCode === 0;
   const tcp = async (from: TestNetns, to: string, port: number) =>
@@ -106,8 +71,9 @@ describe.runIf(isRoot()).each(["nft", "legacy"] as Backend[])("datapath through 
   };
 
   beforeAll(async () => {
-    for (const name of ["fabric", "vm1", "ext"]) spaces.push(await createNetns(`cwf-${name}`));
-    [fabric, vm1, ext] = spaces as [TestNetns, TestNetns, TestNetns];
+    lab = await createRouterLab({ prefix: "cwf", hosts: ["vm1", "ext"], agentNamespacePrefix: prefix });
+    ({ fabric } = lab);
+    ({ vm1, ext } = lab.hosts);
     await attach(vm1, INT1.net, "10.10.10.2/24", "10.10.10.1");
     await attach(ext, EXT.net, "200.200.128.100/24", undefined);
     h = await createFwaasAgent({
@@ -122,10 +88,8 @@ describe.runIf(isRoot()).each(["nft", "legacy"] as Backend[])("datapath through 
   });
 
   afterAll(async () => {
-    for (const c of helpers) c.kill("SIGKILL");
     await h?.agent.stop().catch(() => undefined);
-    for (const ns of (await listNamespaces(runner)).filter((n) => n.startsWith(prefix))) await deleteNamespace(runner, ns);
-    for (const ns of spaces) await ns.delete();
+    await lab?.delete();
   });
 
   it("without a firewall: ping and TCP to the external host work", async () => {

@@ -8,15 +8,15 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExecaRunner, type Backend } from "@chainwarden/core";
-import { createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
+import { createNetns, isRoot, listReferenceScenarios, referenceDir, type TestNetns } from "@chainwarden/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RecordingRunner } from "./test-support/recording-runner.js";
 import { normalizeIpsetSave, replayScenario } from "./test-support/replay.js";
-import { FIXTURE_DIR, listScenarios, loadScenario, REFERENCE_DIR } from "./test-support/scenario.js";
+import { FIXTURE_DIR, loadScenario } from "./test-support/scenario.js";
 
 const SOURCES = [
-  { dir: REFERENCE_DIR, names: listScenarios(REFERENCE_DIR, "l2_") },
-  { dir: FIXTURE_DIR, names: listScenarios(FIXTURE_DIR) },
+  { dir: referenceDir(), names: listReferenceScenarios(referenceDir(), "l2_") },
+  { dir: FIXTURE_DIR, names: listReferenceScenarios(FIXTURE_DIR) },
 ];
 
 describe.each(["nft", "legacy"] as Backend[])("golden scenarios on the real kernel (%s)", (backend) => {

@@ -4,14 +4,15 @@
  * python3-neutron 21.0.0), replayed step by step; after each step the normalized iptables-save,
  * ip6tables-save, ipset save and conntrack deletions must equal the expected block.
  */
+import { listReferenceScenarios, referenceDir } from "@chainwarden/testing";
 import { describe, expect, it } from "vitest";
 import { FakeL2Host } from "./test-support/fake-l2-host.js";
 import { replayScenario } from "./test-support/replay.js";
-import { FIXTURE_DIR, listScenarios, loadScenario, REFERENCE_DIR } from "./test-support/scenario.js";
+import { FIXTURE_DIR, loadScenario } from "./test-support/scenario.js";
 
 const SOURCES = [
-  { dir: REFERENCE_DIR, names: listScenarios(REFERENCE_DIR, "l2_") },
-  { dir: FIXTURE_DIR, names: listScenarios(FIXTURE_DIR) },
+  { dir: referenceDir(), names: listReferenceScenarios(referenceDir(), "l2_") },
+  { dir: FIXTURE_DIR, names: listReferenceScenarios(FIXTURE_DIR) },
 ];
 
 describe("the shared reference has l2 scenarios", () => {

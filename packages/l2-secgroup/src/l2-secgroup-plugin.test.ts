@@ -18,13 +18,14 @@ import {
   type StateSource,
 } from "@chainwarden/agent";
 import { normalizeSave } from "@chainwarden/core";
+import { referenceDir } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
 import { DEVICE_POLL_INTERVAL_MS } from "./port-filter-handler.js";
 import { FakeL2Host } from "./test-support/fake-l2-host.js";
 import { stateDocument, WEB_SG, type PortSpec } from "./test-support/fixtures.js";
-import { loadScenario, REFERENCE_DIR, ScenarioState } from "./test-support/scenario.js";
+import { loadScenario, ScenarioState } from "./test-support/scenario.js";
 
 const NS = "l2-bridge";
 
@@ -82,7 +83,7 @@ const b = { id: "bbbb", device: "tapbbbb", ip: "10.0.0.2", mac: "fa:16:3e:00:00:
 
 describe("l2SecgroupPlugin in an agent", () => {
   it("replays the reference scenario through the agent and gets real Neutron's output (ipset included)", async () => {
-    const { scenario, expected } = loadScenario(REFERENCE_DIR, "l2_seed_default_sg_ipset");
+    const { scenario, expected } = loadScenario(referenceDir(), "l2_seed_default_sg_ipset");
     const state = new ScenarioState(scenario);
     state.apply(scenario.steps[0]!);
     const host = new FakeL2Host({ namespaces: [NS] });

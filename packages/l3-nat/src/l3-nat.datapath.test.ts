@@ -1,26 +1,25 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deleteNamespace, ExecaRunner, listNamespaces, type Backend } from "@chainwarden/core";
-import { createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
+import { ExecaRunner, listNamespaces, type Backend } from "@chainwarden/core";
+import { createRouterLab, isRoot, type RouterLab, type TestNetns } from "@chainwarden/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bridgeName } from "./device-names.js";
 import { defaultMetadataProxyScript } from "./metadata-proxy-process.js";
 import { createL3Agent } from "./test-support/l3-agent-harness.js";
 
 /**
- * Real traffic through a router the agent builds, on the real kernel. Everything lives in
- * namespaces this file creates (unique names) and deletes in `afterAll`, also on failure:
+ * Real traffic through a router the agent builds, on the real kernel. Everything lives in a router
+ * lab (`createRouterLab`: unique names) and the agent's namespaces (a unique prefix), all deleted in
+ * `afterAll`, also on failure:
  *
  *   vm1 (10.10.10.2) ──┐                                   ┌── ext (200.200.128.100, no route back)
  *                      brq<int1> ── qr ─ router ─ qg ── brq<ext>
  *   vm2 (10.20.20.2) ──┘brq<int2> ── qr ─┘
  *   (bridges and tap ends in the `fabric` namespace: linuxbridge driver with bridge_namespace)
  */
-const NET_TOOL = join(import.meta.dirname, "../test-fixtures/net-tool.mjs");
 const PORT = 7000;
 
 const ROUTER_ID = `d47a${randomBytes(2).toString("hex")}-0000-4000-8000-000000000001`;
@@ -64,8 +63,6 @@ describe.runIf(isRoot()).each(["nft", "legacy"] as Backend[])("datapath through 
   const runner = new ExecaRunner({ backend });
   const prefix = `cwd${randomBytes(3).toString("hex")}-`;
   const routerNs = `${prefix}${ROUTER_ID}`;
-  const spaces: TestNetns[] = [];
-  const helpers: ChildProcess[] = [];
   const dir = mkdtempSync(join(tmpdir(), "cw-l3-datapath-"));
   const socketPath = join(dir, "metadata_proxy");
   const metadataSeen: { url: string | undefined; headers: IncomingHttpHeaders }[] = [];
@@ -73,46 +70,14 @@ describe.runIf(isRoot()).each(["nft", "legacy"] as Backend[])("datapath through 
     metadataSeen.push({ url: req.url, headers: req.headers });
     res.end("i-0000abcd");
   });
+  let lab: RouterLab<"vm1" | "vm2" | "ext"> | undefined;
   let fabric!: TestNetns, vm1!: TestNetns, vm2!: TestNetns, ext!: TestNetns;
   let h!: Awaited<ReturnType<typeof createL3Agent>>;
 
   /** A veth from a test namespace into a bridge of the fabric, with an address and a default route. */
-  async function attach(ns: TestNetns, network: string, cidr: string, gateway: string | undefined): Promise<void> {
-    const bridge = bridgeName(network);
-    const outer = `v${ns.name.slice(-9)}`;
-    await fabric.exec(["ip", "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns.name]);
-    await fabric.exec(["ip", "link", "add", bridge, "type", "bridge"], { reject: false });
-    await fabric.exec(["ip", "link", "set", bridge, "up"]);
-    await fabric.exec(["ip", "link", "set", outer, "master", bridge, "up"]);
-    await ns.exec(["ip", "link", "set", "lo", "up"]);
-    await ns.exec(["ip", "addr", "add", cidr, "dev", "eth0"]);
-    await ns.exec(["ip", "link", "set", "eth0", "up"]);
-    if (gateway) await ns.exec(["ip", "route", "add", "default", "via", gateway]);
-  }
-
+  const attach = (ns: TestNetns, network: string, cidr: string, gateway: string | undefined) => lab!.attach(ns, bridgeName(network), cidr, gateway);
   /** Starts net-tool in a namespace; resolves at its first output line. */
-  function tool(ns: TestNetns, args: string[], onLine?: (line: string) => void): Promise<ChildProcess> {
-    const child = spawn("ip", ["netns", "exec", ns.name, process.execPath, NET_TOOL, ...args], { stdio: ["pipe", "pipe", "inherit"] });
-    helpers.push(child);
-    for (const s of [child.stdin, child.stdout]) s?.on("error", () => undefined);
-    return new Promise((resolve, reject) => {
-      let first = true;
-      let buf = "";
-      child.stdout!.on("data", (d: Buffer) => {
-        buf += d.toString();
-        const lines = buf.split("\n");
-        buf = lines.pop()!;
-        for (const line of lines) {
-          onLine?.(line);
-          if (first) {
-            first = false;
-            resolve(child);
-          }
-        }
-      });
-      child.once("exit", (code) => first && reject(new Error(`net-tool ${args.join(" ")} exited ${code}`)));
-    });
-  }
+  const tool = (ns: TestNetns, args: string[], onLine?: (line: string) => void) => lab!.netTool(ns, args, onLine);
 
   async function curl(ns: TestNetns, url: string): Promise<string> {
     const r = await ns.exec(["curl", "-s", "--max-time", "5", url], { reject: false });
@@ -121,8 +86,9 @@ describe.runIf(isRoot()).each(["nft", "legacy"] as Backend[])("datapath through 
 
   beforeAll(async () => {
     await new Promise<void>((r) => upstream.listen(socketPath, () => r()));
-    for (const name of ["fabric", "vm1", "vm2", "ext"]) spaces.push(await createNetns(`cwd-${name}`));
-    [fabric, vm1, vm2, ext] = spaces as [TestNetns, TestNetns, TestNetns, TestNetns];
+    lab = await createRouterLab({ prefix: "cwd", hosts: ["vm1", "vm2", "ext"], agentNamespacePrefix: prefix });
+    ({ fabric } = lab);
+    ({ vm1, vm2, ext } = lab.hosts);
     await attach(vm1, INT1.net, "10.10.10.2/24", "10.10.10.1");
     await attach(vm2, INT2.net, "10.20.20.2/24", "10.20.20.1");
     // The external host knows only its own subnet: it can reach floating IPs and the gateway, not tenants.
@@ -142,13 +108,14 @@ describe.runIf(isRoot()).each(["nft", "legacy"] as Backend[])("datapath through 
   });
 
   afterAll(async () => {
-    for (const c of helpers) c.kill("SIGKILL");
     await h?.handler.stopProxies().catch(() => undefined);
     await h?.agent.stop().catch(() => undefined);
-    for (const ns of (await listNamespaces(runner)).filter((n) => n.startsWith(prefix))) await deleteNamespace(runner, ns);
-    for (const ns of spaces) await ns.delete();
-    await new Promise<void>((r) => upstream.close(() => r()));
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      await lab?.delete();
+    } finally {
+      await new Promise<void>((r) => upstream.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("VM → external without a floating IP is seen from the gateway IP (SNAT)", async () => {
@@ -188,7 +155,7 @@ describe.runIf(isRoot()).each(["nft", "legacy"] as Backend[])("datapath through 
 
   it("disassociating the floating IP cuts an established flow", async () => {
     let echoes = 0;
-    await tool(ext, ["stream-client", "200.200.128.3", String(PORT + 1)], (line) => {
+    await tool(ext, ["stream", "200.200.128.3", String(PORT + 1)], (line) => {
       if (line === "echo") echoes++;
     });
     const until = async (cond: () => boolean, ms: number) => {

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { referenceDir } from "@chainwarden/testing";
 import { describe, expect, it } from "vitest";
 import { parseRouters } from "./parse-routers.js";
-import { referenceDir } from "./test-support/reference-scenario.js";
 
 const seed = JSON.parse(readFileSync(join(referenceDir(), "l3_seed_router_fip.json"), "utf8")).steps[0].router;
 const clone = (): Record<string, any> => structuredClone(seed);

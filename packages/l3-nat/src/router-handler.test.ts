@@ -1,12 +1,13 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { normalizeSave } from "@chainwarden/core";
+import { referenceDir } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import type { MetadataProxyFactory } from "./metadata-proxy-process.js";
 import type { L3RouterExtension, RouterExtensionContext } from "./router-extension-point.js";
 import { FakeL3Host } from "./test-support/fake-l3-host.js";
 import { createL3Agent } from "./test-support/l3-agent-harness.js";
-import { loadL3Scenario, referenceDir } from "./test-support/reference-scenario.js";
+import { loadL3Scenario } from "./test-support/reference-scenario.js";
 
 const reference = loadL3Scenario(referenceDir(), "l3_seed_router_fip");
 const seed = JSON.parse(readFileSync(join(referenceDir(), "l3_seed_router_fip.json"), "utf8")).steps[0].router;

@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { addNamespace, deleteNamespace, ExecaRunner, listNamespaces, type Backend } from "@chainwarden/core";
-import { FakeIptablesRunner, isRoot } from "@chainwarden/testing";
+import { FakeIptablesRunner, isRoot, referenceDir } from "@chainwarden/testing";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadL3Scenarios, referenceDir, type L3Scenario } from "./test-support/reference-scenario.js";
+import { loadL3Scenarios, type L3Scenario } from "./test-support/reference-scenario.js";
 import { replayL3Scenario, type ScenarioHost } from "./test-support/scenario-driver.js";
 
 /**

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import {
   CommandError,
   NamespaceGoneError,
@@ -13,6 +13,8 @@ import {
 import { describe, expect, it } from "vitest";
 import { FakeIptablesRunner } from "./fake-iptables-runner.js";
 import { NotModelledError } from "./not-modelled-error.js";
+import { readReferenceExpected } from "./reference-expected.js";
+import { referenceDir } from "./reference-scenario.js";
 
 const NS = "cw-unit";
 const t: Target = { namespace: NS, family: 4 };
@@ -27,14 +29,7 @@ const caught = async (p: Promise<unknown>): Promise<unknown> =>
 
 /** The `--- <kind> ---` blocks of a reference file's first step. */
 function referenceSections(file: string): Map<string, string> {
-  const text = readFileSync(new URL(`../../../../shared/reference/${file}`, import.meta.url), "utf8");
-  const step = text.split(/^=== .* ===$/m)[1]!;
-  const sections = new Map<string, string>();
-  for (const part of step.split(/^--- /m).slice(1)) {
-    const nl = part.indexOf("\n");
-    sections.set(part.slice(0, nl).replace(/ ---$/, "").replace(/^.*: /, ""), part.slice(nl + 1));
-  }
-  return sections;
+  return new Map(Object.entries(readReferenceExpected(join(referenceDir(), file))[0]!.sections));
 }
 
 /** What the real iptables-legacy-save -c printed in a probe (header lines and all). */

@@ -4,8 +4,14 @@
  *   `IptablesRunner` interface.
  * - `createNetns` / `withNetns` / `isRoot`, `holdXtablesLock`: helpers for tests on a real kernel.
  * - `runCli` / `AgentProcess`: run a built agent binary as an operator would (argument arrays, no shell).
+ * - `referenceDir`, `loadReferenceScenario(s)`, `readReferenceExpected`, `parseRouterStep`: the
+ *   reader for the shared reference outputs of real Neutron (`../shared/reference`) and fixtures in
+ *   their format.
+ * - `createRouterLab` / `netToolPath`: a router lab on the real kernel (fabric with bridges, host
+ *   namespaces, veths) and the traffic helper its hosts run.
  * - `@chainwarden/testing/contract`: `describeIptablesRunnerContract`, the vitest suite every runner
  *   must pass (a subpath of its own because it imports vitest).
+ * - `@chainwarden/testing/vitest-config`: `packageTestConfig`, the shared vitest config (imports vitest).
  */
 export {
   FakeIptablesRunner,
@@ -22,3 +28,20 @@ export { createNetns, isRoot, withNetns, type NetnsExecOptions, type TestNetns }
 export type { RunResult } from "./run-command.js";
 export { holdXtablesLock, type HeldXtablesLock } from "./xtables-lock.js";
 export { AgentProcess, freePort, runCli, waitFor, type CliResult, type LogLine } from "./agent-process.js";
+export {
+  parseReferenceExpected,
+  readReferenceExpected,
+  type ReferenceStep,
+  type RouterSaves,
+} from "./reference-expected.js";
+export {
+  listReferenceScenarios,
+  loadReferenceScenario,
+  loadReferenceScenarios,
+  referenceDir,
+  type LoadReferenceScenarioOptions,
+  type ReferenceScenario,
+} from "./reference-scenario.js";
+export { parseRouterStep, type RouterStep } from "./reference-router-step.js";
+export { netToolPath } from "./net-tool.js";
+export { createRouterLab, type RouterLab, type RouterLabOptions } from "./router-lab.js";

@@ -44,7 +44,17 @@ export async function withNetns<T>(fn: (netns: TestNetns) => Promise<T>, prefix?
   }
 }
 
-async function deleteNetns(name: string): Promise<void> {
+/** The names of the namespaces `ip netns list` shows. */
+export async function listNetns(): Promise<string[]> {
+  const r = await runCommand(["ip", "netns", "list"]);
+  return r.stdout
+    .split("\n")
+    .map((l) => l.split(" ")[0]!)
+    .filter(Boolean);
+}
+
+/** Kills what still runs inside `name`, then `ip netns del` (retried; a missing namespace is fine). */
+export async function deleteNetns(name: string): Promise<void> {
   let last = "";
   for (let attempt = 0; attempt < 10; attempt++) {
     // Processes a test left in the namespace (ping, nc, a sleeping helper) would keep it alive.

@@ -21,6 +21,11 @@ const HOST = "\u0000host";
 const key = (ns: string | undefined) => ns ?? HOST;
 
 export class FakeL2Host implements IptablesRunner {
+  /** Long-lived processes are not modelled here. */
+  spawn(command: "node", args: readonly string[]): never {
+    throw new Error(`spawn ${command} ${args.join(" ")} is not modelled by this fake`);
+  }
+
   readonly iptables: FakeIptablesRunner;
   readonly conntrackCalls: { namespace: string | undefined; args: string[] }[] = [];
   readonly ipsetCalls: { namespace: string | undefined; args: string[]; input?: string }[] = [];

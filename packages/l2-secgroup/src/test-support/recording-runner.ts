@@ -2,6 +2,11 @@ import type { AuxCommand, ExecOptions, ExecResult, IptablesRunner, RestoreOption
 
 /** Delegates to a real runner and records the aux commands it runs (for asserting conntrack/ipset calls). */
 export class RecordingRunner implements IptablesRunner {
+  /** Long-lived processes are not modelled here. */
+  spawn(command: "node", args: readonly string[]): never {
+    throw new Error(`spawn ${command} ${args.join(" ")} is not modelled by this fake`);
+  }
+
   readonly calls: { command: AuxCommand; args: string[]; namespace: string | undefined }[] = [];
 
   constructor(private readonly inner: IptablesRunner) {}

@@ -4,8 +4,8 @@
  * `iptables-save` / `ip6tables-save` / `ipset save` (and, in our own fixtures, `conntrack -D`) after
  * each step. `ScenarioState` turns the steps into the l2 state document the agent reads.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { loadReferenceScenario, type ReferenceStep } from "@chainwarden/testing";
 
 export interface ScenarioStep {
   op: "add_ports" | "update_ports" | "update_security_groups" | "remove_ports";
@@ -24,60 +24,16 @@ export interface Scenario {
   steps: ScenarioStep[];
 }
 
-export interface ExpectedStep {
-  label: string;
-  /** Section title (`iptables-save`, `ip6tables-save`, `ipset save`, `conntrack -D`) → text. */
-  sections: Record<string, string>;
-}
-
-/** The shared reference directory, from a test file in src/. */
-export const REFERENCE_DIR = join(import.meta.dirname, "../../../../../shared/reference");
 /** Our own scenarios, with outputs produced by Debian's python3-neutron 21.0.0. */
 export const FIXTURE_DIR = join(import.meta.dirname, "../../test-fixtures/neutron");
 
-/** `l2_*` scenarios of a directory; fails loudly when the directory is missing. */
-export function listScenarios(dir: string, prefix = ""): string[] {
-  if (!existsSync(dir)) {
-    throw new Error(`scenario directory ${dir} does not exist (the shared reference checkout is expected beside the repository)`);
-  }
-  return readdirSync(dir)
-    .filter((f) => f.startsWith(prefix) && f.endsWith(".json"))
-    .map((f) => f.slice(0, -".json".length))
-    .sort();
-}
-
-export function loadScenario(dir: string, name: string): { scenario: Scenario; expected: ExpectedStep[] } {
-  const scenario = JSON.parse(readFileSync(join(dir, `${name}.json`), "utf8")) as Scenario;
+/** A scenario as the replay reads it, with its expected blocks (`label`: the step's op; `sections`: title → text). */
+export function loadScenario(dir: string, name: string): { scenario: Scenario; expected: ReferenceStep[] } {
+  const { input, expected } = loadReferenceScenario(dir, name);
+  const scenario = input as unknown as Scenario;
   scenario.name = name;
   scenario.options ??= {};
-  const expected = parseExpected(readFileSync(join(dir, `${name}.expected.txt`), "utf8"));
-  if (expected.length !== scenario.steps.length) {
-    throw new Error(`${name}: ${scenario.steps.length} steps but ${expected.length} expected blocks`);
-  }
   return { scenario, expected };
-}
-
-export function parseExpected(text: string): ExpectedStep[] {
-  const steps: ExpectedStep[] = [];
-  let current: ExpectedStep | undefined;
-  let section: string | undefined;
-  for (const line of text.split("\n")) {
-    const step = /^=== after step (\d+): (.*) ===$/.exec(line);
-    if (step) {
-      current = { label: step[2]!, sections: {} };
-      steps.push(current);
-      section = undefined;
-      continue;
-    }
-    const sec = /^--- (.+) ---$/.exec(line);
-    if (sec && current) {
-      section = sec[1]!;
-      current.sections[section] = "";
-      continue;
-    }
-    if (current && section !== undefined && line !== "") current.sections[section] += `${line}\n`;
-  }
-  return steps;
 }
 
 /** Replays steps into the l2 state document (`devices`, `security_groups`, `sg_member_ips`, `trusted_devices`). */

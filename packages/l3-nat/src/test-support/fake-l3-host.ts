@@ -22,6 +22,11 @@ const HOST = "<host>";
  * restores, so tests can check the order of things. Anything else throws.
  */
 export class FakeL3Host implements IptablesRunner {
+  /** Long-lived processes are not modelled here. */
+  spawn(command: "node", args: readonly string[]): never {
+    throw new Error(`spawn ${command} ${args.join(" ")} is not modelled by this fake`);
+  }
+
   readonly iptables: FakeIptablesRunner;
   /** `restore <ns>` and `<ns>: <command line>` in the order they happened. */
   readonly events: string[] = [];

@@ -1,23 +1,30 @@
-// Run inside test namespaces (`ip netns exec NS node net-tool.mjs MODE ...`). The long-running
-// modes exit when their stdin closes, so a test that dies never leaves one behind.
+// A traffic helper for datapath tests, run inside their namespaces from an argument array:
+// `ip netns exec NS node net-tool.mjs MODE ...` (see `netToolPath()`). The long-running modes exit
+// when their stdin closes, so a test that dies never leaves one behind.
+//   http-server PORT        HTTP: answers every request with "remote=<client address>"
 //   echo-server PORT        TCP: echoes every line back
 //   probe HOST PORT         TCP: connects, sends one line, prints "ok" when it comes back, else "fail"
 //   stream HOST PORT        TCP: sends a line every 100 ms, prints "echo" for each line echoed back
+// The servers print "ready" once they listen; `stream` prints "connected" once it is connected.
+import { createServer as createHttpServer } from "node:http";
 import { connect, createServer } from "node:net";
 
-const [mode, host, port] = process.argv.slice(2);
+const [mode, a, b] = process.argv.slice(2);
 if (mode !== "probe") {
   process.stdin.on("end", () => process.exit(0));
   process.stdin.resume();
 }
+const clean = (addr) => (addr && addr.startsWith("::ffff:") ? addr.slice(7) : addr);
 
-if (mode === "echo-server") {
+if (mode === "http-server") {
+  createHttpServer((req, res) => res.end(`remote=${clean(req.socket.remoteAddress)}`)).listen(Number(a), () => console.log("ready"));
+} else if (mode === "echo-server") {
   createServer((s) => {
     s.on("error", () => s.destroy());
     s.pipe(s);
-  }).listen(Number(host), () => console.log("ready"));
+  }).listen(Number(a), () => console.log("ready"));
 } else if (mode === "probe") {
-  const s = connect({ host, port: Number(port) });
+  const s = connect({ host: a, port: Number(b) });
   const done = (word) => {
     console.log(word);
     process.exit(0);
@@ -33,7 +40,7 @@ if (mode === "echo-server") {
     done("fail");
   });
 } else if (mode === "stream") {
-  const s = connect({ host, port: Number(port) }, () => {
+  const s = connect({ host: a, port: Number(b) }, () => {
     console.log("connected");
     setInterval(() => s.write("x\n"), 100);
   });
