@@ -7,6 +7,7 @@ import { FakeIptablesRunner } from "@chainwarden/testing";
 import { container as globalContainer, inject, injectable } from "tsyringe";
 import { afterAll, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { MemoryStateSource } from "./memory-state-source.js";
 import { AgentError, ExtensionPointClosedError, PluginError, type Problem } from "./agent-errors.js";
 import { Agent, AGENT_CONFIG, AGENT_LOGGER, AGENT_METRICS, FRAMEWORK_VERSION, IPTABLES_RUNNER, type AgentOptions } from "./agent.js";
 import { AgentMetrics } from "./agent-metrics.js";
@@ -67,29 +68,24 @@ class TestChainHandler implements ResourceHandler<TestChain> {
   }
 }
 
-/** Delivers a document it is given; `push` delivers a new one. */
-class MemorySource implements StateSource {
-  readonly name = "memory";
-  sink: StateSink | undefined;
+/** The agent's MemoryStateSource, counting starts and stops, optionally failing to start. */
+class MemorySource extends MemoryStateSource {
   started = 0;
   stopped = 0;
   constructor(
-    private document: StateDocument,
+    document: StateDocument,
     private readonly failStart = false,
-  ) {}
-  async start(sink: StateSink): Promise<void> {
+  ) {
+    super(document);
+  }
+  override async start(sink: StateSink): Promise<void> {
     this.started++;
     if (this.failStart) throw new Error("memory source unavailable");
-    this.sink = sink;
-    sink.update(this.document, "memory");
+    await super.start(sink);
   }
-  async stop(): Promise<void> {
+  override async stop(): Promise<void> {
     this.stopped++;
-    this.sink = undefined;
-  }
-  push(document: StateDocument): void {
-    this.document = document;
-    this.sink?.update(document, "memory");
+    await super.stop();
   }
 }
 

@@ -12,3 +12,4 @@ export * from "./logging.js";
 export * from "./metrics-server.js";
 export * from "./agent.js";
 export { runAgentCli, formatPlan, formatStatus, EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_IN_SYNC, type AgentApp, type AppFlag } from "./cli.js";
+export * from "./memory-state-source.js";

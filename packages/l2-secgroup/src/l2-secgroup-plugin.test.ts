@@ -4,6 +4,7 @@
  */
 import {
   Agent,
+  MemoryStateSource,
   baseConfigSchema,
   createLogger,
   createPlugin,
@@ -14,8 +15,6 @@ import {
   type AgentConfig,
   type AgentPluginEntry,
   type StateDocument,
-  type StateSink,
-  type StateSource,
 } from "@chainwarden/agent";
 import { normalizeSave } from "@chainwarden/core";
 import { referenceDir } from "@chainwarden/testing";
@@ -29,24 +28,8 @@ import { loadScenario, ScenarioState } from "./test-support/scenario.js";
 
 const NS = "l2-bridge";
 
-class MemorySource implements StateSource {
-  readonly name = "memory";
-  private sink: StateSink | undefined;
-  constructor(private document: StateDocument) {}
-  async start(sink: StateSink): Promise<void> {
-    this.sink = sink;
-    sink.update(this.document, "memory");
-  }
-  async stop(): Promise<void> {
-    this.sink = undefined;
-  }
-  push(document: StateDocument): void {
-    this.document = document;
-    this.sink?.update(document, "memory");
-  }
-}
 
-function sourcePlugin(source: MemorySource) {
+function sourcePlugin(source: MemoryStateSource) {
   return createPlugin({
     name: "memory-state",
     version: "0.0.0",
@@ -62,7 +45,7 @@ afterEach(async () => {
 
 async function agentWith(options: { document: StateDocument; pluginOptions?: unknown; config?: AgentConfig; host?: FakeL2Host }) {
   const host = options.host ?? new FakeL2Host({ namespaces: [NS] });
-  const source = new MemorySource(options.document);
+  const source = new MemoryStateSource(options.document);
   const plugins: AgentPluginEntry[] = [{ plugin: l2SecgroupPlugin, options: options.pluginOptions ?? {} }, { plugin: sourcePlugin(source) }];
   const agent = await Agent.create({
     name: "l2-agent",

@@ -1,5 +1,6 @@
 import {
   Agent,
+  MemoryStateSource,
   baseConfigSchema,
   createPlugin,
   resourceHandlerExtensionPoint,
@@ -11,8 +12,6 @@ import {
   type ReconcileRequest,
   type ResourceHandler,
   type StateDocument,
-  type StateSink,
-  type StateSource,
 } from "@chainwarden/agent";
 import { addNamespace, deleteNamespace, type AuxCommand, type ExecOptions, type ExecResult, type IptablesManager, type IptablesRunner } from "@chainwarden/core";
 import { l3AgentRouterExtensionPoint, parseRouters, type L3RouterExtension, type Router } from "@chainwarden/l3-nat";
@@ -20,22 +19,6 @@ import { FakeIptablesRunner } from "@chainwarden/testing";
 import { pino } from "pino";
 import { fwaasIptablesPlugin } from "../fwaas-iptables-plugin.js";
 
-/** A state source the test pushes documents into. */
-export class PushStateSource implements StateSource {
-  readonly name = "test";
-  private sink: StateSink | undefined;
-  constructor(private readonly first: StateDocument) {}
-  async start(sink: StateSink): Promise<void> {
-    this.sink = sink;
-    sink.update(this.first, "test-state");
-  }
-  async stop(): Promise<void> {
-    this.sink = undefined;
-  }
-  push(document: StateDocument): void {
-    this.sink?.update(document, "test-state");
-  }
-}
 
 /**
  * The fake iptables plus a recorded `conntrack` (the test kit does not model it), and one log of
@@ -120,7 +103,7 @@ export interface FwaasAgentOptions {
 
 /** A real agent (reconcile loop, observers) with an l3 plugin and `fwaasIptablesPlugin`. */
 export async function createFwaasAgent(options: FwaasAgentOptions) {
-  const source = new PushStateSource(options.initial);
+  const source = new MemoryStateSource(options.initial, { name: "test", origin: "test-state" });
   const statePlugin = createPlugin({
     name: "state",
     version: "0.0.0",

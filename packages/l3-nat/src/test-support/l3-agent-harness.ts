@@ -1,4 +1,4 @@
-import { Agent, baseConfigSchema, createPlugin, stateSourceExtensionPoint, type AgentConfig, type StateDocument, type StateSink, type StateSource } from "@chainwarden/agent";
+import { Agent, baseConfigSchema, createPlugin, MemoryStateSource, stateSourceExtensionPoint, type AgentConfig, type StateDocument } from "@chainwarden/agent";
 import type { IptablesRunner } from "@chainwarden/core";
 import { pino } from "pino";
 import { l3NatPlugin } from "../l3-nat-plugin.js";
@@ -8,22 +8,6 @@ import { l3AgentRouterExtensionPoint, type L3RouterExtension } from "../router-e
 import { l3InterfaceDriverExtensionPoint, type InterfaceDriver } from "../interface-driver.js";
 import { resourceHandlerExtensionPoint } from "@chainwarden/agent";
 
-/** A state source the test pushes documents into. */
-class PushStateSource implements StateSource {
-  readonly name = "test";
-  private sink: StateSink | undefined;
-  constructor(private first: StateDocument) {}
-  async start(sink: StateSink): Promise<void> {
-    this.sink = sink;
-    sink.update(this.first, "test-state");
-  }
-  async stop(): Promise<void> {
-    this.sink = undefined;
-  }
-  push(document: StateDocument): void {
-    this.sink?.update(document, "test-state");
-  }
-}
 
 export interface L3AgentHarnessOptions {
   runner: IptablesRunner;
@@ -39,7 +23,7 @@ export interface L3AgentHarnessOptions {
  * that provides the state and, optionally, router extensions and interface drivers.
  */
 export async function createL3Agent(options: L3AgentHarnessOptions) {
-  const source = new PushStateSource(options.initial ?? { routers: [] });
+  const source = new MemoryStateSource(options.initial ?? { routers: [] }, { name: "test", origin: "test-state" });
   const testPlugin = createPlugin({
     name: "l3-test",
     version: "0.0.0",
