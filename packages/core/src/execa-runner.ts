@@ -1,6 +1,7 @@
 import { execa } from "execa";
 import { BackendUnavailableError, CommandError, NamespaceGoneError, SaveError } from "./errors.js";
 import { classifyRestoreFailure } from "./restore-failure.js";
+import { SpawnHelper } from "./spawn-helper.js";
 import {
   parseIptablesVersion,
   type AuxCommand,
@@ -23,6 +24,11 @@ export interface ExecaRunnerOptions {
   env?: Record<string, string>;
   /** Seconds iptables-restore waits for the xtables lock (`-w N`); default 5. */
   lockWaitSeconds?: number;
+  /**
+   * Start commands from a small helper process rather than from this one (default true): Node's
+   * fork() costs grow with this process's memory, see `SpawnHelper`. `false` runs them directly.
+   */
+  spawnHelper?: boolean;
 }
 
 const NAMESPACE_GONE = /Cannot open network namespace "[^"]*": No such file or directory/;
@@ -37,11 +43,23 @@ export class ExecaRunner implements IptablesRunner {
   private readonly lockWaitSeconds: number;
   private resolved: Promise<Backend> | undefined;
   private versionInfo: Promise<IptablesVersion> | undefined;
+  private readonly helper: SpawnHelper | undefined;
 
   constructor(options: ExecaRunnerOptions = {}) {
     this.choice = options.backend ?? "auto";
     this.env = { LC_ALL: "C", FORCE_COLOR: "0", ...options.env };
     this.lockWaitSeconds = options.lockWaitSeconds ?? 5;
+    this.helper = options.spawnHelper === false ? undefined : new SpawnHelper();
+  }
+
+  /** The helper process's pid while it runs (CPU accounting in benchmarks, tests). */
+  get helperPid(): number | undefined {
+    return this.helper?.pid;
+  }
+
+  /** Stops the spawn helper (it is restarted on the next command); it never holds the process open anyway. */
+  async close(): Promise<void> {
+    await this.helper?.stop();
   }
 
   backend(): Promise<Backend> {
@@ -128,8 +146,12 @@ export class ExecaRunner implements IptablesRunner {
   }
 
   private async run(namespace: string | undefined, file: [string], args: readonly string[], input?: string): Promise<ExecResult> {
-    const argv = namespace === undefined ? [file[0], ...args] : ["ip", "netns", "exec", namespace, file[0], ...args];
+    // `ip -n NS` enters the namespace itself; `ip netns exec` would also unshare a mount namespace,
+    // remount /sys and exec a second program: twice the cost, for every device command of a router.
+    const argv =
+      namespace === undefined ? [file[0], ...args] : file[0] === "ip" ? ["ip", "-n", namespace, ...args] : ["ip", "netns", "exec", namespace, file[0], ...args];
     try {
+      if (this.helper) return await this.helper.run(argv[0]!, argv.slice(1), this.env, input);
       const r = await execa(argv[0]!, argv.slice(1), {
         ...(input !== undefined ? { input } : { stdin: "ignore" as const }),
         reject: false,

@@ -82,6 +82,19 @@ describe.each(["nft", "legacy"] as Backend[])("IptablesManager on the real kerne
       expect(normalizeSave(await save(6))).toBe(expected["ip6tables-save"]);
     });
 
+    it("in a namespace just created, assumeEmptyKernel() skips the adoption read and writes the same layout", async () => {
+      const m = manager();
+      m.assumeEmptyKernel();
+      const first = await m.apply();
+      expect(first.families.every((f) => f.full && f.sent)).toBe(true);
+      const expected = referenceSections("manager_init_l3.expected.txt");
+      expect(normalizeSave(await save(4))).toBe(expected["iptables-save"]);
+      expect(normalizeSave(await save(6))).toBe(expected["ip6tables-save"]);
+      expect((await m.apply()).sent).toBe(false);
+      // The resync's verify() reads the kernel and finds nothing to repair.
+      expect((await m.verify()).repaired).toBe(false);
+    });
+
     it("with comments off, the seed's filter and nat jumps appear exactly as the seed lists them", async () => {
       await manager({ comments: false }).apply();
       const text = await save(4);

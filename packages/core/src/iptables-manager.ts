@@ -245,6 +245,14 @@ export class IptablesManager {
   }
 
   /**
+   * Tell the manager its namespace was created a moment ago by the caller: the first apply skips
+   * the `iptables-save` that adopts what is there (there is nothing), see `IptablesApplier`.
+   */
+  assumeEmptyKernel(): void {
+    this.applier.assumeEmptyKernel();
+  }
+
+  /**
    * Sum of the packet and byte counters of a chain's rules in every table (and family) that has
    * the chain (Neutron's `get_traffic_counters`).
    */

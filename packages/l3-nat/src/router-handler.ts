@@ -148,8 +148,10 @@ export class RouterHandler implements ResourceHandler<Router> {
     const isNew = state === undefined;
     if (!context.dryRun) {
       if (isNew || (full && !(await routerNamespaceExists(context.runner, namespace)))) {
-        await ensureRouterNamespace(context.runner, namespace, { useIpv6: this.settings.useIpv6 });
-        logger.info({ namespace }, isNew ? "router namespace ready" : "router namespace recreated");
+        const { created } = await ensureRouterNamespace(context.runner, namespace, { useIpv6: this.settings.useIpv6 });
+        // Nothing to adopt in a namespace made just now: the first apply need not read iptables-save.
+        if (created) context.manager().assumeEmptyKernel();
+        logger.info({ namespace, created }, isNew ? "router namespace ready" : "router namespace recreated");
       }
       if (!state) {
         state = { namespace, marks: new AddressScopeMarks(), settled: undefined, pendingRouter: undefined, pending: [], proxy: undefined, logger };

@@ -36,8 +36,6 @@ interface RuleSpec {
 }
 
 interface ProgrammedGroup {
-  /** The group's rules joined: equal keys mean nothing to do. */
-  readonly key: string;
   readonly rules: readonly RuleSpec[];
 }
 
@@ -329,9 +327,8 @@ export class RouterRules {
 
   /** Replaces a group's rules when their text changed; returns whether it was rewritten with rules. */
   private setGroup(name: string, rules: readonly RuleSpec[], change: { groups: string[]; rulesAdded: number; rulesRemoved: number }): boolean {
-    const key = rules.map(ruleKey).join("\n");
     const old = this.groups.get(name);
-    if (old ? old.key === key : rules.length === 0) return false;
+    if (old ? sameRules(old.rules, rules) : rules.length === 0) return false;
     if (old) {
       for (const spec of old.rules) {
         if (this.manager.table(spec.family, spec.table).removeRule(spec.chain, spec.rule, { top: spec.top ?? false })) change.rulesRemoved++;
@@ -344,13 +341,20 @@ export class RouterRules {
       this.manager.table(spec.family, spec.table).addRule(spec.chain, spec.rule, options);
       change.rulesAdded++;
     }
-    if (rules.length > 0) this.groups.set(name, { key, rules });
+    if (rules.length > 0) this.groups.set(name, { rules });
     else this.groups.delete(name);
     change.groups.push(name);
     return rules.length > 0;
   }
 }
 
-function ruleKey(spec: RuleSpec): string {
-  return `${spec.family} ${spec.table} ${spec.chain} ${spec.tag ?? ""} ${spec.top ? "top" : ""} ${spec.rule}`;
+/** Field by field: a 1,000-FIP router compares 3,000 rules per update, and joining them into keys cost more than the rest. */
+function sameRules(a: readonly RuleSpec[], b: readonly RuleSpec[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.rule !== y.rule || x.chain !== y.chain || x.table !== y.table || x.family !== y.family || x.tag !== y.tag || (x.top ?? false) !== (y.top ?? false)) return false;
+  }
+  return true;
 }

@@ -44,7 +44,7 @@ export async function benchCore(backend: Backend, chains: number, rulesPerChain:
         for (let r = 0; r < rulesPerChain; r++) filter.addRule(name, ruleFor(c, r));
       }
       const buildMs = ms(b0);
-      const cold = await cpu(() => manager.apply());
+      const cold = await cpu(() => manager.apply(), runner);
       const coldInput = cold.value.families.map((f) => f.input).join("");
 
       let t = performance.now();
@@ -57,7 +57,7 @@ export async function benchCore(backend: Backend, chains: number, rulesPerChain:
       const mid = `c${chains >> 1}`;
       filter.removeRule(mid, ruleFor(chains >> 1, 0));
       filter.addRule(mid, "-s 10.255.255.254/32 -p udp -m udp --dport 53 -j RETURN");
-      const change = await cpu(() => manager.apply());
+      const change = await cpu(() => manager.apply(), runner);
       const input = change.value.families.map((f) => f.input).join("");
       t = performance.now();
       await runner.restore({ namespace: raw, family: 4 }, input);

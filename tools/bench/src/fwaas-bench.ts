@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { ExecaRunner, IptablesManager, type Backend, type IptablesRunner, type RestoreOptions, type Target } from "@chainwarden/core";
 import { parseFirewall, parseFirewallGroup, RouterFirewall, type RouterFirewallInput } from "@chainwarden/fwaas-iptables";
-import { ms } from "./netns.js";
+import { ms, ourCpuMs, type HelperOwner } from "./netns.js";
 
 export interface FwaasBenchOptions {
   backend: Backend;
@@ -26,8 +26,8 @@ export interface FwaasBenchStep {
    */
   cpuMs: number;
   /**
-   * This process's CPU while a restore runs (spawning `ip netns exec … iptables-restore`, piping
-   * the input, reading the result): a per-call cost of the runner, counted with the restore, ms.
+   * Our CPU while a restore runs (this process and the runner's spawn helper: starting `ip netns
+   * exec … iptables-restore`, piping the input, reading the result): the runner's per-call cost, ms.
    */
   runnerCpuMs: number;
   /** Wall time spent inside `iptables-restore` (all routers, both families), ms. */
@@ -64,7 +64,10 @@ class TimedRunner implements IptablesRunner {
   restoreMs = 0;
   restoreCalls = 0;
   restoreCpuMs = 0;
-  constructor(private readonly inner: IptablesRunner) {}
+  constructor(private readonly inner: IptablesRunner & HelperOwner) {}
+  get helperPid(): number | undefined {
+    return this.inner.helperPid;
+  }
   backend() {
     return this.inner.backend();
   }
@@ -79,12 +82,11 @@ class TimedRunner implements IptablesRunner {
   }
   async restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
     const t = performance.now();
-    const c0 = process.cpuUsage();
+    const c0 = ourCpuMs(this.inner);
     try {
       await this.inner.restore(target, input, options);
     } finally {
-      const c = process.cpuUsage(c0);
-      this.restoreCpuMs += (c.user + c.system) / 1000;
+      this.restoreCpuMs += ourCpuMs(this.inner) - c0;
       this.restoreMs += ms(t);
       this.restoreCalls++;
     }
@@ -187,7 +189,7 @@ async function run(
     const calls = timed?.restoreCalls ?? 0;
     const restore = timed?.restoreMs ?? 0;
     const restoreCpu = timed?.restoreCpuMs ?? 0;
-    const c0 = process.cpuUsage();
+    const c0 = ourCpuMs(timed);
     const t0 = performance.now();
     const fw = parse();
     let lines = 0;
@@ -196,10 +198,10 @@ async function run(
       lines += result.lines;
     }
     const wallMs = ms(t0);
-    const c = process.cpuUsage(c0);
+    const totalCpuMs = ourCpuMs(timed) - c0;
     const runnerCpuMs = (timed?.restoreCpuMs ?? 0) - restoreCpu;
     return {
-      cpuMs: (c.user + c.system) / 1000 - runnerCpuMs,
+      cpuMs: totalCpuMs - runnerCpuMs,
       runnerCpuMs,
       restoreMs: (timed?.restoreMs ?? 0) - restore,
       wallMs,

@@ -10,6 +10,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { ExecaRunner, IptablesManager, type ApplyResult, type Backend } from "@chainwarden/core";
+import { ourCpuMs } from "./netns.js";
 import { FirewallNamespace, iptablesFlavor, L2ParseCache, parseL2State, type L2Resource } from "@chainwarden/l2-secgroup";
 
 export interface L2BenchOptions {
@@ -38,7 +39,7 @@ export interface L2PhaseResult {
   applyMs: number;
   /** parse + reconcile + apply. */
   totalMs: number;
-  /** Our own CPU over the phase (child processes excluded). */
+  /** Our own CPU over the phase: this process and the runner's spawn helper (the commands excluded). */
   cpuMs: number;
   lines: number;
   bytes: number;
@@ -129,7 +130,7 @@ export async function benchL2(options: L2BenchOptions): Promise<L2BenchResult> {
 
       const rules = async () => countRules(await runner.save({ namespace: ours, family: 4 })) + countRules(await runner.save({ namespace: ours, family: 6 }));
       const phase = async (name: string) => {
-        const c0 = process.cpuUsage();
+        const c0 = ourCpuMs(runner);
         const t0 = performance.now();
         const parsed = parseL2State(state.document(), "bench", { flavor: iptablesFlavor, enableIpset: false }, cache);
         if (parsed.problems.length) throw new Error(`bench state is invalid: ${parsed.problems[0]!.message}`);
@@ -139,7 +140,7 @@ export async function benchL2(options: L2BenchOptions): Promise<L2BenchResult> {
         const t2 = performance.now();
         const result: ApplyResult = await manager.deferApplyOff();
         const t3 = performance.now();
-        const cpu = process.cpuUsage(c0);
+        const cpuMs = ourCpuMs(runner) - c0;
         await fw.afterApply();
         // The same input, as iptables-restore would take it from Neutron, into the twin namespace.
         let rawRestoreMs = 0;
@@ -157,7 +158,7 @@ export async function benchL2(options: L2BenchOptions): Promise<L2BenchResult> {
           reconcileMs: t2 - t1,
           applyMs: t3 - t2,
           totalMs: t3 - t0,
-          cpuMs: (cpu.user + cpu.system) / 1000,
+          cpuMs,
           lines: result.lines,
           bytes: result.families.reduce((s, f) => s + Buffer.byteLength(f.input), 0),
           rawRestoreMs,
