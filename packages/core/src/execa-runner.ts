@@ -31,6 +31,12 @@ export interface ExecaRunnerOptions {
   spawnHelper?: boolean;
 }
 
+/**
+ * Inputs larger than this go to a command directly: copying megabytes over the helper's IPC channel
+ * costs more than the fork it saves (a cold restore of 100k rules is ~10 MB and takes seconds anyway).
+ */
+const HELPER_INPUT_LIMIT = 1 << 20;
+
 const NAMESPACE_GONE = /Cannot open network namespace "[^"]*": No such file or directory/;
 
 /**
@@ -82,7 +88,8 @@ export class ExecaRunner implements IptablesRunner {
     const args: string[] = [];
     if (options.table) args.push("-t", options.table);
     if (options.counters) args.push("-c");
-    const r = await this.run(target.namespace, [binary(backend, target.family, "-save")], args);
+    // Directly: its output is the whole table (megabytes at scale), and saves are rare (adoption, verify).
+    const r = await this.run(target.namespace, [binary(backend, target.family, "-save")], args, undefined, { direct: true });
     if (r.exitCode !== 0) {
       if (target.namespace !== undefined && NAMESPACE_GONE.test(r.stderr)) throw new NamespaceGoneError(target.namespace, r.stderr);
       throw new SaveError(r.stderr, { namespace: target.namespace });
@@ -145,13 +152,15 @@ export class ExecaRunner implements IptablesRunner {
     return legacy > nft ? "legacy" : "nft";
   }
 
-  private async run(namespace: string | undefined, file: [string], args: readonly string[], input?: string): Promise<ExecResult> {
+  private async run(namespace: string | undefined, file: [string], args: readonly string[], input?: string, options: { direct?: boolean } = {}): Promise<ExecResult> {
     // `ip -n NS` enters the namespace itself; `ip netns exec` would also unshare a mount namespace,
     // remount /sys and exec a second program: twice the cost, for every device command of a router.
     const argv =
       namespace === undefined ? [file[0], ...args] : file[0] === "ip" ? ["ip", "-n", namespace, ...args] : ["ip", "netns", "exec", namespace, file[0], ...args];
     try {
-      if (this.helper) return await this.helper.run(argv[0]!, argv.slice(1), this.env, input);
+      if (this.helper && !options.direct && (input === undefined || input.length <= HELPER_INPUT_LIMIT)) {
+        return await this.helper.run(argv[0]!, argv.slice(1), this.env, input);
+      }
       const r = await execa(argv[0]!, argv.slice(1), {
         ...(input !== undefined ? { input } : { stdin: "ignore" as const }),
         reject: false,
