@@ -162,13 +162,16 @@ export class IptablesApplier {
   /**
    * The caller created this namespace a moment ago, so its kernel holds no rules: the first apply of
    * each family plans against an empty view instead of running `iptables-save` (two processes per
-   * namespace less; an l3 agent adding hundreds of routers starts two fewer per router). A family
-   * whose view is loaded already is left alone. Should anything else have written rules in between,
-   * nothing is lost: ours are added with `--noflush` beside them, and the next `verify()` (the
-   * agent's resync) reads the kernel and sees them.
+   * namespace less; an l3 agent adding hundreds of routers starts two fewer per router). A view
+   * already loaded is of an earlier namespace of that name (deleted behind our back) and is dropped.
+   * Should anything else have written rules in between, nothing is lost: ours are added with
+   * `--noflush` beside them, and the next `verify()` (the agent's resync) reads the kernel.
    */
   assumeEmptyKernel(): void {
-    for (const family of [4, 6] as const) if (!this.views.has(family)) this.emptyKernel.add(family);
+    for (const family of [4, 6] as const) {
+      this.views.delete(family);
+      this.emptyKernel.add(family);
+    }
   }
 
   /** True when the family's kernel view is loaded (the next apply compares dirty chains only). */

@@ -59,7 +59,7 @@ export class SpawnHelper {
     const child = this.child;
     if (!child) return;
     this.child = undefined;
-    child.disconnect();
+    if (child.connected) child.disconnect();
     await child;
     this.failAll(new Error("spawn helper stopped"));
   }
