@@ -293,16 +293,33 @@ export class IptablesTable implements TableState {
       .join(" ");
   }
 
-  private dropRules(victims: readonly IptablesRule[]): void {
-    if (victims.length === 0) return;
-    const gone = new Set(victims);
-    const chains = new Set(victims.map((r) => r.chain));
-    for (const chain of chains) {
+  private dropRules(given: readonly IptablesRule[]): void {
+    if (given.length === 0) return;
+    // Callers may pass a chain's own list, which is edited in place below.
+    const victims = given.slice();
+    const byChain = new Map<string, IptablesRule[]>();
+    for (const r of victims) {
+      const list = byChain.get(r.chain);
+      if (list) list.push(r);
+      else byChain.set(r.chain, [r]);
+    }
+    for (const [chain, gone] of byChain) {
       const list = this.rules.get(chain);
       if (!list) continue;
-      const kept = list.filter((r) => !gone.has(r));
-      if (kept.length) this.rules.set(chain, kept);
-      else this.rules.delete(chain);
+      if (gone.length <= FEW_VICTIMS) {
+        // A port or floating IP leaving takes one or two rules out of chains thousands long:
+        // rebuilding those lists per removal made removing many of them quadratic.
+        for (const r of gone) {
+          const i = list.indexOf(r);
+          if (i !== -1) list.splice(i, 1);
+        }
+      } else {
+        const set = new Set(gone);
+        let w = 0;
+        for (let i = 0; i < list.length; i++) if (!set.has(list[i]!)) list[w++] = list[i]!;
+        list.length = w;
+      }
+      if (list.length === 0) this.rules.delete(chain);
       this.ctx.markDirty(this.name, chain);
     }
     for (const r of victims) {
@@ -311,6 +328,9 @@ export class IptablesTable implements TableState {
     }
   }
 }
+
+/** Up to this many rules leave a chain by search and splice; more by one pass over the chain. */
+const FEW_VICTIMS = 8;
 
 function addToIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
   let set = index.get(key);

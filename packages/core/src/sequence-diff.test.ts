@@ -46,6 +46,26 @@ describe("matchSequences", () => {
       check(a, b);
     }
   });
+  it("matches pure deletions and pure insertions in one pass, duplicates included", () => {
+    let seed = 11;
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n;
+    for (let t = 0; t < 200; t++) {
+      const long = Array.from({ length: 5 + (t % 40) }, () => String(rnd(4)));
+      const short = long.filter(() => rnd(3) !== 0);
+      check(long, short);
+      check(short, long);
+    }
+    // Removing 400 ports' jumps from a 4,000-rule chain.
+    const chain = Array.from({ length: 4000 }, (_, i) => `-j p${i >> 1}`);
+    const kept = chain.filter((_, i) => (i >> 1) % 10 !== 3);
+    const m = matchSequences(chain, kept);
+    expect([...m].filter((j) => j >= 0)).toHaveLength(kept.length);
+  });
+  it("stays minimal on longer random sequences (many frontiers to backtrack through)", () => {
+    let seed = 5;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 5).toString();
+    for (let t = 0; t < 20; t++) check(Array.from({ length: 120 + t }, rnd), Array.from({ length: 150 - t }, rnd));
+  });
   it("handles a one-rule change in a 100k-element sequence quickly", () => {
     const a = Array.from({ length: 100_000 }, (_, i) => `-j r${i}`);
     const b = [...a];

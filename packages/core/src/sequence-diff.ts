@@ -21,10 +21,34 @@ export function matchSequences(a: readonly string[], b: readonly string[]): Int3
     match[endA] = endB;
   }
   if (start === endA || start === endB) return match;
+  // Only deletions (or only insertions) — removing ports or floating IPs — need no search: the
+  // shorter side, matched in order, is the longest common subsequence.
+  if (endA - start > endB - start ? embed(b, start, endB, a, start, endA, match, true) : embed(a, start, endA, b, start, endB, match, false)) return match;
   myers(a, b, start, endA, start, endB, match);
   return match;
 }
 
+/**
+ * Matches all of `short[s0, s1)` in order inside `long[l0, l1)` if it is a subsequence there
+ * (`match` indexes `a`: flipped when `short` is `b`). Leaves `match` untouched and returns false if not.
+ */
+function embed(short: readonly string[], s0: number, s1: number, long: readonly string[], l0: number, l1: number, match: Int32Array, flipped: boolean): boolean {
+  const at = new Int32Array(s1 - s0);
+  let j = l0;
+  for (let i = s0; i < s1; i++) {
+    const want = short[i];
+    while (j < l1 && long[j] !== want) j++;
+    if (j === l1) return false;
+    at[i - s0] = j++;
+  }
+  for (let i = 0; i < at.length; i++) {
+    if (flipped) match[at[i]!] = s0 + i;
+    else match[s0 + i] = at[i]!;
+  }
+  return true;
+}
+
+/** Integers of saved frontiers before falling back to a greedy match. */
 const TRACE_BUDGET = 16_000_000;
 
 /** In-order matching by next occurrence: linear, not minimal. */
@@ -66,13 +90,17 @@ function myers(a: readonly string[], b: readonly string[], a0: number, a1: numbe
   const max = n + m;
   const offset = max;
   let v = new Int32Array(2 * max + 2);
+  // Frontier d only reads diagonals -d-1..d+1 of the one before, so only those are saved:
+  // the trace costs O(D²) integers, not O(D·(N+M)).
   const trace: Int32Array[] = [];
+  let saved = 0;
   let found = false;
   for (let d = 0; d <= max && !found; d++) {
-    // The trace costs (D+1)·(2(N+M)+2) integers; past a budget a greedy match is good enough (the
-    // change is large anyway, so most rules are rewritten whatever we pick).
-    if ((d + 1) * v.length > TRACE_BUDGET) return greedy(ai, bi, a0, b0, match);
-    trace.push(v.slice());
+    // Past a budget a greedy match is good enough (the change is large anyway, so most rules are
+    // rewritten whatever we pick).
+    saved += 2 * d + 3;
+    if (saved > TRACE_BUDGET) return greedy(ai, bi, a0, b0, match);
+    trace.push(v.slice(offset - d - 1, offset + d + 2));
     const next = v;
     for (let k = -d; k <= d; k += 2) {
       let x: number;
@@ -96,11 +124,13 @@ function myers(a: readonly string[], b: readonly string[], a0: number, a1: numbe
   let y = m;
   for (let d = trace.length - 1; d >= 0 && (x > 0 || y > 0); d--) {
     const vd = trace[d]!;
+    // vd[i] is diagonal i - d - 1.
+    const base = d + 1;
     const k = x - y;
     let prevK: number;
-    if (k === -d || (k !== d && vd[offset + k - 1]! < vd[offset + k + 1]!)) prevK = k + 1;
+    if (k === -d || (k !== d && vd[base + k - 1]! < vd[base + k + 1]!)) prevK = k + 1;
     else prevK = k - 1;
-    const prevX = d === 0 ? 0 : vd[offset + prevK]!;
+    const prevX = d === 0 ? 0 : vd[base + prevK]!;
     const prevY = prevX - prevK;
     while (x > prevX && y > prevY) {
       x--;

@@ -120,6 +120,42 @@ describe("IptablesManager with the fake iptables", () => {
     expect(fake.restoreCalls.length).toBe(calls + 1);
   });
 
+  it("removing a few tagged rules from a long chain, or a whole chain, keeps every other rule in order", async () => {
+    const { fake, manager, t4 } = setup();
+    const filter = manager.table(4, "filter");
+    filter.addChain("sg");
+    for (let i = 0; i < 40; i++) {
+      filter.addChain(`p${i}`);
+      filter.addRule(`p${i}`, `-s 10.0.${i}.0/24 -j RETURN`);
+      filter.addRule("sg", `-s 10.1.${i}.0/24 -j $p${i}`, { top: true, tag: `port:${i}` });
+      filter.addRule("sg", `-d 10.1.${i}.0/24 -j $p${i}`, { top: true, tag: `port:${i}` });
+    }
+    filter.addRule("sg", "-j ACCEPT");
+    await manager.apply();
+    // Few victims per chain (the splice path) for some, a whole chain and its jumps for another,
+    // and more than a handful at once (the one-pass path) for the rest.
+    for (const i of [0, 17, 39]) filter.clearRulesByTag(`port:${i}`);
+    filter.removeChain("p5");
+    filter.emptyChain("p6");
+    await manager.deferApply(() => {
+      for (let i = 20; i < 30; i++) filter.removeChain(`p${i}`);
+    });
+    await manager.apply();
+    const kept = [...Array(40).keys()].filter((i) => ![0, 17, 39, 5].includes(i) && !(i >= 20 && i < 30));
+    const sg = fake.dump(t4).split("\n").filter((l) => l.startsWith("-A neutron-l3-agent-sg "));
+    expect(sg).toEqual([
+      ...kept.flatMap((i) => [`-A neutron-l3-agent-sg -s 10.1.${i}.0/24 -j neutron-l3-agent-p${i}`, `-A neutron-l3-agent-sg -d 10.1.${i}.0/24 -j neutron-l3-agent-p${i}`]),
+      "-A neutron-l3-agent-sg -j ACCEPT",
+    ]);
+    expect(filter.getChain("p6")).toEqual([]);
+    expect(filter.hasChain("p5")).toBe(false);
+    // Tags cleared once stay cleared; a chain re-added starts empty.
+    filter.clearRulesByTag("port:1");
+    filter.addChain("p5");
+    expect(filter.getChain("p5")).toEqual([]);
+    expect(filter.getChain("sg").filter((r) => r.tag === "port:1")).toEqual([]);
+  });
+
   it("batches a deferApply block into one restore per family", async () => {
     const { fake, manager } = setup();
     await manager.apply();
