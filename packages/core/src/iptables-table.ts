@@ -286,11 +286,22 @@ export class IptablesTable implements TableState {
    * the canonicalizer.
    */
   private expand(rule: string, wrap: boolean): string {
-    if (!rule.includes("$")) return rule;
-    return rule
-      .split(" ")
-      .map((t) => (t.startsWith("$") ? `${this.ctx.wrapName}-${cutChainName(t.slice(1), wrap)}` : t))
-      .join(" ");
+    let at = rule.indexOf("$");
+    if (at === -1) return rule;
+    // Firewall and port chains put a `$chain` in most rules: replace the tokens in place rather
+    // than splitting every rule into words.
+    let out = "";
+    let from = 0;
+    while (at !== -1) {
+      if (at === 0 || rule.charCodeAt(at - 1) === 0x20) {
+        let end = rule.indexOf(" ", at);
+        if (end === -1) end = rule.length;
+        out += `${rule.slice(from, at)}${this.ctx.wrapName}-${cutChainName(rule.slice(at + 1, end), wrap)}`;
+        from = end;
+        at = rule.indexOf("$", end);
+      } else at = rule.indexOf("$", at + 1);
+    }
+    return out + rule.slice(from);
   }
 
   private dropRules(given: readonly IptablesRule[]): void {

@@ -206,7 +206,7 @@ export class RouterFirewall {
   }
 
   private v1Program(fw: Firewall): Program {
-    const enabled = fw.rules.filter((r) => r.enabled);
+    const enabled = enabledRules(fw.rules);
     const chains: ChainSpec[] = [];
     if (fw.adminStateUp) {
       for (const family of FAMILIES) {
@@ -220,8 +220,8 @@ export class RouterFirewall {
   }
 
   private v2Program(group: FirewallGroup, ports: string[]): Program {
-    const ingress = group.ingressRules.filter((r) => r.enabled);
-    const egress = group.egressRules.filter((r) => r.enabled);
+    const ingress = enabledRules(group.ingressRules);
+    const egress = enabledRules(group.egressRules);
     const chains: ChainSpec[] = [];
     if (group.adminStateUp) {
       for (const family of FAMILIES) {
@@ -363,8 +363,8 @@ function program(
   adminUp: boolean,
   chains: ChainSpec[],
   ports: string[],
-  ingress: FirewallRule[],
-  egress: FirewallRule[],
+  ingress: readonly FirewallRule[],
+  egress: readonly FirewallRule[],
 ): Program {
   return { key: `${kind}:${id}`, kind, id, adminUp, chains, ports, ingress, egress };
 }
@@ -378,7 +378,25 @@ function ruleIdentity(rule: FirewallRule): string {
   return rule.id !== undefined ? `id:${rule.id}` : `content:${ruleContent(rule)}`;
 }
 
+const enabledLists = new WeakMap<readonly FirewallRule[], readonly FirewallRule[]>();
+
+/** A policy's enabled rules: one list per parsed policy, so every router diffs the same objects. */
+function enabledRules(list: readonly FirewallRule[]): readonly FirewallRule[] {
+  let out = enabledLists.get(list);
+  if (!out) enabledLists.set(list, (out = list.filter((r) => r.enabled)));
+  return out;
+}
+
+/** Parsed rules are immutable and shared by every router a firewall is on: describe each once. */
+const contents = new WeakMap<FirewallRule, string>();
+
 function ruleContent(rule: FirewallRule): string {
+  let text = contents.get(rule);
+  if (text === undefined) contents.set(rule, (text = describeRule(rule)));
+  return text;
+}
+
+function describeRule(rule: FirewallRule): string {
   const port = (p: FirewallRule["sourcePort"]) => (p ? `${p.min}:${p.max}` : "");
   return [
     rule.ipVersion,
@@ -396,7 +414,18 @@ function ruleContent(rule: FirewallRule): string {
  * which rule decides, which neutron-fwaas overlooks: then every rule that kept its place in neither
  * list counts too.
  */
-function changedRules(before: readonly FirewallRule[], after: readonly FirewallRule[]): FirewallRule[] {
+function changedRules(before: readonly FirewallRule[], after: readonly FirewallRule[]): readonly FirewallRule[] {
+  // The same update reaches every router with the same two lists: diff them once.
+  let byAfter = changes.get(before);
+  if (!byAfter) changes.set(before, (byAfter = new WeakMap()));
+  let out = byAfter.get(after);
+  if (!out) byAfter.set(after, (out = diffRules(before, after)));
+  return out;
+}
+
+const changes = new WeakMap<readonly FirewallRule[], WeakMap<readonly FirewallRule[], readonly FirewallRule[]>>();
+
+function diffRules(before: readonly FirewallRule[], after: readonly FirewallRule[]): FirewallRule[] {
   const old = new Map(before.map((r) => [ruleIdentity(r), r]));
   const now = new Map(after.map((r) => [ruleIdentity(r), r]));
   const out: FirewallRule[] = [];

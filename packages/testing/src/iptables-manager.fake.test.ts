@@ -58,6 +58,24 @@ describe("IptablesManager with the fake iptables", () => {
     expect(() => manager.table(4, "filter").addRule("r1", "-s 10.0.0.300/32 -j ACCEPT", { resource: "router r1" })).toThrow(/router r1/);
   });
 
+  it("managers share canonical text but each names its own resource when a rule is rejected", () => {
+    const a = setup().manager.table(4, "filter");
+    const b = setup().manager.table(4, "filter");
+    const c = setup({ strict: false }).manager.table(6, "filter");
+    for (const [t, name] of [[a, "router a"], [b, "router b"]] as const) {
+      t.addChain("fw", { resource: name });
+      expect(t.addRule("fw", "-s 10.1.2.3/32 -p tcp -m tcp --dport 22 -j $fw", { resource: name }).text).toBe(
+        "-s 10.1.2.3/32 -p tcp -m tcp --dport 22 -j neutron-l3-agent-fw",
+      );
+      expect(() => t.addRule("fw", "-s 10.1.2.300/32 -j ACCEPT", { resource: name })).toThrow(new RegExp(name));
+    }
+    // Not canonical as given: refused by the strict managers above, rewritten by a lenient one.
+    expect(() => a.addRule("fw", "-p 6 -j ACCEPT")).toThrow(InvalidRuleError);
+    c.addChain("fw");
+    expect(c.addRule("fw", "-p 6 -j ACCEPT").text).toBe("-p tcp -j ACCEPT");
+    expect(() => b.addRule("fw", "-p 6 -j ACCEPT")).toThrow(InvalidRuleError);
+  });
+
   it("fails loudly when two different chain names would be cut to one kernel name", () => {
     const { manager } = setup();
     const filter = manager.table(4, "filter");
