@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { referenceDir } from "@chainwarden/testing";
 import { describe, expect, it } from "vitest";
-import { parseRouters } from "./parse-routers.js";
+import { parseRouters, RouterParseCache } from "./parse-routers.js";
 
 const seed = JSON.parse(readFileSync(join(referenceDir(), "l3_seed_router_fip.json"), "utf8")).steps[0].router;
 const clone = (): Record<string, any> => structuredClone(seed);
@@ -111,7 +111,7 @@ describe("parseRouters", () => {
   });
 
   it("with a cache, an unchanged router keeps its parsed object and a bad one keeps its path by position", () => {
-    const cache = new Map();
+    const cache = new RouterParseCache();
     const opts = { namespacePrefix: "qrouter-", cache };
     const bad = clone();
     bad.id = "bad";
@@ -125,7 +125,41 @@ describe("parseRouters", () => {
     expect(third.resources.get(seed.id)).not.toBe(first.resources.get(seed.id));
     expect(third.resources.get(seed.id)!.enable_snat).toBe(false);
     expect(third.problems).toEqual([{ source: "b.json", path: "routers.0._floatingips.0.fixed_ip_address", resource: "bad", message: "router bad: not a valid IPv4 address (floating IPs are IPv4)" }]);
-    expect(cache.size).toBe(2);
+    expect(cache.routers.size).toBe(2);
+  });
+
+  it("with a cache, a changed router re-validates only its changed floating IPs; the others keep their objects", () => {
+    const cache = new RouterParseCache();
+    const opts = { namespacePrefix: "qrouter-", cache };
+    const many = clone();
+    const template = many._floatingips[0];
+    many._floatingips = Array.from({ length: 50 }, (_, i) => ({ ...template, id: `fip-${i}`, floating_ip_address: `172.24.5.${i + 1}`, fixed_ip_address: `10.0.0.${i + 100}` }));
+    const first = parseRouters({ routers: [many] }, "a.json", opts).resources.get(seed.id)!;
+    const moved = structuredClone(many);
+    moved._floatingips[7].fixed_ip_address = "10.0.0.99";
+    const second = parseRouters({ routers: [moved] }, "a.json", opts).resources.get(seed.id)!;
+    expect(second).not.toBe(first);
+    expect(second._floatingips[7]).toMatchObject({ id: "fip-7", fixed_ip_address: "10.0.0.99" });
+    expect(second._floatingips.filter((f, i) => f === first._floatingips[i])).toHaveLength(49);
+    expect(cache.floatingIps.get(seed.id)!.keys).toHaveLength(50);
+    // A cached entry that is fine on its own is still checked against its neighbours, with its own path.
+    const dup = structuredClone(moved);
+    dup._floatingips[9].fixed_ip_address = "10.0.0.99";
+    const third = parseRouters({ routers: [dup] }, "a.json", opts);
+    expect(third.problems).toEqual([expect.objectContaining({ path: "routers.0._floatingips.9.fixed_ip_address", message: expect.stringContaining("also _floatingips.7") })]);
+    // And a bad one keeps its path by position when it moves.
+    const bad = structuredClone(moved);
+    bad._floatingips[3].floating_ip_address = "300.1.1.1";
+    expect(parseRouters({ routers: [bad] }, "a.json", opts).problems[0]!.path).toBe("routers.0._floatingips.3.floating_ip_address");
+    bad._floatingips.unshift(bad._floatingips.pop());
+    expect(parseRouters({ routers: [bad] }, "a.json", opts).problems[0]!.path).toBe("routers.0._floatingips.4.floating_ip_address");
+    // Entries added in front: the unchanged ones are found by their text and keep their objects.
+    const grown = structuredClone(moved);
+    grown._floatingips.unshift({ ...template, id: "fip-new", floating_ip_address: "172.24.5.200", fixed_ip_address: "10.0.0.200" });
+    const again = parseRouters({ routers: [moved] }, "a.json", opts).resources.get(seed.id)!;
+    const fourth = parseRouters({ routers: [grown] }, "a.json", opts).resources.get(seed.id)!;
+    expect(fourth._floatingips).toHaveLength(51);
+    expect(fourth._floatingips.slice(1).filter((f, i) => f === again._floatingips[i])).toHaveLength(50);
   });
 
   it("keeps addresses in canonical text, so comparisons with the kernel's listing hold", () => {

@@ -1,15 +1,45 @@
 import type { ParsedResources, Problem, StateDocument } from "@chainwarden/agent";
-import { parseRouter, type ParseRouterResult, type Router } from "./router.js";
+import { parseRouter, type FloatingIpLookup, type ParseFloatingIpResult, type ParseRouterResult, type Router } from "./router.js";
+
+/**
+ * Results of earlier parses: routers by their JSON text (an unchanged router is not validated again
+ * and keeps its object identity, so the reconcile loop sees "unchanged" without a deep compare) and,
+ * per router id, each floating IP entry's JSON text and result (a changed router re-validates only
+ * the entries whose text changed). Entries the last parse did not use are dropped, so it never
+ * outgrows one document.
+ */
+export class RouterParseCache {
+  routers = new Map<string, ParseRouterResult>();
+  floatingIps = new Map<string, FloatingIpEntries>();
+}
+
+interface FloatingIpEntries {
+  readonly keys: readonly string[];
+  readonly results: readonly ParseFloatingIpResult[];
+}
+
+/**
+ * Finds an entry's earlier result by position (a floating IP that changed in place, the common
+ * update) and, when entries were added or removed, by text.
+ */
+function floatingIpLookup(before: FloatingIpEntries | undefined, keys: readonly string[], results: ParseFloatingIpResult[]): FloatingIpLookup {
+  let byText: Map<string, ParseFloatingIpResult> | undefined;
+  return {
+    get: (i) => {
+      if (!before) return undefined;
+      if (before.keys.length === keys.length) return before.keys[i] === keys[i] ? before.results[i] : undefined;
+      byText ??= new Map(before.keys.map((k, j) => [k, before.results[j]!]));
+      return byText.get(keys[i]!);
+    },
+    set: (i, result) => void (results[i] = result),
+  };
+}
 
 export interface ParseRoutersOptions {
   /** Router namespaces are `<prefix><id>`; ids that would make the name too long are refused. */
   namespacePrefix: string;
-  /**
-   * Results of earlier parses by the router's JSON text. An unchanged router is not validated again
-   * and keeps its object identity (the reconcile loop then sees "unchanged" without a deep compare).
-   * Entries not seen in this parse are dropped.
-   */
-  cache?: Map<string, ParseRouterResult>;
+  /** Results of earlier parses, reused and refreshed by this one. */
+  cache?: RouterParseCache;
 }
 
 /** `ip netns` keeps names under /run/netns, and core refuses names longer than 64 characters. */
@@ -33,6 +63,7 @@ export function parseRouters(document: StateDocument, origin: string, options: P
   const maxId = MAX_NAMESPACE - options.namespacePrefix.length;
   const cache = options.cache;
   const seen = new Map<string, ParseRouterResult>();
+  const seenFips = new Map<string, FloatingIpEntries>();
   list.forEach((entry: unknown, index) => {
     const rawId = typeof entry === "object" && entry !== null ? (entry as { id?: unknown }).id : undefined;
     const id = typeof rawId === "string" && rawId !== "" ? rawId : undefined;
@@ -51,8 +82,20 @@ export function parseRouters(document: StateDocument, origin: string, options: P
     }
     let result: ParseRouterResult;
     if (cache) {
-      const key = JSON.stringify(entry);
-      result = options.cache!.get(key) ?? parseRouter(entry);
+      // Each floating IP's text is its own key and part of the router's: stringified once.
+      const fipsRaw = (entry as { _floatingips?: unknown })._floatingips;
+      const fipKeys = Array.isArray(fipsRaw) ? fipsRaw.map((f: unknown) => JSON.stringify(f) ?? "undefined") : undefined;
+      const key = fipKeys ? `${JSON.stringify({ ...entry, _floatingips: null })}\u0000${fipKeys.join("\u0001")}` : JSON.stringify(entry);
+      const before = id === undefined ? undefined : cache.floatingIps.get(id);
+      const hit = cache.routers.get(key);
+      if (hit) {
+        result = hit;
+        if (id !== undefined && before) seenFips.set(id, before);
+      } else {
+        const results: ParseFloatingIpResult[] = [];
+        result = parseRouter(entry, fipKeys && floatingIpLookup(before, fipKeys, results));
+        if (id !== undefined && fipKeys && results.length === fipKeys.length) seenFips.set(id, { keys: fipKeys, results });
+      }
       seen.set(key, result);
     } else {
       result = parseRouter(entry);
@@ -72,8 +115,8 @@ export function parseRouters(document: StateDocument, origin: string, options: P
     resources.set(router.id, router);
   });
   if (cache) {
-    cache.clear();
-    for (const [k, v] of seen) cache.set(k, v);
+    cache.routers = seen;
+    cache.floatingIps = seenFips;
   }
   return { resources, problems };
 }

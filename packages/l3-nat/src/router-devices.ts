@@ -2,7 +2,7 @@ import type { ReconcileContext } from "@chainwarden/agent";
 import { cidrContains, CommandError, parseCidr, parseIp, type IptablesRunner } from "@chainwarden/core";
 import { EXTERNAL_DEV_PREFIX, externalDeviceName, INTERNAL_DEV_PREFIX, internalDeviceName } from "./device-names.js";
 import type { InterfaceDriver } from "./interface-driver.js";
-import type { Router, RouterPort } from "./router.js";
+import type { FloatingIp, Router, RouterPort } from "./router.js";
 
 /** The agent's pino logger type, without importing pino. */
 type Logger = ReconcileContext["logger"];
@@ -60,7 +60,6 @@ export async function syncRouterDevices(options: DeviceSyncOptions): Promise<Dev
   const { runner, namespace, router, settled } = options;
   const gw = router.gw_port;
   const gwDevice = gw ? externalDeviceName(gw.id) : undefined;
-  const wantFips = new Set(gw ? router._floatingips.map((f) => ipToCidr(f.floating_ip_address, 32)) : []);
   const connections = new Map<string, string>();
   const conntrack = (ip: string, why: string) => {
     if (!connections.has(ip)) connections.set(ip, why);
@@ -69,12 +68,20 @@ export async function syncRouterDevices(options: DeviceSyncOptions): Promise<Dev
   let missing: string[] = [];
   let fipBatch: string[] = [];
   const plumbed = options.full || !settled || portsKey(settled) !== portsKey(router);
+  // The floating IPs that differ from the settled router's. The parse keeps an unchanged floating
+  // IP's object, so on a 1,000-FIP router one move compares objects, not 2,000 addresses.
+  const before: readonly FloatingIp[] = settled?.gw_port ? settled._floatingips : [];
+  const after: readonly FloatingIp[] = gw ? router._floatingips : [];
+  const kept = new Set(after);
+  const gone = before.filter((f) => !kept.has(f));
+  const stayed = new Set(before);
+  const came = after.filter((f) => !stayed.has(f));
   if (!plumbed) {
     // Only floating IPs changed: what is on the gateway is what the settled router put there.
-    const had = new Set(settled!.gw_port ? settled!._floatingips.map((f) => ipToCidr(f.floating_ip_address, 32)) : []);
-    if (gwDevice) fipBatch = fipChanges(gwDevice, had, wantFips, new Set(), conntrack);
+    const cidrs = (list: readonly FloatingIp[]) => new Set(list.map((f) => ipToCidr(f.floating_ip_address, 32)));
+    if (gwDevice) fipBatch = fipChanges(gwDevice, cidrs(gone), cidrs(came), new Set(), conntrack);
   } else {
-    ({ missing, fipBatch } = await plumb(options, gwDevice, wantFips, conntrack));
+    ({ missing, fipBatch } = await plumb(options, gwDevice, new Set(after.map((f) => ipToCidr(f.floating_ip_address, 32))), conntrack));
   }
 
   const postApply: PostApplyTask[] = [];
@@ -93,8 +100,8 @@ export async function syncRouterDevices(options: DeviceSyncOptions): Promise<Dev
   }
   // A floating IP that is gone or moved to another fixed IP: its connections still DNAT to the old
   // fixed IP. (Moved: a deviation, Neutron keeps them.) Also when its address was never on the device.
-  const now = new Map(gw ? router._floatingips.map((f) => [f.floating_ip_address, f.fixed_ip_address]) : []);
-  for (const f of settled?.gw_port ? settled._floatingips : []) {
+  const now = new Map(came.map((f) => [f.floating_ip_address, f.fixed_ip_address]));
+  for (const f of gone) {
     const fixed = now.get(f.floating_ip_address);
     if (fixed === undefined) conntrack(f.floating_ip_address, "floating IP disassociated");
     else if (fixed !== f.fixed_ip_address) conntrack(f.floating_ip_address, "floating IP moved");

@@ -6,8 +6,8 @@ import type { InterfaceDriver } from "./interface-driver.js";
 import { InterfaceDriverUnknownError, RouterDevicesMissingError, RouterExtensionError } from "./l3-nat-errors.js";
 import type { L3NatSettings } from "./l3-nat-settings.js";
 import { MetadataProxyProcess, type MetadataProxyFactory, type MetadataProxyHandle } from "./metadata-proxy-process.js";
-import { parseRouters } from "./parse-routers.js";
-import type { ParseRouterResult, Router } from "./router.js";
+import { parseRouters, RouterParseCache } from "./parse-routers.js";
+import type { Router } from "./router.js";
 
 const ROUTER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 import { syncRouterDevices, type PostApplyTask } from "./router-devices.js";
@@ -70,7 +70,7 @@ export class RouterHandler implements ResourceHandler<Router> {
   private readonly versions = new WeakMap<IptablesRunner, Promise<IptablesVersion>>();
   private driver: InterfaceDriver | undefined;
   /** Parse results by router JSON: a document re-read after one change re-validates one router. */
-  private readonly parsed = new Map<string, ParseRouterResult>();
+  private readonly parsed = new RouterParseCache();
 
   constructor(private readonly options: RouterHandlerOptions) {
     this.settings = options.settings;

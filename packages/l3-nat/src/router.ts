@@ -103,7 +103,8 @@ const routerSchema = z.looseObject({
   enable_snat: z.boolean().default(true),
   gw_port: portSchema.nullable().optional(),
   _interfaces: z.array(portSchema).default([]),
-  _floatingips: z.array(floatingIpSchema).default([]),
+  // Each floating IP is validated on its own (parseFloatingIp), so a cache can skip the unchanged ones.
+  _floatingips: z.array(z.unknown()).default([]),
 });
 
 type RawPort = z.output<typeof portSchema>;
@@ -114,12 +115,46 @@ export interface ParseRouterResult {
   issues: { path: string; message: string }[];
 }
 
+/** One floating IP on its own: the normalized entry, or what is wrong (paths relative to the entry). */
+export interface ParseFloatingIpResult {
+  floatingIp?: FloatingIp;
+  issues: { path: string; message: string }[];
+}
+
+/**
+ * Floating IPs validated earlier (see `RouterParseCache`). A router with 1,000 floating IPs of which
+ * one changed validates one, and the other 999 keep their object identity (so the rules computed
+ * from them are found unchanged without comparing text).
+ */
+export interface FloatingIpLookup {
+  /** The earlier result for `_floatingips[index]`, if that entry is unchanged. */
+  get(index: number): ParseFloatingIpResult | undefined;
+  /** The result for `_floatingips[index]` in this parse. */
+  set(index: number, result: ParseFloatingIpResult): void;
+}
+
+/** Validates one `_floatingips` entry and puts its addresses in canonical text. */
+export function parseFloatingIp(value: unknown): ParseFloatingIpResult {
+  const parsed = floatingIpSchema.safeParse(value);
+  if (!parsed.success) return { issues: parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message })) };
+  const f = parsed.data;
+  return {
+    floatingIp: {
+      ...f,
+      floating_ip_address: parseIp(f.floating_ip_address)!.text,
+      fixed_ip_address: parseIp(f.fixed_ip_address)!.text,
+      fixed_ip_address_scope: f.fixed_ip_address_scope ?? null,
+    },
+    issues: [],
+  };
+}
+
 /**
  * Validates one router dict. Beyond the shapes: every fixed IP lies in a subnet of its port (which
  * gives the prefix length when the server left it out), every port has a subnet, no two ports get
  * the same device name, no floating IP address or fixed IP is used twice.
  */
-export function parseRouter(value: unknown): ParseRouterResult {
+export function parseRouter(value: unknown, floatingIps?: FloatingIpLookup): ParseRouterResult {
   const parsed = routerSchema.safeParse(value);
   if (!parsed.success) {
     return { issues: parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message })) };
@@ -165,9 +200,17 @@ export function parseRouter(value: unknown): ParseRouterResult {
     else devices.set(device, p.id);
   });
 
+  const fips: FloatingIp[] = [];
   const floating = new Map<string, number>();
   const fixed = new Map<string, number>();
-  raw._floatingips.forEach((f, i) => {
+  raw._floatingips.forEach((entry, i) => {
+    let result = floatingIps?.get(i);
+    if (!result) result = parseFloatingIp(entry);
+    floatingIps?.set(i, result);
+    for (const issue of result.issues) issues.push({ path: issue.path ? `_floatingips.${i}.${issue.path}` : `_floatingips.${i}`, message: issue.message });
+    const f = result.floatingIp;
+    if (!f) return;
+    fips.push(f);
     const a = floating.get(f.floating_ip_address);
     if (a !== undefined) issues.push({ path: `_floatingips.${i}.floating_ip_address`, message: `floating IP ${f.floating_ip_address} is listed twice (also _floatingips.${a})` });
     else floating.set(f.floating_ip_address, i);
@@ -181,12 +224,7 @@ export function parseRouter(value: unknown): ParseRouterResult {
     ...raw,
     gw_port,
     _interfaces: interfaces,
-    _floatingips: raw._floatingips.map((f) => ({
-      ...f,
-      floating_ip_address: parseIp(f.floating_ip_address)!.text,
-      fixed_ip_address: parseIp(f.fixed_ip_address)!.text,
-      fixed_ip_address_scope: f.fixed_ip_address_scope ?? null,
-    })),
+    _floatingips: fips,
   };
   return { router, issues };
 }
