@@ -21,6 +21,13 @@ export interface PlugRequest {
   readonly kind: "internal" | "external";
   /** The devices the router namespace has right now (read once per reconcile). */
   readonly existing: ReadonlySet<string>;
+  /**
+   * `ip -batch` lines for the router namespace, run right after every port is plugged and before
+   * the addresses are set: a driver may leave the inner end's link settings (MAC, MTU, up) here
+   * instead of starting a command of its own (each costs milliseconds when hundreds of routers are
+   * added). Optional: a driver may also set the device up itself.
+   */
+  readonly linkSetup?: string[];
 }
 
 /**

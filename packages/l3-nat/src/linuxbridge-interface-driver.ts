@@ -60,7 +60,8 @@ export class LinuxbridgeInterfaceDriver implements InterfaceDriver {
       ...(request.port.mtu ? [`link set ${request.device} mtu ${request.port.mtu}`] : []),
       `link set ${request.device} up`,
     ];
-    await runner.exec("ip", ["-batch", "-"], { ...inner, input: `${innerLines.join("\n")}\n` });
+    if (request.linkSetup) request.linkSetup.push(...innerLines);
+    else await runner.exec("ip", ["-batch", "-"], { ...inner, input: `${innerLines.join("\n")}\n` });
     return "ready";
   }
 

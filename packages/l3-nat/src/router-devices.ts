@@ -30,6 +30,8 @@ export interface DeviceSyncOptions {
   readonly settled: Router | undefined;
   /** Read the kernel and check everything, even when the ports did not change. */
   readonly full: boolean;
+  /** The namespace was created just now: it holds nothing but `lo`, so it is not read. */
+  readonly created?: boolean;
 }
 
 export interface DeviceSyncResult {
@@ -118,7 +120,7 @@ async function plumb(
   conntrack: (ip: string, why: string) => void,
 ): Promise<{ missing: string[]; fipBatch: string[] }> {
   const { runner, namespace, logger, driver, router, settled } = options;
-  const devices = await readAddresses(runner, namespace);
+  const devices = options.created ? new Map<string, DeviceAddress[]>([["lo", []]]) : await readAddresses(runner, namespace);
   const existing = new Set(devices.keys());
   const context = { runner, namespace, logger };
   const missing: string[] = [];
@@ -137,9 +139,11 @@ async function plumb(
     }
   }
 
+  // The drivers' settings of the new devices (MAC, MTU, up) go first in the batch that sets the addresses.
+  const linkSetup: string[] = [];
   const batch: string[] = [];
   for (const [device, { port, kind }] of wanted) {
-    if ((await driver.plug(context, { device, port, kind, existing })) === "missing") {
+    if ((await driver.plug(context, { device, port, kind, existing, linkSetup })) === "missing") {
       missing.push(device);
       continue;
     }
@@ -157,6 +161,7 @@ async function plumb(
     }
     if (kind === "external") batch.push(...gatewayRoutes(device, port));
   }
+  batch.unshift(...linkSetup);
   if (batch.length > 0) {
     const r = await runner.exec("ip", ["-force", "-batch", "-"], { namespace, input: `${batch.join("\n")}\n`, reject: false });
     if (r.exitCode !== 0) throw new CommandError(["ip", "-force", "-batch", "-"], r.exitCode, `${r.stderr.trim()} (batch: ${batch.join("; ")})`, { namespace });

@@ -146,9 +146,10 @@ export class RouterHandler implements ResourceHandler<Router> {
     let state = this.routers.get(router.id);
     if (state && state.namespace !== namespace) state = undefined;
     const isNew = state === undefined;
+    let created = false;
     if (!context.dryRun) {
       if (isNew || (full && !(await routerNamespaceExists(context.runner, namespace)))) {
-        const { created } = await ensureRouterNamespace(context.runner, namespace, { useIpv6: this.settings.useIpv6 });
+        ({ created } = await ensureRouterNamespace(context.runner, namespace, { useIpv6: this.settings.useIpv6 }));
         // Nothing to adopt in a namespace made just now: the first apply need not read iptables-save.
         if (created) context.manager().assumeEmptyKernel();
         logger.info({ namespace, created }, isNew ? "router namespace ready" : "router namespace recreated");
@@ -182,7 +183,7 @@ export class RouterHandler implements ResourceHandler<Router> {
     if (context.dryRun) return;
 
     const driver = this.interfaceDriver();
-    const devices = await syncRouterDevices({ runner: context.runner, namespace, logger, driver, router, settled: state!.settled, full: full || isNew });
+    const devices = await syncRouterDevices({ runner: context.runner, namespace, logger, driver, router, settled: state!.settled, full: full || isNew, created });
     state!.pending = devices.postApply;
     state!.pendingRouter = router;
 

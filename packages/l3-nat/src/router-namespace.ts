@@ -2,22 +2,30 @@ import { CommandError, deleteNamespace, namespaceExists, validateNamespaceName, 
 
 /**
  * Creates a router namespace (idempotent) and turns routing on inside it, as Neutron's
- * `Namespace.create`: IPv4 forwarding, ARP answered only for addresses of the incoming interface
- * and sourced from the best local address, and IPv6 forwarding when IPv6 is on. One `sysctl` for
- * all of them: every process costs milliseconds when hundreds of routers are added. `created` is
- * false when the namespace was there already (its rules must be read, not assumed away).
+ * `Namespace.create`: loopback up, IPv4 forwarding, ARP answered only for addresses of the incoming
+ * interface and sourced from the best local address, and IPv6 forwarding when IPv6 is on. `created`
+ * is false when the namespace was there already (its rules must be read, not assumed away).
+ *
+ * Cost. Every process we start costs milliseconds of our CPU, and an add of hundreds of routers
+ * starts thousands, so all of it is one `ip -force -batch`: `netns add` (an existing namespace is
+ * fine: -force goes on), then `netns exec` of `ip` and `sysctl` inside it, which ip itself starts.
  */
 export async function ensureRouterNamespace(runner: IptablesRunner, namespace: string, options: { useIpv6: boolean }): Promise<{ created: boolean }> {
   validateNamespaceName(namespace);
-  // `ip netns add` on its own (core's addNamespace lists every namespace first: with hundreds of
-  // routers that is a long listing per add); an existing namespace is fine.
-  const added = await runner.exec("ip", ["netns", "add", namespace], { reject: false });
-  if (added.exitCode !== 0 && !/File exists/.test(added.stderr)) throw new CommandError(["ip", "netns", "add", namespace], added.exitCode, added.stderr);
-  await runner.exec("ip", ["link", "set", "lo", "up"], { namespace });
   const settings = ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"];
   if (options.useIpv6) settings.push("net.ipv6.conf.all.forwarding=1");
-  await runner.exec("ip", ["netns", "exec", namespace, "sysctl", "-q", "-w", ...settings]);
-  return { created: added.exitCode === 0 };
+  // Not core's addNamespace: it lists every namespace first, a long listing per add with hundreds of routers.
+  const lines = [`netns add ${namespace}`, `netns exec ${namespace} ip link set lo up`, `netns exec ${namespace} sysctl -q -w ${settings.join(" ")}`];
+  const r = await runner.exec("ip", ["-force", "-batch", "-"], { input: `${lines.join("\n")}\n`, reject: false });
+  if (r.exitCode === 0) return { created: true };
+  // ip names each failed line ("Command failed -:N"); only an existing namespace is fine.
+  const failed = [...r.stderr.matchAll(/^Command failed -:(\d+)$/gm)].map((m) => Number(m[1]));
+  const exists = failed.includes(1) && /File exists/.test(r.stderr);
+  if (failed.length === 0 || failed.some((n) => n !== 1) || !exists) {
+    const line = failed.find((n) => n !== 1 || !exists);
+    throw new CommandError(["ip", "-force", "-batch", "-", ...(line !== undefined ? [lines[line - 1]!] : lines)], r.exitCode, r.stderr);
+  }
+  return { created: false };
 }
 
 /** True when the namespace is there (a full pass recreates one deleted behind the agent's back). */

@@ -119,7 +119,8 @@ class TimingRunner implements IptablesRunner {
     });
   }
   exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult> {
-    const namespaceWork = command === "ip" && (args[0] === "netns" || (args[0] === "link" && args[2] === "lo"));
+    // A router namespace is made in one `ip -force -batch` starting with `netns add`.
+    const namespaceWork = command === "ip" && (args[0] === "netns" || (args[0] === "link" && args[2] === "lo") || options?.input?.startsWith("netns add ") === true);
     const kind: Kind = namespaceWork ? "namespace" : command === "ip" ? "devices" : "other";
     return this.time(kind, () => this.inner.exec(command, args, options));
   }

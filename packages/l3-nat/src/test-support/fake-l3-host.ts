@@ -90,8 +90,9 @@ export class FakeL3Host implements IptablesRunner {
     if (args[0] === "netns") {
       if (args[1] === "exec") {
         const [, , target, tool, ...rest] = args;
-        if (tool !== "sysctl") throw new Error(`FakeL3Host: ip netns exec ${target} ${tool}`);
+        if (tool !== "sysctl" && tool !== "ip") throw new Error(`FakeL3Host: ip netns exec ${target} ${tool}`);
         if (!this.iptables.hasNamespace(target!)) return fail(1, `Cannot open network namespace "${target}": No such file or directory\n`);
+        if (tool === "ip") return this.run("ip", rest, target!, { ...options, input: undefined as never });
         this.sysctls.set(target!, [...(this.sysctls.get(target!) ?? []), ...rest.filter((a) => a.includes("="))]);
         return ok();
       }
@@ -109,19 +110,21 @@ export class FakeL3Host implements IptablesRunner {
     }
     const force = args[0] === "-force";
     if (args[force ? 1 : 0] === "-batch" && args[force ? 2 : 1] === "-") {
-      // One `ip` per line, as `ip -batch` reads them; -force: go on after a failing line.
-      let failed: ExecResult | undefined;
-      for (const line of (options.input ?? "").split("\n").filter(Boolean)) {
+      // One `ip` per line, as `ip -batch` reads them; -force: go on after a failing line. Like ip,
+      // each failure is followed by "Command failed -:<line>" and the batch exits 1.
+      let stderr = "";
+      const lines = (options.input ?? "").split("\n").filter(Boolean);
+      for (const [i, line] of lines.entries()) {
         this.events.push(`${ns}:   | ${line}`);
         const words = line.split(" ");
         if (words[0] === "address") words[0] = "addr";
         const r = await this.run("ip", words, ns, { ...options, input: undefined as never });
         if (r.exitCode !== 0) {
-          failed ??= r;
+          stderr += `${r.stderr}Command failed -:${i + 1}\n`;
           if (!force) break;
         }
       }
-      return failed ?? ok();
+      return stderr ? fail(1, stderr) : ok();
     }
     const links = this.linksOf(ns);
     const jsonIdx = args[0] === "-j" ? 1 : 0;
