@@ -367,12 +367,13 @@ export class IptablesApplier {
 
     this.checkJumpTargets(table, grown, (c) => (exists(c) || createdSet.has(c)) && !deletedSet.has(c));
 
-    const lines = [
-      ...created.sort().map((c) => `:${c} - [0:0]`),
-      ...edits,
-      ...deleted.map((c) => `-F ${c}`),
-      ...deleted.map((c) => `-X ${c}`),
-    ];
+    // Plain loops: spreading arrays that are sometimes empty (small-integer elements kind) and
+    // sometimes strings kept deoptimizing this function, and recompiling it cost more than planning.
+    const lines: string[] = [];
+    for (const c of created.sort()) lines.push(`:${c} - [0:0]`);
+    for (const l of edits) lines.push(l);
+    for (const c of deleted) lines.push(`-F ${c}`);
+    for (const c of deleted) lines.push(`-X ${c}`);
     return {
       table: table.name,
       lines,

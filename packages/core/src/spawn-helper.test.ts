@@ -22,6 +22,12 @@ describe("SpawnHelper", () => {
     expect(failed).toEqual({ stdout: "out\n", stderr: "err\n", exitCode: 3 });
   });
 
+  it("a command that exits without reading its input still reports its own exit code and output", async () => {
+    // iptables-restore stops at the first bad line; the rest of a large input meets a closed pipe.
+    const r = await helper().run("sh", ["-c", "echo refused >&2; exit 2"], {}, "x".repeat(900_000));
+    expect(r).toEqual({ stdout: "", stderr: "refused\n", exitCode: 2 });
+  });
+
   it("passes the runner's variables over its own environment", async () => {
     const r = await helper().run("printenv", ["LC_ALL", "CW_PROBE"], { LC_ALL: "C", CW_PROBE: "42" });
     expect(r.stdout).toBe("C\n42\n");

@@ -343,7 +343,9 @@ function translated(list: readonly FirewallRule[], family: IpVersion, flavour: "
         ? ["-m state --state INVALID -j DROP", "-m state --state RELATED,ESTABLISHED -j ACCEPT"]
         : [`-m state --state INVALID -j $${DROPPED_CHAIN}`, "-m state --state RELATED,ESTABLISHED -j ACCEPT"];
     const targets = flavour === "v1" ? V1_ACTION_TARGETS : V2_ACTION_TARGETS;
-    const rules = [...head, ...list.filter((r) => r.enabled && r.ipVersion === family).map((r) => translateRule(r, targets))];
+    // A loop, not spreads: an empty list (the other IP version) has another elements kind and deoptimized this.
+    const rules = head;
+    for (const r of list) if (r.enabled && r.ipVersion === family) rules.push(translateRule(r, targets));
     out = { rules, text: rules.join("\n") };
     byKey.set(key, out);
   }
