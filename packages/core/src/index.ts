@@ -11,6 +11,7 @@ export type { TableName, AddChainOptions, AddRuleOptions, RemoveRuleOptions, Ipt
 export { IptablesApplier, diffChain } from "./iptables-applier.js";
 export type { IptablesApplierOptions, LockRetryPolicy, FamilyDesire, FamilyPlan, FamilyApplyResult, ChainChange } from "./iptables-applier.js";
 export { IptablesManager, SNAT_OUT_COMMENT } from "./iptables-manager.js";
+export { CanonicalCache } from "./canonical-cache.js";
 export type { IptablesManagerOptions, ApplyResult, Plan, VerifyResult } from "./iptables-manager.js";
 export { canonicalizeRule } from "./canonical/canonicalize-rule.js";
 export type { CanonicalizeOptions } from "./canonical/canonicalize-rule.js";

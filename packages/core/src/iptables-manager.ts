@@ -6,24 +6,7 @@ import type { IpFamily, IptablesRunner } from "./runner.js";
 import { UnknownTableError } from "./errors.js";
 import { canonicalizeRule } from "./canonical/canonicalize-rule.js";
 import { commentRule } from "./canonical/comment.js";
-
-const CANONICAL_CACHE_LIMIT = 200_000;
-
-/**
- * Canonical text by rule (and comment), shared by every manager of the process: agents add the same
- * rule text many times (every port's DHCP and state rules, one firewall policy on every router).
- * Canonicalization is a pure function of the text, the family and strictness; a rule that fails is
- * never stored, so each manager still reports its own resource in the error. Bounded, so a
- * long-lived agent's churn cannot grow it forever.
- */
-const canonicalCaches = new Map<string, Map<string, string>>();
-
-function canonicalCache(family: IpFamily, strict: boolean): Map<string, string> {
-  const key = `${family}${strict ? "strict" : ""}`;
-  let cache = canonicalCaches.get(key);
-  if (!cache) canonicalCaches.set(key, (cache = new Map()));
-  return cache;
-}
+import { CanonicalCache } from "./canonical-cache.js";
 
 /** Neutron's `ic.SNAT_OUT`, the comment on the jump to the snat chain. */
 export const SNAT_OUT_COMMENT = "Perform source NAT on outgoing traffic.";
@@ -44,6 +27,8 @@ export interface IptablesManagerOptions {
   comments?: boolean;
   /** Reject rule text that is not already in iptables-save form (for tests). */
   strict?: boolean;
+  /** Canonical text shared with other managers (default `CanonicalCache.shared`, the process's). */
+  canonicalCache?: CanonicalCache;
   logger?: CoreLogger;
   /** Share one applier between managers of the same namespace. */
   applier?: IptablesApplier;
@@ -113,17 +98,13 @@ export class IptablesManager {
 
     const comments = options.comments ?? true;
     const strict = options.strict ?? false;
-    const canonicalize = (family: IpFamily) => {
-      const canonical = canonicalCache(family, strict);
-      return (rule: string, comment: string | undefined, resource: string | undefined) => {
-        const key = comment === undefined ? rule : `${rule}\u0000${comment}`;
-        const hit = canonical.get(key);
-        if (hit !== undefined) return hit;
-        const text = canonicalizeRule(commentRule(rule, comment), { family, strict, ...(resource !== undefined ? { resource } : {}) });
-        if (canonical.size >= CANONICAL_CACHE_LIMIT) canonical.clear();
-        canonical.set(key, text);
-        return text;
-      };
+    const cache = options.canonicalCache ?? CanonicalCache.shared;
+    const canonicalize = (family: IpFamily) => (rule: string, comment: string | undefined, resource: string | undefined) => {
+      const hit = cache.get(family, strict, rule, comment);
+      if (hit !== undefined) return hit;
+      const text = canonicalizeRule(commentRule(rule, comment), { family, strict, ...(resource !== undefined ? { resource } : {}) });
+      cache.set(family, strict, rule, comment, text);
+      return text;
     };
     const make = (family: IpFamily, name: TableName) =>
       new IptablesTable(name, {

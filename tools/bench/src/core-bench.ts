@@ -1,4 +1,4 @@
-import { ExecaRunner, IptablesManager, type Backend } from "@chainwarden/core";
+import { CanonicalCache, ExecaRunner, IptablesManager, type Backend } from "@chainwarden/core";
 import { cpu, ms, withNamespace } from "./netns.js";
 
 export interface CoreBenchRow {
@@ -35,7 +35,8 @@ export async function benchCore(backend: Backend, chains: number, rulesPerChain:
   return withNamespace(runner, (ours) =>
     withNamespace(runner, async (raw) => {
       const b0 = performance.now();
-      const manager = new IptablesManager({ runner, namespace: ours, useIpv6: false });
+      // A fresh canonical cache: measure what a newly started agent pays, not a cache warm from another case.
+      const manager = new IptablesManager({ runner, namespace: ours, useIpv6: false, canonicalCache: new CanonicalCache() });
       const filter = manager.table(4, "filter");
       for (let c = 0; c < chains; c++) {
         const name = `c${c}`;

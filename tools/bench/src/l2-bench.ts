@@ -9,7 +9,7 @@
  * Phases: add N ports (cold), update U ports (one rule each), add one port, remove R ports.
  */
 import { randomBytes } from "node:crypto";
-import { ExecaRunner, IptablesManager, type ApplyResult, type Backend } from "@chainwarden/core";
+import { CanonicalCache, ExecaRunner, IptablesManager, type ApplyResult, type Backend } from "@chainwarden/core";
 import { ourCpuMs } from "./netns.js";
 import { FirewallNamespace, iptablesFlavor, L2ParseCache, parseL2State, type L2Resource } from "@chainwarden/l2-secgroup";
 
@@ -121,7 +121,8 @@ export async function benchL2(options: L2BenchOptions): Promise<L2BenchResult> {
 
   return withNamespace(runner, (ours) =>
     withNamespace(runner, async (twin) => {
-      const manager = new IptablesManager({ runner, namespace: ours, wrapName: iptablesFlavor.defaultWrapName, stateless: true });
+      // A fresh canonical cache: measure what a newly started agent pays, not a cache warm from another case.
+      const manager = new IptablesManager({ runner, namespace: ours, wrapName: iptablesFlavor.defaultWrapName, stateless: true, canonicalCache: new CanonicalCache() });
       const fw = new FirewallNamespace({ runner, namespace: ours, flavor: iptablesFlavor, enableIpset: false, waitForDevices: false });
       const state = new BenchState();
       // The handler keeps one across documents: a new document re-validates only what changed.
