@@ -2,14 +2,15 @@ import type { ParsedResources, Problem, StateDocument } from "@chainwarden/agent
 import { parseRouter, type FloatingIpLookup, type ParseFloatingIpResult, type ParseRouterResult, type Router } from "./router.js";
 
 /**
- * Results of earlier parses: routers by their JSON text (an unchanged router is not validated again
+ * Results of earlier parses: routers by id with their JSON text (an unchanged router is not validated again
  * and keeps its object identity, so the reconcile loop sees "unchanged" without a deep compare) and,
  * per router id, each floating IP entry's JSON text and result (a changed router re-validates only
  * the entries whose text changed). Entries the last parse did not use are dropped, so it never
  * outgrows one document.
  */
 export class RouterParseCache {
-  routers = new Map<string, ParseRouterResult>();
+  /** By router id: the JSON text last seen and its result. */
+  routers = new Map<string, { readonly key: string; readonly result: ParseRouterResult }>();
   floatingIps = new Map<string, FloatingIpEntries>();
 }
 
@@ -62,7 +63,7 @@ export function parseRouters(document: StateDocument, origin: string, options: P
   }
   const maxId = MAX_NAMESPACE - options.namespacePrefix.length;
   const cache = options.cache;
-  const seen = new Map<string, ParseRouterResult>();
+  const seen = new Map<string, { key: string; result: ParseRouterResult }>();
   const seenFips = new Map<string, FloatingIpEntries>();
   list.forEach((entry: unknown, index) => {
     const rawId = typeof entry === "object" && entry !== null ? (entry as { id?: unknown }).id : undefined;
@@ -82,21 +83,24 @@ export function parseRouters(document: StateDocument, origin: string, options: P
     }
     let result: ParseRouterResult;
     if (cache) {
-      // Each floating IP's text is its own key and part of the router's: stringified once.
-      const fipsRaw = (entry as { _floatingips?: unknown })._floatingips;
-      const fipKeys = Array.isArray(fipsRaw) ? fipsRaw.map((f: unknown) => JSON.stringify(f) ?? "undefined") : undefined;
-      const key = fipKeys ? `${JSON.stringify({ ...entry, _floatingips: null })}\u0000${fipKeys.join("\u0001")}` : JSON.stringify(entry);
+      // One stringify per router finds the unchanged ones (nearly all of them); only a changed
+      // router's floating IPs are stringified one by one, to re-validate just the changed entries.
+      const key = JSON.stringify(entry);
       const before = id === undefined ? undefined : cache.floatingIps.get(id);
-      const hit = cache.routers.get(key);
+      // Compared with the text last seen under the same id: cheaper than hashing every router's text.
+      const last = id === undefined ? undefined : cache.routers.get(id);
+      const hit = last !== undefined && last.key === key ? last.result : undefined;
       if (hit) {
         result = hit;
         if (id !== undefined && before) seenFips.set(id, before);
       } else {
+        const fipsRaw = (entry as { _floatingips?: unknown })._floatingips;
+        const fipKeys = Array.isArray(fipsRaw) ? fipsRaw.map((f: unknown) => JSON.stringify(f) ?? "undefined") : undefined;
         const results: ParseFloatingIpResult[] = [];
         result = parseRouter(entry, fipKeys && floatingIpLookup(before, fipKeys, results));
         if (id !== undefined && fipKeys && results.length === fipKeys.length) seenFips.set(id, { keys: fipKeys, results });
       }
-      seen.set(key, result);
+      if (id !== undefined) seen.set(id, { key, result });
     } else {
       result = parseRouter(entry);
     }
