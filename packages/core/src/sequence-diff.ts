@@ -48,8 +48,8 @@ function embed(short: readonly string[], s0: number, s1: number, long: readonly 
   return true;
 }
 
-/** Integers of saved frontiers before falling back to a greedy match. */
-const TRACE_BUDGET = 16_000_000;
+/** Frontier steps (D+1)·(2(N+M)+2) before falling back to a greedy match: bounds the time. */
+const SEARCH_BUDGET = 16_000_000;
 
 /** In-order matching by next occurrence: linear, not minimal. */
 function greedy(ai: Int32Array, bi: Int32Array, a0: number, b0: number, match: Int32Array): void {
@@ -93,13 +93,11 @@ function myers(a: readonly string[], b: readonly string[], a0: number, a1: numbe
   // Frontier d only reads diagonals -d-1..d+1 of the one before, so only those are saved:
   // the trace costs O(D²) integers, not O(D·(N+M)).
   const trace: Int32Array[] = [];
-  let saved = 0;
   let found = false;
   for (let d = 0; d <= max && !found; d++) {
-    // Past a budget a greedy match is good enough (the change is large anyway, so most rules are
-    // rewritten whatever we pick).
-    saved += 2 * d + 3;
-    if (saved > TRACE_BUDGET) return greedy(ai, bi, a0, b0, match);
+    // Each frontier costs up to 2(N+M)+2 steps; past a budget a greedy match is good enough (the
+    // change is large anyway, so most rules are rewritten whatever we pick).
+    if ((d + 1) * v.length > SEARCH_BUDGET) return greedy(ai, bi, a0, b0, match);
     trace.push(v.slice(offset - d - 1, offset + d + 2));
     const next = v;
     for (let k = -d; k <= d; k += 2) {

@@ -162,6 +162,14 @@ describe("parseRouters", () => {
     expect(fourth._floatingips.slice(1).filter((f, i) => f === again._floatingips[i])).toHaveLength(50);
   });
 
+  it("reports a bad floating IP together with a bad router field", () => {
+    const r = clone();
+    r.gw_port.network_id = "bad id";
+    r._floatingips[0].floating_ip_address = "172.24.4.300";
+    const { problems } = parse([r]);
+    expect(problems.map((p) => p.path)).toEqual(["routers.0.gw_port.network_id", "routers.0._floatingips.0.floating_ip_address"]);
+  });
+
   it("keeps addresses in canonical text, so comparisons with the kernel's listing hold", () => {
     const r = clone();
     r._interfaces[0].fixed_ips.push({ ip_address: "FD00:0:0::1", subnet_id: "v6" });

@@ -2,11 +2,11 @@ import type { ParsedResources, Problem, StateDocument } from "@chainwarden/agent
 import { parseRouter, type FloatingIpLookup, type ParseFloatingIpResult, type ParseRouterResult, type Router } from "./router.js";
 
 /**
- * Results of earlier parses: routers by id with their JSON text (an unchanged router is not validated again
- * and keeps its object identity, so the reconcile loop sees "unchanged" without a deep compare) and,
- * per router id, each floating IP entry's JSON text and result (a changed router re-validates only
- * the entries whose text changed). Entries the last parse did not use are dropped, so it never
- * outgrows one document.
+ * Results of earlier parses, by router id: the router's JSON text with its result (an unchanged
+ * router is not validated again and keeps its object identity, so the reconcile loop sees
+ * "unchanged" without a deep compare), and each floating IP entry's JSON text with its result (a
+ * changed router re-validates only the entries whose text changed). Entries the last parse did not
+ * use are dropped, so it never outgrows one document.
  */
 export class RouterParseCache {
   /** By router id: the JSON text last seen and its result. */

@@ -133,6 +133,11 @@ export interface FloatingIpLookup {
   set(index: number, result: ParseFloatingIpResult): void;
 }
 
+/** An issue of `_floatingips[i]`, with its path relative to the router. */
+function atFloatingIp(i: number, issue: { path: string; message: string }): { path: string; message: string } {
+  return { path: issue.path ? `_floatingips.${i}.${issue.path}` : `_floatingips.${i}`, message: issue.message };
+}
+
 /** Validates one `_floatingips` entry and puts its addresses in canonical text. */
 export function parseFloatingIp(value: unknown): ParseFloatingIpResult {
   const parsed = floatingIpSchema.safeParse(value);
@@ -157,7 +162,15 @@ export function parseFloatingIp(value: unknown): ParseFloatingIpResult {
 export function parseRouter(value: unknown, floatingIps?: FloatingIpLookup): ParseRouterResult {
   const parsed = routerSchema.safeParse(value);
   if (!parsed.success) {
-    return { issues: parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message })) };
+    const issues = parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
+    // The floating IPs are checked on their own below; report theirs too, as one schema would.
+    const fips = (value as { _floatingips?: unknown } | null)?._floatingips;
+    if (Array.isArray(fips)) {
+      fips.forEach((entry, i) => {
+        for (const issue of parseFloatingIp(entry).issues) issues.push(atFloatingIp(i, issue));
+      });
+    }
+    return { issues };
   }
   const raw = parsed.data;
   const issues: { path: string; message: string }[] = [];
@@ -207,7 +220,7 @@ export function parseRouter(value: unknown, floatingIps?: FloatingIpLookup): Par
     let result = floatingIps?.get(i);
     if (!result) result = parseFloatingIp(entry);
     floatingIps?.set(i, result);
-    for (const issue of result.issues) issues.push({ path: issue.path ? `_floatingips.${i}.${issue.path}` : `_floatingips.${i}`, message: issue.message });
+    for (const issue of result.issues) issues.push(atFloatingIp(i, issue));
     const f = result.floatingIp;
     if (!f) return;
     fips.push(f);
