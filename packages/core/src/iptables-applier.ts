@@ -20,10 +20,15 @@
  *   can stay is flushed and rewritten when that is shorter. In chains we own alone, deletes are by
  *   index; in shared chains they are by rule text, so another writer's changes cannot make us delete
  *   the wrong rule.
- * - One restore per family. Only tables with edits appear, as one input: new chains are declared
- *   first (declaring an existing chain under `--noflush` would flush it), then the edits, then the
- *   chains to delete are flushed and removed. Jumps to chains that will not exist are refused before
- *   anything is sent, naming the rule's resource.
+ * - One restore per family. The two families have separate views and queues; on nf_tables a manager
+ *   sends a large change of both (256+ changed chains each) side by side, since the two restores
+ *   are independent transactions (a cold add of 108k rules: 3.5 s instead of 5.2); small changes go
+ *   one after the other, because the second commit would find the generation moved and re-read its
+ *   tables, and on legacy both take the host-wide xtables lock anyway. Only tables with edits
+ *   appear, as one input: new chains are declared first (declaring an existing chain under
+ *   `--noflush` would flush it), then the edits, then the chains to delete are flushed and removed.
+ *   Jumps to chains that will not exist are refused before anything is sent, naming the rule's
+ *   resource.
  * - Atomicity is per table. `iptables-restore` commits each `*table … COMMIT` block on its own (both
  *   backends; verified by the runner contract suite), so when a later table fails, earlier tables
  *   of the same input are in. That is why a failure drops the whole view: the next apply re-reads
@@ -137,7 +142,12 @@ export class IptablesApplier {
   private readonly owned = new Map<string, Map<string, Set<string>>>();
   /** Per wrap/family/table: the unwrapped chains we declared at the last apply. */
   private readonly declared = new Map<string, Set<string>>();
-  private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * One queue per family: applies and plans of a family run one at a time (each reads and updates
+   * that family's view), while the two families, whose views and restores are independent, may
+   * run side by side.
+   */
+  private readonly queues = new Map<IpFamily, Promise<unknown>>();
 
   constructor(options: IptablesApplierOptions) {
     if (options.namespace !== undefined) validateNamespaceName(options.namespace);
@@ -174,6 +184,16 @@ export class IptablesApplier {
     }
   }
 
+  /**
+   * Whether a manager may apply its two families at once. On nf_tables the IPv4 and IPv6 restores
+   * are independent transactions (a commit that finds the other family's commit before it retries
+   * inside iptables-nft-restore); on legacy both take the host-wide xtables lock, so the second
+   * would only wait for the first.
+   */
+  async familiesInParallel(): Promise<boolean> {
+    return (await this.runner.backend()) === "nft";
+  }
+
   /** True when the family's kernel view is loaded (the next apply compares dirty chains only). */
   hasView(family: IpFamily): boolean {
     return this.views.has(family);
@@ -184,7 +204,7 @@ export class IptablesApplier {
    * does not exist (yet), the plan is made against an empty kernel and says so.
    */
   plan(desire: FamilyDesire): Promise<FamilyPlan> {
-    return this.serialize(async () => {
+    return this.serialize(desire.family, async () => {
       try {
         const { plan } = await this.compute(desire);
         return plan;
@@ -197,7 +217,7 @@ export class IptablesApplier {
   }
 
   apply(desire: FamilyDesire): Promise<FamilyApplyResult> {
-    return this.serialize(async () => {
+    return this.serialize(desire.family, async () => {
       const started = performance.now();
       const { plan, tablePlans } = await this.compute(desire);
       let lockRetries = 0;
@@ -228,9 +248,9 @@ export class IptablesApplier {
     return { packets, bytes };
   }
 
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
+  private serialize<T>(family: IpFamily, fn: () => Promise<T>): Promise<T> {
+    const run = (this.queues.get(family) ?? Promise.resolve()).then(fn, fn);
+    this.queues.set(family, run.catch(() => undefined));
     return run;
   }
 

@@ -8,6 +8,9 @@ import { canonicalizeRule } from "./canonical/canonicalize-rule.js";
 import { commentRule } from "./canonical/comment.js";
 import { CanonicalCache } from "./canonical-cache.js";
 
+/** Changed chains per family from which an nf_tables apply runs both families at once. */
+const PARALLEL_MIN_CHAINS = 256;
+
 /** Neutron's `ic.SNAT_OUT`, the comment on the jump to the snat chain. */
 export const SNAT_OUT_COMMENT = "Perform source NAT on outgoing traffic.";
 
@@ -201,17 +204,30 @@ export class IptablesManager {
   /** Sends what changed since the last successful apply. A no-op inside `deferApply`. */
   async apply(): Promise<ApplyResult> {
     if (this.deferDepth > 0) return deferredResult();
-    const families: FamilyApplyResult[] = [];
-    for (const family of this.families()) {
+    const applyFamily = async (family: IpFamily): Promise<FamilyApplyResult> => {
       // Take the dirty set: changes made while the restore runs land in a fresh one and are sent next.
       const taken = this.dirty.get(family)!;
       this.dirty.set(family, new Map());
       try {
-        families.push(await this.applier.apply({ ...this.desire(family), dirty: taken }));
+        return await this.applier.apply({ ...this.desire(family), dirty: taken });
       } catch (err) {
         for (const [table, chains] of taken) for (const c of chains) this.markDirty(family, table, c);
         throw err;
       }
+    };
+    const families: FamilyApplyResult[] = [];
+    const large = (family: IpFamily) => [...this.dirty.get(family)!.values()].reduce((n, chains) => n + chains.size, 0) >= PARALLEL_MIN_CHAINS;
+    if (this.useIpv6 && large(4) && large(6) && (await this.applier.familiesInParallel())) {
+      // nf_tables, a large change in both families: the two restores run side by side (a cold add
+      // of 108k rules: 3.5 s instead of 5.2). Not for small changes: the restore that commits second
+      // finds the generation changed, re-reads its tables and tries again, which costs more than
+      // running after the first (adding one port at 108k rules: ~330 instead of ~260 ms). If one
+      // fails, the other's changes are in; the failed one's stay pending.
+      const settled = await Promise.allSettled(this.families().map(applyFamily));
+      for (const r of settled) if (r.status === "rejected") throw r.reason;
+      for (const r of settled) if (r.status === "fulfilled") families.push(r.value);
+    } else {
+      for (const family of this.families()) families.push(await applyFamily(family));
     }
     const lines = families.reduce((n, f) => n + f.lines, 0);
     if (lines > 0) this.logger.debug({ namespace: this.namespace, lines }, "iptables apply sent changes");

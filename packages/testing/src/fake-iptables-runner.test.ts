@@ -186,7 +186,7 @@ describe("FakeIptablesRunner: restore semantics", () => {
     const f = fake("nft");
     await f.restore(t, setup);
     expect(f.rules(t, "filter", "Y")).toEqual(["-j ACCEPT", "-s 10.0.0.1/32 -j DROP"]);
-    expect(f.restoreCalls).toEqual([{ target: t, input: setup, options: {} }]);
+    expect(f.restoreCalls).toEqual([{ target: t, input: setup, options: {}, startedAt: expect.any(Number), endedAt: expect.any(Number) }]);
   });
 
   it("accepts an empty rule, a counters prefix (ignored without -c) and options before the command", async () => {

@@ -47,6 +47,9 @@ export interface RestoreCall {
   target: Target;
   input: string;
   options: RestoreOptions;
+  /** `performance.now()` when the call began and when it returned or threw (tests of concurrency). */
+  startedAt: number;
+  endedAt?: number;
 }
 
 export interface SaveCall {
@@ -162,8 +165,17 @@ export class FakeIptablesRunner implements IptablesRunner {
   }
 
   async restore(target: Target, input: string, options: RestoreOptions = {}): Promise<void> {
-    const call: RestoreCall = { target: { ...target }, input, options: { ...options } };
+    const call: RestoreCall = { target: { ...target }, input, options: { ...options }, startedAt: performance.now() };
     this.restoreCalls.push(call);
+    try {
+      await this.restoreCall(call);
+    } finally {
+      call.endedAt = performance.now();
+    }
+  }
+
+  private async restoreCall(call: RestoreCall): Promise<void> {
+    const { target, input, options } = call;
     if (!this.inHook && this.hooks.length > 0) {
       this.inHook = true;
       try {

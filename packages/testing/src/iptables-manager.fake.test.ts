@@ -15,9 +15,23 @@ import {
   type IptablesManagerOptions,
 } from "@chainwarden/core";
 import { describe, expect, it } from "vitest";
-import { FakeIptablesRunner } from "./fake-iptables-runner.js";
+import { FakeIptablesRunner, type RestoreCall } from "./fake-iptables-runner.js";
 
 const NS = "qrouter-1";
+
+/**
+ * Whether two restores ran at the same time. The fake applies a restore at once, so a hook that
+ * takes a few milliseconds stands for the tool's run time (the fake runs hooks for one call at a
+ * time: one that starts meanwhile goes straight through, still inside the other's run).
+ */
+function slowRestores(fake: FakeIptablesRunner): () => void {
+  return fake.onBeforeRestore(() => new Promise((r) => setTimeout(r, 5)));
+}
+
+function overlapped(calls: readonly RestoreCall[]): boolean {
+  const [a, b] = calls;
+  return a !== undefined && b !== undefined && a.startedAt < b.endedAt! && b.startedAt < a.endedAt!;
+}
 
 function setup(options: Partial<IptablesManagerOptions> & { variant?: "nft" | "legacy" } = {}) {
   const { variant = "nft", ...rest } = options;
@@ -172,6 +186,57 @@ describe("IptablesManager with the fake iptables", () => {
     filter.addChain("p5");
     expect(filter.getChain("p5")).toEqual([]);
     expect(filter.getChain("sg").filter((r) => r.tag === "port:1")).toEqual([]);
+  });
+
+  it("on nf_tables a large change goes to both families at once; a family that fails stays pending, the other is in", async () => {
+    const { fake, manager, t4 } = setup({ variant: "nft" });
+    const t6 = { namespace: NS, family: 6 as const };
+    manager.table(6, "filter").addChain("x");
+    await manager.apply();
+    const fill = (from: number, to: number) => {
+      for (const family of [4, 6] as const) {
+        const filter = manager.table(family, "filter");
+        for (let i = from; i < to; i++) {
+          filter.addChain(`c${i}`);
+          filter.addRule(`c${i}`, "-j RETURN");
+          filter.addRule("INPUT", `-j $c${i}`);
+        }
+      }
+    };
+    fill(0, 300);
+    const slow = slowRestores(fake);
+    const r = await manager.apply();
+    slow();
+    expect(r.families.map((f) => [f.family, f.sent])).toEqual([[4, true], [6, true]]);
+    expect(fake.dump(t4)).toContain("-A neutron-l3-agent-INPUT -j neutron-l3-agent-c299");
+    expect(fake.dump(t6)).toContain("-A neutron-l3-agent-INPUT -j neutron-l3-agent-c299");
+    expect(overlapped(fake.restoreCalls.slice(-2))).toBe(true);
+
+    // Another writer deletes a chain our next IPv6 rules jump to: that restore fails, IPv4's change
+    // is in, and the next apply re-reads IPv6 and sends its change again.
+    fake.externalRestore(t6, "*filter\n-X neutron-l3-agent-x\nCOMMIT\n");
+    fill(300, 600);
+    manager.table(6, "filter").addRule("c599", "-j $x");
+    await expect(manager.apply()).rejects.toThrow(RestoreError);
+    expect(fake.dump(t4)).toContain("-j neutron-l3-agent-c599");
+    expect(fake.dump(t6)).not.toContain("-j neutron-l3-agent-c599");
+    const again = await manager.apply();
+    expect(again.families.map((f) => [f.family, f.sent])).toEqual([[4, false], [6, true]]);
+    expect(fake.dump(t6)).toContain("-A neutron-l3-agent-c599 -j neutron-l3-agent-x");
+    expect((await manager.apply()).sent).toBe(false);
+  });
+
+  it("on legacy, and for small changes, the families go one after the other", async () => {
+    for (const [variant, chains] of [["legacy", 300], ["nft", 10]] as const) {
+      const { fake, manager } = setup({ variant });
+      await manager.apply();
+      slowRestores(fake);
+      for (const family of [4, 6] as const) {
+        for (let i = 0; i < chains; i++) manager.table(family, "filter").addChain(`c${i}`);
+      }
+      expect((await manager.apply()).families.every((f) => f.sent)).toBe(true);
+      expect(overlapped(fake.restoreCalls.slice(-2))).toBe(false);
+    }
   });
 
   it("batches a deferApply block into one restore per family", async () => {
