@@ -52,6 +52,7 @@ import { silentLogger, type CoreLogger } from "./logger.js";
 import { matchSequences } from "./sequence-diff.js";
 import { validateNamespaceName } from "./netns.js";
 import { isTargetExtension } from "./canonical/module-specs.js";
+import { ruleJumpTarget } from "./canonical/rule-tokens.js";
 import type { TableName, TableState } from "./iptables-table.js";
 
 /** Our cached copy of what the kernel holds: table → chain → rule texts. */
@@ -330,8 +331,9 @@ export class IptablesApplier {
     const changes: ChainChange[] = [];
     const newContent = new Map<string, string[] | null>();
     const createdSet = new Set<string>();
-    /** Chains that gain rules: only their jumps can point somewhere new. */
+    /** Chains created whole (all their jumps are new) and the rules inserted into existing chains. */
     const grown: string[] = [];
+    const inserted: { chain: string; rules: readonly string[] }[] = [];
     const deletedSet = new Set<string>();
 
     for (const chain of [...chains].sort()) {
@@ -374,7 +376,7 @@ export class IptablesApplier {
         : rules.map((t) => t.includes(desire.wrapName) || wantedSet.has(t) || before?.has(t) === true);
       const result = diffChain(chain, rules, mine, wanted);
       if (result.lines.length > 0) {
-        if (result.added > 0) grown.push(chain);
+        if (result.added > 0) inserted.push({ chain, rules: result.inserted });
         for (const l of result.lines) edits.push(l);
         newContent.set(chain, result.final);
         changes.push({ table: table.name, chain, added: result.added, removed: result.removed, ...(result.rewritten ? { rewritten: true } : {}) });
@@ -385,7 +387,7 @@ export class IptablesApplier {
       }
     }
 
-    this.checkJumpTargets(table, grown, (c) => (exists(c) || createdSet.has(c)) && !deletedSet.has(c));
+    this.checkJumpTargets(table, grown, inserted, (c) => (exists(c) || createdSet.has(c)) && !deletedSet.has(c));
 
     // Plain loops: spreading arrays that are sometimes empty (small-integer elements kind) and
     // sometimes strings kept deoptimizing this function, and recompiling it cost more than planning.
@@ -415,17 +417,25 @@ export class IptablesApplier {
    * A jump to a chain that will not exist would fail the whole table's restore (and nf_tables names
    * only the COMMIT line); refuse it here, naming the rule's resource.
    */
-  private checkJumpTargets(table: TableState, chains: Iterable<string>, chainExists: (c: string) => boolean): void {
-    for (const chain of chains) {
-      for (const target of table.jumpTargets(chain)) {
-        if (isTargetExtension(target) || chainExists(target)) continue;
-        throw new UnknownChainError(table.name, target, {
-          ...resourceOpt(table.resourceOf(chain, undefined, target)),
-          namespace: this.namespace,
-        });
-      }
-    }
+  private checkJumpTargets(
+    table: TableState,
+    created: Iterable<string>,
+    inserted: readonly { chain: string; rules: readonly string[] }[],
+    chainExists: (c: string) => boolean,
+  ): void {
+    const check = (chain: string, target: string | undefined) => {
+      if (target === undefined || isTargetExtension(target) || chainExists(target)) return;
+      throw new UnknownChainError(table.name, target, {
+        ...resourceOpt(table.resourceOf(chain, undefined, target)),
+        namespace: this.namespace,
+      });
+    };
+    // A new chain's rules all jump somewhere new (their targets are known from the table); in a chain
+    // that was there only the inserted rules can: one port added to a 4,000-rule FORWARD checks two.
+    for (const chain of created) for (const target of table.jumpTargets(chain)) check(chain, target);
+    for (const { chain, rules } of inserted) for (const text of rules) check(chain, ruleJumpTarget(text));
   }
+
 
 
   /** Sends the input, waiting out xtables lock contention with capped exponential backoff. */
@@ -484,6 +494,8 @@ function sleep(ms: number): Promise<void> {
 interface ChainDiff {
   lines: string[];
   final: string[];
+  /** The wanted rules the script adds. */
+  inserted: string[];
   added: number;
   removed: number;
   rewritten: boolean;
@@ -507,12 +519,12 @@ export function diffChain(chain: string, current: readonly string[], mine: reado
   for (let i = 0; i < match.length; i++) if (match[i]! >= 0) matched++;
   const removed = oursText.length - matched;
   const added = wanted.length - matched;
-  if (removed === 0 && added === 0) return { lines: [], final: current as string[], added: 0, removed: 0, rewritten: false };
+  if (removed === 0 && added === 0) return { lines: [], final: current as string[], inserted: [], added: 0, removed: 0, rewritten: false };
 
   const exclusive = mine === null || oursIdx.length === current.length;
   if (exclusive && matched === 0 && removed > 1) {
     // Nothing can stay: a flush and the new rules is the shortest script.
-    return { lines: [`-F ${chain}`, ...wanted.map((r) => `-A ${chain} ${r}`)], final: [...wanted], added, removed, rewritten: true };
+    return { lines: [`-F ${chain}`, ...wanted.map((r) => `-A ${chain} ${r}`)], final: [...wanted], inserted: [...wanted], added, removed, rewritten: true };
   }
 
   const lines: string[] = [];
@@ -520,7 +532,7 @@ export function diffChain(chain: string, current: readonly string[], mine: reado
   // In a shared chain, delete by text (immune to another writer moving rules) unless the text occurs
   // more than once, where only the index says which copy goes.
   let counts: Map<string, number> | undefined;
-  if (mine !== null) {
+  if (mine !== null && removed > 0) {
     counts = new Map();
     for (const t of current) counts.set(t, (counts.get(t) ?? 0) + 1);
   }
@@ -544,6 +556,7 @@ export function diffChain(chain: string, current: readonly string[], mine: reado
     after.push(current[i]!);
   }
   const final: string[] = [];
+  const inserted: string[] = [];
   let src = 0;
   let prevFinal = -1; // final index of the previous wanted rule
   for (let j = 0; j < wanted.length; j++) {
@@ -558,9 +571,10 @@ export function diffChain(chain: string, current: readonly string[], mine: reado
     const at = prevFinal + 1;
     const atEnd = at === final.length && src === after.length;
     lines.push(atEnd ? `-A ${chain} ${wanted[j]}` : `-I ${chain} ${at + 1} ${wanted[j]}`);
+    inserted.push(wanted[j]!);
     final.push(wanted[j]!);
     prevFinal = at;
   }
   while (src < after.length) final.push(after[src++]!);
-  return { lines, final, added, removed, rewritten: false };
+  return { lines, final, inserted, added, removed, rewritten: false };
 }

@@ -71,9 +71,15 @@ export function ipsetName(remoteId: string, ethertype: Ethertype): string {
  * used by a parse are dropped, so the cache never outgrows one document.
  */
 export class L2ParseCache {
-  ports = new Map<string, ReturnType<typeof parsePortInfo>>();
-  groups = new Map<string, GroupInfo>();
-  members = new Map<string, MemberInfo>();
+  ports = new Map<string, Remembered<ReturnType<typeof parsePortInfo>>>();
+  groups = new Map<string, Remembered<GroupInfo>>();
+  members = new Map<string, Remembered<MemberInfo>>();
+}
+
+/** A result with the JSON text of the input it came from, kept under the input's id. */
+interface Remembered<T> {
+  readonly text: string;
+  readonly value: T;
 }
 
 interface GroupInfo {
@@ -99,21 +105,22 @@ function hash(text: string): string {
 /** Reads the document. Never throws for bad input: everything wrong is a Problem. */
 export function parseL2State(document: StateDocument, origin: string, options: L2StateOptions, cache?: L2ParseCache): ParsedResources<L2Resource> {
   const next = cache ? new L2ParseCache() : undefined;
-  const memo = <T>(from: Map<string, T> | undefined, to: Map<string, T> | undefined, key: string, make: () => T): T => {
+  // By id, compared with the text last seen under that id: cheaper than hashing every port's JSON.
+  const memo = <T>(from: Map<string, Remembered<T>> | undefined, to: Map<string, Remembered<T>> | undefined, id: string, text: string, make: () => T): T => {
     if (!from || !to) return make();
-    let v = from.get(key) ?? to.get(key);
-    if (v === undefined) v = make();
-    to.set(key, v);
-    return v;
+    const last = from.get(id);
+    const value = last !== undefined && last.text === text ? last.value : make();
+    to.set(id, { text, value });
+    return value;
   };
   try {
     return parseDocument(
       document,
       origin,
       options,
-      (key, make) => memo(cache?.groups, next?.groups, key, make),
-      (key, make) => memo(cache?.members, next?.members, key, make),
-      (key, make) => memo(cache?.ports, next?.ports, key, make),
+      (id, text, make) => memo(cache?.groups, next?.groups, id, text, make),
+      (id, text, make) => memo(cache?.members, next?.members, id, text, make),
+      (id, text, make) => memo(cache?.ports, next?.ports, id, text, make),
     );
   } finally {
     if (cache && next) {
@@ -124,10 +131,10 @@ export function parseL2State(document: StateDocument, origin: string, options: L
   }
 }
 
-/** Looks a result up by the raw JSON of its input (with its id), or computes it. */
-type Memo<T> = (key: string, make: () => T) => T;
+/** Looks a result up by its input's id and raw JSON text, or computes it. */
+type Memo<T> = (id: string, text: string, make: () => T) => T;
 
-const rawKey = (id: string, raw: unknown): string => `${id}\u0000${JSON.stringify(raw) ?? ""}`;
+const jsonText = (raw: unknown): string => JSON.stringify(raw) ?? "";
 
 function parseDocument(
   document: StateDocument,
@@ -161,11 +168,11 @@ function parseDocument(
 
   // Groups and member lists are validated once, then charged to each port that uses them.
   const groups = new Map<string, GroupInfo>();
-  for (const [sgId, rawRules] of Object.entries(groupsRaw)) groups.set(sgId, groupMemo(rawKey(sgId, rawRules), () => parseGroup(sgId, rawRules)));
+  for (const [sgId, rawRules] of Object.entries(groupsRaw)) groups.set(sgId, groupMemo(sgId, jsonText(rawRules), () => parseGroup(sgId, rawRules)));
 
   const members = new Map<string, MemberInfo>();
   for (const [remoteId, raw] of Object.entries(membersRaw)) {
-    members.set(remoteId, memberMemo(rawKey(remoteId, raw), () => parseMembers(remoteId, raw)));
+    members.set(remoteId, memberMemo(remoteId, jsonText(raw), () => parseMembers(remoteId, raw)));
   }
 
   const usedGroups = new Set<string>();
@@ -177,8 +184,8 @@ function parseDocument(
       problem(base, `port id ${describe(portId)}: ${NEUTRON_ID_MESSAGE}`, portId);
       continue;
     }
-    const portKey = rawKey(portId, devices[portId]);
-    const parsed = portMemo(portKey, () => parsePortInfo(portId, devices[portId], options.flavor));
+    const portText = jsonText(devices[portId]);
+    const parsed = portMemo(portId, portText, () => parsePortInfo(portId, devices[portId], options.flavor));
     if ("issues" in parsed) {
       for (const i of parsed.issues) problem(pathOf(base, i), i.message, portId);
       continue;
@@ -223,7 +230,7 @@ function parseDocument(
       security_groups: portGroups,
       members: portMembers,
       // The port's own input as given, plus the hashes of the groups and member lists it uses.
-      fingerprint: `${portKey}|${keys.join(",")}`,
+      fingerprint: `${portId}\u0000${portText}|${keys.join(",")}`,
     };
     ports.push({ port, resource });
   }
