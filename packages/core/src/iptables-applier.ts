@@ -195,6 +195,23 @@ export class IptablesApplier {
     return (await this.runner.backend()) === "nft";
   }
 
+  /**
+   * Rules in the family's kernel view, loading it (one `iptables-save`, which the apply would run
+   * anyway) when it is not. 0 for a namespace assumed empty.
+   */
+  viewRuleCount(family: IpFamily): Promise<number> {
+    return this.serialize(family, async () => {
+      let view = this.views.get(family);
+      if (!view) {
+        if (this.emptyKernel.has(family)) return 0;
+        view = await this.loadView(family);
+      }
+      let n = 0;
+      for (const table of view.values()) for (const rules of table.values()) n += rules.length;
+      return n;
+    });
+  }
+
   /** True when the family's kernel view is loaded (the next apply compares dirty chains only). */
   hasView(family: IpFamily): boolean {
     return this.views.has(family);

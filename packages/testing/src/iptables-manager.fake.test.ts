@@ -226,7 +226,7 @@ describe("IptablesManager with the fake iptables", () => {
     expect((await manager.apply()).sent).toBe(false);
   });
 
-  it("on legacy, and for small changes, the families go one after the other", async () => {
+  it("on legacy, for small changes, and for changes small next to the tables, the families go one after the other", async () => {
     for (const [variant, chains] of [["legacy", 300], ["nft", 10]] as const) {
       const { fake, manager } = setup({ variant });
       await manager.apply();
@@ -237,6 +237,20 @@ describe("IptablesManager with the fake iptables", () => {
       expect((await manager.apply()).families.every((f) => f.sent)).toBe(true);
       expect(overlapped(fake.restoreCalls.slice(-2))).toBe(false);
     }
+    // 300 of 400 ten-rule chains go: a large change, but into 4,000-rule tables that the restore
+    // committing second would have to re-read.
+    const { fake, manager } = setup({ variant: "nft" });
+    for (const family of [4, 6] as const) {
+      for (let i = 0; i < 400; i++) {
+        manager.table(family, "filter").addChain(`c${i}`);
+        for (let k = 0; k < 10; k++) manager.table(family, "filter").addRule(`c${i}`, `-m mark --mark 0x${k + 1} -j RETURN`);
+      }
+    }
+    await manager.apply();
+    slowRestores(fake);
+    for (const family of [4, 6] as const) for (let i = 0; i < 300; i++) manager.table(family, "filter").removeChain(`c${i}`);
+    expect((await manager.apply()).families.every((f) => f.sent)).toBe(true);
+    expect(overlapped(fake.restoreCalls.slice(-2))).toBe(false);
   });
 
   it("batches a deferApply block into one restore per family", async () => {
