@@ -149,6 +149,8 @@ export class IptablesApplier {
    * run side by side.
    */
   private readonly queues = new Map<IpFamily, Promise<unknown>>();
+  /** Families whose view was loaded outside an apply: their next apply still compares every chain. */
+  private readonly compareAll = new Set<IpFamily>();
 
   constructor(options: IptablesApplierOptions) {
     if (options.namespace !== undefined) validateNamespaceName(options.namespace);
@@ -164,9 +166,11 @@ export class IptablesApplier {
     if (family === undefined) {
       this.views.clear();
       this.emptyKernel.clear();
+      this.compareAll.clear();
     } else {
       this.views.delete(family);
       this.emptyKernel.delete(family);
+      this.compareAll.delete(family);
     }
   }
 
@@ -205,6 +209,8 @@ export class IptablesApplier {
       if (!view) {
         if (this.emptyKernel.has(family)) return 0;
         view = await this.loadView(family);
+        // Loaded ahead of the apply: that apply must still compare everything, as after any load.
+        this.compareAll.add(family);
       }
       let n = 0;
       for (const table of view.values()) for (const rules of table.values()) n += rules.length;
@@ -243,6 +249,7 @@ export class IptablesApplier {
         lockRetries = await this.restore(desire, plan, tablePlans);
       }
       const view = this.views.get(desire.family)!;
+      this.compareAll.delete(desire.family);
       for (const tp of tablePlans) {
         tp.commit(view);
         const key = this.key(desire.wrapName, desire.family, tp.table);
@@ -299,7 +306,7 @@ export class IptablesApplier {
   /** `assumed`: plan against this view instead of the kernel's (a namespace that does not exist yet). */
   private async compute(desire: FamilyDesire, assumed?: KernelView): Promise<{ plan: FamilyPlan; tablePlans: TablePlan[] }> {
     let view = assumed ?? this.views.get(desire.family);
-    const full = assumed !== undefined || view === undefined;
+    const full = assumed !== undefined || view === undefined || this.compareAll.has(desire.family);
     if (!view) view = this.emptyKernel.delete(desire.family) ? this.emptyView(desire.family) : await this.loadView(desire.family);
     const tablePlans: TablePlan[] = [];
     for (const table of [...desire.tables].sort((a, b) => a.name.localeCompare(b.name))) {

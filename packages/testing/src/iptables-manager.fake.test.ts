@@ -226,6 +226,34 @@ describe("IptablesManager with the fake iptables", () => {
     expect((await manager.apply()).sent).toBe(false);
   });
 
+  it("a large first apply of a new manager (families side by side) still adopts: stale chains of ours go", async () => {
+    const { fake, manager, t4 } = setup({ variant: "nft" });
+    const fill = (m: IptablesManager, from: number, to: number) => {
+      for (const family of [4, 6] as const) {
+        for (let i = from; i < to; i++) {
+          m.table(family, "filter").addChain(`c${i}`);
+          m.table(family, "filter").addRule(`c${i}`, "-j RETURN");
+        }
+      }
+    };
+    fill(manager, 0, 300);
+    await manager.apply();
+    // The agent restarts: a new manager wants c1..c300 (c0's port is gone).
+    const restarted = new IptablesManager({ runner: fake, namespace: NS, strict: true });
+    fill(restarted, 1, 301);
+    const slow = slowRestores(fake);
+    await restarted.apply();
+    slow();
+    expect(overlapped(fake.restoreCalls.slice(-2))).toBe(true);
+    for (const family of [4, 6] as const) {
+      const dump = fake.dump({ namespace: NS, family });
+      expect(dump).not.toContain(":neutron-l3-agent-c0 ");
+      expect(dump).toContain("-A neutron-l3-agent-c300 -j RETURN");
+    }
+    expect(fake.dump(t4)).toContain(":neutron-l3-agent-c1 ");
+    expect((await restarted.apply()).sent).toBe(false);
+  });
+
   it("on legacy, for small changes, and for changes small next to the tables, the families go one after the other", async () => {
     for (const [variant, chains] of [["legacy", 300], ["nft", 10]] as const) {
       const { fake, manager } = setup({ variant });
