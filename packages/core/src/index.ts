@@ -1,6 +1,7 @@
 export * from "./errors.js";
 export * from "./runner.js";
 export * from "./execa-runner.js";
+export { ForwardingRunner } from "./forwarding-runner.js";
 export * from "./save-format.js";
 export * from "./logger.js";
 export * from "./chain-names.js";

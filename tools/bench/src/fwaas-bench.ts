@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { CanonicalCache, ExecaRunner, IptablesManager, type Backend, type IptablesRunner, type RestoreOptions, type Target } from "@chainwarden/core";
+import { CanonicalCache, ExecaRunner, ForwardingRunner, IptablesManager, type Backend, type IptablesRunner, type RestoreOptions, type Target } from "@chainwarden/core";
 import { parseFirewall, parseFirewallGroup, RouterFirewall, type RouterFirewallInput } from "@chainwarden/fwaas-iptables";
 import { ms, ourCpuMs, type HelperOwner } from "./netns.js";
 
@@ -57,31 +57,14 @@ export interface FwaasBenchRow {
 }
 
 /** Counts and times the restores a runner makes. */
-class TimedRunner implements IptablesRunner {
-  spawn(...args: Parameters<IptablesRunner["spawn"]>): ReturnType<IptablesRunner["spawn"]> {
-    return this.inner.spawn(...args);
-  }
-
+class TimedRunner extends ForwardingRunner<IptablesRunner & HelperOwner> {
   restoreMs = 0;
   restoreCalls = 0;
   restoreCpuMs = 0;
-  constructor(private readonly inner: IptablesRunner & HelperOwner) {}
   get helperPid(): number | undefined {
     return this.inner.helperPid;
   }
-  backend() {
-    return this.inner.backend();
-  }
-  save(...args: Parameters<IptablesRunner["save"]>) {
-    return this.inner.save(...args);
-  }
-  version() {
-    return this.inner.version();
-  }
-  exec(...args: Parameters<IptablesRunner["exec"]>) {
-    return this.inner.exec(...args);
-  }
-  async restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
+  override async restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
     const t = performance.now();
     const c0 = ourCpuMs(this.inner);
     try {

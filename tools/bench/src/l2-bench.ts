@@ -9,9 +9,8 @@
  *
  * Phases: add N ports (cold), update U ports (one rule each), add one port, remove R ports.
  */
-import { randomBytes } from "node:crypto";
 import { CanonicalCache, ExecaRunner, IptablesManager, type ApplyResult, type Backend } from "@chainwarden/core";
-import { ourCpuMs } from "./netns.js";
+import { ourCpuMs, withNamespace } from "./netns.js";
 import { FirewallNamespace, iptablesFlavor, L2ParseCache, parseL2State, type L2Resource } from "@chainwarden/l2-secgroup";
 
 export interface L2BenchOptions {
@@ -96,16 +95,6 @@ class BenchState {
       security_groups: Object.fromEntries([...this.groups].map(([p, rules]) => [SG(p), rules])),
       sg_member_ips: {},
     };
-  }
-}
-
-async function withNamespace<T>(runner: ExecaRunner, fn: (ns: string) => Promise<T>): Promise<T> {
-  const ns = `cw-l2bench-${randomBytes(4).toString("hex")}`;
-  await runner.exec("ip", ["netns", "add", ns]);
-  try {
-    return await fn(ns);
-  } finally {
-    await runner.exec("ip", ["netns", "delete", ns], { reject: false });
   }
 }
 

@@ -14,13 +14,12 @@ import {
 import {
   deleteNamespace,
   ExecaRunner,
+  ForwardingRunner,
   listNamespaces,
   type AuxCommand,
   type Backend,
   type ExecOptions,
   type ExecResult,
-  type IptablesRunner,
-  type IptablesVersion,
   type RestoreOptions,
   type SaveOptions,
   type Target,
@@ -93,32 +92,21 @@ export interface L3BenchResult {
 type Kind = "namespace" | "devices" | "restore" | "save" | "other";
 
 /** An ExecaRunner that adds up how long each kind of command took. */
-class TimingRunner implements IptablesRunner {
-  spawn(...args: Parameters<IptablesRunner["spawn"]>): ReturnType<IptablesRunner["spawn"]> {
-    return this.inner.spawn(...args);
-  }
-
+class TimingRunner extends ForwardingRunner<ExecaRunner> {
   readonly times: Record<Kind, CommandTime> = fresh();
   restoreLines = 0;
   /** performance.now() when the latest restore returned. */
   lastRestoreEnd = 0;
-  constructor(private readonly inner: ExecaRunner) {}
-  backend(): Promise<Backend> {
-    return this.inner.backend();
-  }
-  version(): Promise<IptablesVersion> {
-    return this.inner.version();
-  }
-  save(target: Target, options?: SaveOptions): Promise<string> {
+  override save(target: Target, options?: SaveOptions): Promise<string> {
     return this.time("save", () => this.inner.save(target, options));
   }
-  restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
+  override restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
     this.restoreLines += input.split("\n").filter((l) => l !== "" && l !== "COMMIT" && !l.startsWith("*")).length;
     return this.time("restore", () => this.inner.restore(target, input, options)).finally(() => {
       this.lastRestoreEnd = performance.now();
     });
   }
-  exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult> {
+  override exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult> {
     // A router namespace is made in one `ip -force -batch` starting with `netns add`.
     const namespaceWork = command === "ip" && (args[0] === "netns" || (args[0] === "link" && args[2] === "lo") || options?.input?.startsWith("netns add ") === true);
     const kind: Kind = namespaceWork ? "namespace" : command === "ip" ? "devices" : "other";

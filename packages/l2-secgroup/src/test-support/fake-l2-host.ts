@@ -8,8 +8,8 @@
  * It is stricter than it needs to be where that catches ordering bugs (a restore naming a missing
  * set fails, as it does in the kernel).
  */
-import type { AuxCommand, Backend, ExecOptions, ExecResult, IptablesRunner, IptablesVersion, RestoreOptions, SaveOptions, Target } from "@chainwarden/core";
-import { parseCidr } from "@chainwarden/core";
+import type { AuxCommand, Backend, ExecOptions, ExecResult, RestoreOptions, Target } from "@chainwarden/core";
+import { ForwardingRunner, parseCidr } from "@chainwarden/core";
 import { FakeIptablesRunner } from "@chainwarden/testing";
 
 interface FakeSet {
@@ -20,20 +20,19 @@ interface FakeSet {
 const HOST = "\u0000host";
 const key = (ns: string | undefined) => ns ?? HOST;
 
-export class FakeL2Host implements IptablesRunner {
-  /** Long-lived processes are not modelled here. */
-  spawn(command: "node", args: readonly string[]): never {
-    throw new Error(`spawn ${command} ${args.join(" ")} is not modelled by this fake`);
-  }
-
-  readonly iptables: FakeIptablesRunner;
+export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
   readonly conntrackCalls: { namespace: string | undefined; args: string[] }[] = [];
   readonly ipsetCalls: { namespace: string | undefined; args: string[]; input?: string }[] = [];
   private readonly devices = new Map<string, Set<string>>();
   private readonly sets = new Map<string, Map<string, FakeSet>>();
 
   constructor(options: { variant?: Backend; namespaces?: readonly string[] } = {}) {
-    this.iptables = new FakeIptablesRunner({ variant: options.variant ?? "nft", namespaces: options.namespaces ?? [] });
+    super(new FakeIptablesRunner({ variant: options.variant ?? "nft", namespaces: options.namespaces ?? [] }));
+  }
+
+  /** The fake iptables underneath (dumps, injected faults, recorded calls). */
+  get iptables(): FakeIptablesRunner {
+    return this.inner;
   }
 
   addDevice(namespace: string | undefined, ...names: string[]): void {
@@ -56,21 +55,9 @@ export class FakeL2Host implements IptablesRunner {
     return out.length ? `${out.join("\n")}\n` : "";
   }
 
-  // ---- IptablesRunner ---------------------------------------------------------------------------
+  // ---- IptablesRunner (what is not modelled here goes to the fake iptables) ---------------------
 
-  backend(): Promise<Backend> {
-    return this.iptables.backend();
-  }
-
-  version(): Promise<IptablesVersion> {
-    return this.iptables.version();
-  }
-
-  save(target: Target, options?: SaveOptions): Promise<string> {
-    return this.iptables.save(target, options);
-  }
-
-  async restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
+  override async restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
     // The kernel refuses a rule that names a set that does not exist.
     for (const m of input.matchAll(/--match-set (\S+) /g)) {
       if (!this.setsOf(target.namespace).has(m[1]!)) {
@@ -80,7 +67,7 @@ export class FakeL2Host implements IptablesRunner {
     return this.iptables.restore(target, input, options);
   }
 
-  async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+  override async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     if (command === "ip" && args.join(" ") === "-o link show") {
       const names = ["lo", ...(this.devices.get(key(options.namespace)) ?? [])];
       return ok(names.map((n, i) => `${i + 1}: ${n}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT\\    link/ether 00:00:00:00:00:00 brd ff:ff:ff:ff:ff:ff\n`).join(""));

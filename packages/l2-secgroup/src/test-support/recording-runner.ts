@@ -1,33 +1,10 @@
-import type { AuxCommand, ExecOptions, ExecResult, IptablesRunner, RestoreOptions, SaveOptions, Target } from "@chainwarden/core";
+import { ForwardingRunner, type AuxCommand, type ExecOptions, type ExecResult } from "@chainwarden/core";
 
 /** Delegates to a real runner and records the aux commands it runs (for asserting conntrack/ipset calls). */
-export class RecordingRunner implements IptablesRunner {
-  /** Long-lived processes are not modelled here. */
-  spawn(command: "node", args: readonly string[]): never {
-    throw new Error(`spawn ${command} ${args.join(" ")} is not modelled by this fake`);
-  }
-
+export class RecordingRunner extends ForwardingRunner {
   readonly calls: { command: AuxCommand; args: string[]; namespace: string | undefined }[] = [];
 
-  constructor(private readonly inner: IptablesRunner) {}
-
-  backend() {
-    return this.inner.backend();
-  }
-
-  version() {
-    return this.inner.version();
-  }
-
-  save(target: Target, options?: SaveOptions): Promise<string> {
-    return this.inner.save(target, options);
-  }
-
-  restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
-    return this.inner.restore(target, input, options);
-  }
-
-  exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult> {
+  override exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult> {
     this.calls.push({ command, args: [...args], namespace: options?.namespace });
     return this.inner.exec(command, args, options);
   }

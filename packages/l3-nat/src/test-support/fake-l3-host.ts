@@ -1,5 +1,5 @@
-import type { AuxCommand, Backend, ExecOptions, ExecResult, IptablesRunner, IptablesVersion, RestoreOptions, SaveOptions, Target } from "@chainwarden/core";
-import { CommandError, NamespaceGoneError } from "@chainwarden/core";
+import type { AuxCommand, Backend, ExecOptions, ExecResult, RestoreOptions, Target } from "@chainwarden/core";
+import { CommandError, ForwardingRunner, NamespaceGoneError } from "@chainwarden/core";
 import { FakeIptablesRunner } from "@chainwarden/testing";
 
 interface FakeLink {
@@ -21,13 +21,7 @@ const HOST = "<host>";
  * `sysctl` (through `ip netns exec`) and `conntrack`. Every command is logged in `events`, with the
  * restores, so tests can check the order of things. Anything else throws.
  */
-export class FakeL3Host implements IptablesRunner {
-  /** Long-lived processes are not modelled here. */
-  spawn(command: "node", args: readonly string[]): never {
-    throw new Error(`spawn ${command} ${args.join(" ")} is not modelled by this fake`);
-  }
-
-  readonly iptables: FakeIptablesRunner;
+export class FakeL3Host extends ForwardingRunner<FakeIptablesRunner> {
   /** `restore <ns>` and `<ns>: <command line>` in the order they happened. */
   readonly events: string[] = [];
   readonly links = new Map<string, Map<string, FakeLink>>([[HOST, new Map()]]);
@@ -35,19 +29,15 @@ export class FakeL3Host implements IptablesRunner {
   readonly sysctls = new Map<string, string[]>();
 
   constructor(variant: Backend = "nft") {
-    this.iptables = new FakeIptablesRunner({ variant });
+    super(new FakeIptablesRunner({ variant }));
   }
 
-  backend(): Promise<Backend> {
-    return this.iptables.backend();
+  /** The fake iptables underneath (dumps, namespaces, recorded calls). */
+  get iptables(): FakeIptablesRunner {
+    return this.inner;
   }
-  version(): Promise<IptablesVersion> {
-    return this.iptables.version();
-  }
-  save(target: Target, options?: SaveOptions): Promise<string> {
-    return this.iptables.save(target, options);
-  }
-  async restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
+
+  override async restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
     this.events.push(`restore ${target.namespace ?? HOST} v${target.family}`);
     await this.iptables.restore(target, input, options);
   }
@@ -66,7 +56,7 @@ export class FakeL3Host implements IptablesRunner {
     return this.events.filter((e) => e.startsWith(prefix)).map((e) => e.slice(prefix.length));
   }
 
-  async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+  override async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     const ns = options.namespace ?? HOST;
     this.events.push(`${ns}: ${[command, ...args].join(" ")}`);
     const result = await this.run(command, [...args], ns, options);

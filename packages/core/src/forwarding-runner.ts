@@ -1,0 +1,46 @@
+import type {
+  AuxCommand,
+  Backend,
+  ExecOptions,
+  ExecResult,
+  IptablesRunner,
+  IptablesVersion,
+  RestoreOptions,
+  SaveOptions,
+  SpawnedProcess,
+  SpawnOptions,
+  Target,
+} from "./runner.js";
+
+/**
+ * An `IptablesRunner` that passes every call to another one. Extend it and override the calls you
+ * want to watch or change — timing restores, recording conntrack commands, a fake host that models
+ * `ip` itself — instead of writing the other five delegations again.
+ */
+export class ForwardingRunner<R extends IptablesRunner = IptablesRunner> implements IptablesRunner {
+  constructor(protected readonly inner: R) {}
+
+  backend(): Promise<Backend> {
+    return this.inner.backend();
+  }
+
+  version(): Promise<IptablesVersion> {
+    return this.inner.version();
+  }
+
+  save(target: Target, options?: SaveOptions): Promise<string> {
+    return this.inner.save(target, options);
+  }
+
+  restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
+    return this.inner.restore(target, input, options);
+  }
+
+  exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult> {
+    return this.inner.exec(command, args, options);
+  }
+
+  spawn(command: "node", args: readonly string[], options?: SpawnOptions): SpawnedProcess {
+    return this.inner.spawn(command, args, options);
+  }
+}
