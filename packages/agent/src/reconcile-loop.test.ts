@@ -353,6 +353,35 @@ describe("ReconcileLoop", () => {
     expect(await metricValue(metrics, "chainwarden_restore_errors_total", { code: "HANDLER_FAILED" })).toBe(1);
   });
 
+  it("a handler that throws with a restore stream open: the stream ends uncommitted at once, the retry applies", async () => {
+    let throwOnce = true;
+    const base = ruleSetHandler();
+    const handler: ResourceHandler<RuleSet> = {
+      ...base.handler,
+      async reconcile(context, request) {
+        await base.handler.reconcile(context, request);
+        if (context.namespace !== "ns-a" || !throwOnce) return;
+        throwOnce = false;
+        const m = context.manager();
+        expect(await m.openStream(4, "filter")).toBe(true);
+        m.streamChains(4, "filter", [chainOf("a1")]);
+        throw new Error("boom with a stream open");
+      },
+    };
+    const { fake, loop, rules } = setup({ handler: { handler, calls: base.calls }, config: { retry_initial_delay_ms: 20 } });
+    loop.update(doc(rs("a1", "ns-a", accept(1))), "test");
+    const report = await loop.start();
+    expect(report.failed.map((f) => f.error.message)).toEqual(["boom with a stream open"]);
+    await sleep(0);
+    // Ended without COMMIT (the tool refused it), long before the 30-second watchdog.
+    const streamed = fake.restoreCalls.filter((c) => c.streamed);
+    expect(streamed).toHaveLength(1);
+    expect(streamed[0]!.input).not.toContain("COMMIT");
+    expect(rules("ns-a", "a1")).toBeUndefined();
+    await loop.idle();
+    expect(rules("ns-a", "a1")).toEqual([accept(1)]);
+  });
+
   it("keeps the last good version of a resource that became invalid", async () => {
     const { fake, loop, rules, metrics, calls } = setup();
     loop.update(doc(rs("r1", "ns-a", "-j ACCEPT"), rs("r2", "ns-a", "-j DROP")), "state.yaml");

@@ -725,7 +725,8 @@ export class ReconcileLoop implements StateSink {
         }
       }
     } catch (err) {
-      context.endRun();
+      // A handler that threw may leave a restore stream open (a cold l2 add): end it uncommitted.
+      for (const m of context.endRun()) m.abandonStreams();
       const error = asError(err);
       const durationMs = performance.now() - started;
       if (errorCode(error) === "NAMESPACE_GONE" && desired.size === 0 && !this.desiredByNs.has(ns)) {

@@ -1,4 +1,8 @@
-import { execa } from "execa";
+import { randomBytes } from "node:crypto";
+import { closeSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa, type Options, type ResultPromise } from "execa";
 import { BackendUnavailableError, CommandError, NamespaceGoneError, SaveError } from "./errors.js";
 import { classifyRestoreFailure } from "./restore-failure.js";
 import { SpawnHelper } from "./spawn-helper.js";
@@ -12,6 +16,7 @@ import {
   type IptablesRunner,
   type IptablesVersion,
   type RestoreOptions,
+  type RestoreStream,
   type SaveOptions,
   type SpawnedProcess,
   type SpawnOptions,
@@ -107,6 +112,44 @@ export class ExecaRunner implements IptablesRunner {
     throw classifyRestoreFailure(target, input, { exitCode: r.exitCode, stderr: r.stderr });
   }
 
+  restoreStream(target: Target, options: RestoreOptions = {}): RestoreStream {
+    const written: string[] = [];
+    let child: ResultPromise<{ stdin: "pipe"; reject: false; stripFinalNewline: false }> | undefined;
+    const started = (async () => {
+      const backend = await this.backend();
+      const version = await this.version();
+      const args = ["-n"];
+      if (version.supportsWait) args.push("-w", String(options.lockWaitSeconds ?? this.lockWaitSeconds));
+      const argv = this.argv(target.namespace, binary(backend, target.family, "-restore"), args);
+      child = execa(argv[0]!, argv.slice(1), { stdin: "pipe", reject: false, env: this.env, stripFinalNewline: false });
+      // A tool that exits early (a bad line) closes the pipe: its exit says why, not EPIPE.
+      child.stdin.on("error", () => undefined);
+      for (const text of written) child.stdin.write(text);
+      return argv;
+    })();
+    // Keep an early failure (no backend) for end().
+    started.catch(() => undefined);
+    return {
+      write: (text) => {
+        written.push(text);
+        if (child) child.stdin.write(text);
+      },
+      end: async () => {
+        const argv = await started;
+        child!.stdin.end();
+        let r;
+        try {
+          r = await child!;
+        } catch (err) {
+          throw new CommandError(argv, undefined, err instanceof Error ? err.message : String(err), { cause: err, namespace: target.namespace });
+        }
+        if (r.failed && r.exitCode === undefined) throw new CommandError(argv, undefined, r.message ?? "could not run", { cause: r, namespace: target.namespace });
+        if (r.exitCode === 0) return;
+        throw classifyRestoreFailure(target, written.join(""), { exitCode: r.exitCode ?? -1, stderr: String(r.stderr ?? "") });
+      },
+    };
+  }
+
   async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     const backend = command === "iptables" || command === "ip6tables" ? await this.backend() : undefined;
     const file = backend ? binary(backend, command === "iptables" ? 4 : 6, "") : command;
@@ -152,26 +195,61 @@ export class ExecaRunner implements IptablesRunner {
     return legacy > nft ? "legacy" : "nft";
   }
 
-  private async run(namespace: string | undefined, file: [string], args: readonly string[], input?: string, options: { direct?: boolean } = {}): Promise<ExecResult> {
+  private argv(namespace: string | undefined, file: string, args: readonly string[]): string[] {
     // `ip -n NS` enters the namespace itself; `ip netns exec` would also unshare a mount namespace,
     // remount /sys and exec a second program: twice the cost, for every device command of a router.
-    const argv =
-      namespace === undefined ? [file[0], ...args] : file[0] === "ip" ? ["ip", "-n", namespace, ...args] : ["ip", "netns", "exec", namespace, file[0], ...args];
+    return namespace === undefined ? [file, ...args] : file === "ip" ? ["ip", "-n", namespace, ...args] : ["ip", "netns", "exec", namespace, file, ...args];
+  }
+
+  private async run(namespace: string | undefined, file: [string], args: readonly string[], input?: string, options: { direct?: boolean } = {}): Promise<ExecResult> {
+    const argv = this.argv(namespace, file[0], args);
     try {
       if (this.helper && !options.direct && (input === undefined || input.length <= HELPER_INPUT_LIMIT)) {
         return await this.helper.run(argv[0]!, argv.slice(1), this.env, input);
       }
-      const r = await execa(argv[0]!, argv.slice(1), {
-        ...(input !== undefined ? { input } : { stdin: "ignore" as const }),
-        reject: false,
-        env: this.env,
-        stripFinalNewline: false,
-      });
+      // A large input goes in through a file the command reads by itself: piped, it would be
+      // written by this process's event loop, which a caller busy computing (the l2 driver
+      // programming IPv6 while the IPv4 restore runs) would leave the command waiting for.
+      const fd = input !== undefined && input.length > HELPER_INPUT_LIMIT ? inputFd(input) : undefined;
+      let running;
+      try {
+        // execa hands a descriptor number to spawn() as it is (its types only list 3–9).
+        const stdin: Options = fd !== undefined ? { stdin: fd as 3 } : input !== undefined ? { input } : { stdin: "ignore" };
+        running = execa(argv[0]!, argv.slice(1), { ...stdin, reject: false, env: this.env, stripFinalNewline: false });
+      } finally {
+        // The command holds its own copy of the descriptor once started.
+        if (fd !== undefined) closeSync(fd);
+      }
+      const r = await running;
       if (r.failed && r.exitCode === undefined) throw r;
       return { stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? ""), exitCode: r.exitCode ?? -1 };
     } catch (err) {
       throw new CommandError(argv, undefined, err instanceof Error ? err.message : String(err), { cause: err, namespace });
     }
+  }
+}
+
+let inputFiles = 0;
+
+/**
+ * `input` in an unlinked temporary file, opened for reading: the file is gone from the directory
+ * before any command runs, so nothing is left behind whatever happens next. Undefined (the caller
+ * pipes instead) when the temporary directory cannot be written.
+ */
+function inputFd(input: string): number | undefined {
+  const file = join(tmpdir(), `chainwarden-input-${process.pid}-${++inputFiles}-${randomBytes(6).toString("hex")}`);
+  try {
+    // "wx": never through an existing file or link; 0600: the rules are nobody else's business.
+    writeFileSync(file, input, { flag: "wx", mode: 0o600 });
+  } catch {
+    return undefined;
+  }
+  try {
+    return openSync(file, "r");
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(file, { force: true });
   }
 }
 

@@ -16,6 +16,9 @@ import type {
  * An `IptablesRunner` that passes every call to another one. Extend it and override the calls you
  * want to watch or change — timing restores, recording conntrack commands, a fake host that models
  * `ip` itself — instead of writing the other five delegations again.
+ *
+ * `restoreStream` (optional) is not passed on: a subclass that watches `restore` would not see
+ * streamed restores, so callers fall back to whole inputs. A subclass that wants streams defines it.
  */
 export class ForwardingRunner<R extends IptablesRunner = IptablesRunner> implements IptablesRunner {
   constructor(protected readonly inner: R) {}

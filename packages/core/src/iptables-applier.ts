@@ -29,6 +29,13 @@
  *   `--noflush` would flush it), then the edits, then the chains to delete are flushed and removed.
  *   Jumps to chains that will not exist are refused before anything is sent, naming the rule's
  *   resource.
+ * - Streams (`openStream`). For a large cold change a restore can be opened before the change is
+ *   known in full: chains the kernel does not have go out as the caller finishes them (in groups,
+ *   declarations first), each entering the view provisionally; the apply then diffs as usual
+ *   against that view and writes the remaining edits and COMMIT into the same input. Nothing is
+ *   committed before COMMIT, so an abandoned stream (ended without it) leaves the kernel as it was
+ *   and its chains simply leave the view again. On legacy the tool holds the xtables lock from
+ *   its `*table` line on, so a stream holds it while the caller computes (abandoned after 30 s).
  * - Atomicity is per table. `iptables-restore` commits each `*table … COMMIT` block on its own (both
  *   backends; verified by the runner contract suite), so when a later table fails, earlier tables
  *   of the same input are in. That is why a failure drops the whole view: the next apply re-reads
@@ -47,13 +54,46 @@ import {
   UnknownChainError,
   XtablesLockError,
 } from "./errors.js";
-import type { IpFamily, IptablesRunner } from "./runner.js";
+import type { IpFamily, IptablesRunner, RestoreStream } from "./runner.js";
 import { silentLogger, type CoreLogger } from "./logger.js";
 import { matchSequences } from "./sequence-diff.js";
 import { validateNamespaceName } from "./netns.js";
 import { isTargetExtension } from "./canonical/module-specs.js";
 import { ruleJumpTarget } from "./canonical/rule-tokens.js";
 import type { TableName, TableState } from "./iptables-table.js";
+
+/**
+ * How long a stream may stay open before it is abandoned (its apply never came): on legacy, the
+ * longest the host-wide xtables lock is held for an unfinished stream.
+ */
+const STREAM_MAX_OPEN_MS = 30_000;
+
+/** Chains per group a stream sends (see `flushBatch`). */
+const STREAM_BATCH_CHAINS = 300;
+
+/** A restore opened ahead of its apply (`openStream`). */
+interface OpenStream {
+  table: TableName;
+  wrapName: string;
+  /** The family's view, which takes each streamed chain at once (taken out again if abandoned). */
+  view: KernelView;
+  /** The input so far, from `*table` on; `sent` of them are written to the tool. */
+  lines: string[];
+  sent: number;
+  /** Edit lines among them (for the result). */
+  editLines: number;
+  /** Chains streamed since the last group went out (`flushBatch`). */
+  batch: { declarations: string[]; rules: string[] };
+  /** Chains the stream declared (put in the view provisionally). */
+  created: string[];
+  changes: ChainChange[];
+  /** The tool's input, once started. */
+  sink: RestoreStream | undefined;
+  /** Settles once the tool is started (or will not be). */
+  ready: Promise<void>;
+  abandoned: boolean;
+  watchdog?: NodeJS.Timeout;
+}
 
 /** Our cached copy of what the kernel holds: table → chain → rule texts. */
 type KernelTable = Map<string, string[]>;
@@ -74,6 +114,8 @@ export interface IptablesApplierOptions {
   /** Seconds iptables-restore itself waits for the xtables lock on each attempt. */
   lockWaitSeconds?: number;
   lockRetry?: Partial<LockRetryPolicy>;
+  /** How long a restore stream may stay open before it is abandoned (default 30 s). */
+  streamMaxOpenMs?: number;
 }
 
 /** What one family of a manager wants, as the applier sees it. */
@@ -136,6 +178,7 @@ export class IptablesApplier {
   private readonly logger: CoreLogger;
   private readonly lockWaitSeconds: number | undefined;
   private readonly lockRetry: LockRetryPolicy;
+  private readonly streamMaxOpenMs: number;
   private readonly views = new Map<IpFamily, KernelView>();
   /** Families whose kernel is known to hold nothing until the first apply (`assumeEmptyKernel`). */
   private readonly emptyKernel = new Set<IpFamily>();
@@ -151,6 +194,8 @@ export class IptablesApplier {
   private readonly queues = new Map<IpFamily, Promise<unknown>>();
   /** Families whose view was loaded outside an apply: their next apply still compares every chain. */
   private readonly compareAll = new Set<IpFamily>();
+  /** Restores opened ahead of their apply (`openStream`), by family. */
+  private readonly streams = new Map<IpFamily, OpenStream>();
 
   constructor(options: IptablesApplierOptions) {
     if (options.namespace !== undefined) validateNamespaceName(options.namespace);
@@ -159,10 +204,12 @@ export class IptablesApplier {
     this.logger = options.logger ?? silentLogger;
     this.lockWaitSeconds = options.lockWaitSeconds;
     this.lockRetry = { ...DEFAULT_LOCK_RETRY, ...options.lockRetry };
+    this.streamMaxOpenMs = options.streamMaxOpenMs ?? STREAM_MAX_OPEN_MS;
   }
 
   /** Forgets the kernel view so the next apply reads `iptables-save` again. */
   invalidate(family?: IpFamily): void {
+    for (const f of family === undefined ? ([4, 6] as const) : [family]) this.abortStream(f);
     if (family === undefined) {
       this.views.clear();
       this.emptyKernel.clear();
@@ -184,6 +231,7 @@ export class IptablesApplier {
    */
   assumeEmptyKernel(): void {
     for (const family of [4, 6] as const) {
+      this.abortStream(family);
       this.views.delete(family);
       this.emptyKernel.add(family);
     }
@@ -204,6 +252,7 @@ export class IptablesApplier {
    * anyway) when it is not. 0 for a namespace assumed empty.
    */
   viewRuleCount(family: IpFamily): Promise<number> {
+    this.abortStream(family);
     return this.serialize(family, async () => {
       let view = this.views.get(family);
       if (!view) {
@@ -228,6 +277,7 @@ export class IptablesApplier {
    * does not exist (yet), the plan is made against an empty kernel and says so.
    */
   plan(desire: FamilyDesire): Promise<FamilyPlan> {
+    this.abortStream(desire.family);
     return this.serialize(desire.family, async () => {
       try {
         const { plan } = await this.compute(desire);
@@ -242,22 +292,196 @@ export class IptablesApplier {
 
   apply(desire: FamilyDesire): Promise<FamilyApplyResult> {
     return this.serialize(desire.family, async () => {
+      const stream = this.streams.get(desire.family);
+      if (stream) return this.finishStream(desire, stream);
       const started = performance.now();
       const { plan, tablePlans } = await this.compute(desire);
       let lockRetries = 0;
       if (plan.input !== "") {
         lockRetries = await this.restore(desire, plan, tablePlans);
       }
-      const view = this.views.get(desire.family)!;
-      this.compareAll.delete(desire.family);
-      for (const tp of tablePlans) {
-        tp.commit(view);
-        const key = this.key(desire.wrapName, desire.family, tp.table);
-        this.owned.set(key, tp.owned);
-        this.declared.set(key, tp.declared);
-      }
+      this.commit(desire, tablePlans);
       return { ...plan, sent: plan.input !== "", lockRetries, durationMs: performance.now() - started };
     });
+  }
+
+  /** True when the runner can take a restore's input while it runs (`IptablesRunner.restoreStream`). */
+  get canStream(): boolean {
+    return typeof this.runner.restoreStream === "function";
+  }
+
+  /** True while a stream opened by `openStream` waits for its apply. */
+  isStreaming(family: IpFamily): boolean {
+    return this.streams.has(family);
+  }
+
+  /**
+   * Opens the family's next restore now, for one table, so that chains can be sent while the caller
+   * is still computing the rest (`streamChains`); the family's next `apply` writes the remaining
+   * edits and COMMIT into the same input. Loads the kernel view first if needed. The tool starts
+   * at once, or once `after` settles (legacy: the other family's restore, since the two only take
+   * turns at the xtables lock). Any other use of the family before its apply (`plan`, `invalidate`,
+   * `viewRuleCount`) abandons the stream: its input ends without COMMIT, so the kernel is left as
+   * it was and the apply sends everything. Returns false when the runner cannot stream or a stream
+   * is already open.
+   */
+  async openStream(family: IpFamily, wrapName: string, table: TableName, after?: Promise<unknown>): Promise<boolean> {
+    const open = this.runner.restoreStream?.bind(this.runner);
+    if (!open || this.streams.has(family)) return false;
+    const view = await this.serialize(family, async () => {
+      let v = this.views.get(family);
+      if (!v) {
+        v = this.emptyKernel.delete(family) ? this.emptyView(family) : await this.loadView(family);
+        this.compareAll.add(family);
+      }
+      return v;
+    }).catch(() => undefined);
+    if (!view || this.streams.has(family)) return false;
+    const target = { namespace: this.namespace, family };
+    const options = this.lockWaitSeconds === undefined ? {} : { lockWaitSeconds: this.lockWaitSeconds };
+    const stream: OpenStream = { table, wrapName, view, lines: [`*${table}`], sent: 0, editLines: 0, batch: { declarations: [], rules: [] }, created: [], changes: [], sink: undefined, ready: Promise.resolve(), abandoned: false };
+    stream.ready = (async () => {
+      if (after) await after.catch(() => undefined);
+      if (stream.abandoned) return;
+      stream.sink = open(target, options);
+      this.pump(stream);
+    })();
+    this.streams.set(family, stream);
+    // A stream nobody finishes would keep its tool waiting (on legacy holding the host-wide xtables
+    // lock): give up on it after a while; the apply, whenever it comes, then sends everything.
+    stream.watchdog = setTimeout(() => {
+      if (this.streams.get(family) !== stream) return;
+      this.logger.warn({ namespace: this.namespace, family, afterMs: this.streamMaxOpenMs }, "restore stream not finished in time; abandoned");
+      this.abortStream(family);
+    }, this.streamMaxOpenMs);
+    stream.watchdog.unref();
+    this.logger.debug({ namespace: this.namespace, family, table }, "restore stream opened");
+    return true;
+  }
+
+  /** Ends every open stream without committing (a caller that gives up on its deferred apply). */
+  abandonStreams(): void {
+    for (const family of [4, 6] as const) this.abortStream(family);
+  }
+
+  /**
+   * Sends these chains now through the family's open stream, each that the kernel does not have yet
+   * (declaration and every rule, as the apply would), with the chains they jump to declared first.
+   * Chains that exist, are not ours (named after `wrapName`) or jump somewhere that will not exist
+   * are left to the apply, which diffs as usual against the view plus what was streamed; so a
+   * chain changed again after it went is still corrected. A no-op without an open stream.
+   */
+  streamChains(family: IpFamily, table: TableState, chains: Iterable<string>): void {
+    const stream = this.streams.get(family);
+    if (!stream || table.name !== stream.table) return;
+    let kernel = stream.view.get(table.name);
+    if (!kernel) stream.view.set(table.name, (kernel = new Map()));
+    const prefix = `${stream.wrapName}-`;
+    const { declarations, rules } = stream.batch;
+    next: for (const chain of chains) {
+      if (!chain.startsWith(prefix) || kernel.has(chain) || !table.isDeclared(chain)) continue;
+      const declare: string[] = [];
+      for (const target of table.jumpTargets(chain)) {
+        if (target === chain || isTargetExtension(target) || isBuiltinChain(table.name, target) || kernel.has(target) || declare.includes(target)) continue;
+        if (!target.startsWith(prefix) || !table.isDeclared(target)) continue next;
+        declare.push(target);
+      }
+      for (const target of declare) {
+        declarations.push(`:${target} - [0:0]`);
+        kernel.set(target, []);
+        stream.created.push(target);
+        stream.changes.push({ table: table.name, chain: target, added: 0, removed: 0, created: true });
+      }
+      const wanted = table.renderChain(chain);
+      declarations.push(`:${chain} - [0:0]`);
+      for (const rule of wanted) rules.push(`-A ${chain} ${rule}`);
+      kernel.set(chain, wanted);
+      stream.created.push(chain);
+      stream.changes.push({ table: table.name, chain, added: wanted.length, removed: 0, created: true });
+    }
+    if (declarations.length >= STREAM_BATCH_CHAINS) this.flushBatch(stream);
+  }
+
+  /**
+   * Streamed chains go out in groups, declarations first: iptables-nft-restore takes twice as long
+   * when declarations and rules alternate chain by chain (66k lines: 6.0 s instead of 2.7; groups of
+   * ~300 chains: 2.5 s), legacy a little longer (0.79 s instead of 0.70).
+   */
+  private flushBatch(stream: OpenStream): void {
+    const { declarations, rules } = stream.batch;
+    if (declarations.length === 0) return;
+    for (const l of declarations) stream.lines.push(l);
+    for (const l of rules) stream.lines.push(l);
+    stream.editLines += declarations.length + rules.length;
+    stream.batch = { declarations: [], rules: [] };
+    this.pump(stream);
+  }
+
+  private pump(stream: OpenStream): void {
+    if (!stream.sink || stream.sent === stream.lines.length) return;
+    let text = "";
+    for (let i = stream.sent; i < stream.lines.length; i++) text += `${stream.lines[i]}\n`;
+    stream.sent = stream.lines.length;
+    stream.sink.write(text);
+  }
+
+  /** Drops an open stream: its chains leave the view, its input ends without COMMIT (nothing is committed). */
+  private abortStream(family: IpFamily): void {
+    const stream = this.streams.get(family);
+    if (!stream) return;
+    this.streams.delete(family);
+    clearTimeout(stream.watchdog);
+    stream.abandoned = true;
+    const kernel = stream.view.get(stream.table);
+    for (const chain of stream.created) kernel?.delete(chain);
+    this.logger.debug({ namespace: this.namespace, family, chains: stream.created.length }, "restore stream abandoned");
+    void stream.ready.then(() => stream.sink?.end()).catch(() => undefined);
+  }
+
+  /** The apply of a family with an open stream: the rest of the edits and COMMIT go into it. */
+  private async finishStream(desire: FamilyDesire, stream: OpenStream): Promise<FamilyApplyResult> {
+    const started = performance.now();
+    let computed: { plan: FamilyPlan; tablePlans: TablePlan[] };
+    try {
+      computed = await this.compute(desire);
+    } catch (err) {
+      this.abortStream(desire.family);
+      throw err;
+    }
+    this.streams.delete(desire.family);
+    clearTimeout(stream.watchdog);
+    this.flushBatch(stream);
+    const { plan, tablePlans } = computed;
+    const own = tablePlans.find((tp) => tp.table === stream.table);
+    for (const l of own?.lines ?? []) stream.lines.push(l);
+    stream.lines.push("COMMIT");
+    for (const tp of tablePlans) {
+      if (tp === own || tp.lines.length === 0) continue;
+      stream.lines.push(`*${tp.table}`);
+      for (const l of tp.lines) stream.lines.push(l);
+      stream.lines.push("COMMIT");
+    }
+    const input = `${stream.lines.join("\n")}\n`;
+    const full: FamilyPlan = {
+      ...plan,
+      input,
+      lines: stream.editLines + plan.lines,
+      tables: [stream.table, ...plan.tables.filter((t) => t !== stream.table)],
+      changes: [...stream.changes, ...plan.changes],
+    };
+    let lockRetries = 0;
+    try {
+      await stream.ready;
+      this.pump(stream);
+      await stream.sink!.end();
+      this.logger.debug({ namespace: this.namespace, family: desire.family, lines: full.lines, tables: full.tables, streamed: stream.editLines }, "rules applied");
+    } catch (err) {
+      // The lock was held throughout: send the whole input again the usual way, with its retries.
+      if (!(err instanceof XtablesLockError)) return this.failed(err, desire, tablePlans);
+      lockRetries = 1 + (await this.restore(desire, full, tablePlans));
+    }
+    this.commit(desire, tablePlans);
+    return { ...full, sent: true, lockRetries, durationMs: performance.now() - started };
   }
 
   /** Counters of a chain's rules, summed (reads `iptables-save -c`; not for the hot path). */
@@ -479,12 +703,28 @@ export class IptablesApplier {
           delay = Math.min(delay * 2, this.lockRetry.maxDelayMs);
           continue;
         }
-        // Whatever happened, our view may no longer match the kernel.
-        this.invalidate(desire.family);
-        if (err instanceof NamespaceGoneError) throw err;
-        if (err instanceof RestoreError) throw this.attribute(err, desire, tablePlans);
-        throw err;
+        return this.failed(err, desire, tablePlans);
       }
+    }
+  }
+
+  private failed(err: unknown, desire: FamilyDesire, tablePlans: TablePlan[]): never {
+    // Whatever happened, our view may no longer match the kernel.
+    this.invalidate(desire.family);
+    if (err instanceof NamespaceGoneError) throw err;
+    if (err instanceof RestoreError) throw this.attribute(err, desire, tablePlans);
+    throw err;
+  }
+
+  /** After a successful restore: the view takes the edits, ownership memory is kept. */
+  private commit(desire: FamilyDesire, tablePlans: readonly TablePlan[]): void {
+    const view = this.views.get(desire.family)!;
+    this.compareAll.delete(desire.family);
+    for (const tp of tablePlans) {
+      tp.commit(view);
+      const key = this.key(desire.wrapName, desire.family, tp.table);
+      this.owned.set(key, tp.owned);
+      this.declared.set(key, tp.declared);
     }
   }
 

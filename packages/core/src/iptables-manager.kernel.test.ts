@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -153,6 +153,74 @@ describe.each(["nft", "legacy"] as Backend[])("IptablesManager on the real kerne
     expect((await m.apply()).lines).toBe(0);
     // What the manager holds is what the kernel holds: a fresh read finds nothing to repair.
     expect((await m.verify()).repaired).toBe(false);
+  });
+
+  it("a streamed apply (openStream) of both families lands whole: chains sent while computing, the rest at the end", async () => {
+    const m = manager();
+    await m.apply();
+    m.deferApplyOn();
+    // IPv6 first, then IPv4 sent early; on legacy IPv4's tool starts once IPv6's restore is done.
+    for (const family of [6, 4] as const) {
+      expect(await m.openStream(family, "filter")).toBe(true);
+      const filter = m.table(family, "filter");
+      filter.addChain("fallback");
+      for (let i = 0; i < 700; i++) {
+        filter.addChain(`p${i}`);
+        filter.addRule(`p${i}`, family === 4 ? `-s 10.1.${i >> 8}.${i & 255}/32 -j RETURN` : `-s 2001:db8::${(i + 1).toString(16)}/128 -j RETURN`);
+        filter.addRule(`p${i}`, "-j $fallback");
+        filter.addRule("FORWARD", `-j $p${i}`);
+        m.streamChains(family, "filter", [`p${i}`]);
+        if (i % 50 === 49) await new Promise((r) => setImmediate(r));
+      }
+      // After they went: one chain changes, one goes, the fallback gets its rule; the apply corrects.
+      filter.addRule("p5", "-j DROP");
+      filter.removeChain("p7");
+      filter.addRule("fallback", "-j DROP");
+      if (family === 6) expect(await m.applyEarly(6)).toBe(true);
+    }
+    const result = await m.deferApplyOff();
+    expect(result.families.map((f) => [f.family, f.sent])).toEqual([[4, true], [6, true]]);
+    for (const family of [4, 6] as const) {
+      const text = await save(family);
+      expect(text.split("\n").filter((l) => l.startsWith("-A neutron-l3-agent-FORWARD -j neutron-l3-agent-p"))).toHaveLength(699);
+      expect(text).toContain("-A neutron-l3-agent-p5 -j DROP");
+      expect(text).not.toContain(":neutron-l3-agent-p7 ");
+      expect(text).toContain("-A neutron-l3-agent-fallback -j DROP");
+    }
+    expect((await m.apply()).lines).toBe(0);
+    expect((await m.verify()).repaired).toBe(false);
+  });
+
+  it("a stream abandoned (plan() read the family meanwhile) commits nothing; the apply sends it all", async () => {
+    const m = manager();
+    await m.apply();
+    m.deferApplyOn();
+    expect(await m.openStream(4, "filter")).toBe(true);
+    const filter = m.table(4, "filter");
+    for (let i = 0; i < 400; i++) {
+      filter.addChain(`q${i}`);
+      filter.addRule(`q${i}`, "-j RETURN");
+      m.streamChains(4, "filter", [`q${i}`]);
+    }
+    const plan = await m.plan();
+    expect(plan.families[0]!.input).toContain(":neutron-l3-agent-q399 - [0:0]");
+    expect(await save(4)).not.toContain("neutron-l3-agent-q0");
+    await m.deferApplyOff();
+    expect(await save(4)).toContain("-A neutron-l3-agent-q399 -j RETURN");
+    expect((await m.verify()).repaired).toBe(false);
+  });
+
+  it("an input over a megabyte goes in whole (through an unlinked file), leaving no file behind", async () => {
+    const before = new Set(readdirSync(tmpdir()).filter((f) => f.startsWith("chainwarden-input-")));
+    const lines = ["*filter"];
+    for (let i = 0; i < 12_000; i++) lines.push(`:cw-big-${i} - [0:0]`, `-A cw-big-${i} -s 10.${i >> 8 & 255}.${i & 255}.0/24 -m comment --comment "a comment that makes this input longer than a megabyte" -j RETURN`);
+    lines.push("COMMIT");
+    const input = `${lines.join("\n")}\n`;
+    expect(input.length).toBeGreaterThan(1 << 20);
+    await runner.restore({ namespace: ns, family: 4 }, input);
+    const text = await save(4);
+    expect(text).toContain("-A cw-big-11999 -s 10.46.223.0/24");
+    expect(readdirSync(tmpdir()).filter((f) => f.startsWith("chainwarden-input-") && !before.has(f))).toEqual([]);
   });
 
   it("takes over what a previous run left: sends nothing for the same state and keeps every counter", async () => {

@@ -39,10 +39,12 @@ export interface IptablesManagerOptions {
   applier?: IptablesApplier;
   lockWaitSeconds?: number;
   lockRetry?: Partial<LockRetryPolicy>;
+  /** How long a restore stream (`openStream`) may stay open unfinished before it is abandoned; default 30 s. */
+  streamMaxOpenMs?: number;
 }
 
 export interface ApplyResult {
-  /** One entry per family that was considered. */
+  /** One entry per restore planned (a family sent early by `applyEarly` and again after has two), in family order. */
   families: FamilyApplyResult[];
   /** True when a restore was sent. */
   sent: boolean;
@@ -84,6 +86,8 @@ export class IptablesManager {
     [6, new Map()],
   ]);
   private deferDepth = 0;
+  /** Families `applyEarly` sent inside the current deferred apply. */
+  private readonly early = new Map<IpFamily, Promise<{ result: FamilyApplyResult } | { error: unknown }>>();
 
   constructor(options: IptablesManagerOptions) {
     this.wrapName = wrapNameFor(options.wrapName ?? "neutron-l3-agent");
@@ -98,6 +102,7 @@ export class IptablesManager {
         logger: this.logger,
         ...(options.lockWaitSeconds !== undefined ? { lockWaitSeconds: options.lockWaitSeconds } : {}),
         ...(options.lockRetry ? { lockRetry: options.lockRetry } : {}),
+        ...(options.streamMaxOpenMs !== undefined ? { streamMaxOpenMs: options.streamMaxOpenMs } : {}),
       });
     if (this.applier.namespace !== this.namespace) throw new Error("the shared applier serves another namespace");
 
@@ -180,13 +185,17 @@ export class IptablesManager {
   /**
    * Runs `fn` with applies deferred, then applies once (Neutron's `defer_apply`). Nested calls apply
    * when the outermost one ends. If `fn` throws, nothing is applied and the error propagates; the
-   * changes it made stay pending for the next apply.
+   * changes it made stay pending for the next apply (streams it opened are abandoned), except a
+   * family already sent by `applyEarly`.
    */
   async deferApply<T>(fn: (manager: this) => T | Promise<T>): Promise<{ value: T; result: ApplyResult }> {
     this.deferDepth++;
     let value: T;
     try {
       value = await fn(this);
+    } catch (err) {
+      if (this.deferDepth === 1) this.abandonStreams();
+      throw err;
     } finally {
       this.deferDepth--;
     }
@@ -206,29 +215,134 @@ export class IptablesManager {
   /** Sends what changed since the last successful apply. A no-op inside `deferApply`. */
   async apply(): Promise<ApplyResult> {
     if (this.deferDepth > 0) return deferredResult();
-    const applyFamily = async (family: IpFamily): Promise<FamilyApplyResult> => {
-      // Take the dirty set: changes made while the restore runs land in a fresh one and are sent next.
-      const taken = this.dirty.get(family)!;
-      this.dirty.set(family, new Map());
-      try {
-        return await this.applier.apply({ ...this.desire(family), dirty: taken });
-      } catch (err) {
-        for (const [table, chains] of taken) for (const c of chains) this.markDirty(family, table, c);
-        throw err;
+    // An open stream is finished like a family sent early (on legacy it waits for the other family).
+    for (const family of this.families()) if (this.applier.isStreaming(family) && !this.early.has(family)) this.startEarly(family);
+    const early = [...this.early];
+    this.early.clear();
+    const sentEarly = new Set(early.map(([family]) => family));
+    // A family sent early goes again only for what changed in it after it went.
+    const rest = this.families().filter((f) => !sentEarly.has(f) || this.changedChains(f) > 0);
+    const settled: PromiseSettledResult<FamilyApplyResult>[] = [];
+    if (early.length > 0) {
+      // On nf_tables the rest may run beside the early family's restore when it is large too;
+      // on legacy it waits (the restores take turns at the xtables lock anyway).
+      const beside = (await this.applier.familiesInParallel()) ? await this.largeChanges(rest.filter((f) => !sentEarly.has(f))) : [];
+      const running = beside.map((f) => this.applyFamily(f));
+      for (const [, outcome] of early) {
+        const o = await outcome;
+        settled.push("result" in o ? { status: "fulfilled", value: o.result } : { status: "rejected", reason: o.error });
       }
-    };
-    const families: FamilyApplyResult[] = [];
-    if (await this.familiesSideBySide()) {
+      settled.push(...(await Promise.allSettled(running)));
+      // A family whose early restore failed keeps its changes pending until the next apply.
+      const failed = new Set(early.filter((_, i) => settled[i]!.status === "rejected").map(([f]) => f));
+      for (const f of rest) {
+        if (beside.includes(f) || failed.has(f)) continue;
+        settled.push(...(await Promise.allSettled([this.applyFamily(f)])));
+      }
+    } else if (await this.familiesSideBySide()) {
       // If one fails, the other's changes are in; the failed one's stay pending.
-      const settled = await Promise.allSettled(this.families().map(applyFamily));
-      for (const r of settled) if (r.status === "rejected") throw r.reason;
-      for (const r of settled) if (r.status === "fulfilled") families.push(r.value);
+      settled.push(...(await Promise.allSettled(rest.map((f) => this.applyFamily(f)))));
     } else {
-      for (const family of this.families()) families.push(await applyFamily(family));
+      for (const family of rest) {
+        const r = await Promise.allSettled([this.applyFamily(family)]);
+        settled.push(...r);
+        if (r[0]!.status === "rejected") break;
+      }
     }
+    for (const r of settled) if (r.status === "rejected") throw r.reason;
+    const families = settled.map((r) => (r as PromiseFulfilledResult<FamilyApplyResult>).value).sort((a, b) => a.family - b.family);
     const lines = families.reduce((n, f) => n + f.lines, 0);
     if (lines > 0) this.logger.debug({ namespace: this.namespace, lines }, "iptables apply sent changes");
     return { families, sent: families.some((f) => f.sent), lines, deferred: false };
+  }
+
+  /**
+   * Inside a deferred apply, starts sending one family's pending changes now, so that its restore
+   * runs while the caller still computes the other family; the deferred apply's end waits for it,
+   * reports its result with the others and sends whatever changed in that family since. The l2
+   * driver writes one family for all ports, calls this, then writes the other: the first family's
+   * restore runs while the second's rules are computed. A family with an open stream
+   * (`openStream`) always goes: its tool runs already and only the end of its input is left.
+   *
+   * Otherwise it starts only for a large change (256+ changed chains; on nf_tables also into tables small
+   * next to it, see `familiesSideBySide`): a small change gains nothing, and on nf_tables a restore
+   * committing while another runs makes that one re-read its tables. Returns whether it started.
+   * If it fails, the deferred apply's end throws its error (after sending the other family) and
+   * its changes stay pending. Its changes are in even if the deferred section then throws.
+   */
+  async applyEarly(family: IpFamily): Promise<boolean> {
+    if (this.deferDepth === 0 || this.early.has(family) || !this.families().includes(family)) return false;
+    if (this.applier.isStreaming(family)) {
+      // Its tool already runs: what is left is the rest of the input and COMMIT.
+      this.startEarly(family);
+      return true;
+    }
+    if (this.changedChains(family) < PARALLEL_MIN_CHAINS) return false;
+    // The kernel view first (one iptables-save): read later, its output would wait for the event
+    // loop the caller is about to keep busy, and the restore with it.
+    await this.applier.viewRuleCount(family);
+    if ((await this.applier.familiesInParallel()) && (await this.largeChanges([family])).length === 0) return false;
+    if (this.early.has(family) || this.deferDepth === 0) return false;
+    this.startEarly(family);
+    // Let the apply run up to the restore's start (no I/O is left before it) before the caller goes on.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    return true;
+  }
+
+  /**
+   * Inside a deferred apply, opens the family's restore before its rules are all known, so the tool
+   * parses while the caller computes: the caller then hands over chains it has finished with
+   * `streamChains` (new chains go out in groups, anything else is left for the end), and the
+   * deferred apply's end (or `applyEarly`) sends the remaining edits and COMMIT in the same input.
+   * The result is the one a plain apply would reach; only the time differs. On legacy the second
+   * family's tool starts once the first family's restore is done: legacy restores hold the
+   * host-wide xtables lock from their `*table` line to COMMIT, so they only take turns. The pipe
+   * is fed by the event loop: a caller computing for long yields now and then (the l2 driver
+   * every ~20 ports), and is never made to wait for the tool (what the tool has not read yet stays
+   * in memory; the whole input is kept anyway, for the result and for error context).
+   *
+   * Used for a cold add of many ports: the l2 driver streams each port's chains once written, so
+   * the tool's parsing (~0.8 s for 66k IPv4 rules on legacy) runs beside our computing instead of
+   * after it. Returns false (and nothing changes) when the runner cannot stream
+   * (`restoreStream`), outside a deferred apply, or with a stream already open. Reading the family
+   * in between (`plan`) abandons the stream without committing anything, as does `abandonStreams`
+   * or a stream left open for 30 s; the apply then sends everything the usual way.
+   */
+  async openStream(family: IpFamily, table: TableName): Promise<boolean> {
+    if (this.deferDepth === 0 || !this.families().includes(family) || !this.applier.canStream || this.applier.isStreaming(family)) return false;
+    this.table(family, table);
+    const after = (await this.applier.familiesInParallel()) ? undefined : Promise.allSettled([...this.early.values()]);
+    return this.applier.openStream(family, this.wrapName, table, after);
+  }
+
+  /**
+   * Sends these chains of ours (named as for `addChain`, wrapped) through the family's open stream
+   * when the kernel does not have them yet (see `openStream`); else a no-op.
+   */
+  streamChains(family: IpFamily, table: TableName, chains: Iterable<string>): void {
+    if (!this.applier.isStreaming(family)) return;
+    const names: string[] = [];
+    for (const c of chains) names.push(kernelChainName(this.wrapName, c, true));
+    this.applier.streamChains(family, this.table(family, table), names);
+  }
+
+  /**
+   * Ends the open streams without committing anything (`openStream`): for a caller that gives up on
+   * its deferred apply (a handler threw). Their chains stay pending and go with the next apply.
+   * Streams nobody finishes are abandoned after 30 s anyway.
+   */
+  abandonStreams(): void {
+    this.applier.abandonStreams();
+  }
+
+  private startEarly(family: IpFamily): void {
+    this.early.set(
+      family,
+      this.applyFamily(family).then(
+        (result) => ({ result }),
+        (error: unknown) => ({ error }),
+      ),
+    );
   }
 
   /**
@@ -239,13 +353,34 @@ export class IptablesManager {
    * 108k rules: ~330 instead of ~260 ms; removing 200 ports: ~560 instead of ~450 ms).
    */
   private async familiesSideBySide(): Promise<boolean> {
-    if (!this.useIpv6) return false;
-    const changed = (family: IpFamily) => [...this.dirty.get(family)!.values()].reduce((n, chains) => n + chains.size, 0);
-    const c4 = changed(4);
-    const c6 = changed(6);
-    if (c4 < PARALLEL_MIN_CHAINS || c6 < PARALLEL_MIN_CHAINS || !(await this.applier.familiesInParallel())) return false;
-    const [r4, r6] = await Promise.all([this.applier.viewRuleCount(4), this.applier.viewRuleCount(6)]);
-    return r4 <= PARALLEL_RULES_PER_CHAIN * c4 && r6 <= PARALLEL_RULES_PER_CHAIN * c6;
+    if (!this.useIpv6 || this.changedChains(4) < PARALLEL_MIN_CHAINS || this.changedChains(6) < PARALLEL_MIN_CHAINS) return false;
+    if (!(await this.applier.familiesInParallel())) return false;
+    return (await this.largeChanges([4, 6])).length === 2;
+  }
+
+  /** The families whose pending change is large (256+ chains) next to their tables (≤ 8 rules per changed chain). */
+  private async largeChanges(families: readonly IpFamily[]): Promise<IpFamily[]> {
+    const large = families.filter((f) => this.changedChains(f) >= PARALLEL_MIN_CHAINS);
+    const counts = await Promise.all(large.map((f) => this.applier.viewRuleCount(f)));
+    return large.filter((f, i) => counts[i]! <= PARALLEL_RULES_PER_CHAIN * this.changedChains(f));
+  }
+
+  private async applyFamily(family: IpFamily): Promise<FamilyApplyResult> {
+    // Take the dirty set: changes made while the restore runs land in a fresh one and are sent next.
+    const taken = this.dirty.get(family)!;
+    this.dirty.set(family, new Map());
+    try {
+      return await this.applier.apply({ ...this.desire(family), dirty: taken });
+    } catch (err) {
+      for (const [table, chains] of taken) for (const c of chains) this.markDirty(family, table, c);
+      throw err;
+    }
+  }
+
+  private changedChains(family: IpFamily): number {
+    let n = 0;
+    for (const chains of this.dirty.get(family)!.values()) n += chains.size;
+    return n;
   }
 
   /** The exact restore input `apply()` would send now, per family. Changes nothing. */

@@ -13,6 +13,8 @@
  *   tables of the same input are applied, and it throws `RestoreError` (with the failing line when
  *   the tool named it), `XtablesLockError` (exit 4, lock held), `ResourceProblemError` (exit 4,
  *   anything else) or `NamespaceGoneError`.
+ * - `restoreStream` (optional) is `restore` with the input given in pieces while the tool already
+ *   reads it: the same command, the same errors, settled by `end()` for everything written.
  * - `exec` runs one of the other tools Chainwarden needs (ipset, conntrack, ip) in the namespace.
  */
 export type IpFamily = 4 | 6;
@@ -76,11 +78,28 @@ export interface SpawnOptions {
   env?: Record<string, string>;
 }
 
+/**
+ * One `iptables-restore` fed while it runs (`IptablesRunner.restoreStream`). The tool parses each
+ * line as it arrives and commits at `COMMIT`, so a producer that writes as it computes has the
+ * tool's parsing done by the time it has finished.
+ */
+export interface RestoreStream {
+  /**
+   * Appends input. Never throws: a tool that stopped reading reports through `end()`. What the
+   * tool has not taken yet is fed to it while the caller's event loop runs.
+   */
+  write(text: string): void;
+  /** Ends the input and settles as `restore` would for the whole input written. */
+  end(): Promise<void>;
+}
+
 export interface IptablesRunner {
   /** The backend this runner drives (resolves `auto` on first use). */
   backend(): Promise<Backend>;
   save(target: Target, options?: SaveOptions): Promise<string>;
   restore(target: Target, input: string, options?: RestoreOptions): Promise<void>;
+  /** Optional: a restore whose input is written while it runs. Without it, callers send whole inputs. */
+  restoreStream?(target: Target, options?: RestoreOptions): RestoreStream;
   version(): Promise<IptablesVersion>;
   exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult>;
   /**

@@ -17,6 +17,7 @@ import {
   type IptablesVersion,
   type SpawnedProcess,
   type RestoreOptions,
+  type RestoreStream,
   type SaveOptions,
   type Target,
 } from "@chainwarden/core";
@@ -41,6 +42,8 @@ export interface FakeIptablesRunnerOptions {
   lockFile?: string;
   /** Rule text → iptables-save form; default core's `canonicalizeRule` (non-strict). */
   canonicalize?: (rule: string, family: IpFamily) => string;
+  /** Offer `restoreStream` (default true); false makes callers send whole inputs, as a runner without it. */
+  restoreStream?: boolean;
 }
 
 export interface RestoreCall {
@@ -50,6 +53,8 @@ export interface RestoreCall {
   /** `performance.now()` when the call began and when it returned or threw (tests of concurrency). */
   startedAt: number;
   endedAt?: number;
+  /** The input came through `restoreStream`. */
+  streamed?: boolean;
 }
 
 export interface SaveCall {
@@ -132,6 +137,7 @@ export class FakeIptablesRunner implements IptablesRunner {
     this.canonicalizeFn = options.canonicalize ?? ((rule, family) => canonicalizeRule(rule, { family }));
     this.namespaces.set(HOST, newNamespace());
     for (const ns of options.namespaces ?? []) this.addNamespace(ns);
+    if (options.restoreStream === false) this.restoreStream = undefined;
   }
 
   // ---- IptablesRunner ------------------------------------------------------------------------
@@ -164,8 +170,12 @@ export class FakeIptablesRunner implements IptablesRunner {
       .join("");
   }
 
-  async restore(target: Target, input: string, options: RestoreOptions = {}): Promise<void> {
-    const call: RestoreCall = { target: { ...target }, input, options: { ...options }, startedAt: performance.now() };
+  restore(target: Target, input: string, options: RestoreOptions = {}): Promise<void> {
+    return this.recordRestore(target, input, options, false);
+  }
+
+  private async recordRestore(target: Target, input: string, options: RestoreOptions, streamed: boolean): Promise<void> {
+    const call: RestoreCall = { target: { ...target }, input, options: { ...options }, startedAt: performance.now(), ...(streamed ? { streamed } : {}) };
     this.restoreCalls.push(call);
     try {
       await this.restoreCall(call);
@@ -173,6 +183,23 @@ export class FakeIptablesRunner implements IptablesRunner {
       call.endedAt = performance.now();
     }
   }
+
+  /**
+   * The pieces are kept and applied as one `restore` call at `end()` (recorded in `restoreCalls`
+   * with `streamed: true`): the real tool too commits nothing before COMMIT, so only the timing
+   * differs, which a fake does not model.
+   */
+  restoreStream?: (target: Target, options?: RestoreOptions) => RestoreStream = (target, options = {}) => {
+    const pieces: string[] = [];
+    this.streamsOpened++;
+    return {
+      write: (text) => void pieces.push(text),
+      end: () => this.recordRestore(target, pieces.join(""), options, true),
+    };
+  };
+
+  /** How many `restoreStream` calls were made (tests of the streaming path). */
+  streamsOpened = 0;
 
   private async restoreCall(call: RestoreCall): Promise<void> {
     const { target, input, options } = call;

@@ -192,6 +192,46 @@ export function describeIptablesRunnerContract(name: string, setup: () => Promis
       expect(await state(t)).toBe(before);
     });
 
+    it("takes a streamed input in pieces as one restore (restoreStream), declarations among the rules", async (ctx) => {
+      if (!s.runner.restoreStream) return ctx.skip("the runner does not offer restoreStream (optional)");
+      await restore(t, base);
+      const stream = s.runner.restoreStream(t);
+      stream.write("*filter\n:cw-s1 - [0:0]\n-A cw-s1 -j ACCEPT\n");
+      await new Promise((resolve) => setImmediate(resolve));
+      stream.write(":cw-s2 - [0:0]\n-A cw-s2 -j cw-s1\n");
+      await new Promise((resolve) => setImmediate(resolve));
+      stream.write("-A cw-a -j RETURN\nCOMMIT\n*nat\n-A cw-n -d 10.9.9.9/32 -j ACCEPT\nCOMMIT\n");
+      await stream.end();
+      expect(await rulesOf(t, "filter", "cw-s1")).toEqual(["-j ACCEPT"]);
+      expect(await rulesOf(t, "filter", "cw-s2")).toEqual(["-j cw-s1"]);
+      expect(await rulesOf(t, "filter", "cw-a")).toEqual(["-s 10.0.0.1/32 -j ACCEPT", "-s 10.0.0.2/32 -j DROP", "-j RETURN"]);
+      expect(await rulesOf(t, "nat", "cw-n")).toEqual(["-s 10.0.0.0/24 -j MASQUERADE", "-d 10.9.9.9/32 -j ACCEPT"]);
+    });
+
+    it("fails a streamed input like restore: the bad line named, nothing of its block in; no COMMIT commits nothing", async (ctx) => {
+      if (!s.runner.restoreStream) return ctx.skip("the runner does not offer restoreStream (optional)");
+      await restore(t, base);
+      const before = await state(t);
+      const bad = s.runner.restoreStream(t);
+      bad.write("*filter\n:cw-new - [0:0]\n-A cw-new -j ACCEPT\n");
+      await new Promise((resolve) => setImmediate(resolve));
+      bad.write("-A cw-missing -j ACCEPT\n-A cw-a -j RETURN\nCOMMIT\n");
+      const err = await bad.end().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(RestoreError);
+      expect((err as RestoreError).line).toBe(4);
+      expect((err as RestoreError).lineText).toBe("-A cw-missing -j ACCEPT");
+      expect(await state(t)).toBe(before);
+
+      const unfinished = s.runner.restoreStream(t);
+      unfinished.write("*filter\n:cw-x - [0:0]\n-A cw-x -j ACCEPT\n");
+      await new Promise((resolve) => setImmediate(resolve));
+      await expect(unfinished.end()).rejects.toBeInstanceOf(RestoreError);
+      expect(await state(t)).toBe(before);
+    });
+
     it("commits table blocks one by one: a failing block leaves earlier blocks applied", async () => {
       await restore(t, base);
       const err = await restoreError(t, ["*filter", ":cw-first - [0:0]", "COMMIT", "*nat", "-A cw-nope -j ACCEPT", "COMMIT"]);
