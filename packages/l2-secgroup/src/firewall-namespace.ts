@@ -46,6 +46,9 @@ export interface AfterApplyResult {
   readonly conntrack: readonly (readonly string[])[];
 }
 
+/** New ports from which a reconcile streams their chains to the restore (a cold add, not a port or two). */
+const STREAM_MIN_PORTS = 64;
+
 export class FirewallNamespace {
   readonly namespace: string | undefined;
   readonly ipsets: IpsetManager;
@@ -86,7 +89,9 @@ export class FirewallNamespace {
 
   /**
    * Puts the desired ports and trusted devices into the manager (already deferred by the caller) and,
-   * unless `dryRun`, prepares the ipsets the rules will name. Runs no iptables command itself.
+   * unless `dryRun`, prepares the ipsets the rules will name. The only iptables command it may run is
+   * the IPv4 restore of a large change, started early (`IptablesManager.applyEarly`); the caller's
+   * end of the deferred apply waits for it and sends the rest.
    */
   async reconcile(manager: IptablesManager, resources: Iterable<L2Resource>, options: { dryRun?: boolean } = {}): Promise<NamespaceReconcileResult> {
     const dryRun = options.dryRun ?? false;
@@ -104,15 +109,33 @@ export class FirewallNamespace {
       if (r.type === "port") ports.push(r);
       else trusted.push(r.device);
     }
-    const summary = driver.sync(ports, trusted);
-    let ipsetsChanged: string[] = [];
+    let ipsetsChanged: string[] | undefined;
+    let streaming = false;
+    // Family by family: a large IPv4 change starts its restore while IPv6 is computed, and a cold
+    // add of many ports streams each port's chains to its restore as they are written (see
+    // IptablesManager.applyEarly and openStream). The sets the rules name exist before either.
+    const summary = await driver.syncByFamily(ports, trusted, {
+      before: async (v, sync, first) => {
+        if (dryRun) return;
+        if (first && this.enableIpset) ipsetsChanged = await this.ipsets.ensure(driver.ipsetsInUse());
+        if (sync.added >= STREAM_MIN_PORTS) streaming = await manager.openStream(v, "filter");
+      },
+      chainsWritten: (v, chains) => {
+        if (streaming) manager.streamChains(v, "filter", chains);
+      },
+      // One turn of the event loop: the restore's pipe is fed (never waiting for the tool).
+      pause: () => (streaming ? new Promise<void>((resolve) => setImmediate(resolve)) : Promise.resolve()),
+      after: async (v, last) => {
+        if (!dryRun && !last) await manager.applyEarly(v);
+      },
+    });
     if (!dryRun) {
       this.live = driver;
       this.pending.push(...driver.takeConntrackDeletions());
-      if (this.enableIpset) ipsetsChanged = await this.ipsets.ensure(driver.ipsetsInUse());
+      if (this.enableIpset) ipsetsChanged ??= await this.ipsets.ensure(driver.ipsetsInUse());
     }
     if (waiting.length) this.logger.debug({ namespace: this.namespace, waiting: waiting.length }, "ports wait for their devices");
-    return { ...summary, waitingForDevice: waiting, ipsetsChanged };
+    return { ...summary, waitingForDevice: waiting, ipsetsChanged: ipsetsChanged ?? [] };
   }
 
   /** After a successful apply: destroys sets no rule names any more, deletes the queued conntrack entries. */

@@ -67,6 +67,21 @@ export interface SyncSummary {
   readonly unchanged: number;
 }
 
+/** What `syncByFamily` calls around and while writing each family's tables. */
+export interface FamilyHooks {
+  /** Before the family's tables are written; the driver's own state is complete (`first`: the first family). */
+  before?(v: IpVersion, summary: SyncSummary, first: boolean): Promise<void> | void;
+  /** A port's chains of the family are written (names as given to `addChain`, jump targets first). */
+  chainsWritten?(v: IpVersion, chains: readonly string[]): void;
+  /** Every few writes: awaited, so the event loop runs (a restore stream's pipe is fed meanwhile). */
+  pause?(v: IpVersion): Promise<void>;
+  /** After the family's tables are written (`last`: no family follows). */
+  after?(v: IpVersion, last: boolean): Promise<void> | void;
+}
+
+/** Writes between two `pause` calls: about 20 ports, ~64 kB of restore input, one pipe's worth. */
+const PAUSE_EVERY = 48;
+
 const ACCEPT_TAG = "accept-jumps";
 const portTag = (id: string) => `port:${id}`;
 
@@ -81,6 +96,11 @@ export class IptablesFirewallDriver {
   private trusted: string[] = [];
   private deletions: ConntrackDeletion[] = [];
   private readonly families: IpVersion[];
+  /** Inside `syncByFamily`: the table writes, queued to run family by family. */
+  private queued: ((v: IpVersion) => void)[] | undefined;
+  private hooks: FamilyHooks | undefined;
+  /** Inside `syncByFamily`: the port chain rules queued per family (which family goes first). */
+  private queuedRules: Record<IpVersion, number> | undefined;
 
   constructor(options: IptablesFirewallDriverOptions) {
     this.manager = options.manager;
@@ -167,6 +187,48 @@ export class IptablesFirewallDriver {
     return { added, updated: changed.length - added, removed, unchanged: desired.size - changed.length };
   }
 
+  /**
+   * `sync`, with the tables written one family after the other, the family with fewer new rules
+   * first, and `hooks` called around and while each is written. The caller can stream each port's
+   * chains to the family's restore as they are written (`IptablesManager.openStream`) and start the
+   * first family's restore in `after` (`applyEarly`) while the second is computed. The driver's own state (ports, zones,
+   * queued conntrack deletions, `ipsetsInUse`) is complete before the first `afterFamily`, and each
+   * family's tables end up exactly as `sync` leaves them: the writes of one family never read the
+   * other's, and they run in the same order.
+   */
+  async syncByFamily(ports: Iterable<PortFilterResource>, trustedDevices: readonly string[], hooks: FamilyHooks): Promise<SyncSummary> {
+    if (this.queued) throw new Error("syncByFamily is already running for this driver");
+    const queued: ((v: IpVersion) => void)[] = [];
+    const queuedRules = { 4: 0, 6: 0 };
+    this.queued = queued;
+    this.queuedRules = queuedRules;
+    let summary: SyncSummary;
+    try {
+      summary = this.sync(ports, trustedDevices);
+    } finally {
+      this.queued = undefined;
+      this.queuedRules = undefined;
+    }
+    this.hooks = hooks;
+    try {
+      // The family with less to write first: its restore is done sooner, and the other family's
+      // rules, computed meanwhile, wait for theirs (legacy restores take turns at the xtables lock).
+      // Security group rules are mostly IPv4, so that is usually IPv6 first.
+      const order = [...this.families].sort((a, b) => queuedRules[a] - queuedRules[b]);
+      for (const [i, v] of order.entries()) {
+        await hooks.before?.(v, summary, i === 0);
+        for (let w = 0; w < queued.length; w++) {
+          queued[w]!(v);
+          if (hooks.pause && w % PAUSE_EVERY === PAUSE_EVERY - 1) await hooks.pause(v);
+        }
+        await hooks.after?.(v, i === order.length - 1);
+      }
+    } finally {
+      this.hooks = undefined;
+    }
+    return summary;
+  }
+
   // ---- what the caller needs around the apply ------------------------------------------------
 
   /** Conntrack deletions queued since the last call (run them after the apply). */
@@ -222,6 +284,12 @@ export class IptablesFirewallDriver {
     return this.manager.table(v, "raw");
   }
 
+  /** Runs a table write for every family now, or queues it when `syncByFamily` runs them family by family. */
+  private eachFamily(write: (v: IpVersion) => void): void {
+    if (this.queued) this.queued.push(write);
+    else for (const v of this.families) write(v);
+  }
+
   private setPorts(resources: readonly PortFilterResource[]): void {
     const on = resources
       .filter((r) => r.port.port_security_enabled)
@@ -253,7 +321,13 @@ export class IptablesFirewallDriver {
     const zone = this.zones.allocate(this.flavor.zoneKey(resource.port), () => [...this.filtered.values()].map((p) => this.flavor.zoneKey(p.resource.port)));
     const raw = conntrackRules(this.flavor, resource.port, rules.stateful, zone);
 
-    for (const v of this.families) this.programChains(v, rules, prev?.rules, `port ${id}`);
+    this.eachFamily((v) => this.programChains(v, rules, prev?.rules, `port ${id}`));
+    if (this.queuedRules) {
+      for (const v of this.families) {
+        const f = rules.families[v];
+        this.queuedRules[v] += f.ingress.length + f.egress.length + (f.spoof?.length ?? 0);
+      }
+    }
     const sharedChanged = !prev || prev.raw.join("\n") !== raw.join("\n");
     if (sharedChanged) {
       if (prev) this.clearShared(id);
@@ -279,13 +353,15 @@ export class IptablesFirewallDriver {
     write(rules.chains.ingress, now.ingress, before?.ingress);
     write(rules.chains.egress, now.egress, before?.egress);
     if (!now.spoof && before?.spoof) filter.removeChain(rules.chains.spoof);
+    // The egress chain jumps to the spoof chain: that one goes first.
+    this.hooks?.chainsWritten?.(v, now.spoof ? [rules.chains.spoof, rules.chains.ingress, rules.chains.egress] : [rules.chains.ingress, rules.chains.egress]);
   }
 
   private addShared(id: string, tap: string, rules: PortRules, raw: readonly string[]): void {
     const tag = portTag(id);
     const resource = `port ${id}`;
     const { ingress, egress } = rules.chains;
-    for (const v of this.families) {
+    this.eachFamily((v) => {
       const filter = this.filter(v);
       // Security-group jumps go before the ACCEPT jumps of trusted and unfiltered ports (Neutron: top).
       filter.addRule("FORWARD", `${physdevMatch(tap, "ingress")} -j $${SG_CHAIN}`, { top: true, tag, resource, comment: COMMENTS.VM_INT_SG });
@@ -295,15 +371,15 @@ export class IptablesFirewallDriver {
       filter.addRule("INPUT", `${physdevMatch(tap, "egress")} -j $${egress}`, { top: true, tag, resource, comment: COMMENTS.INPUT_TO_SG });
       const rawTable = this.raw(v);
       for (const r of raw) rawTable.addRule("PREROUTING", r, { tag, resource });
-    }
+    });
   }
 
   private clearShared(id: string): void {
     const tag = portTag(id);
-    for (const v of this.families) {
+    this.eachFamily((v) => {
       this.filter(v).clearRulesByTag(tag);
       this.raw(v).clearRulesByTag(tag);
-    }
+    });
   }
 
   private removeFiltered(id: string, queueDeletions: boolean): void {
@@ -311,12 +387,12 @@ export class IptablesFirewallDriver {
     if (!prog) return;
     this.clearShared(id);
     const { ingress, egress, spoof } = prog.rules.chains;
-    for (const v of this.families) {
+    this.eachFamily((v) => {
       const filter = this.filter(v);
       filter.removeChain(egress);
       filter.removeChain(ingress);
       if (prog.rules.families[v].spoof) filter.removeChain(spoof);
-    }
+    });
     this.filtered.delete(id);
     // Neutron's _remove_conntrack_entries_from_port_deleted: everything to and from the port's addresses.
     if (queueDeletions) {
@@ -363,23 +439,26 @@ export class IptablesFirewallDriver {
    * the unfiltered ports in the order they were first seen.
    */
   private renderAcceptJumps(): void {
-    for (const v of this.families) {
+    // As they are now: a queued write runs after later changes to these lists.
+    const trusted = [...this.trusted];
+    const unfiltered = [...this.unfiltered.values()];
+    this.eachFamily((v) => {
       const filter = this.filter(v);
       filter.clearRulesByTag(ACCEPT_TAG);
-      for (const device of this.trusted) {
+      for (const device of trusted) {
         const tap = this.flavor.tapDevice({ device });
         for (const dir of ["ingress", "egress"] as const) {
           filter.addRule("FORWARD", `${physdevMatch(tap, dir)} -j ACCEPT`, { tag: ACCEPT_TAG, comment: COMMENTS.TRUSTED_ACCEPT, resource: `trusted device ${device}` });
         }
       }
-      for (const r of this.unfiltered.values()) {
+      for (const r of unfiltered) {
         const tap = this.flavor.tapDevice(r.port);
         const resource = `port ${r.port.id}`;
         filter.addRule("FORWARD", `${physdevMatch(tap, "ingress")} -j ACCEPT`, { tag: ACCEPT_TAG, comment: COMMENTS.PORT_SEC_ACCEPT, resource });
         filter.addRule("FORWARD", `${physdevMatch(tap, "egress")} -j ACCEPT`, { tag: ACCEPT_TAG, comment: COMMENTS.PORT_SEC_ACCEPT, resource });
         filter.addRule("INPUT", `${physdevMatch(tap, "egress")} -j ACCEPT`, { tag: ACCEPT_TAG, comment: COMMENTS.PORT_SEC_ACCEPT, resource });
       }
-    }
+    });
   }
 }
 
