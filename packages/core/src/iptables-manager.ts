@@ -323,7 +323,10 @@ export class IptablesManager {
     if (!this.applier.isStreaming(family)) return;
     const names: string[] = [];
     for (const c of chains) names.push(kernelChainName(this.wrapName, c, true));
-    this.applier.streamChains(family, this.table(family, table), names);
+    // Sent as wanted now: no longer changed unless written again (markDirty). Should the stream be
+    // abandoned, the applier's next apply compares every chain and sends them.
+    const dirty = this.dirty.get(family)!.get(table);
+    for (const c of this.applier.streamChains(family, this.table(family, table), names)) dirty?.delete(c);
   }
 
   /**
