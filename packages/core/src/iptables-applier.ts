@@ -262,8 +262,6 @@ export class IptablesApplier {
       if (!view) {
         if (this.emptyKernel.has(family)) return 0;
         view = await this.loadView(family);
-        // Loaded ahead of the apply: that apply must still compare everything, as after any load.
-        this.compareAll.add(family);
       }
       let n = 0;
       for (const table of view.values()) for (const rules of table.values()) n += rules.length;
@@ -533,6 +531,9 @@ export class IptablesApplier {
       view.set(name, chains);
     }
     this.views.set(family, view);
+    // Until an apply has compared everything against it (adopting or removing what a previous run
+    // left), a freshly read view owes that full comparison, whoever read it (plan, viewRuleCount).
+    this.compareAll.add(family);
     this.logger.debug({ namespace: this.namespace, family, tables: view.size }, "kernel view loaded");
     return view;
   }

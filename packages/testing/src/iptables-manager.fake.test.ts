@@ -254,6 +254,23 @@ describe("IptablesManager with the fake iptables", () => {
     expect((await restarted.apply()).sent).toBe(false);
   });
 
+  it("a plan() before a restarted manager's first apply does not spare that apply its full comparison", async () => {
+    const { fake, manager, t4 } = setup({ variant: "legacy" });
+    for (const c of ["old", "kept"]) {
+      manager.table(4, "filter").addChain(c);
+      manager.table(4, "filter").addRule(c, "-j RETURN");
+    }
+    await manager.apply();
+    // Restarted: only `kept` is wanted now. A plan reads the kernel first (a dry run, a status page).
+    const restarted = new IptablesManager({ runner: fake, namespace: NS, strict: true });
+    restarted.table(4, "filter").addChain("kept");
+    restarted.table(4, "filter").addRule("kept", "-j RETURN");
+    expect((await restarted.plan()).families[0]!.input).toContain("-X neutron-l3-agent-old");
+    await restarted.apply();
+    expect(fake.dump(t4)).not.toContain(":neutron-l3-agent-old ");
+    expect(fake.dump(t4)).toContain("-A neutron-l3-agent-kept -j RETURN");
+  });
+
   it("on legacy, for small changes, and for changes small next to the tables, the families go one after the other", async () => {
     for (const [variant, chains] of [["legacy", 300], ["nft", 10]] as const) {
       const { fake, manager } = setup({ variant });
