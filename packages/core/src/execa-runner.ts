@@ -241,7 +241,9 @@ function inputFd(input: string): number | undefined {
   try {
     // "wx": never through an existing file or link; 0600: the rules are nobody else's business.
     writeFileSync(file, input, { flag: "wx", mode: 0o600 });
-  } catch {
+  } catch (err) {
+    // A write that failed half-way (a full disk) leaves a file of ours behind; an existing name is not ours.
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") rmSync(file, { force: true });
     return undefined;
   }
   try {

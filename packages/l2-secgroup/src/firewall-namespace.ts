@@ -89,9 +89,10 @@ export class FirewallNamespace {
 
   /**
    * Puts the desired ports and trusted devices into the manager (already deferred by the caller) and,
-   * unless `dryRun`, prepares the ipsets the rules will name. The only iptables command it may run is
-   * the IPv4 restore of a large change, started early (`IptablesManager.applyEarly`); the caller's
-   * end of the deferred apply waits for it and sends the rest.
+   * unless `dryRun`, prepares the ipsets the rules will name. It may start restores itself: the first
+   * family's of a large change once that family is written (`IptablesManager.applyEarly`), and, for
+   * a cold add of 64+ ports, each family's as a stream fed port by port (`openStream`). The caller's
+   * end of the deferred apply finishes them and sends the rest.
    */
   async reconcile(manager: IptablesManager, resources: Iterable<L2Resource>, options: { dryRun?: boolean } = {}): Promise<NamespaceReconcileResult> {
     const dryRun = options.dryRun ?? false;
@@ -111,9 +112,10 @@ export class FirewallNamespace {
     }
     let ipsetsChanged: string[] | undefined;
     let streaming = false;
-    // Family by family: a large IPv4 change starts its restore while IPv6 is computed, and a cold
-    // add of many ports streams each port's chains to its restore as they are written (see
-    // IptablesManager.applyEarly and openStream). The sets the rules name exist before either.
+    // Family by family: a large change's first family starts its restore while the second is
+    // computed, and a cold add of many ports streams each port's chains to its family's restore as
+    // they are written (see IptablesManager.applyEarly and openStream). The sets the rules name
+    // exist before either.
     const summary = await driver.syncByFamily(ports, trusted, {
       before: async (v, sync, first) => {
         if (dryRun) return;
