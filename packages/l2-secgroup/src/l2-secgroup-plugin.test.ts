@@ -125,6 +125,21 @@ describe("l2SecgroupPlugin in an agent", () => {
     expect(t.host.iptables.execCalls.filter((c) => c.command === "ip")).toEqual([]);
   });
 
+  it("a cold start with many ports streams both families' restores and ends as without streams (ipsets first)", async () => {
+    const many: PortSpec[] = Array.from({ length: 80 }, (_, i) => ({ id: `port-${i}`, device: `tap${i.toString(16).padStart(8, "0")}-00`, ip: `10.0.${i >> 6}.${(i & 63) + 10}` }));
+    const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: WEB_SG }, { direction: "egress", ethertype: "IPv4" }] };
+    const document = stateDocument({ ports: many, groups, members: { [WEB_SG]: { IPv4: [["10.0.0.10", "m"], ["10.0.0.11", "m"]] } } });
+    const options = { wait_for_devices: false, enable_ipset: true };
+    const streamed = await agentWith({ document, pluginOptions: options });
+    const plain = await agentWith({ document, pluginOptions: options, host: new FakeL2Host({ namespaces: [NS], restoreStream: false }) });
+    for (const t of [streamed, plain]) await t.agent.start();
+    expect(streamed.host.iptables.restoreCalls.filter((c) => c.streamed).map((c) => c.target.family).sort()).toEqual([4, 6]);
+    expect(plain.host.iptables.restoreCalls.filter((c) => c.streamed)).toEqual([]);
+    for (const family of [4, 6] as const) expect(streamed.dump(family)).toBe(plain.dump(family));
+    expect(streamed.dump(4)).toContain("--match-set NIPv45a1e0000-0000-4000-8000- src");
+    expect(streamed.host.ipsetSave(NS)).toBe(plain.host.ipsetSave(NS));
+  });
+
   it("an invalid port is reported and the others still apply; it keeps its last good rules", async () => {
     const t = await agentWith({ document: stateDocument({ ports: [a, b] }), pluginOptions: { wait_for_devices: false } });
     await t.agent.start();

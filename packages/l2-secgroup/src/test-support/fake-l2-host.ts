@@ -8,7 +8,7 @@
  * It is stricter than it needs to be where that catches ordering bugs (a restore naming a missing
  * set fails, as it does in the kernel).
  */
-import type { AuxCommand, Backend, ExecOptions, ExecResult, RestoreOptions, Target } from "@chainwarden/core";
+import type { AuxCommand, Backend, ExecOptions, ExecResult, RestoreOptions, RestoreStream, Target } from "@chainwarden/core";
 import { ForwardingRunner, parseCidr } from "@chainwarden/core";
 import { FakeIptablesRunner } from "@chainwarden/testing";
 
@@ -26,8 +26,9 @@ export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
   private readonly devices = new Map<string, Set<string>>();
   private readonly sets = new Map<string, Map<string, FakeSet>>();
 
-  constructor(options: { variant?: Backend; namespaces?: readonly string[] } = {}) {
+  constructor(options: { variant?: Backend; namespaces?: readonly string[]; restoreStream?: boolean } = {}) {
     super(new FakeIptablesRunner({ variant: options.variant ?? "nft", namespaces: options.namespaces ?? [] }));
+    if (options.restoreStream === false) this.restoreStream = undefined;
   }
 
   /** The fake iptables underneath (dumps, injected faults, recorded calls). */
@@ -58,13 +59,40 @@ export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
   // ---- IptablesRunner (what is not modelled here goes to the fake iptables) ---------------------
 
   override async restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
-    // The kernel refuses a rule that names a set that does not exist.
+    this.checkSets(target, input);
+    return this.iptables.restore(target, input, options);
+  }
+
+  /**
+   * The fake iptables' stream, with the same ipset check, made as each piece arrives: the tool
+   * parses a line when it reads it, so a set must exist before the rule naming it is written.
+   */
+  restoreStream?: (target: Target, options?: RestoreOptions) => RestoreStream = (target, options) => {
+    const inner = this.iptables.restoreStream!(target, options);
+    let refused: Error | undefined;
+    return {
+      write: (text) => {
+        try {
+          this.checkSets(target, text);
+        } catch (err) {
+          refused ??= err as Error;
+        }
+        inner.write(text);
+      },
+      end: async () => {
+        if (refused) throw refused;
+        return inner.end();
+      },
+    };
+  };
+
+  /** The kernel refuses a rule that names a set that does not exist. */
+  private checkSets(target: Target, input: string): void {
     for (const m of input.matchAll(/--match-set (\S+) /g)) {
       if (!this.setsOf(target.namespace).has(m[1]!)) {
         throw new Error(`fake kernel: restore names ipset ${m[1]} which does not exist`);
       }
     }
-    return this.iptables.restore(target, input, options);
   }
 
   override async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
