@@ -2,6 +2,7 @@ import { IptablesManager, normalizeSave } from "@chainwarden/core";
 import { describe, expect, it } from "vitest";
 import { iptablesFlavor, ovsHybridFlavor, type FirewallFlavor } from "./firewall-flavor.js";
 import { FirewallNamespace } from "./firewall-namespace.js";
+import { ConntrackZoneExhaustedError, ConntrackZones } from "./conntrack-zones.js";
 import { IptablesFirewallDriver } from "./iptables-firewall-driver.js";
 import type { L2Resource } from "./l2-state.js";
 import { FakeL2Host } from "./test-support/fake-l2-host.js";
@@ -223,5 +224,27 @@ describe("IptablesFirewallDriver", () => {
     const other = new IptablesManager({ runner: new FakeL2Host({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
     new IptablesFirewallDriver({ manager: other, flavor: iptablesFlavor, enableIpset: false }).sync(list, []);
     for (const family of [4, 6] as const) expect((await manager.plan()).families[family === 4 ? 0 : 1]!.input).toBe((await other.plan()).families[family === 4 ? 0 : 1]!.input);
+  });
+
+  it("syncByFamily that fails half-way (no conntrack zone left) leaves the tables as sync would", async () => {
+    // Zones run out for p3's network: p1 (network A) is programmed, p3 is not.
+    class ExhaustedForB extends ConntrackZones {
+      override allocate(key: string, inUse: () => Iterable<string>): number {
+        if (key === iptablesFlavor.zoneKey({ device: p3.device, network_id: NET_B })) throw new ConntrackZoneExhaustedError();
+        return super.allocate(key, inUse);
+      }
+    }
+    const tables = async (byFamily: boolean) => {
+      const manager = new IptablesManager({ runner: new FakeL2Host({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
+      const driver = new IptablesFirewallDriver({ manager, flavor: iptablesFlavor, enableIpset: false, zones: new ExhaustedForB() });
+      const list = ports(resources({ ports: [p1, p3] }));
+      if (byFamily) await expect(driver.syncByFamily(list, [], {})).rejects.toBeInstanceOf(ConntrackZoneExhaustedError);
+      else expect(() => driver.sync(list, [])).toThrow(ConntrackZoneExhaustedError);
+      return (await manager.plan()).families.map((f) => f.input);
+    };
+    const plain = await tables(false);
+    expect(plain[0]).toContain(":neutron-linuxbri-i11111111-1 - [0:0]");
+    expect(plain[0]).not.toContain("33333333");
+    expect(await tables(true)).toEqual(plain);
   });
 });

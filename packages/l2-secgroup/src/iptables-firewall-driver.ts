@@ -191,10 +191,12 @@ export class IptablesFirewallDriver {
    * `sync`, with the tables written one family after the other, the family with fewer new rules
    * first, and `hooks` called around and while each is written. The caller can stream each port's
    * chains to the family's restore as they are written (`IptablesManager.openStream`) and start the
-   * first family's restore in `after` (`applyEarly`) while the second is computed. The driver's own state (ports, zones,
-   * queued conntrack deletions, `ipsetsInUse`) is complete before the first `afterFamily`, and each
-   * family's tables end up exactly as `sync` leaves them: the writes of one family never read the
-   * other's, and they run in the same order.
+   * first family's restore in `after` (`applyEarly`) while the second is computed. The driver's
+   * own state (ports, zones, queued conntrack deletions, `ipsetsInUse`) is complete before the
+   * first `before`, and each family's tables end up exactly as `sync` leaves them: the writes of
+   * one family never read the other's, and they run in the same order. Should `sync` throw (no
+   * conntrack zone left), the writes it queued are made before the error goes on, as `sync`
+   * would have made them.
    */
   async syncByFamily(ports: Iterable<PortFilterResource>, trustedDevices: readonly string[], hooks: FamilyHooks): Promise<SyncSummary> {
     if (this.queued) throw new Error("syncByFamily is already running for this driver");
@@ -205,6 +207,11 @@ export class IptablesFirewallDriver {
     let summary: SyncSummary;
     try {
       summary = this.sync(ports, trustedDevices);
+    } catch (err) {
+      // As `sync` would have left it (what it recorded is written), then the error.
+      this.queued = undefined;
+      for (const v of this.families) for (const write of queued) write(v);
+      throw err;
     } finally {
       this.queued = undefined;
       this.queuedRules = undefined;
