@@ -247,4 +247,24 @@ describe("IptablesFirewallDriver", () => {
     expect(plain[0]).not.toContain("33333333");
     expect(await tables(true)).toEqual(plain);
   });
+
+  it("syncByFamily whose hook fails still writes every family's tables before the error goes on", async () => {
+    const manager = new IptablesManager({ runner: new FakeL2Host({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
+    const driver = new IptablesFirewallDriver({ manager, flavor: iptablesFlavor, enableIpset: false });
+    const list = ports(resources({ ports: [p1, p3] }));
+    await expect(
+      driver.syncByFamily(list, [], {
+        chainsWritten: (v) => {
+          if (v === 6) throw new Error("an ipset could not be made");
+        },
+      }),
+    ).rejects.toThrow("an ipset could not be made");
+    const other = new IptablesManager({ runner: new FakeL2Host({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
+    new IptablesFirewallDriver({ manager: other, flavor: iptablesFlavor, enableIpset: false }).sync(list, []);
+    expect((await manager.plan()).families.map((f) => f.input)).toEqual((await other.plan()).families.map((f) => f.input));
+    // Nothing written twice (the write whose hook threw is not repeated).
+    for (const family of [4, 6] as const) {
+      expect(manager.table(family, "filter").getChain("i11111111-1")).toHaveLength(other.table(family, "filter").getChain("i11111111-1").length);
+    }
+  });
 });

@@ -195,8 +195,8 @@ export class IptablesFirewallDriver {
    * own state (ports, zones, queued conntrack deletions, `ipsetsInUse`) is complete before the
    * first `before`, and each family's tables end up exactly as `sync` leaves them: the writes of
    * one family never read the other's, and they run in the same order. Should `sync` throw (no
-   * conntrack zone left), the writes it queued are made before the error goes on, as `sync`
-   * would have made them.
+   * conntrack zone left) or a hook (an ipset that cannot be made), the writes queued and not yet
+   * made are made before the error goes on, so the tables hold what the driver recorded.
    */
   async syncByFamily(ports: Iterable<PortFilterResource>, trustedDevices: readonly string[], hooks: FamilyHooks): Promise<SyncSummary> {
     if (this.queued) throw new Error("syncByFamily is already running for this driver");
@@ -217,19 +217,27 @@ export class IptablesFirewallDriver {
       this.queuedRules = undefined;
     }
     this.hooks = hooks;
+    // The family with less to write first: its restore is done sooner, and the other family's
+    // rules, computed meanwhile, wait for theirs (legacy restores take turns at the xtables lock).
+    // Security group rules are mostly IPv4, so that is usually IPv6 first.
+    const order = [...this.families].sort((a, b) => queuedRules[a] - queuedRules[b]);
+    const written = new Map<IpVersion, number>(order.map((v) => [v, 0]));
     try {
-      // The family with less to write first: its restore is done sooner, and the other family's
-      // rules, computed meanwhile, wait for theirs (legacy restores take turns at the xtables lock).
-      // Security group rules are mostly IPv4, so that is usually IPv6 first.
-      const order = [...this.families].sort((a, b) => queuedRules[a] - queuedRules[b]);
       for (const [i, v] of order.entries()) {
         await hooks.before?.(v, summary, i === 0);
         for (let w = 0; w < queued.length; w++) {
+          // Counted first: a write that throws half-way is not made twice.
+          written.set(v, w + 1);
           queued[w]!(v);
           if (hooks.pause && w % PAUSE_EVERY === PAUSE_EVERY - 1) await hooks.pause(v);
         }
         await hooks.after?.(v, i === order.length - 1);
       }
+    } catch (err) {
+      // A hook failed (an ipset could not be made): the tables still get what the driver recorded.
+      this.hooks = undefined;
+      for (const v of order) for (let w = written.get(v)!; w < queued.length; w++) queued[w]!(v);
+      throw err;
     } finally {
       this.hooks = undefined;
     }
