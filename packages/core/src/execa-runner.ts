@@ -103,11 +103,8 @@ export class ExecaRunner implements IptablesRunner {
   }
 
   async restore(target: Target, input: string, options: RestoreOptions = {}): Promise<void> {
-    const backend = await this.backend();
-    const version = await this.version();
-    const args = ["-n"];
-    if (version.supportsWait) args.push("-w", String(options.lockWaitSeconds ?? this.lockWaitSeconds));
-    const r = await this.run(target.namespace, [binary(backend, target.family, "-restore")], args, input);
+    const [file, ...args] = await this.restoreCommand(target, options);
+    const r = await this.run(target.namespace, [file!], args, input);
     if (r.exitCode === 0) return;
     throw classifyRestoreFailure(target, input, { exitCode: r.exitCode, stderr: r.stderr });
   }
@@ -116,11 +113,8 @@ export class ExecaRunner implements IptablesRunner {
     const written: string[] = [];
     let child: ResultPromise<{ stdin: "pipe"; reject: false; stripFinalNewline: false }> | undefined;
     const started = (async () => {
-      const backend = await this.backend();
-      const version = await this.version();
-      const args = ["-n"];
-      if (version.supportsWait) args.push("-w", String(options.lockWaitSeconds ?? this.lockWaitSeconds));
-      const argv = this.argv(target.namespace, binary(backend, target.family, "-restore"), args);
+      const [file, ...args] = await this.restoreCommand(target, options);
+      const argv = this.argv(target.namespace, file!, args);
       child = execa(argv[0]!, argv.slice(1), { stdin: "pipe", reject: false, env: this.env, stripFinalNewline: false });
       // A tool that exits early (a bad line) closes the pipe: its exit says why, not EPIPE.
       child.stdin.on("error", () => undefined);
@@ -193,6 +187,15 @@ export class ExecaRunner implements IptablesRunner {
     const [nft, legacy] = await Promise.all([count("nft"), count("legacy")]);
     if (nft < 0 && legacy < 0) throw new BackendUnavailableError("neither iptables-nft-save nor iptables-legacy-save could run");
     return legacy > nft ? "legacy" : "nft";
+  }
+
+  /** `iptables-restore -n [-w N]` of the target's family and backend. */
+  private async restoreCommand(target: Target, options: RestoreOptions): Promise<string[]> {
+    const backend = await this.backend();
+    const version = await this.version();
+    const command = [binary(backend, target.family, "-restore"), "-n"];
+    if (version.supportsWait) command.push("-w", String(options.lockWaitSeconds ?? this.lockWaitSeconds));
+    return command;
   }
 
   private argv(namespace: string | undefined, file: string, args: readonly string[]): string[] {

@@ -228,13 +228,17 @@ export class IptablesManager {
       // on legacy it waits (the restores take turns at the xtables lock anyway).
       const beside = (await this.applier.familiesInParallel()) ? await this.largeChanges(rest.filter((f) => !sentEarly.has(f))) : [];
       const running = beside.map((f) => this.applyFamily(f));
-      for (const [, outcome] of early) {
+      // A family whose early restore failed keeps its changes pending until the next apply.
+      const failed = new Set<IpFamily>();
+      for (const [family, outcome] of early) {
         const o = await outcome;
-        settled.push("result" in o ? { status: "fulfilled", value: o.result } : { status: "rejected", reason: o.error });
+        if ("result" in o) settled.push({ status: "fulfilled", value: o.result });
+        else {
+          settled.push({ status: "rejected", reason: o.error });
+          failed.add(family);
+        }
       }
       settled.push(...(await Promise.allSettled(running)));
-      // A family whose early restore failed keeps its changes pending until the next apply.
-      const failed = new Set(early.filter((_, i) => settled[i]!.status === "rejected").map(([f]) => f));
       for (const f of rest) {
         if (beside.includes(f) || failed.has(f)) continue;
         settled.push(...(await Promise.allSettled([this.applyFamily(f)])));
