@@ -191,15 +191,11 @@ export class FakeIptablesRunner implements IptablesRunner {
    */
   restoreStream?: (target: Target, options?: RestoreOptions) => RestoreStream = (target, options = {}) => {
     const pieces: string[] = [];
-    this.streamsOpened++;
     return {
       write: (text) => void pieces.push(text),
       end: () => this.recordRestore(target, pieces.join(""), options, true),
     };
   };
-
-  /** How many `restoreStream` calls were made (tests of the streaming path). */
-  streamsOpened = 0;
 
   private async restoreCall(call: RestoreCall): Promise<void> {
     const { target, input, options } = call;

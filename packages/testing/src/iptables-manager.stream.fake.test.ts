@@ -58,11 +58,11 @@ describe("IptablesManager: sending a large change early (fake iptables)", () => 
       await write(manager, family, 700, true);
       if (family === 6) expect(await manager.applyEarly(6)).toBe(true);
     }
-    const calls = fake.restoreCalls.length;
     const result = await manager.deferApplyOff();
     expect(result.families.map((f) => [f.family, f.sent])).toEqual([[4, true], [6, true]]);
-    const sent = fake.restoreCalls.slice(calls - 1);
-    expect(sent.map((c) => [c.target.family, c.streamed])).toEqual(variant === "legacy" ? [[6, true], [4, true]] : expect.arrayContaining([[4, true], [6, true]]));
+    // One streamed restore per family; on legacy IPv6's (sent early) ends before IPv4's.
+    const families = fake.restoreCalls.filter((c) => c.streamed).map((c) => c.target.family);
+    expect(variant === "legacy" ? families : [...families].sort()).toEqual(variant === "legacy" ? [6, 4] : [4, 6]);
     for (const family of [4, 6] as const) {
       expect(fake.dump({ namespace: NS, family })).toBe(plain.fake.dump({ namespace: NS, family }));
       const input = result.families.find((f) => f.family === family)!.input;

@@ -163,14 +163,14 @@ export async function benchL2(options: L2BenchOptions): Promise<L2BenchResult> {
         await fw.afterApply();
         // The same input, as iptables-restore would take it from Neutron, into the twin namespace.
         let rawRestoreMs = 0;
-        for (const f of result.families) {
-          if (!f.sent) continue;
+        const raw = result.families.filter((f) => f.sent).map((f) => ({ family: f.family, input: declarationsFirst(f.input) }));
+        for (const f of raw) {
           const r0 = performance.now();
-          await runner.restore({ namespace: twin, family: f.family }, declarationsFirst(f.input));
+          await runner.restore({ namespace: twin, family: f.family }, f.input);
           rawRestoreMs += performance.now() - r0;
         }
         const p0 = performance.now();
-        await Promise.all(result.families.filter((f) => f.sent).map((f) => runner.restore({ namespace: twin2, family: f.family }, declarationsFirst(f.input))));
+        await Promise.all(raw.map((f) => runner.restore({ namespace: twin2, family: f.family }, f.input)));
         const rawParallelMs = performance.now() - p0;
         phases.push({
           phase: name,
