@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa, type Options, type ResultPromise } from "execa";
 import { BackendUnavailableError, CommandError, NamespaceGoneError, SaveError } from "./errors.js";
+import { FifoInput } from "./fifo-input.js";
 import { classifyRestoreFailure } from "./restore-failure.js";
 import { SpawnHelper } from "./spawn-helper.js";
 import {
@@ -15,6 +16,9 @@ import {
   type ExecResult,
   type IptablesRunner,
   type IptablesVersion,
+  PREPARED_INPUT,
+  type PreparedCommand,
+  type PrepareOptions,
   type RestoreOptions,
   type RestoreStream,
   type SaveOptions,
@@ -145,14 +149,74 @@ export class ExecaRunner implements IptablesRunner {
   }
 
   async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
-    const backend = command === "iptables" || command === "ip6tables" ? await this.backend() : undefined;
-    const file = backend ? binary(backend, command === "iptables" ? 4 : 6, "") : command;
-    const r = await this.run(options.namespace, [file], args, options.input);
-    if (r.exitCode !== 0 && options.reject !== false) {
-      if (options.namespace !== undefined && NAMESPACE_GONE.test(r.stderr)) throw new NamespaceGoneError(options.namespace, r.stderr);
-      throw new CommandError([file, ...args], r.exitCode, r.stderr, { namespace: options.namespace });
-    }
-    return r;
+    const file = await this.auxBinary(command);
+    return checkExit(await this.run(options.namespace, [file], args, options.input), [file, ...args], options);
+  }
+
+  prepare(command: AuxCommand, args: readonly string[], options: PrepareOptions = {}): PreparedCommand {
+    if (!args.includes(PREPARED_INPUT)) throw new CommandError([command, ...args], undefined, "prepare() needs PREPARED_INPUT among the arguments: the command reads its input from it");
+    let state: "waiting" | "run" | "cancelled" = "waiting";
+    const started = (async () => {
+      const file = await this.auxBinary(command);
+      const input = await FifoInput.create(async (path) => {
+        const r = await this.run(undefined, ["mkfifo"], ["-m", "600", path]);
+        if (r.exitCode !== 0) throw new CommandError(["mkfifo", "-m", "600", path], r.exitCode, r.stderr);
+      });
+      const argv = this.argv(options.namespace, file, args.map((a) => (a === PREPARED_INPUT ? input.path : a)));
+      try {
+        const child = execa(argv[0]!, argv.slice(1), { stdin: "ignore", reject: false, env: this.env, stripFinalNewline: false });
+        let exited = false;
+        void child.finally(() => (exited = true));
+        return { file, argv, input, child, running: () => !exited };
+      } catch (err) {
+        input.close();
+        throw err;
+      }
+    })();
+    started.catch(() => undefined);
+    const stop = () => {
+      void started.then(
+        ({ input, child }) => {
+          child.kill();
+          input.close();
+        },
+        () => undefined,
+      );
+    };
+    const expiry = setTimeout(() => {
+      if (state !== "waiting") return;
+      state = "cancelled";
+      stop();
+    }, options.expireMs ?? 30_000);
+    expiry.unref();
+    return {
+      run: async (text) => {
+        if (state !== "waiting") throw new CommandError([command, ...args], undefined, state === "run" ? "prepared command run twice" : "prepared command was cancelled (or expired) before it was run", { namespace: options.namespace });
+        state = "run";
+        clearTimeout(expiry);
+        let prepared;
+        try {
+          prepared = await started;
+        } catch (err) {
+          throw err instanceof CommandError ? err : new CommandError([command, ...args], undefined, err instanceof Error ? err.message : String(err), { cause: err, namespace: options.namespace });
+        }
+        const { file, argv, input, child, running } = prepared;
+        // false: the command ended before taking its input; its exit says why.
+        await input.writeAndClose(text, running);
+        const r = await child;
+        if (r.failed && r.exitCode === undefined) throw new CommandError(argv, undefined, r.message ?? "could not run", { cause: r, namespace: options.namespace });
+        return checkExit({ stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? ""), exitCode: r.exitCode ?? -1 }, [file, ...args], options);
+      },
+      cancel: () => {
+        if (state !== "waiting") return;
+        state = "cancelled";
+        clearTimeout(expiry);
+        stop();
+      },
+      get waiting() {
+        return state === "waiting";
+      },
+    };
   }
 
   spawn(command: "node", args: readonly string[], options: SpawnOptions = {}): SpawnedProcess {
@@ -187,6 +251,12 @@ export class ExecaRunner implements IptablesRunner {
     const [nft, legacy] = await Promise.all([count("nft"), count("legacy")]);
     if (nft < 0 && legacy < 0) throw new BackendUnavailableError("neither iptables-nft-save nor iptables-legacy-save could run");
     return legacy > nft ? "legacy" : "nft";
+  }
+
+  /** The binary of an aux command: `iptables`/`ip6tables` follow the backend. */
+  private async auxBinary(command: AuxCommand): Promise<string> {
+    const backend = command === "iptables" || command === "ip6tables" ? await this.backend() : undefined;
+    return backend ? binary(backend, command === "iptables" ? 4 : 6, "") : command;
   }
 
   /** `iptables-restore -n [-w N]` of the target's family and backend. */
@@ -230,6 +300,15 @@ export class ExecaRunner implements IptablesRunner {
       throw new CommandError(argv, undefined, err instanceof Error ? err.message : String(err), { cause: err, namespace });
     }
   }
+}
+
+/** `exec`'s rule for an exit status: non-zero throws (a vanished namespace says so) unless `reject: false`. */
+function checkExit(r: ExecResult, command: readonly string[], options: { namespace?: string | undefined; reject?: boolean }): ExecResult {
+  if (r.exitCode !== 0 && options.reject !== false) {
+    if (options.namespace !== undefined && NAMESPACE_GONE.test(r.stderr)) throw new NamespaceGoneError(options.namespace, r.stderr);
+    throw new CommandError(command, r.exitCode, r.stderr, { namespace: options.namespace });
+  }
+  return r;
 }
 
 let inputFiles = 0;

@@ -93,6 +93,40 @@ export interface RestoreStream {
   end(): Promise<void>;
 }
 
+/**
+ * In the arguments of `IptablesRunner.prepare`: the file the command reads its input from. The
+ * runner puts a name there that the command can open (`conntrack -R <it>`); what `run` is given
+ * arrives through it.
+ */
+export const PREPARED_INPUT = "<prepared input>";
+
+/**
+ * A command started before its input is known (`IptablesRunner.prepare`): the process runs,
+ * inside its namespace, with its binary loaded, and waits for its input.
+ */
+export interface PreparedCommand {
+  /**
+   * Gives the command its whole input, ends it and settles as `exec` would (with the `reject` and
+   * `namespace` given to `prepare`). Once only; rejects after `cancel` or expiry.
+   */
+  run(input: string): Promise<ExecResult>;
+  /** Stops a command that was not run (it never saw any input); a no-op after `run`. */
+  cancel(): void;
+  /** True until `run`, `cancel` or expiry: whether `run` may still be called. */
+  readonly waiting: boolean;
+}
+
+export interface PrepareOptions {
+  namespace?: string | undefined;
+  /** Do not throw on a non-zero exit; return it. */
+  reject?: boolean;
+  /**
+   * A prepared command not run within this many milliseconds is cancelled (default 30,000): a
+   * caller that never gets to run it leaves no process behind.
+   */
+  expireMs?: number;
+}
+
 export interface IptablesRunner {
   /** The backend this runner drives (resolves `auto` on first use). */
   backend(): Promise<Backend>;
@@ -102,6 +136,12 @@ export interface IptablesRunner {
   restoreStream?(target: Target, options?: RestoreOptions): RestoreStream;
   version(): Promise<IptablesVersion>;
   exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Optional: starts a command now and gives it its input later, so that the start (entering the
+   * namespace, loading the tool) is not paid once the input is ready. `args` name the input file
+   * as `PREPARED_INPUT` (`["-R", PREPARED_INPUT]`). Without it, callers `exec` when ready.
+   */
+  prepare?(command: AuxCommand, args: readonly string[], options?: PrepareOptions): PreparedCommand;
   /**
    * Starts a long-lived process (only `node`, i.e. this Node.js binary running one of our scripts),
    * inside the namespace when one is named; the caller owns its lifetime.

@@ -1,5 +1,5 @@
 import type { ReconcileContext } from "@chainwarden/agent";
-import { cidrContains, CommandError, parseCidr, parseIp, type IptablesRunner } from "@chainwarden/core";
+import { cidrContains, CommandError, parseCidr, parseIp, PREPARED_INPUT, type IptablesRunner } from "@chainwarden/core";
 import { EXTERNAL_DEV_PREFIX, externalDeviceName, INTERNAL_DEV_PREFIX, internalDeviceName } from "./device-names.js";
 import type { InterfaceDriver } from "./interface-driver.js";
 import type { FloatingIp, Router, RouterPort } from "./router.js";
@@ -18,6 +18,8 @@ interface DeviceAddress {
 export interface PostApplyTask {
   readonly description: string;
   run(): Promise<void>;
+  /** Called instead of `run` when the task is dropped (a failed apply, the router removed). */
+  cancel?(): void;
 }
 
 export interface DeviceSyncOptions {
@@ -108,7 +110,7 @@ export async function syncRouterDevices(options: DeviceSyncOptions): Promise<Dev
     if (fixed === undefined) conntrack(f.floating_ip_address, "floating IP disassociated");
     else if (fixed !== f.fixed_ip_address) conntrack(f.floating_ip_address, "floating IP moved");
   }
-  for (const [ip, why] of connections) postApply.push(conntrackTask(runner, namespace, ip, why));
+  if (connections.size > 0) postApply.push(conntrackCleanup(runner, namespace, connections));
   return { missing, postApply, plumbed };
 }
 
@@ -226,19 +228,41 @@ function portsKey(router: Router): string {
   return JSON.stringify([port(router.gw_port), router._interfaces.map(port)]);
 }
 
-function conntrackTask(runner: IptablesRunner, namespace: string, ip: string, why: string): PostApplyTask {
+/**
+ * Deletes the connections of addresses a change made illegal (`ip` → why), both directions as
+ * Neutron's delete_conntrack_state: to the address (`-D -d`) and replies to it (`-D -q`).
+ *
+ * Cost. Every `conntrack -D` walks the whole conntrack hash table, which is shared by all
+ * namespaces and sized by the host (262,144 buckets on a large one: ~10 ms in the kernel), and
+ * two walks do not run faster side by side. So one `conntrack -R` takes all the lines, and where
+ * the runner can `prepare` it, that process is started now, while the rules are applied, and is
+ * given its lines once they are in: the cleanup then costs the walks and nothing else (~20 ms for
+ * one address instead of ~28 ms for two processes started after the apply).
+ */
+function conntrackCleanup(runner: IptablesRunner, namespace: string, connections: ReadonlyMap<string, string>): PostApplyTask {
+  const lines = [...connections.keys()].flatMap((ip) => [`-D -d ${ip}`, `-D -q ${ip}`]);
+  const prepared = runner.prepare?.("conntrack", ["-R", PREPARED_INPUT], { namespace, reject: false });
   return {
-    description: `delete conntrack entries of ${ip} (${why})`,
-    // Both directions, as Neutron's delete_conntrack_state: to the address, and replies to it.
-    // conntrack exits 1 when there was nothing to delete.
+    description: `delete conntrack entries of ${[...connections].map(([ip, why]) => `${ip} (${why})`).join(", ")}`,
     run: async () => {
-      await Promise.all(
-        ["-d", "-q"].map(async (flag) => {
-          const r = await runner.exec("conntrack", ["-D", flag, ip], { namespace, reject: false });
-          if (r.exitCode > 1) throw new CommandError(["conntrack", "-D", flag, ip], r.exitCode, r.stderr, { namespace });
-        }),
-      );
+      // Not waiting any more: expired (an apply that took longer than the runner lets a command wait).
+      if (prepared?.waiting) {
+        const r = await prepared.run(`${lines.join("\n")}\n`);
+        // conntrack -R fails on the line it cannot carry out, without saying which: name them all.
+        if (r.exitCode !== 0) throw new CommandError(["conntrack", "-R", "-"], r.exitCode, `${r.stderr.trim()} (input: ${lines.join("; ")})`, { namespace });
+        return;
+      }
+      // One address after another, its two directions at once; -D exits 1 when nothing matched.
+      for (const ip of connections.keys()) {
+        await Promise.all(
+          ["-d", "-q"].map(async (flag) => {
+            const r = await runner.exec("conntrack", ["-D", flag, ip], { namespace, reject: false });
+            if (r.exitCode > 1) throw new CommandError(["conntrack", "-D", flag, ip], r.exitCode, r.stderr, { namespace });
+          }),
+        );
+      }
     },
+    cancel: () => prepared?.cancel(),
   };
 }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { normalizeSave } from "@chainwarden/core";
+import { normalizeSave, PREPARED_INPUT } from "@chainwarden/core";
 import { referenceDir } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import type { MetadataProxyFactory } from "./metadata-proxy-process.js";
@@ -86,14 +86,17 @@ describe("RouterHandler through the agent (fake host)", () => {
     await agent.start();
     const before = host.events.length;
     await push({ routers: [withFips([fip(4, "10.10.10.4")])] });
-    // Only floating IPs changed: no command before the restore; after it the address, then the connections.
+    // Only floating IPs changed: before the restore only the conntrack process starts (prepared);
+    // after it the address goes, then the connections (the lines the prepared conntrack reads).
     expect(host.events.slice(before)).toEqual([
+      `${NS}: conntrack -R ${PREPARED_INPUT}`,
       `restore ${NS} v4`,
       `${NS}: ip -force -batch -`,
       `${NS}:   | address del 200.200.128.3/32 dev ${QG}`,
-      `${NS}: conntrack -D -d 200.200.128.3`,
-      `${NS}: conntrack -D -q 200.200.128.3`,
+      `${NS}:   | -D -d 200.200.128.3`,
+      `${NS}:   | -D -q 200.200.128.3`,
     ]);
+    expect(host.preparedWaiting.size).toBe(0);
     expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.2/24", "200.200.128.4/32"]);
     expect(host.iptables.rules({ namespace: NS, family: 4 }, "nat", "neutron-l3-agent-OUTPUT")).toEqual(["-d 200.200.128.4/32 -j DNAT --to-destination 10.10.10.4"]);
   });
@@ -104,7 +107,43 @@ describe("RouterHandler through the agent (fake host)", () => {
     await agent.start();
     const before = host.events.length;
     await push({ routers: [withFips([fip(3, "10.10.10.9")])] });
-    expect(host.events.slice(before).filter((e) => e.includes("conntrack"))).toEqual([`${NS}: conntrack -D -d 200.200.128.3`, `${NS}: conntrack -D -q 200.200.128.3`]);
+    expect(host.events.slice(before).filter((e) => e.includes("conntrack") || e.includes("| -D"))).toEqual([`${NS}: conntrack -R ${PREPARED_INPUT}`, `${NS}:   | -D -d 200.200.128.3`, `${NS}:   | -D -q 200.200.128.3`]);
+  });
+
+  it("without a runner that prepares commands, the connections go through one conntrack -D per direction", async () => {
+    const host = new FakeL3Host("nft", { prepare: false });
+    const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2"), fip(4, "10.10.10.4")])] } });
+    await agent.start();
+    const before = host.events.length;
+    await push({ routers: [withFips([])] });
+    const after = host.events.slice(before);
+    expect(after.filter((e) => e.includes("conntrack"))).toEqual([
+      `${NS}: conntrack -D -d 200.200.128.3`,
+      `${NS}: conntrack -D -q 200.200.128.3`,
+      `${NS}: conntrack -D -d 200.200.128.4`,
+      `${NS}: conntrack -D -q 200.200.128.4`,
+    ]);
+    expect(after.findIndex((e) => e.includes("conntrack"))).toBeGreaterThan(after.findIndex((e) => e.startsWith("restore")));
+  });
+
+  it("a failed apply cancels the prepared conntrack cleanup; the retry prepares and runs it again", async () => {
+    const host = new FakeL3Host();
+    const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2")])] } });
+    await agent.start();
+    const before = host.events.length;
+    host.iptables.failNextRestore({ exitCode: 1, stderr: "iptables-restore: line 2 failed\n" });
+    await push({ routers: [withFips([])] });
+    // The loop retries after its backoff (20 ms in the harness).
+    for (let i = 0; i < 100 && !host.events.slice(before).some((e) => e.includes("| -D -q")); i++) await new Promise((r) => setTimeout(r, 10));
+    const events = host.events.slice(before);
+    expect(events.filter((e) => e.includes("conntrack") || e.includes("| -D"))).toEqual([
+      `${NS}: conntrack -R ${PREPARED_INPUT}`,
+      `${NS}: conntrack -R ${PREPARED_INPUT} cancelled`,
+      `${NS}: conntrack -R ${PREPARED_INPUT}`,
+      `${NS}:   | -D -d 200.200.128.3`,
+      `${NS}:   | -D -q 200.200.128.3`,
+    ]);
+    expect(host.preparedWaiting.size).toBe(0);
   });
 
   it("removes a router: extensions told, proxy stopped, namespace deleted (devices with it), nothing left", async () => {
@@ -237,8 +276,8 @@ describe("RouterHandler through the agent (fake host)", () => {
     ]);
     expect(host.device(NS, QG)).toBeUndefined();
     const after = host.events.slice(before);
-    expect(after.filter((e) => e.includes("conntrack -D -d"))).toEqual([`${NS}: conntrack -D -d 200.200.128.2`, `${NS}: conntrack -D -d 200.200.128.3`]);
-    expect(after.findIndex((e) => e.includes("conntrack"))).toBeGreaterThan(after.findIndex((e) => e.startsWith("restore")));
+    expect(after.filter((e) => e.includes("| -D -d"))).toEqual([`${NS}:   | -D -d 200.200.128.2`, `${NS}:   | -D -d 200.200.128.3`]);
+    expect(after.findIndex((e) => e.includes("| -D"))).toBeGreaterThan(after.findIndex((e) => e.startsWith("restore")));
   });
 
   it("an interface removed is unplugged, an added one plugged; a new gateway address replaces the old one", async () => {
@@ -254,7 +293,7 @@ describe("RouterHandler through the agent (fake host)", () => {
     expect(host.device(undefined, "tapc0ffee00-11")).toBeUndefined();
     expect(host.device(NS, "qr-dddddddd-11")).toMatchObject({ addresses: ["10.10.10.1/24"], mac: "fa:16:3e:10:10:02" });
     expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.3/32", "200.200.128.9/24"]);
-    expect(host.events.slice(before).filter((e) => e.includes("conntrack -D -d"))).toEqual([`${NS}: conntrack -D -d 200.200.128.2`]);
+    expect(host.events.slice(before).filter((e) => e.includes("| -D -d"))).toEqual([`${NS}:   | -D -d 200.200.128.2`]);
     expect(host.iptables.rules({ namespace: NS, family: 4 }, "nat", "neutron-l3-agent-snat")).toContain("-o qg-a1b2c3d4-00 -j SNAT --to-source 200.200.128.9 --random-fully");
   });
 

@@ -91,10 +91,6 @@ export class RouterHandler implements ResourceHandler<Router> {
   }
 
   /**
-   * The plugin's apply observer calls this after every apply of a namespace. After a failed apply
-   * the pending work is dropped: the retry computes it again from the kernel.
-   */
-  /**
    * Neutron's namespace cleanup: a `<prefix><router id>` namespace no desired router claims and this
    * process does not know (the router was deleted while no agent ran) goes, with its rules, devices and
    * any proxy left in it. Routers this process knows leave through `reconcile`'s removal path.
@@ -113,6 +109,10 @@ export class RouterHandler implements ResourceHandler<Router> {
     return removed;
   }
 
+  /**
+   * The plugin's apply observer calls this after every apply of a namespace. After a failed apply
+   * the pending work is dropped: the retry computes it again from the kernel.
+   */
   async afterApply(event: ApplyEvent): Promise<void> {
     if (event.namespace === undefined) return;
     const id = this.byNamespace.get(event.namespace);
@@ -121,6 +121,7 @@ export class RouterHandler implements ResourceHandler<Router> {
     const tasks = state.pending;
     state.pending = [];
     if (event.error) {
+      cancelTasks(tasks);
       state.pendingRouter = undefined;
       return;
     }
@@ -184,6 +185,8 @@ export class RouterHandler implements ResourceHandler<Router> {
 
     const driver = this.interfaceDriver();
     const devices = await syncRouterDevices({ runner: context.runner, namespace, logger, driver, router, settled: state!.settled, full: full || isNew, created });
+    // Work of an earlier reconcile that was never applied: this one recomputed it from the same settled router.
+    cancelTasks(state!.pending);
     state!.pending = devices.postApply;
     state!.pendingRouter = router;
 
@@ -223,6 +226,10 @@ export class RouterHandler implements ResourceHandler<Router> {
     await this.callExtensions("deleteRouter", context, router, namespace, context.manager());
     if (context.dryRun) return;
     const state = this.routers.get(id);
+    if (state) {
+      cancelTasks(state.pending);
+      state.pending = [];
+    }
     await state?.proxy?.stop();
     // Unplug first, as Neutron's RouterNamespace.delete: a driver's ports may live outside the
     // namespace (an OVS bridge), and the kernel tears a deleted namespace's veths down only later.
@@ -303,4 +310,9 @@ const defaultProxyFactory: MetadataProxyFactory = (params) => new MetadataProxyP
 function routerDevices(router: Router | undefined): string[] {
   if (!router) return [];
   return [...router._interfaces.map((p) => internalDeviceName(p.id)), ...(router.gw_port ? [externalDeviceName(router.gw_port.id)] : [])];
+}
+
+/** Drops post-apply work that will not run (its prepared processes stop). */
+function cancelTasks(tasks: readonly PostApplyTask[]): void {
+  for (const task of tasks) task.cancel?.();
 }

@@ -20,6 +20,8 @@ import {
   type Backend,
   type ExecOptions,
   type ExecResult,
+  type PreparedCommand,
+  type PrepareOptions,
   type RestoreOptions,
   type SaveOptions,
   type Target,
@@ -111,6 +113,17 @@ class TimingRunner extends ForwardingRunner<ExecaRunner> {
     const namespaceWork = command === "ip" && (args[0] === "netns" || (args[0] === "link" && args[2] === "lo") || options?.input?.startsWith("netns add ") === true);
     const kind: Kind = namespaceWork ? "namespace" : command === "ip" ? "devices" : "other";
     return this.time(kind, () => this.inner.exec(command, args, options));
+  }
+  /** Passed on (ForwardingRunner does not): the router's conntrack cleanup starts it before the apply. */
+  prepare(command: AuxCommand, args: readonly string[], options?: PrepareOptions): PreparedCommand {
+    const prepared = this.inner.prepare(command, args, options);
+    return {
+      run: (input) => this.time("other", () => prepared.run(input)),
+      cancel: () => prepared.cancel(),
+      get waiting() {
+        return prepared.waiting;
+      },
+    };
   }
   reset(): void {
     Object.assign(this.times, fresh());

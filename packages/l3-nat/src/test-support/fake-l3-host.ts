@@ -1,5 +1,5 @@
-import type { AuxCommand, Backend, ExecOptions, ExecResult, RestoreOptions, Target } from "@chainwarden/core";
-import { CommandError, ForwardingRunner, NamespaceGoneError } from "@chainwarden/core";
+import type { AuxCommand, Backend, ExecOptions, ExecResult, PreparedCommand, PrepareOptions, RestoreOptions, Target } from "@chainwarden/core";
+import { CommandError, ForwardingRunner, NamespaceGoneError, PREPARED_INPUT } from "@chainwarden/core";
 import { FakeIptablesRunner } from "@chainwarden/testing";
 
 interface FakeLink {
@@ -18,7 +18,8 @@ const HOST = "<host>";
 /**
  * A host for unit tests of the l3 handler: iptables through the honest `FakeIptablesRunner`, and a
  * small model of what the handler does with `ip` (namespaces, veths, bridges, addresses, routes),
- * `sysctl` (through `ip netns exec`) and `conntrack`. Every command is logged in `events`, with the
+ * `sysctl` (through `ip netns exec`) and `conntrack` (`-D`, and `-R` prepared as `ExecaRunner` does:
+ * started at `prepare`, its lines read at `run`). Every command is logged in `events`, with the
  * restores, so tests can check the order of things. Anything else throws.
  */
 export class FakeL3Host extends ForwardingRunner<FakeIptablesRunner> {
@@ -28,8 +29,14 @@ export class FakeL3Host extends ForwardingRunner<FakeIptablesRunner> {
   readonly routes = new Map<string, string[]>();
   readonly sysctls = new Map<string, string[]>();
 
-  constructor(variant: Backend = "nft") {
+  /** Prepared commands started and neither run nor cancelled (a leak, if any is left at the end). */
+  readonly preparedWaiting = new Set<string>();
+  /** `IptablesRunner.prepare`, for `conntrack -R PREPARED_INPUT` only; absent with `{ prepare: false }`. */
+  readonly prepare?: (command: AuxCommand, args: readonly string[], options?: PrepareOptions) => PreparedCommand;
+
+  constructor(variant: Backend = "nft", options: { prepare?: boolean } = {}) {
     super(new FakeIptablesRunner({ variant }));
+    if (options.prepare !== false) this.prepare = (command, args, opts) => this.prepareCommand(command, args, opts);
   }
 
   /** The fake iptables underneath (dumps, namespaces, recorded calls). */
@@ -54,6 +61,46 @@ export class FakeL3Host extends ForwardingRunner<FakeIptablesRunner> {
   commandsIn(namespace: string | undefined): string[] {
     const prefix = `${namespace ?? HOST}: `;
     return this.events.filter((e) => e.startsWith(prefix)).map((e) => e.slice(prefix.length));
+  }
+
+  private prepareCommand(command: AuxCommand, args: readonly string[], options: PrepareOptions = {}): PreparedCommand {
+    if (command !== "conntrack" || args.length !== 2 || args[0] !== "-R" || args[1] !== PREPARED_INPUT) throw new Error(`FakeL3Host: prepare ${[command, ...args].join(" ")}`);
+    const ns = options.namespace ?? HOST;
+    const id = `${ns}#${this.events.length}`;
+    this.events.push(`${ns}: conntrack -R ${PREPARED_INPUT}`);
+    this.preparedWaiting.add(id);
+    let state: "waiting" | "run" | "cancelled" = "waiting";
+    return {
+      run: async (input) => {
+        if (state !== "waiting") throw new CommandError([command, ...args], undefined, `prepared command ${state === "run" ? "run twice" : "was cancelled"}`, { namespace: options.namespace });
+        state = "run";
+        this.preparedWaiting.delete(id);
+        let result: ExecResult = { stdout: "", stderr: "", exitCode: 0 };
+        if (ns !== HOST && !this.iptables.hasNamespace(ns)) result = { stdout: "", stderr: `Cannot open network namespace "${ns}": No such file or directory\n`, exitCode: 255 };
+        else {
+          // conntrack -R takes each line as a command line; deleting nothing is not an error there.
+          for (const line of input.split("\n").filter(Boolean)) {
+            this.events.push(`${ns}:   | ${line}`);
+            const words = line.split(" ");
+            if (words[0] !== "-D" || (words[1] !== "-d" && words[1] !== "-q") || words.length !== 3) throw new Error(`FakeL3Host: conntrack -R line ${line}`);
+          }
+        }
+        if (result.exitCode !== 0 && options.reject !== false) {
+          if (result.exitCode === 255) throw new NamespaceGoneError(ns, result.stderr);
+          throw new CommandError([command, ...args], result.exitCode, result.stderr, { namespace: options.namespace });
+        }
+        return result;
+      },
+      cancel: () => {
+        if (state !== "waiting") return;
+        state = "cancelled";
+        this.preparedWaiting.delete(id);
+        this.events.push(`${ns}: conntrack -R ${PREPARED_INPUT} cancelled`);
+      },
+      get waiting() {
+        return state === "waiting";
+      },
+    };
   }
 
   override async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
