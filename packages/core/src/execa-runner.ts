@@ -162,27 +162,19 @@ export class ExecaRunner implements IptablesRunner {
         const r = await this.run(undefined, ["mkfifo"], ["-m", "600", path]);
         if (r.exitCode !== 0) throw new CommandError(["mkfifo", "-m", "600", path], r.exitCode, r.stderr);
       });
-      const argv = this.argv(options.namespace, file, args.map((a) => (a === PREPARED_INPUT ? input.path : a)));
-      try {
-        const child = execa(argv[0]!, argv.slice(1), { stdin: "ignore", reject: false, env: this.env, stripFinalNewline: false });
-        let exited = false;
-        void child.finally(() => (exited = true));
-        return { file, argv, input, child, running: () => !exited };
-      } catch (err) {
+      // Started like any other command (from the spawn helper: no fork of this process on the
+      // caller's path); it needs no stdin of ours, as it reads the FIFO by name.
+      let done = false;
+      const result = this.run(options.namespace, [file], args.map((a) => (a === PREPARED_INPUT ? input.path : a))).finally(() => {
+        done = true;
         input.close();
-        throw err;
-      }
+      });
+      result.catch(() => undefined);
+      return { file, input, result, running: () => !done };
     })();
     started.catch(() => undefined);
-    const stop = () => {
-      void started.then(
-        ({ input, child }) => {
-          child.kill();
-          input.close();
-        },
-        () => undefined,
-      );
-    };
+    // Cancelled or expired: the command reads an empty input and ends, having done nothing.
+    const stop = () => void started.then(({ input, running }) => input.writeAndClose("", running)).catch(() => undefined);
     const expiry = setTimeout(() => {
       if (state !== "waiting") return;
       state = "cancelled";
@@ -194,18 +186,12 @@ export class ExecaRunner implements IptablesRunner {
         if (state !== "waiting") throw new CommandError([command, ...args], undefined, state === "run" ? "prepared command run twice" : "prepared command was cancelled (or expired) before it was run", { namespace: options.namespace });
         state = "run";
         clearTimeout(expiry);
-        let prepared;
-        try {
-          prepared = await started;
-        } catch (err) {
+        const { file, input, result, running } = await started.catch((err: unknown) => {
           throw err instanceof CommandError ? err : new CommandError([command, ...args], undefined, err instanceof Error ? err.message : String(err), { cause: err, namespace: options.namespace });
-        }
-        const { file, argv, input, child, running } = prepared;
+        });
         // false: the command ended before taking its input; its exit says why.
         await input.writeAndClose(text, running);
-        const r = await child;
-        if (r.failed && r.exitCode === undefined) throw new CommandError(argv, undefined, r.message ?? "could not run", { cause: r, namespace: options.namespace });
-        return checkExit({ stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? ""), exitCode: r.exitCode ?? -1 }, [file, ...args], options);
+        return checkExit(await result, [file, ...args], options);
       },
       cancel: () => {
         if (state !== "waiting") return;

@@ -48,15 +48,16 @@ export class FifoInput {
    * when the command stopped before taking it all (its exit status says why).
    */
   async writeAndClose(text: string, running: () => boolean): Promise<boolean> {
+    if (this.dir === undefined && this.fd === undefined) return false;
     try {
       while (this.fd === undefined) {
         try {
           this.fd = openSync(this.path, constants.O_WRONLY | constants.O_NONBLOCK);
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "ENXIO" || !running()) {
-            if ((err as NodeJS.ErrnoException).code === "ENXIO") return false;
-            throw err;
-          }
+          const code = (err as NodeJS.ErrnoException).code;
+          // ENOENT: closed already (the command ended and its caller cleaned up).
+          if (code === "ENOENT" || (code === "ENXIO" && !running())) return false;
+          if (code !== "ENXIO") throw err;
           await pause();
         }
       }

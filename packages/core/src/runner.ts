@@ -110,7 +110,10 @@ export interface PreparedCommand {
    * `namespace` given to `prepare`). Once only; rejects after `cancel` or expiry.
    */
   run(input: string): Promise<ExecResult>;
-  /** Stops a command that was not run (it never saw any input); a no-op after `run`. */
+  /**
+   * Ends a command that was not run with an empty input (so only commands for which no input
+   * means nothing to do may be prepared: `conntrack -R`, `ip -batch`); a no-op after `run`.
+   */
   cancel(): void;
   /** True until `run`, `cancel` or expiry: whether `run` may still be called. */
   readonly waiting: boolean;
@@ -122,7 +125,7 @@ export interface PrepareOptions {
   reject?: boolean;
   /**
    * A prepared command not run within this many milliseconds is cancelled (default 30,000): a
-   * caller that never gets to run it leaves no process behind.
+   * caller that never gets to run it leaves no process waiting.
    */
   expireMs?: number;
 }
