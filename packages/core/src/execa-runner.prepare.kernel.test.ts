@@ -98,6 +98,22 @@ describe("ExecaRunner.prepare (real commands in a namespace)", () => {
     expect(r.stderr).toBe("");
   });
 
+  it("a command that cannot be started (no FIFO can be made) rejects without an exit status", async () => {
+    const tmp = process.env["TMPDIR"];
+    let err: unknown;
+    try {
+      process.env["TMPDIR"] = `/nonexistent-${ns}`;
+      err = await runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: ns, reject: false }).run("-D -d 203.0.113.10\n").catch((e: unknown) => e);
+    } finally {
+      if (tmp === undefined) delete process.env["TMPDIR"];
+      else process.env["TMPDIR"] = tmp;
+    }
+    expect(err).toBeInstanceOf(CommandError);
+    expect((err as CommandError).exitCode).toBeUndefined();
+    expect((err as CommandError).message).toMatch(/could not be started: .*nonexistent/);
+    expect(await pids()).toEqual([]);
+  });
+
   it("refuses arguments without PREPARED_INPUT", () => {
     expect(() => runner.prepare("conntrack", ["-R", "-"], { namespace: ns })).toThrow(/PREPARED_INPUT/);
   });

@@ -186,8 +186,9 @@ export class ExecaRunner implements IptablesRunner {
         if (state !== "waiting") throw new CommandError([command, ...args], undefined, state === "run" ? "prepared command run twice" : "prepared command was cancelled (or expired) before it was run", { namespace: options.namespace });
         state = "run";
         clearTimeout(expiry);
+        // Not started (no FIFO could be made): no exit status, so callers can tell it from the command failing.
         const { file, input, result, running } = await started.catch((err: unknown) => {
-          throw err instanceof CommandError ? err : new CommandError([command, ...args], undefined, err instanceof Error ? err.message : String(err), { cause: err, namespace: options.namespace });
+          throw new CommandError([command, ...args], undefined, `could not be started: ${err instanceof Error ? err.message : String(err)}`, { cause: err, namespace: options.namespace });
         });
         // false: the command ended before taking its input; its exit says why.
         await input.writeAndClose(text, running);

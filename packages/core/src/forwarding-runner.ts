@@ -17,8 +17,9 @@ import type {
  * want to watch or change — timing restores, recording conntrack commands, a fake host that models
  * `ip` itself — instead of writing the other five delegations again.
  *
- * `restoreStream` (optional) is not passed on: a subclass that watches `restore` would not see
- * streamed restores, so callers fall back to whole inputs. A subclass that wants streams defines it.
+ * `restoreStream` and `prepare` (optional) are not passed on: a subclass that watches `restore` or
+ * `exec` would not see them, so callers fall back to whole inputs and plain commands. A subclass
+ * that wants them defines them.
  */
 export class ForwardingRunner<R extends IptablesRunner = IptablesRunner> implements IptablesRunner {
   constructor(protected readonly inner: R) {}

@@ -247,10 +247,16 @@ function conntrackCleanup(runner: IptablesRunner, namespace: string, connections
     run: async () => {
       // Not waiting any more: expired (an apply that took longer than the runner lets a command wait).
       if (prepared?.waiting) {
-        const r = await prepared.run(`${lines.join("\n")}\n`);
+        let r;
+        try {
+          r = await prepared.run(`${lines.join("\n")}\n`);
+        } catch (err) {
+          // It could not be started (no FIFO could be made, say): the plain commands below still can.
+          if (!(err instanceof CommandError && err.exitCode === undefined)) throw err;
+        }
         // conntrack -R fails on the line it cannot carry out, without saying which: name them all.
-        if (r.exitCode !== 0) throw new CommandError(["conntrack", "-R", "-"], r.exitCode, `${r.stderr.trim()} (input: ${lines.join("; ")})`, { namespace });
-        return;
+        if (r && r.exitCode !== 0) throw new CommandError(["conntrack", "-R", "-"], r.exitCode, `${r.stderr.trim()} (input: ${lines.join("; ")})`, { namespace });
+        if (r) return;
       }
       // One address after another, its two directions at once; -D exits 1 when nothing matched.
       for (const ip of connections.keys()) {

@@ -126,6 +126,20 @@ describe("RouterHandler through the agent (fake host)", () => {
     expect(after.findIndex((e) => e.includes("conntrack"))).toBeGreaterThan(after.findIndex((e) => e.startsWith("restore")));
   });
 
+  it("a prepared conntrack that cannot start: the connections still go, through conntrack -D", async () => {
+    const host = new FakeL3Host("nft", { prepare: "cannot-start" });
+    const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2")])] } });
+    await agent.start();
+    const before = host.events.length;
+    await push({ routers: [withFips([])] });
+    expect(host.events.slice(before).filter((e) => e.includes("conntrack") || e.startsWith("restore"))).toEqual([
+      `${NS}: conntrack -R ${PREPARED_INPUT}`,
+      `restore ${NS} v4`,
+      `${NS}: conntrack -D -d 200.200.128.3`,
+      `${NS}: conntrack -D -q 200.200.128.3`,
+    ]);
+  });
+
   it("a failed apply cancels the prepared conntrack cleanup; the retry prepares and runs it again", async () => {
     const host = new FakeL3Host();
     const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2")])] } });

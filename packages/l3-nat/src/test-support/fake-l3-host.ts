@@ -34,7 +34,11 @@ export class FakeL3Host extends ForwardingRunner<FakeIptablesRunner> {
   /** `IptablesRunner.prepare`, for `conntrack -R PREPARED_INPUT` only; absent with `{ prepare: false }`. */
   readonly prepare?: (command: AuxCommand, args: readonly string[], options?: PrepareOptions) => PreparedCommand;
 
-  constructor(variant: Backend = "nft", options: { prepare?: boolean } = {}) {
+  /**
+   * `prepare: false`: no `prepare` (like a plain ForwardingRunner); `"cannot-start"`: prepared
+   * commands fail to start, as `ExecaRunner`'s do when no FIFO can be made.
+   */
+  constructor(variant: Backend = "nft", private readonly options: { prepare?: boolean | "cannot-start" } = {}) {
     super(new FakeIptablesRunner({ variant }));
     if (options.prepare !== false) this.prepare = (command, args, opts) => this.prepareCommand(command, args, opts);
   }
@@ -75,6 +79,7 @@ export class FakeL3Host extends ForwardingRunner<FakeIptablesRunner> {
         if (state !== "waiting") throw new CommandError([command, ...args], undefined, `prepared command ${state === "run" ? "run twice" : "was cancelled"}`, { namespace: options.namespace });
         state = "run";
         this.preparedWaiting.delete(id);
+        if (this.options.prepare === "cannot-start") throw new CommandError([command, ...args], undefined, "could not be started: mkfifo: cannot create fifo: Read-only file system", { namespace: options.namespace });
         let result: ExecResult = { stdout: "", stderr: "", exitCode: 0 };
         if (ns !== HOST && !this.iptables.hasNamespace(ns)) result = { stdout: "", stderr: `Cannot open network namespace "${ns}": No such file or directory\n`, exitCode: 255 };
         else {
