@@ -334,6 +334,20 @@ export class IptablesManager {
   }
 
   /**
+   * Sends what these chains of ours (named as for `addChain`, wrapped) have grown by through the
+   * family's open stream, for chains the kernel does not have yet that get rules all along the
+   * change (a shared chain with one jump per port): their `top` rules so far, as far as the chains
+   * they jump to are declared. They stay pending: the apply writes the rest of them. A no-op
+   * without an open stream.
+   */
+  streamGrowth(family: IpFamily, table: TableName, chains: Iterable<string>): void {
+    if (!this.applier.isStreaming(family)) return;
+    const names: string[] = [];
+    for (const c of chains) names.push(kernelChainName(this.wrapName, c, true));
+    this.applier.streamGrowth(family, this.table(family, table), names);
+  }
+
+  /**
    * Ends the open streams without committing anything (`openStream`): for a caller that gives up on
    * its deferred apply (a handler threw). Their chains stay pending and go with the next apply.
    * Streams nobody finishes are abandoned after 30 s anyway.

@@ -63,6 +63,15 @@ export interface TableState {
   chainsWithRules(): Iterable<string>;
   /** Our rules of a chain in the order they must appear, duplicates removed as Neutron does. */
   renderChain(chain: string): string[];
+  /**
+   * The chain's `top` rules from the `from`-th on, in the order added. They lead `renderChain`
+   * (a later `top` rule goes after them, before the others) unless a rule left the chain
+   * (`removals`) or a duplicate displaced one: a caller sending a growing chain early takes them
+   * from here, and stops when rules leave.
+   */
+  topRules(chain: string, from: number): readonly IptablesRule[];
+  /** How many rules have left the chain so far (any removal can shift `renderChain`). */
+  removals(chain: string): number;
   /** The chains and extensions the chain's rules jump or go to. */
   jumpTargets(chain: string): Iterable<string>;
   /** The resource that owns a chain, a rule text in it, or the rule jumping to `target`, for errors. */
@@ -89,6 +98,8 @@ export class IptablesTable implements TableState {
   /** The unwrapped ones among `chains`, kept apart because the applier asks for them on every apply. */
   private readonly unwrapped = new Set<string>();
   private readonly rules = new Map<string, IptablesRule[]>();
+  /** Rules removed per chain, ever (`removals`). */
+  private readonly removed = new Map<string, number>();
   private readonly byTag = new Map<string, Set<IptablesRule>>();
   /** Rules by the chain they jump to, so removeChain need not scan the table. */
   private readonly byTarget = new Map<string, Set<IptablesRule>>();
@@ -212,6 +223,17 @@ export class IptablesTable implements TableState {
     return this.rules.keys();
   }
 
+  topRules(chain: string, from: number): readonly IptablesRule[] {
+    const out: IptablesRule[] = [];
+    let seen = 0;
+    for (const r of this.rules.get(chain) ?? []) if (r.top && seen++ >= from) out.push(r);
+    return out;
+  }
+
+  removals(chain: string): number {
+    return this.removed.get(chain) ?? 0;
+  }
+
   /**
    * Neutron's order: the chain's `top` rules, then the others, each in the order added; of
    * duplicates the last one stays.
@@ -317,6 +339,7 @@ export class IptablesTable implements TableState {
     for (const [chain, gone] of byChain) {
       const list = this.rules.get(chain);
       if (!list) continue;
+      this.removed.set(chain, (this.removed.get(chain) ?? 0) + gone.length);
       if (gone.length <= FEW_VICTIMS) {
         // A port or floating IP leaving takes one or two rules out of chains thousands long:
         // rebuilding those lists per removal made removing many of them quadratic.

@@ -18,7 +18,7 @@ import { conntrackCommands, type ConntrackDeletion } from "./conntrack-cleanup.j
 import { ConntrackZones } from "./conntrack-zones.js";
 import type { FirewallFlavor } from "./firewall-flavor.js";
 import { IpsetManager } from "./ipset-manager.js";
-import { IptablesFirewallDriver, type SyncSummary } from "./iptables-firewall-driver.js";
+import { IptablesFirewallDriver, SHARED_FILTER_CHAINS, type SyncSummary } from "./iptables-firewall-driver.js";
 import type { L2Resource, PortFilterResource } from "./l2-state.js";
 
 export interface FirewallNamespaceOptions {
@@ -125,8 +125,13 @@ export class FirewallNamespace {
       chainsWritten: (v, chains) => {
         if (streaming) manager.streamChains(v, "filter", chains);
       },
-      // One turn of the event loop: the restore's pipe is fed (never waiting for the tool).
-      pause: () => (streaming ? new Promise<void>((resolve) => setImmediate(resolve)) : Promise.resolve()),
+      // The shared chains' jumps to the ports written so far go too, then one turn of the event
+      // loop: the restore's pipe is fed (never waiting for the tool).
+      pause: (v) => {
+        if (!streaming) return Promise.resolve();
+        manager.streamGrowth(v, "filter", SHARED_FILTER_CHAINS);
+        return new Promise<void>((resolve) => setImmediate(resolve));
+      },
       after: async (v, last) => {
         if (!dryRun && !last) await manager.applyEarly(v);
       },

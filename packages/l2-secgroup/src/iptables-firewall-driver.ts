@@ -79,6 +79,12 @@ export interface FamilyHooks {
   after?(v: IpVersion, last: boolean): Promise<void> | void;
 }
 
+/**
+ * The filter chains every filtered port adds a jump to (`top` rules, in port order): a cold add's
+ * caller can stream them as they grow (`IptablesManager.streamGrowth`).
+ */
+export const SHARED_FILTER_CHAINS: readonly string[] = [SG_CHAIN, "FORWARD", "INPUT"];
+
 /** Writes between two `pause` calls: about 20 ports, ~64 kB of restore input, one pipe's worth. */
 const PAUSE_EVERY = 48;
 

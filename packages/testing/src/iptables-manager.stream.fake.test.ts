@@ -231,4 +231,101 @@ describe("IptablesManager: sending a large change early (fake iptables)", () => 
     expect(fake.dump({ namespace: NS, family: 4 })).toContain("-A neutron-l3-agent-p0 -j RETURN");
     expect(fake.dump({ namespace: NS, family: 4 })).toContain("-A neutron-l3-agent-p799 -j RETURN");
   });
+
+  /**
+   * A cold add with a shared chain that gets a `top` jump per port and ends with a fixed ACCEPT, as
+   * the l2 driver's `sg-chain`: `streamGrowth` at every pause. `twist` changes things mid-way.
+   */
+  async function grow(manager: IptablesManager, stream: boolean, twist: "none" | "remove-early-jump" | "late-target" | "duplicate-jump"): Promise<void> {
+    const filter = manager.table(4, "filter");
+    filter.addChain("sg");
+    filter.addRule("sg", "-j ACCEPT");
+    filter.addRule("FORWARD", "-j $sg");
+    for (let i = 0; i < 700; i++) {
+      filter.addChain(`p${i}`);
+      filter.addRule(`p${i}`, `-s 10.1.${i >> 8}.${i & 255}/32 -j RETURN`);
+      filter.addRule("sg", `-i tap${i} -j $p${i}`, { top: true });
+      // A chain not streamed before the end (its jump cannot go before it is declared).
+      if (twist === "late-target" && i === 100) {
+        filter.addChain("late");
+        filter.addRule("sg", "-i tap-late -j $late", { top: true });
+      }
+      if (stream) manager.streamChains(4, "filter", [`p${i}`]);
+      if (twist === "remove-early-jump" && i === 400) filter.removeRule("sg", "-i tap3 -j $p3", { top: true });
+      // renderChain keeps the last of two equal rules: the copy sent early moves.
+      if (twist === "duplicate-jump" && i === 400) filter.addRule("sg", "-i tap3 -j $p3", { top: true });
+      if (i % 40 === 39) {
+        if (stream) manager.streamGrowth(4, "filter", ["sg"]);
+        await turn();
+      }
+    }
+  }
+
+  it.each([
+    ["nft", "none"],
+    ["legacy", "none"],
+    ["nft", "remove-early-jump"],
+    ["legacy", "late-target"],
+    ["nft", "duplicate-jump"],
+  ] as const)("streamGrowth sends a shared chain's jumps as ports come, and the apply ends where a plain one does (%s, %s)", async (variant, twist) => {
+    const plain = setup(variant, false);
+    const streamed = setup(variant);
+    plain.manager.deferApplyOn();
+    await grow(plain.manager, false, twist);
+    const want = await plain.manager.deferApplyOff();
+    const { fake, manager } = streamed;
+    manager.deferApplyOn();
+    expect(await manager.openStream(4, "filter")).toBe(true);
+    await grow(manager, true, twist);
+    const result = await manager.deferApplyOff();
+    expect(fake.dump({ namespace: NS, family: 4 })).toBe(plain.fake.dump({ namespace: NS, family: 4 }));
+    const input = result.families.find((f) => f.family === 4)!.input;
+    // The jump to the first ports went with an early group of chains, long before the last port's chain.
+    expect(input.indexOf("-A neutron-l3-agent-sg -i tap0 -j neutron-l3-agent-p0")).toBeGreaterThan(-1);
+    expect(input.indexOf("-A neutron-l3-agent-sg -i tap0 -j neutron-l3-agent-p0")).toBeLessThan(input.indexOf(":neutron-l3-agent-p699 "));
+    // The chain is reported once, as created, with all its rules.
+    const sg = result.families[0]!.changes.filter((c) => c.chain === "neutron-l3-agent-sg");
+    const moved = twist === "remove-early-jump" || twist === "duplicate-jump" ? 1 : 0;
+    expect(sg).toEqual([{ table: "filter", chain: "neutron-l3-agent-sg", added: (twist === "late-target" ? 702 : 701) + (twist === "duplicate-jump" ? 1 : 0), removed: moved, created: true }]);
+    expect(want.families[0]!.changes.filter((c) => c.chain === "neutron-l3-agent-sg")[0]!.added).toBe(sg[0]!.added - sg[0]!.removed);
+    if (twist === "none") {
+      // Nothing of the chain was sent twice: the streamed jumps, then the rest and the ACCEPT at the end.
+      expect(input.split("\n").filter((l) => l.startsWith("-A neutron-l3-agent-sg ") || l.startsWith("-I neutron-l3-agent-sg "))).toHaveLength(701);
+    }
+    if (twist === "late-target") {
+      // Stopped at the jump to the chain not yet declared; everything after it waited for the end.
+      const jumpLate = input.indexOf("-j neutron-l3-agent-late");
+      expect(jumpLate).toBeGreaterThan(input.indexOf(":neutron-l3-agent-late "));
+      expect(input.indexOf("-A neutron-l3-agent-sg -i tap101 ")).toBeGreaterThan(jumpLate);
+    }
+    expect((await manager.apply()).sent).toBe(false);
+    expect((await manager.verify()).repaired).toBe(false);
+  });
+
+  it("streamGrowth leaves alone chains the kernel has, and an abandoned stream's grown chains go whole with the next apply", async () => {
+    const { fake, manager } = setup("legacy");
+    await manager.apply();
+    manager.deferApplyOn();
+    expect(await manager.openStream(4, "filter")).toBe(true);
+    const filter = manager.table(4, "filter");
+    filter.addChain("sg");
+    for (let i = 0; i < 10; i++) {
+      filter.addChain(`p${i}`);
+      filter.addRule(`p${i}`, "-j RETURN");
+      filter.addRule("sg", `-i tap${i} -j $p${i}`, { top: true });
+      // FORWARD (wrapped) exists since the first apply: its jumps are left to the apply's diff.
+      filter.addRule("FORWARD", `-i tap${i} -j $sg`, { top: true });
+      manager.streamChains(4, "filter", [`p${i}`]);
+    }
+    manager.streamGrowth(4, "filter", ["sg", "FORWARD"]);
+    // plan() reads the family: the stream is abandoned, nothing of it committed.
+    await manager.plan();
+    await turn();
+    expect(fake.dump({ namespace: NS, family: 4 })).not.toContain("neutron-l3-agent-sg");
+    const result = await manager.deferApplyOff();
+    const dump = fake.dump({ namespace: NS, family: 4 });
+    expect(dump).toContain("-A neutron-l3-agent-sg -i tap9 -j neutron-l3-agent-p9");
+    expect(dump.split("\n").filter((l) => l.startsWith("-A neutron-l3-agent-FORWARD -i tap"))).toHaveLength(10);
+    expect(result.families[0]!.input).toContain(":neutron-l3-agent-sg - [0:0]");
+  });
 });
