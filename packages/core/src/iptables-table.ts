@@ -100,6 +100,8 @@ export class IptablesTable implements TableState {
   private readonly rules = new Map<string, IptablesRule[]>();
   /** Rules removed per chain, ever (`removals`). */
   private readonly removed = new Map<string, number>();
+  /** Where the last `topRules` of a chain ended: top rules seen, list length, removals then. */
+  private readonly topCursor = new Map<string, { top: number; index: number; removals: number }>();
   private readonly byTag = new Map<string, Set<IptablesRule>>();
   /** Rules by the chain they jump to, so removeChain need not scan the table. */
   private readonly byTarget = new Map<string, Set<IptablesRule>>();
@@ -224,9 +226,19 @@ export class IptablesTable implements TableState {
   }
 
   topRules(chain: string, from: number): readonly IptablesRule[] {
+    const list = this.rules.get(chain) ?? [];
     const out: IptablesRule[] = [];
-    let seen = 0;
-    for (const r of this.rules.get(chain) ?? []) if (r.top && seen++ >= from) out.push(r);
+    // A caller asking again for what follows its last answer (a growing chain, every few ports)
+    // resumes where that answer ended instead of walking the chain from its start.
+    const cursor = this.topCursor.get(chain);
+    const resume = cursor !== undefined && cursor.top <= from && cursor.removals === this.removals(chain);
+    let seen = resume ? cursor.top : 0;
+    let i = resume ? cursor.index : 0;
+    for (; i < list.length; i++) {
+      const r = list[i]!;
+      if (r.top && seen++ >= from) out.push(r);
+    }
+    this.topCursor.set(chain, { top: seen, index: list.length, removals: this.removals(chain) });
     return out;
   }
 

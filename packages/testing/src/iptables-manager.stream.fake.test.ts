@@ -328,4 +328,24 @@ describe("IptablesManager: sending a large change early (fake iptables)", () => 
     expect(dump.split("\n").filter((l) => l.startsWith("-A neutron-l3-agent-FORWARD -i tap"))).toHaveLength(10);
     expect(result.families[0]!.input).toContain(":neutron-l3-agent-sg - [0:0]");
   });
+
+  it("a table's topRules follow a growing chain (resuming where the last call ended) and count removals", () => {
+    const { manager } = setup("nft");
+    const filter = manager.table(4, "filter");
+    filter.addChain("sg");
+    filter.addRule("sg", "-j ACCEPT");
+    const texts = (from: number) => filter.topRules("neutron-l3-agent-sg", from).map((r) => r.text);
+    for (let i = 0; i < 3; i++) filter.addRule("sg", `-i tap${i} -j DROP`, { top: true });
+    expect(texts(0)).toEqual(["-i tap0 -j DROP", "-i tap1 -j DROP", "-i tap2 -j DROP"]);
+    filter.addRule("sg", "-i tap3 -j DROP", { top: true });
+    filter.addRule("sg", "-j LOG");
+    expect(texts(3)).toEqual(["-i tap3 -j DROP"]);
+    expect(texts(4)).toEqual([]);
+    expect(texts(1)).toEqual(["-i tap1 -j DROP", "-i tap2 -j DROP", "-i tap3 -j DROP"]);
+    expect(filter.removals("neutron-l3-agent-sg")).toBe(0);
+    filter.removeRule("sg", "-i tap1 -j DROP", { top: true });
+    expect(filter.removals("neutron-l3-agent-sg")).toBe(1);
+    expect(texts(0)).toEqual(["-i tap0 -j DROP", "-i tap2 -j DROP", "-i tap3 -j DROP"]);
+    expect(filter.renderChain("neutron-l3-agent-sg")).toEqual(["-i tap0 -j DROP", "-i tap2 -j DROP", "-i tap3 -j DROP", "-j ACCEPT", "-j LOG"]);
+  });
 });
