@@ -419,12 +419,12 @@ export class IptablesApplier {
    * `sg-chain` and the physdev jumps in its FORWARD and INPUT chains: one or two rules per port,
    * ~40% of a cold add's input, which would otherwise all go at the end). Only the part later rules
    * cannot displace goes (`TableState.topRules`: a later `top` rule goes after them), and only up
-   * to the first rule whose jump target is not declared yet. The chains stay on the caller's dirty list: the apply
-   * diffs them against what was sent and writes the rest. Should a rule leave a chain meanwhile, the
-   * chain is left to that diff from then on. (What was sent is only ever a guess at the chain's
-   * start: that diff corrects whatever differs, a duplicate `top` rule that renderChain drops
-   * included.) Each call costs the chain's rule list, not its rendering. A no-op without an open
-   * stream.
+   * to the first rule whose jump target is not declared yet. The chains stay on the caller's dirty
+   * list: the apply diffs them against what was sent and writes the rest. Should a rule leave a
+   * chain meanwhile, the chain is left to that diff from then on. (What was sent is only ever a
+   * guess at the chain's start: that diff corrects whatever differs, a duplicate `top` rule that
+   * renderChain drops, or a chain removed meanwhile, included.) Each call costs the rules added
+   * since the last one, not the chain's rendering. A no-op without an open stream.
    */
   streamGrowth(family: IpFamily, table: TableState, chains: Iterable<string>): void {
     const stream = this.streams.get(family);

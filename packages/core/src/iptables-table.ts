@@ -98,7 +98,7 @@ export class IptablesTable implements TableState {
   /** The unwrapped ones among `chains`, kept apart because the applier asks for them on every apply. */
   private readonly unwrapped = new Set<string>();
   private readonly rules = new Map<string, IptablesRule[]>();
-  /** Rules removed per chain, ever (`removals`). */
+  /** Rules removed per chain since it was declared (`removals`). */
   private readonly removed = new Map<string, number>();
   /** Where the last `topRules` of a chain ended: top rules seen, list length, removals then. */
   private readonly topCursor = new Map<string, { top: number; index: number; removals: number }>();
@@ -147,6 +147,9 @@ export class IptablesTable implements TableState {
     this.ctx.markDirty(this.name, kernel);
     this.dropRules(this.rules.get(kernel) ?? []);
     this.dropRules([...(this.byTarget.get(kernel) ?? [])]);
+    // Kept per chain only while it exists: port chains come and go for as long as the agent runs.
+    this.removed.delete(kernel);
+    this.topCursor.delete(kernel);
   }
 
   addRule(chain: string, rule: string, options: AddRuleOptions = {}): IptablesRule {
