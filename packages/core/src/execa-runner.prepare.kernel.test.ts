@@ -4,6 +4,7 @@
  * test is running in its namespace.
  */
 import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { CommandError, NamespaceGoneError } from "./errors.js";
 import { ExecaRunner } from "./execa-runner.js";
@@ -52,6 +53,11 @@ describe("ExecaRunner.prepare (real commands in a namespace)", () => {
 
     const prepared = runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: ns });
     await until("the prepared conntrack to run in the namespace", async () => (await pids()).length === 1);
+    // It reads a FIFO whose name is gone once the command has it open.
+    const [pid] = await pids();
+    const fifo = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").find((a) => a.includes("chainwarden-fifo-"))!;
+    expect(fifo).toBeDefined();
+    await until("the FIFO's name to go", async () => !existsSync(fifo));
     const r = await prepared.run("-D -d 203.0.113.10\n-D -q 203.0.113.10\n");
     expect(r.exitCode).toBe(0);
     const left = await listed();

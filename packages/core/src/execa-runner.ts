@@ -170,7 +170,10 @@ export class ExecaRunner implements IptablesRunner {
         input.close();
       });
       result.catch(() => undefined);
-      return { file, input, result, running: () => !done };
+      const running = () => !done;
+      // The FIFO's name goes as soon as the command has it open.
+      input.connect(running).catch(() => undefined);
+      return { file, input, result, running };
     })();
     started.catch(() => undefined);
     // Cancelled or expired: the command reads an empty input and ends, having done nothing.

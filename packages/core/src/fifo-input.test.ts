@@ -28,6 +28,15 @@ describe("FifoInput", () => {
     expect(existsSync(dirname(input.path))).toBe(false);
   });
 
+  it("connect() removes the name once the reader has the FIFO open; the write goes later", async () => {
+    const input = await FifoInput.create(mkfifo);
+    const reader = execa("cat", [input.path]);
+    expect(await input.connect(() => true)).toBe(true);
+    expect(existsSync(dirname(input.path))).toBe(false);
+    expect(await input.writeAndClose("late\n", () => true)).toBe(true);
+    expect((await reader).stdout).toBe("late");
+  });
+
   it("close() before any write removes the FIFO", async () => {
     const input = await FifoInput.create(mkfifo);
     input.close();

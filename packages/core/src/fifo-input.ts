@@ -14,12 +14,15 @@ import { join } from "node:path";
  * command has opened it for reading, so we retry while the command runs, then write and close,
  * and the command reads end-of-file after the last byte.
  *
- * The FIFO lives in a private (0700) directory that is removed as soon as both ends are open, or
- * when the command is run, cancelled or gone.
+ * The FIFO lives in a private (0700) directory, removed as soon as the command has opened it
+ * (`connect`, started right after the command), or when the command is run, cancelled or gone:
+ * only an agent killed in the few milliseconds before the command opens it leaves one behind.
  */
 export class FifoInput {
   private fd: number | undefined;
   private dir: string | undefined;
+  private connecting: Promise<boolean> | undefined;
+  private closed = false;
 
   private constructor(
     dir: string,
@@ -43,16 +46,17 @@ export class FifoInput {
   }
 
   /**
-   * Writes all of `text` and closes: waits (polling every millisecond) for the command to open
-   * the FIFO and, while the pipe is full, for it to read, as long as `running()`. Returns false
-   * when the command stopped before taking it all (its exit status says why).
+   * Opens our end once the command has opened its end (polling every millisecond while
+   * `running()`), and removes the name, which nobody needs any more. False when the command ended
+   * (or this was closed) first. Once only: later calls get the first call's answer.
    */
-  async writeAndClose(text: string, running: () => boolean): Promise<boolean> {
-    if (this.dir === undefined && this.fd === undefined) return false;
-    try {
-      while (this.fd === undefined) {
+  connect(running: () => boolean): Promise<boolean> {
+    this.connecting ??= (async () => {
+      while (!this.closed) {
         try {
           this.fd = openSync(this.path, constants.O_WRONLY | constants.O_NONBLOCK);
+          this.removeName();
+          return true;
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           // ENOENT: closed already (the command ended and its caller cleaned up).
@@ -61,7 +65,19 @@ export class FifoInput {
           await pause();
         }
       }
-      this.removeName();
+      return false;
+    })();
+    return this.connecting;
+  }
+
+  /**
+   * Writes all of `text` and closes: waits for the command to open the FIFO (`connect`) and, while
+   * the pipe is full, for it to read, as long as `running()`. Returns false when the command
+   * stopped before taking it all (its exit status says why).
+   */
+  async writeAndClose(text: string, running: () => boolean): Promise<boolean> {
+    try {
+      if (!(await this.connect(running)) || this.fd === undefined) return false;
       const data = Buffer.from(text);
       let offset = 0;
       while (offset < data.length) {
@@ -83,6 +99,7 @@ export class FifoInput {
 
   /** Closes our end (if open) and removes the name. Idempotent. */
   close(): void {
+    this.closed = true;
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
     this.removeName();
