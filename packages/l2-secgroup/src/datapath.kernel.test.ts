@@ -160,6 +160,11 @@ describe.skipIf(!isRoot()).each([false, true])("datapath with real traffic (enab
     const removed = await apply(document({ clients: ["10.0.0.2"] }));
     // The conntrack entries between vm1 and the removed member went with it (both directions, vm1's zone).
     expect(removed.conntrack.map((a) => a.join(" "))).toEqual(expect.arrayContaining(["-D -f ipv4 -d 10.0.0.1 -w 4097 -s 10.0.0.3", "-D -f ipv4 -s 10.0.0.1 -w 4097 -d 10.0.0.3"]));
+    // The zone's real `conntrack -L` showed the connection (vm3 → vm1), so the deletion for it ran;
+    // the member's other direction had nothing to delete (no connection from vm1 to vm3).
+    const ran = removed.conntrackRun.map((a) => a.join(" "));
+    expect(ran).toContain("-D -f ipv4 -d 10.0.0.1 -w 4097 -s 10.0.0.3");
+    expect(ran).not.toContain("-D -f ipv4 -s 10.0.0.1 -w 4097 -d 10.0.0.3");
     client.write("second-line\n");
     await sleep(1500);
     expect(server.output()).not.toContain("second-line");

@@ -10,7 +10,6 @@ import { join } from "node:path";
 import { ExecaRunner, type Backend } from "@chainwarden/core";
 import { createNetns, isRoot, listReferenceScenarios, referenceDir, type TestNetns } from "@chainwarden/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { RecordingRunner } from "./test-support/recording-runner.js";
 import { normalizeIpsetSave, replayScenario } from "./test-support/replay.js";
 import { FIXTURE_DIR, loadScenario } from "./test-support/scenario.js";
 
@@ -42,12 +41,11 @@ describe.each(["nft", "legacy"] as Backend[])("golden scenarios on the real kern
         const { scenario, expected } = loadScenario(dir, name);
         netns = await createNetns("cw-l2sg");
         const ns = netns.name;
-        const recording = new RecordingRunner(runner);
         const outputs = await replayScenario(scenario, {
-          runner: recording,
+          runner,
           namespace: ns,
           ipsetSave: async () => normalizeIpsetSave((await runner.exec("ipset", ["save"], { namespace: ns })).stdout),
-          takeConntrack: () => recording.takeConntrack(),
+          conntrack: true,
         });
         outputs.forEach((out, i) => {
           const want = expected[i]!;

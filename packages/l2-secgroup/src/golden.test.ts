@@ -28,12 +28,11 @@ describe.each(["nft", "legacy"] as const)("golden scenarios on the fake iptables
         const { scenario, expected } = loadScenario(dir, name);
         const namespace = "golden";
         const host = new FakeL2Host({ variant, namespaces: [namespace] });
-        let taken = 0;
         const outputs = await replayScenario(scenario, {
           runner: host,
           namespace,
           ipsetSave: async () => host.ipsetSave(namespace),
-          takeConntrack: () => host.conntrackCalls.splice(taken).map((c) => c.args),
+          conntrack: true,
         });
         outputs.forEach((out, i) => {
           const want = expected[i]!;
@@ -43,7 +42,6 @@ describe.each(["nft", "legacy"] as const)("golden scenarios on the fake iptables
             expect(out.sections[section], `${name} step ${i + 1} (${want.label}) ${section}`).toBe(text);
           }
         });
-        taken = 0;
       });
     });
   }

@@ -48,6 +48,13 @@ export interface L2PhaseResult {
   rawRestoreMs: number;
   /** The same, both families at once, into a second twin (what the raw tools can do on nf_tables). */
   rawParallelMs: number;
+  /**
+   * After the apply (not in `totalMs`: the rules are in): unused ipsets destroyed and the conntrack
+   * deletions the change calls for, of which `conntrackRun` could match a connection and ran.
+   */
+  afterApplyMs: number;
+  conntrackPlanned: number;
+  conntrackRun: number;
 }
 
 export interface L2BenchResult {
@@ -160,7 +167,9 @@ export async function benchL2(options: L2BenchOptions): Promise<L2BenchResult> {
         const result: ApplyResult = await manager.deferApplyOff();
         const t3 = performance.now();
         const cpuMs = ourCpuMs(runner) - c0;
-        await fw.afterApply();
+        const a0 = performance.now();
+        const after = await fw.afterApply();
+        const afterApplyMs = performance.now() - a0;
         // The same input, as iptables-restore would take it from Neutron, into the twin namespace.
         let rawRestoreMs = 0;
         const raw = result.families.filter((f) => f.sent).map((f) => ({ family: f.family, input: declarationsFirst(f.input) }));
@@ -185,6 +194,9 @@ export async function benchL2(options: L2BenchOptions): Promise<L2BenchResult> {
           bytes: result.families.reduce((s, f) => s + Buffer.byteLength(f.input), 0),
           rawRestoreMs,
           rawParallelMs,
+          afterApplyMs,
+          conntrackPlanned: after.conntrack.length,
+          conntrackRun: after.conntrackRun.length,
         });
       };
 
@@ -221,12 +233,12 @@ export async function benchL2(options: L2BenchOptions): Promise<L2BenchResult> {
 export function formatL2Bench(results: readonly L2BenchResult[]): string {
   const f = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
   const out = [
-    "| backend | phase | ports | kernel rules | parse ms | reconcile ms | apply ms | total ms | CPU ms | lines | raw restore ms | total / raw | raw, families at once ms |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| backend | phase | ports | kernel rules | parse ms | reconcile ms | apply ms | total ms | CPU ms | lines | raw restore ms | total / raw | raw, families at once ms | after apply ms (conntrack deletions run / called for) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of results) {
     for (const p of r.phases) {
-      out.push(`| ${r.backend} | ${p.phase} | ${p.ports} | ${p.rules} | ${f(p.parseMs)} | ${f(p.reconcileMs)} | ${f(p.applyMs)} | ${f(p.totalMs)} | ${f(p.cpuMs)} | ${p.lines} | ${f(p.rawRestoreMs)} | ${(p.totalMs / Math.max(p.rawRestoreMs, 0.001)).toFixed(2)} | ${f(p.rawParallelMs)} |`);
+      out.push(`| ${r.backend} | ${p.phase} | ${p.ports} | ${p.rules} | ${f(p.parseMs)} | ${f(p.reconcileMs)} | ${f(p.applyMs)} | ${f(p.totalMs)} | ${f(p.cpuMs)} | ${p.lines} | ${f(p.rawRestoreMs)} | ${(p.totalMs / Math.max(p.rawRestoreMs, 0.001)).toFixed(2)} | ${f(p.rawParallelMs)} | ${f(p.afterApplyMs)} (${p.conntrackRun} / ${p.conntrackPlanned}) |`);
     }
   }
   return `${out.join("\n")}\n`;

@@ -4,13 +4,23 @@
  * - `ip -o link show` lists the devices a test declares (plus `lo`);
  * - `ipset` (create, restore, swap, destroy, list -n, save) keeps sets per namespace, refuses what
  *   the real tool refuses (a missing set, a swap of unlike sets, destroying a set a rule names);
- * - `conntrack -D` is recorded and answers like the tool when nothing matched (exit 1).
+ * - `conntrack` keeps the connections a test adds (`addConnection`): `-L [-w ZONE]` prints them as
+ *   the tool does, `-D` deletes those matching its `-s`/`-d`/`-w`/`-p` and answers like the tool
+ *   (exit 1 when nothing matched); every call is recorded.
  * It is stricter than it needs to be where that catches ordering bugs (a restore naming a missing
  * set fails, as it does in the kernel).
  */
 import type { AuxCommand, Backend, ExecOptions, ExecResult, RestoreOptions, RestoreStream, Target } from "@chainwarden/core";
-import { ForwardingRunner, parseCidr } from "@chainwarden/core";
+import { ForwardingRunner, parseCidr, parseIp } from "@chainwarden/core";
 import { FakeIptablesRunner } from "@chainwarden/testing";
+
+/** A tracked TCP connection: the original direction's addresses and port, and its zone. */
+export interface FakeConnection {
+  src: string;
+  dst: string;
+  dport: number;
+  zone: number;
+}
 
 interface FakeSet {
   family: "inet" | "inet6";
@@ -22,6 +32,8 @@ const key = (ns: string | undefined) => ns ?? HOST;
 
 export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
   readonly conntrackCalls: { namespace: string | undefined; args: string[] }[] = [];
+  /** Connections in the conntrack table, per namespace (`addConnection`). */
+  readonly connections = new Map<string, FakeConnection[]>();
   readonly ipsetCalls: { namespace: string | undefined; args: string[]; input?: string }[] = [];
   private readonly devices = new Map<string, Set<string>>();
   private readonly sets = new Map<string, Map<string, FakeSet>>();
@@ -34,6 +46,13 @@ export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
   /** The fake iptables underneath (dumps, injected faults, recorded calls). */
   get iptables(): FakeIptablesRunner {
     return this.inner;
+  }
+
+  /** A connection the namespace's conntrack table holds (as traffic would have made it). */
+  addConnection(namespace: string | undefined, connection: FakeConnection): void {
+    const list = this.connections.get(key(namespace)) ?? [];
+    list.push({ ...connection, src: parseIp(connection.src)!.text, dst: parseIp(connection.dst)!.text });
+    this.connections.set(key(namespace), list);
   }
 
   addDevice(namespace: string | undefined, ...names: string[]): void {
@@ -102,7 +121,7 @@ export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
     }
     if (command === "conntrack") {
       this.conntrackCalls.push({ namespace: options.namespace, args: [...args] });
-      return { stdout: "", stderr: "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n", exitCode: 1 };
+      return this.conntrack(options.namespace, args);
     }
     if (command === "ipset") {
       this.ipsetCalls.push({ namespace: options.namespace, args: [...args], ...(options.input !== undefined ? { input: options.input } : {}) });
@@ -119,6 +138,35 @@ export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
     let m = this.sets.get(key(namespace));
     if (!m) this.sets.set(key(namespace), (m = new Map()));
     return m;
+  }
+
+  /** `conntrack -L [-w Z]` and `-D [-p P] -f F -s|-d IP -w Z [-s|-d IP]` over `connections`. */
+  private conntrack(namespace: string | undefined, args: readonly string[]): ExecResult {
+    const tool = "conntrack v1.4.7 (conntrack-tools)";
+    const want: { src?: string; dst?: string; zone?: number; proto?: string } = {};
+    for (let i = 1; i < args.length; i += 2) {
+      const [flag, value] = [args[i], args[i + 1]];
+      if (value === undefined) return { stdout: "", stderr: `${tool}: option requires an argument -- '${flag}'\n`, exitCode: 2 };
+      if (flag === "-s" || flag === "-d") {
+        const ip = parseIp(value);
+        if (!ip) return { stdout: "", stderr: `${tool}: Invalid IP address \`${value}'\n`, exitCode: 2 };
+        want[flag === "-s" ? "src" : "dst"] = ip.text;
+      } else if (flag === "-w") want.zone = Number(value);
+      else if (flag === "-p") want.proto = value;
+      else if (flag !== "-f") throw new Error(`FakeL2Host: conntrack ${args.join(" ")}`);
+    }
+    const all = this.connections.get(key(namespace)) ?? [];
+    const hit = (c: FakeConnection) =>
+      (want.src === undefined || c.src === want.src) && (want.dst === undefined || c.dst === want.dst) && (want.zone === undefined || c.zone === want.zone) && (want.proto === undefined || want.proto === "tcp" || want.proto === "6");
+    const matched = all.filter(hit);
+    if (args[0] === "-L") {
+      const line = (c: FakeConnection) =>
+        `tcp      6 431999 ESTABLISHED src=${c.src} dst=${c.dst} sport=40000 dport=${c.dport} src=${c.dst} dst=${c.src} sport=${c.dport} dport=40000 [ASSURED] mark=0${c.zone ? ` zone=${c.zone}` : ""} use=1\n`;
+      return { stdout: matched.map(line).join(""), stderr: `${tool}: ${matched.length} flow entries have been shown.\n`, exitCode: 0 };
+    }
+    if (args[0] !== "-D") throw new Error(`FakeL2Host: conntrack ${args.join(" ")}`);
+    this.connections.set(key(namespace), all.filter((c) => !hit(c)));
+    return { stdout: "", stderr: `${tool}: ${matched.length} flow entries have been deleted.\n`, exitCode: matched.length === 0 ? 1 : 0 };
   }
 
   private ipset(namespace: string | undefined, args: readonly string[], input: string | undefined): ExecResult {

@@ -24,8 +24,11 @@ export interface ReplayOptions {
   namespace: string;
   /** Reads `ipset save` (normalized) in the namespace; omit when the scenario has no ipsets. */
   ipsetSave?: () => Promise<string>;
-  /** The conntrack argument lists run since the previous call. */
-  takeConntrack?: () => string[][];
+  /**
+   * Report each step's conntrack deletions (the `conntrack -D` commands the change calls for, as
+   * Neutron runs them; which of them ran depends on the connections there were).
+   */
+  conntrack?: boolean;
 }
 
 export async function replayScenario(scenario: Scenario, options: ReplayOptions): Promise<StepOutput[]> {
@@ -46,15 +49,15 @@ export async function replayScenario(scenario: Scenario, options: ReplayOptions)
     state.apply(step);
     const parsed = parseL2State(state.document(), scenario.name, { flavor, enableIpset });
     const { result } = await manager.deferApply(() => ns.reconcile(manager, parsed.resources.values()));
-    await ns.afterApply();
+    const after = await ns.afterApply();
     const again = await manager.deferApply(() => ns.reconcile(manager, parsed.resources.values()));
     const sections: Record<string, string> = {
       "iptables-save": normalizeSave(await options.runner.save({ namespace: options.namespace, family: 4 })),
       "ip6tables-save": normalizeSave(await options.runner.save({ namespace: options.namespace, family: 6 })),
     };
     if (enableIpset && options.ipsetSave) sections["ipset save"] = await options.ipsetSave();
-    if (options.takeConntrack) {
-      const lines = [...new Set(options.takeConntrack().map((a) => `conntrack ${a.join(" ")}`))].sort();
+    if (options.conntrack) {
+      const lines = [...new Set(after.conntrack.map((a) => `conntrack ${a.join(" ")}`))].sort();
       sections["conntrack -D"] = lines.map((l) => `${l}\n`).join("");
     }
     out.push({ sections, problems: parsed.problems.map((p) => `${p.path}: ${p.message}`), lines: result.lines, secondLines: again.result.lines });
