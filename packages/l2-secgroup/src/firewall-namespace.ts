@@ -49,6 +49,12 @@ export interface AfterApplyResult {
   readonly conntrackRun: readonly (readonly string[])[];
 }
 
+/**
+ * Deletions in one zone from which the zone is listed first (see `liveDeletions`): the listing is
+ * one walk of the conntrack table, and each deletion it spares is another.
+ */
+const LIST_FROM = 3;
+
 /** New ports from which a reconcile streams their chains to the restore (a cold add, not a port or two). */
 const STREAM_MIN_PORTS = 64;
 
@@ -177,11 +183,12 @@ export class FirewallNamespace {
   /**
    * The deletions that can delete something. Every `conntrack -D` walks the host's whole conntrack
    * table (~10 ms at 262,144 buckets, and walks do not overlap), so a change that removes 200 ports
-   * (400 of Neutron's commands) spent ~4 s in them, nearly always finding nothing. A zone with two
-   * or more deletions is listed once (`conntrack -L -w ZONE`, one walk) and only the deletions
-   * that may match a listed entry run. The listing is taken after the apply: an entry it misses
-   * was created under the new rules. Anything unexpected (the listing fails or reads oddly) runs
-   * the zone's deletions as they are.
+   * (400 of Neutron's commands) spent ~4 s in them, nearly always finding nothing. A zone with
+   * `LIST_FROM` or more deletions is listed once (`conntrack -L -w ZONE`, one walk) and only the
+   * deletions that may match a listed entry run; fewer run as they are (a listing that finds
+   * something would cost a walk more than it saves). The listing is taken after the apply: an
+   * entry it misses was created under the new rules. Anything unexpected (the listing fails or
+   * reads oddly) runs the zone's deletions as they are.
    */
   private async liveDeletions(commands: readonly string[][]): Promise<string[][]> {
     const byZone = new Map<string, string[][]>();
@@ -195,7 +202,7 @@ export class FirewallNamespace {
     const run: string[][] = [];
     const listed: [string, string[][]][] = [];
     for (const [zone, list] of byZone) {
-      if (zone !== "" && list.length >= 2) listed.push([zone, list]);
+      if (zone !== "" && list.length >= LIST_FROM) listed.push([zone, list]);
       else run.push(...list);
     }
     await this.inPool(listed, async ([zone, list]) => {
