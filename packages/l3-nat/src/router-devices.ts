@@ -236,7 +236,7 @@ function portsKey(router: Router): string {
  * namespaces and sized by the host (262,144 buckets on a large one: ~10 ms in the kernel), and
  * two walks do not run faster side by side. So one `conntrack -R` takes all the lines, and where
  * the runner can `prepare` it, that process is started now, while the rules are applied, and is
- * given its lines once they are in: the cleanup then costs little more than the walks (23–25 ms
+ * given its lines once they are in: the cleanup then costs little more than the walks (20–25 ms
  * after the rules for one address in the l3 benchmark, against 28–31 ms for two processes started
  * after the apply).
  */
