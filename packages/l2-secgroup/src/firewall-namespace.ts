@@ -182,8 +182,9 @@ export class FirewallNamespace {
 
   /**
    * The deletions that can delete something. Every `conntrack -D` walks the host's whole conntrack
-   * table (~10 ms at 262,144 buckets, and walks do not overlap), so a change that removes 200 ports
-   * (400 of Neutron's commands) spent ~4 s in them, nearly always finding nothing. A zone with
+   * table (~10 ms at 262,144 buckets; deletions side by side take as long as in turn), so a change
+   * that removes 200 ports (400 of Neutron's commands) spent ~4 s in them, nearly always finding
+   * nothing. A zone with
    * `LIST_FROM` or more deletions is listed once (`conntrack -L -w ZONE`, one walk) and only the
    * deletions that may match a listed entry run; fewer run as they are (a listing that finds
    * something would cost a walk more than it saves). The listing is taken after the apply: an
