@@ -236,7 +236,7 @@ describe("IptablesManager: sending a large change early (fake iptables)", () => 
    * A cold add with a shared chain that gets a `top` jump per port and ends with a fixed ACCEPT, as
    * the l2 driver's `sg-chain`: `streamGrowth` at every pause. `twist` changes things mid-way.
    */
-  async function grow(manager: IptablesManager, stream: boolean, twist: "none" | "remove-early-jump" | "late-target" | "duplicate-jump"): Promise<void> {
+  async function grow(manager: IptablesManager, stream: boolean, twist: "none" | "remove-early-jump" | "late-target" | "duplicate-jump" | "chain-removed"): Promise<void> {
     const filter = manager.table(4, "filter");
     filter.addChain("sg");
     filter.addRule("sg", "-j ACCEPT");
@@ -259,6 +259,8 @@ describe("IptablesManager: sending a large change early (fake iptables)", () => 
         await turn();
       }
     }
+    // The shared chain goes after it was sent (with the jumps to it): the apply takes it out again.
+    if (twist === "chain-removed") filter.removeChain("sg");
   }
 
   it.each([
@@ -267,6 +269,7 @@ describe("IptablesManager: sending a large change early (fake iptables)", () => 
     ["nft", "remove-early-jump"],
     ["legacy", "late-target"],
     ["nft", "duplicate-jump"],
+    ["legacy", "chain-removed"],
   ] as const)("streamGrowth sends a shared chain's jumps as ports come, and the apply ends where a plain one does (%s, %s)", async (variant, twist) => {
     const plain = setup(variant, false);
     const streamed = setup(variant);
@@ -283,6 +286,11 @@ describe("IptablesManager: sending a large change early (fake iptables)", () => 
     // The jump to the first ports went with an early group of chains, long before the last port's chain.
     expect(input.indexOf("-A neutron-l3-agent-sg -i tap0 -j neutron-l3-agent-p0")).toBeGreaterThan(-1);
     expect(input.indexOf("-A neutron-l3-agent-sg -i tap0 -j neutron-l3-agent-p0")).toBeLessThan(input.indexOf(":neutron-l3-agent-p699 "));
+    if (twist === "chain-removed") {
+      expect(fake.dump({ namespace: NS, family: 4 })).not.toContain("neutron-l3-agent-sg");
+      expect(input).toContain("-X neutron-l3-agent-sg");
+      return;
+    }
     // The chain is reported once, as created, with all its rules.
     const sg = result.families[0]!.changes.filter((c) => c.chain === "neutron-l3-agent-sg");
     const moved = twist === "remove-early-jump" || twist === "duplicate-jump" ? 1 : 0;
