@@ -189,7 +189,9 @@ export class FirewallNamespace {
    * deletions that may match a listed entry run; fewer run as they are (a listing that finds
    * something would cost a walk more than it saves). The listing is taken after the apply: an
    * entry it misses was created under the new rules. Anything unexpected (the listing fails or
-   * reads oddly) runs the zone's deletions as they are.
+   * reads oddly) runs the zone's deletions as they are. The listing's output grows with the zone's
+   * connections (~150 bytes each): on a network with 100k of them it costs more than a few walks,
+   * which is why a zone with one port's two deletions is not listed.
    */
   private async liveDeletions(commands: readonly string[][]): Promise<string[][]> {
     const byZone = new Map<string, string[][]>();
