@@ -177,12 +177,13 @@ export class ExecaRunner implements IptablesRunner {
     })();
     started.catch(() => undefined);
     // Cancelled or expired: the command reads an empty input and ends, having done nothing.
-    const stop = () => void started.then(({ input, running }) => input.writeAndClose("", running)).catch(() => undefined);
-    const expiry = setTimeout(() => {
+    const cancel = () => {
       if (state !== "waiting") return;
       state = "cancelled";
-      stop();
-    }, options.expireMs ?? 30_000);
+      clearTimeout(expiry);
+      void started.then(({ input, running }) => input.writeAndClose("", running)).catch(() => undefined);
+    };
+    const expiry = setTimeout(cancel, options.expireMs ?? 30_000);
     expiry.unref();
     return {
       run: async (text) => {
@@ -197,12 +198,7 @@ export class ExecaRunner implements IptablesRunner {
         await input.writeAndClose(text, running);
         return checkExit(await result, [file, ...args], options);
       },
-      cancel: () => {
-        if (state !== "waiting") return;
-        state = "cancelled";
-        clearTimeout(expiry);
-        stop();
-      },
+      cancel,
       get waiting() {
         return state === "waiting";
       },
