@@ -11,11 +11,14 @@ export interface HeldXtablesLock {
 
 /**
  * Holds the xtables lock file `lockFile` for `durationMs`, as another iptables user would: runs
- * `flock FILE sleep SECONDS` and resolves once the lock is taken. Point the runner under test at
+ * `flock -o FILE sleep SECONDS` and resolves once the lock is taken. Point the runner under test at
  * the same file with `XTABLES_LOCKFILE`; never use the host's `/run/xtables.lock`.
  */
 export async function holdXtablesLock(lockFile: string, durationMs: number): Promise<HeldXtablesLock> {
-  const child = spawn("flock", [lockFile, "sleep", (durationMs / 1000).toFixed(3)], { stdio: "ignore", detached: true });
+  // -o: only flock holds the lock, not its `sleep` (which would inherit the descriptor): so the lock
+  // is free exactly when flock has exited, which is what `released` reports. Without it a release
+  // could resolve while the killed sleep still held the lock for a moment.
+  const child = spawn("flock", ["-o", lockFile, "sleep", (durationMs / 1000).toFixed(3)], { stdio: "ignore", detached: true });
   const released = new Promise<void>((resolve) => {
     child.on("exit", () => resolve());
     child.on("error", () => resolve());
