@@ -19,6 +19,11 @@ export const l2AgentConfigSchema = extendConfigSchema({
   firewall_driver: z.enum(["iptables", "iptables_hybrid"]).default("iptables"),
   /** Filter a port once its tap device exists on the host (Neutron's behaviour); off: every port in the state at once. */
   wait_for_devices: z.boolean().default(true),
+  /**
+   * Neutron `polling_interval` (seconds): while a port waits for its tap, look for it this often too.
+   * Taps are reported as they appear by a device monitor; this is the safety net.
+   */
+  polling_interval: z.number().positive().max(3_600).default(2),
 });
 
 export type L2AgentConfig = z.output<typeof l2AgentConfigSchema>;
@@ -43,6 +48,7 @@ export const l2AgentApp: AgentApp = {
     { flag: "enable-ipset", key: "enable_ipset", type: "boolean", description: "match remote security group members with ipsets" },
     { flag: "firewall-driver", key: "firewall_driver", type: "string", description: "iptables or iptables_hybrid" },
     { flag: "wait-for-devices", key: "wait_for_devices", type: "boolean", description: "filter a port only once its tap device exists (off: filter every port in the state at once)" },
+    { flag: "polling-interval", key: "polling_interval", type: "number", description: "seconds between looks for a waiting port's tap, besides the device monitor's events" },
   ],
   defaultNamespace: (config: AgentConfig) => config.netns as string | undefined,
   notes: [

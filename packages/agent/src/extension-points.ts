@@ -50,11 +50,21 @@ export interface ReconcileContext {
   /** Forget this namespace's managers after the namespace itself was deleted. */
   forgetNamespace(): void;
   /**
-   * Run this namespace again, as a full pass, `afterMs` after this run succeeds (unless a change runs
-   * it sooner). For resources waiting on something the state does not announce, such as a port whose
-   * tap device does not exist yet. Ignored in dry runs and after a failure (the retry covers it).
+   * Call this handler again in this namespace `afterMs` after this run succeeds (sooner when a change
+   * runs the namespace first), even if nothing changed: `changed` and `removed` empty, `full` false,
+   * the kernel not re-read. For resources waiting on something the state does not announce, such as
+   * a port whose tap device does not exist yet. Ignored in dry runs and after a failure (the retry
+   * covers it).
    */
   requeue(afterMs: number): void;
+  /**
+   * A function that calls this handler again in this namespace soon (as `requeue` does, coalesced
+   * like a change), for a handler that watches something the state does not announce (a device
+   * appearing). Safe to keep and to call at any time: once the loop has stopped, or when nothing is
+   * desired or applied in the namespace any more, it does nothing. Undefined when nothing will run
+   * the namespace again (a dry run, `apply --once`): do not start watching then.
+   */
+  waker(): (() => void) | undefined;
 }
 
 export interface ReconcileRequest<R> {
@@ -88,6 +98,11 @@ export interface ResourceHandler<R = unknown> {
    * never for plan or status. Returns what it removed, for the log.
    */
   cleanupStale?(context: StaleCleanupContext, desired: ReadonlyMap<string, R>): Promise<string[]>;
+  /**
+   * The loop stopped (the agent stops, or a one-shot pass ended): end what the handler runs beside
+   * the rules (watchers). Rules stay. A later loop may call `reconcile` again.
+   */
+  stop?(): Promise<void>;
 }
 
 export interface StaleCleanupContext {

@@ -187,7 +187,7 @@ describe("ReconcileLoop", () => {
     expect(await metricValue(metrics, "chainwarden_apply_duration_seconds_count", { kind: "partial" })).toBe(1);
   });
 
-  it("runs a namespace again when a handler asks (requeue), as a full pass, until it stops asking", async () => {
+  it("calls a handler again when it asks (requeue), with nothing changed and the kernel not re-read, until it stops asking", async () => {
     let waitsLeft = 2;
     const { handler, calls } = ruleSetHandler();
     const inner = handler.reconcile.bind(handler);
@@ -195,14 +195,106 @@ describe("ReconcileLoop", () => {
       await inner(context, request);
       if (waitsLeft-- > 0) context.requeue(30);
     };
-    const { loop } = setup({ handler: { handler, calls } });
+    const { loop, fake } = setup({ handler: { handler, calls } });
     loop.update(doc(rs("r1", "ns-a", "-j ACCEPT")), "test");
     await loop.start();
+    const saves = fake.saveCalls.length;
     await until(() => calls.length >= 3);
     await sleep(100);
     expect(calls.length).toBe(3);
-    expect(calls.slice(1).every((c) => c.full)).toBe(true);
+    expect(calls.slice(1)).toEqual([
+      { namespace: "ns-a", changed: [], removed: [], full: false },
+      { namespace: "ns-a", changed: [], removed: [], full: false },
+    ]);
+    expect(fake.saveCalls.length).toBe(saves);
     await loop.idle(); // a pending requeue does not hold idle() up
+  });
+
+  it("a requeue replaced by a change's run is kept: the change's run calls the handler that asked", async () => {
+    const first = ruleSetHandler();
+    const inner = first.handler.reconcile.bind(first.handler);
+    let asked = false;
+    first.handler.reconcile = async (context, request) => {
+      await inner(context, request);
+      if (!asked) {
+        asked = true;
+        context.requeue(60_000);
+      }
+    };
+    const other: ResourceHandler<RuleSet> = { ...ruleSetHandler().handler, kind: "other_set", parse: () => ({ resources: new Map([["o1", { id: "o1", namespace: "ns-a", rules: [] }]]), problems: [] }) };
+    const otherCalls: string[][] = [];
+    const otherInner = other.reconcile.bind(other);
+    other.reconcile = async (context, request) => {
+      otherCalls.push([...request.changed]);
+      await otherInner(context, request);
+    };
+    const loop = new ReconcileLoop({
+      handlers: [first.handler as ResourceHandler, other as ResourceHandler],
+      observers: [],
+      runner: new FakeIptablesRunner({ variant: "nft", namespaces: ["ns-a"] }),
+      logger: pino({ level: "silent" }),
+      metrics: new AgentMetrics(),
+      config: config(),
+    });
+    loops.push(loop);
+    loop.update(doc(rs("r1", "ns-a", "-j ACCEPT")), "test");
+    await loop.start();
+    expect(first.calls).toHaveLength(1);
+    expect(otherCalls).toHaveLength(1);
+    loop.update(doc(rs("r1", "ns-a", "-j ACCEPT"), rs("r2", "ns-a", "-j DROP")), "test");
+    await loop.idle();
+    // The change's run: r2 for the first handler, which also gets the recheck it asked for; the
+    // other handler, with nothing changed and nothing asked, is not called.
+    expect(first.calls).toHaveLength(2);
+    expect(first.calls[1]!.changed).toEqual(["r2"]);
+    expect(otherCalls).toHaveLength(1);
+  });
+
+  it("a handler's waker calls it again soon, with nothing changed; after stop it does nothing", async () => {
+    let wake: (() => void) | undefined;
+    const { handler, calls } = ruleSetHandler();
+    const inner = handler.reconcile.bind(handler);
+    handler.reconcile = async (context, request) => {
+      wake = context.waker();
+      await inner(context, request);
+    };
+    const { loop, fake } = setup({ handler: { handler, calls } });
+    loop.update(doc(rs("r1", "ns-a", "-j ACCEPT")), "test");
+    await loop.start();
+    expect(calls).toHaveLength(1);
+    const saves = fake.saveCalls.length;
+    wake!();
+    wake!(); // coalesced with the first
+    await until(() => calls.length === 2);
+    await loop.idle();
+    expect(calls[1]).toEqual({ namespace: "ns-a", changed: [], removed: [], full: false });
+    expect(fake.saveCalls.length).toBe(saves);
+    await sleep(50);
+    expect(calls).toHaveLength(2);
+    await loop.stop();
+    wake!();
+    await sleep(50);
+    expect(calls).toHaveLength(2);
+  });
+
+  it("no waker in a dry run or a pass of a loop never started (apply --once); handlers are stopped with the loop", async () => {
+    const wakers: unknown[] = [];
+    let stopped = 0;
+    const { handler, calls } = ruleSetHandler();
+    const inner = handler.reconcile.bind(handler);
+    handler.reconcile = async (context, request) => {
+      wakers.push(context.waker());
+      await inner(context, request);
+    };
+    handler.stop = async () => void stopped++;
+    const { loop } = setup({ handler: { handler, calls } });
+    loop.update(doc(rs("r1", "ns-a", "-j ACCEPT")), "test");
+    await loop.plan();
+    await loop.syncOnce();
+    expect(wakers).toEqual([undefined, undefined]);
+    expect(stopped).toBe(0);
+    await loop.stop();
+    expect(stopped).toBe(1);
   });
 
   it("an update that changes nothing sends nothing", async () => {

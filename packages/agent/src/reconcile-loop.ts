@@ -103,6 +103,11 @@ interface NsState {
   verify: boolean;
   /** A change arrived while running: run again after. */
   again: boolean;
+  /**
+   * Handler kinds the next run calls even with nothing changed: they asked to look again
+   * (`requeue`, or their waker: a device appeared). No kernel re-read, unlike a full pass.
+   */
+  recheck: Set<string>;
   /** Consecutive failures (backoff exponent). */
   failures: number;
   /** Earliest arrival of a change not yet applied (performance.now()). */
@@ -352,6 +357,13 @@ export class ReconcileLoop implements StateSink {
     this.ready.length = 0;
     while (this.inflight.size > 0) await Promise.all([...this.inflight]);
     for (const st of this.states.values()) for (const w of st.waiters.splice(0)) w({ ok: false, error: stopped });
+    for (const handler of this.handlers) {
+      try {
+        await handler.stop?.();
+      } catch (err) {
+        this.logger.error({ err, kind: handler.kind }, "resource handler failed to stop");
+      }
+    }
     this.checkIdle();
   }
 
@@ -507,6 +519,7 @@ export class ReconcileLoop implements StateSink {
         full: false,
         verify: false,
         again: false,
+        recheck: new Set(),
         failures: 0,
         pendingSince: undefined,
         waiters: [],
@@ -587,12 +600,14 @@ export class ReconcileLoop implements StateSink {
     const waiters = st.waiters.splice(0);
     const full = st.full;
     const verify = st.verify;
+    const recheck = st.recheck;
     const pendingSince = st.pendingSince;
     st.full = st.verify = st.again = false;
+    st.recheck = new Set();
     st.pendingSince = undefined;
     let outcome: Outcome;
     try {
-      outcome = await this.reconcileNamespace(st, full, verify, pendingSince);
+      outcome = await this.reconcileNamespace(st, full, verify, recheck, pendingSince);
     } catch (err) {
       // reconcileNamespace handles its own errors; this is a bug guard.
       outcome = { ok: false, error: asError(err) };
@@ -608,12 +623,12 @@ export class ReconcileLoop implements StateSink {
     } else {
       st.failures = 0;
     }
-    const requeueMs = st.context?.takeRequeue();
+    const requeue = st.context?.takeRequeue();
     if (!this.stopping) {
       if (st.waiters.length > 0) this.makeReady(st);
       else if (!outcome.ok && this.started) this.scheduleRetry(st);
       else if (st.again) this.request(st, { full: false, verify: false, immediate: false });
-      else if (requeueMs !== undefined && this.started) this.scheduleRequeue(st, requeueMs);
+      else if (requeue !== undefined && this.started) this.scheduleRequeue(st, requeue);
     }
     this.maybeForget(st);
     this.pump();
@@ -631,14 +646,25 @@ export class ReconcileLoop implements StateSink {
     }, delay);
   }
 
-  private scheduleRequeue(st: NsState, delay: number): void {
+  private scheduleRequeue(st: NsState, requeue: { afterMs: number; kinds: ReadonlySet<string> }): void {
     this.setPhase(st, "requeued");
-    st.full = true;
+    // Kept for whichever run comes first: the timer's, or a change's that replaces it.
+    for (const kind of requeue.kinds) st.recheck.add(kind);
     st.timer = setTimeout(() => {
       st.timer = undefined;
       this.makeReady(st);
-    }, delay);
+    }, requeue.afterMs);
     st.timer.unref?.();
+  }
+
+  /** A handler's waker: call it again in this namespace soon (coalesced like a change), nothing re-read. */
+  private wake(ns: NsKey, kind: string): void {
+    if (!this.started || this.stopping) return;
+    const st = this.states.get(ns);
+    // A forgotten namespace has nothing desired and nothing applied: nothing to look at again.
+    if (!st) return;
+    st.recheck.add(kind);
+    this.request(st, { full: false, verify: false, immediate: false });
   }
 
   /** A namespace with nothing desired, nothing applied and nothing pending is forgotten. */
@@ -668,7 +694,7 @@ export class ReconcileLoop implements StateSink {
   // ---- one namespace ------------------------------------------------------------------------------
 
   /** What each handler has to do in a namespace: the desired state now against what `applied` holds. */
-  private work(ns: NsKey, applied: ByKind | undefined, full: boolean): { work: Work[]; resources: string[]; desired: ByKind } {
+  private work(ns: NsKey, applied: ByKind | undefined, full: boolean, recheck: ReadonlySet<string> = new Set()): { work: Work[]; resources: string[]; desired: ByKind } {
     const desired = this.desiredByNs.get(ns) ?? new Map<string, ReadonlyMap<string, unknown>>();
     const work: Work[] = [];
     const resources: string[] = [];
@@ -681,7 +707,7 @@ export class ReconcileLoop implements StateSink {
         if (full || !had.has(id) || !this.same(handler, had.get(id), r)) changed.add(id);
       }
       for (const [id, r] of had) if (!want.has(id)) removed.set(id, r);
-      if (changed.size === 0 && removed.size === 0) continue;
+      if (changed.size === 0 && removed.size === 0 && !recheck.has(handler.kind)) continue;
       for (const id of changed) resources.push(`${handler.kind}/${id}`);
       for (const id of removed.keys()) resources.push(`${handler.kind}/${id}`);
       work.push({ handler, request: { desired: want, changed, removed, full } });
@@ -689,9 +715,9 @@ export class ReconcileLoop implements StateSink {
     return { work, resources, desired };
   }
 
-  private async reconcileNamespace(st: NsState, full: boolean, verify: boolean, pendingSince: number | undefined): Promise<Outcome> {
+  private async reconcileNamespace(st: NsState, full: boolean, verify: boolean, recheck: ReadonlySet<string>, pendingSince: number | undefined): Promise<Outcome> {
     const ns = st.key;
-    const { work, resources, desired } = this.work(ns, st.applied, full);
+    const { work, resources, desired } = this.work(ns, st.applied, full, recheck);
     if (work.length === 0 && !(verify && st.context)) {
       // Nothing changed (e.g. a change reverted within the window).
       st.applied = desired;
@@ -703,7 +729,10 @@ export class ReconcileLoop implements StateSink {
     let context = st.context;
     // A full pass re-reads the kernel; with `verify` the verify after the apply does that (and counts the drift).
     if (context && full && !verify) for (const m of context.managerList()) m.invalidate();
-    context ??= st.context = new LoopContext(ns, this.runner, logger, this.logger, false, this.config);
+    context ??= st.context = new LoopContext(ns, this.runner, logger, this.logger, false, this.config, {
+      wake: (kind) => this.wake(ns, kind),
+      live: () => this.started && !this.stopping,
+    });
     const results: ApplyResult[] = [];
     let failingKind: string | undefined;
     let drift = false;
@@ -711,6 +740,7 @@ export class ReconcileLoop implements StateSink {
     try {
       for (const w of work) {
         failingKind = w.handler.kind;
+        context.handlerKind = w.handler.kind;
         await w.handler.reconcile(context, w.request);
       }
       failingKind = undefined;
@@ -843,7 +873,11 @@ class LoopContext implements ReconcileContext {
     private readonly coreLogger: CoreLogger,
     readonly dryRun: boolean,
     private readonly config: AgentConfig,
+    private readonly loop?: { wake(kind: string): void; live(): boolean },
   ) {}
+
+  /** The handler being called (set by the loop before each `reconcile`). */
+  handlerKind: string | undefined;
 
   manager(options: ManagerOptions = {}): IptablesManager {
     const wrapName = wrapNameFor(options.wrapName ?? this.config.wrap_name);
@@ -886,18 +920,28 @@ class LoopContext implements ReconcileContext {
     return manager;
   }
 
-  private requeueMs: number | undefined;
+  private requeued: { afterMs: number; kinds: Set<string> } | undefined;
 
   requeue(afterMs: number): void {
-    if (this.dryRun || !Number.isFinite(afterMs) || afterMs < 0) return;
-    this.requeueMs = Math.min(this.requeueMs ?? Infinity, afterMs);
+    if (this.dryRun || !Number.isFinite(afterMs) || afterMs < 0 || this.handlerKind === undefined) return;
+    this.requeued ??= { afterMs, kinds: new Set() };
+    this.requeued.afterMs = Math.min(this.requeued.afterMs, afterMs);
+    this.requeued.kinds.add(this.handlerKind);
   }
 
-  /** The earliest requeue asked for during the run, cleared. */
-  takeRequeue(): number | undefined {
-    const ms = this.requeueMs;
-    this.requeueMs = undefined;
-    return ms;
+  /** The earliest requeue asked for during the run and the handlers that asked, cleared. */
+  takeRequeue(): { afterMs: number; kinds: ReadonlySet<string> } | undefined {
+    const r = this.requeued;
+    this.requeued = undefined;
+    return r;
+  }
+
+  waker(): (() => void) | undefined {
+    const kind = this.handlerKind;
+    const loop = this.loop;
+    // Nothing runs this namespace again in a dry run or a one-shot pass (`apply --once`).
+    if (this.dryRun || kind === undefined || loop === undefined || !loop.live()) return undefined;
+    return () => loop.wake(kind);
   }
 
   forgetNamespace(): void {

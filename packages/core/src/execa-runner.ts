@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { execa, type Options, type ResultPromise } from "execa";
 import { BackendUnavailableError, CommandError, NamespaceGoneError, SaveError } from "./errors.js";
 import { FifoInput } from "./fifo-input.js";
@@ -25,6 +26,8 @@ import {
   type SpawnedProcess,
   type SpawnOptions,
   type Target,
+  type WatchedCommand,
+  type WatchOptions,
 } from "./runner.js";
 
 export interface ExecaRunnerOptions {
@@ -201,6 +204,52 @@ export class ExecaRunner implements IptablesRunner {
       cancel,
       get waiting() {
         return state === "waiting";
+      },
+    };
+  }
+
+  watch(command: AuxCommand, args: readonly string[], options: WatchOptions): WatchedCommand {
+    let argv = [command, ...args];
+    let child: ResultPromise<{ stdin: "ignore"; stdout: "pipe"; stderr: "pipe"; buffer: false; reject: false }> | undefined;
+    let done = false;
+    const end = (err: Error) => {
+      if (done) return;
+      done = true;
+      options.onExit?.(err);
+    };
+    const started = (async () => {
+      const file = await this.auxBinary(command);
+      argv = this.argv(options.namespace, file, args);
+      if (done) return;
+      // Not from the spawn helper, which runs commands to their end: this one runs for days. Killed
+      // when this process exits (execa's cleanup), and by SIGPIPE at its next line should this
+      // process be killed outright.
+      const c = execa(argv[0]!, argv.slice(1), { stdin: "ignore", stdout: "pipe", stderr: "pipe", buffer: false, reject: false, cleanup: true, env: this.env });
+      child = c;
+      let stderr = "";
+      c.stderr.setEncoding("utf8");
+      c.stderr.on("data", (d: string) => void (stderr = (stderr + d).slice(-4096)));
+      createInterface({ input: c.stdout, crlfDelay: Infinity }).on("line", (line) => {
+        if (!done) options.onLine(line);
+      });
+      const exited = c.then((r) => {
+        const namespace = options.namespace;
+        if (r.exitCode === undefined) return new CommandError(argv, undefined, stderr || (r.message ?? "could not be started"), { cause: r, namespace });
+        if (namespace !== undefined && NAMESPACE_GONE.test(stderr)) return new NamespaceGoneError(namespace, stderr);
+        return new CommandError(argv, r.exitCode, stderr || `ended (${r.signal ?? "no signal"})`, { namespace });
+      });
+      void exited.then(end);
+      await new Promise<void>((resolve, reject) => {
+        c.once("spawn", () => resolve());
+        void exited.then(reject);
+      });
+    })();
+    started.catch((err: unknown) => end(err instanceof Error ? err : new Error(String(err))));
+    return {
+      started,
+      stop: () => {
+        done = true;
+        child?.kill("SIGTERM");
       },
     };
   }

@@ -16,6 +16,8 @@
  * - `restoreStream` (optional) is `restore` with the input given in pieces while the tool already
  *   reads it: the same command, the same errors, settled by `end()` for everything written.
  * - `exec` runs one of the other tools Chainwarden needs (ipset, conntrack, ip) in the namespace.
+ * - `watch` (optional) runs one of them for as long as the caller wants (`ip -o monitor link`) and
+ *   hands over each line it prints as it prints it.
  */
 export type IpFamily = 4 | 6;
 export type Backend = "nft" | "legacy";
@@ -130,6 +132,26 @@ export interface PrepareOptions {
   expireMs?: number;
 }
 
+/** What `IptablesRunner.watch` reports while the command runs. */
+export interface WatchOptions {
+  namespace?: string | undefined;
+  /** Each line the command prints on stdout, as soon as it is printed (without the newline). */
+  onLine(line: string): void;
+  /**
+   * The command ended or could not start, without `stop` asking it to: a `CommandError` with its
+   * exit status and the end of its stderr (`NamespaceGoneError` when the namespace is gone).
+   */
+  onExit?(error: Error): void;
+}
+
+/** A command started by `IptablesRunner.watch`. */
+export interface WatchedCommand {
+  /** Settles once the process runs; rejects (as `onExit` is told) when it cannot be started. */
+  readonly started: Promise<void>;
+  /** Ends the command (SIGTERM); nothing is reported after it. Idempotent. */
+  stop(): void;
+}
+
 export interface IptablesRunner {
   /** The backend this runner drives (resolves `auto` on first use). */
   backend(): Promise<Backend>;
@@ -145,6 +167,12 @@ export interface IptablesRunner {
    * as `PREPARED_INPUT` (`["-R", PREPARED_INPUT]`). Without it, callers `exec` when ready.
    */
   prepare?(command: AuxCommand, args: readonly string[], options?: PrepareOptions): PreparedCommand;
+  /**
+   * Optional: starts a command that runs until `stop` (`ip -o monitor link`: the namespace's
+   * device events) and reports its output line by line. The process ends with this one (it is
+   * killed when this process exits). Without it, callers poll.
+   */
+  watch?(command: AuxCommand, args: readonly string[], options: WatchOptions): WatchedCommand;
   /**
    * Starts a long-lived process (only `node`, i.e. this Node.js binary running one of our scripts),
    * inside the namespace when one is named; the caller owns its lifetime.

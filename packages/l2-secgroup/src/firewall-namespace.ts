@@ -8,13 +8,16 @@
  *   numbers survive manager resets and agent restarts;
  * - the ipsets, and the conntrack deletions queued by changes until an apply has succeeded;
  * - the device check: a port (or trusted device) is filtered once its tap exists (`ip -o link show`
- *   through the runner), and stops being filtered when its tap is gone.
+ *   through the runner), and stops being filtered when its tap is gone; with a waker from the
+ *   agent, a device monitor (`DeviceWatch`) wakes the namespace as soon as a tap it cares about
+ *   appears or goes.
  *
  * Order of one change: `reconcile` (rules into the manager, sets created/refreshed) → the caller
  * applies the manager → `afterApply` (unused sets destroyed, conntrack entries deleted).
  */
 import { NamespaceGoneError, silentLogger, type CoreLogger, type IptablesManager, type IptablesRunner } from "@chainwarden/core";
 import { conntrackCommands, type ConntrackDeletion } from "./conntrack-cleanup.js";
+import { DeviceWatch, type LinkEvent } from "./device-watch.js";
 import { deletionMayMatch, parseConntrackListing } from "./conntrack-listing.js";
 import { ConntrackZones } from "./conntrack-zones.js";
 import type { FirewallFlavor } from "./firewall-flavor.js";
@@ -72,6 +75,13 @@ export class FirewallNamespace {
   /** The driver of the last live (not dry-run) reconcile: what the kernel holds once applied. */
   private live: IptablesFirewallDriver | undefined;
   private pending: ConntrackDeletion[] = [];
+  private readonly devices: DeviceWatch;
+  /** What wakes the namespace when a device it cares about comes or goes (the latest reconcile's). */
+  private wake: (() => void) | undefined;
+  /** The taps of the desired ports and trusted devices, as of the latest device check. */
+  private wanted = new Set<string>();
+  /** Those of them present, as of the latest device check or monitor event. */
+  private present = new Set<string>();
 
   constructor(options: FirewallNamespaceOptions) {
     this.runner = options.runner;
@@ -82,6 +92,18 @@ export class FirewallNamespace {
     this.logger = options.logger ?? silentLogger;
     this.concurrency = options.conntrackConcurrency ?? 8;
     this.ipsets = new IpsetManager({ runner: this.runner, namespace: this.namespace, logger: this.logger });
+    this.devices = new DeviceWatch({ runner: this.runner, namespace: this.namespace, logger: this.logger, onEvent: (e) => this.deviceEvent(e) });
+  }
+
+  /** Whether a device monitor runs for this namespace. */
+  get watchingDevices(): boolean {
+    return this.devices.running;
+  }
+
+  /** Stops the device monitor (the agent stops); the next reconcile with a waker starts it again. */
+  stopWatching(): void {
+    this.wake = undefined;
+    this.devices.stop();
   }
 
   /** The driver that programs `manager` (created on first use). */
@@ -103,21 +125,36 @@ export class FirewallNamespace {
    * a cold add of 64+ ports, each family's as a stream fed port by port (`openStream`). The caller's
    * end of the deferred apply finishes them and sends the rest.
    */
-  async reconcile(manager: IptablesManager, resources: Iterable<L2Resource>, options: { dryRun?: boolean } = {}): Promise<NamespaceReconcileResult> {
+  async reconcile(manager: IptablesManager, resources: Iterable<L2Resource>, options: { dryRun?: boolean; wake?: (() => void) | undefined } = {}): Promise<NamespaceReconcileResult> {
     const dryRun = options.dryRun ?? false;
     const driver = await this.driverFor(manager, dryRun);
+    if (this.waitForDevices && !dryRun && options.wake) {
+      // Started before the device list is read, so that a tap appearing after the list was read
+      // is reported (one that appears while the monitor subscribes is left to the poll).
+      this.wake = options.wake;
+      await this.devices.ensure();
+    }
     const present = this.waitForDevices ? await this.presentDevices(dryRun) : undefined;
     const ports: PortFilterResource[] = [];
     const trusted: string[] = [];
     const waiting: string[] = [];
+    const wanted = new Set<string>();
     for (const r of resources) {
       const device = r.type === "port" ? r.port.device : r.device;
-      if (present && !present.has(this.flavor.tapDevice({ device }))) {
+      const tap = this.flavor.tapDevice({ device });
+      wanted.add(tap);
+      if (present && !present.has(tap)) {
         waiting.push(r.type === "port" ? r.port.id : device);
         continue;
       }
       if (r.type === "port") ports.push(r);
       else trusted.push(r.device);
+    }
+    // What the monitor compares its events with, from now on: a tap that appears while the rules
+    // below are computed wakes the namespace again.
+    if (present && !dryRun) {
+      this.wanted = wanted;
+      this.present = present;
     }
     let ipsetsChanged: string[] | undefined;
     let streaming = false;
@@ -242,6 +279,21 @@ export class FirewallNamespace {
     }
     this.zones ??= zones;
     return this.zones;
+  }
+
+  /**
+   * A monitor event: a tap of a desired port or trusted device that appeared (not present at the
+   * last check) or went (present then) wakes the namespace. Anything else (other devices, a carrier
+   * change of a tap already filtered) does not.
+   */
+  private deviceEvent(event: LinkEvent): void {
+    if (!this.wanted.has(event.name)) return;
+    if (event.deleted === this.present.has(event.name)) {
+      if (event.deleted) this.present.delete(event.name);
+      else this.present.add(event.name);
+      this.logger.debug({ namespace: this.namespace ?? null, device: event.name, event: event.deleted ? "deleted" : "appeared" }, "device event wakes the namespace");
+      this.wake?.();
+    }
   }
 
   /** Interface names in the namespace (`ip -o link show`; `tap1@if5` is `tap1`). */

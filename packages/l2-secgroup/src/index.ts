@@ -25,6 +25,7 @@ export { parsePortInfo, type PortInfo, type AllowedAddressPair } from "./port-in
 export { parseSecurityGroupRule, type SecurityGroupRule } from "./security-group-rule.js";
 export { buildPortRules, securityGroupRuleText, conntrackRules, type PortRules, type RuleSpec } from "./port-rules.js";
 export { IpsetManager, type IpsetManagerOptions } from "./ipset-manager.js";
+export { DeviceWatch, parseLinkEvent, type DeviceWatchOptions, type LinkEvent } from "./device-watch.js";
 export { ConntrackZones, ConntrackZoneExhaustedError } from "./conntrack-zones.js";
 export { conntrackCommands, type ConntrackDeletion } from "./conntrack-cleanup.js";
 export { COMMENTS, SG_CHAIN, SG_FALLBACK_CHAIN, ZONE_START } from "./neutron-constants.js";

@@ -21,7 +21,6 @@ import { referenceDir } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
-import { DEVICE_POLL_INTERVAL_MS } from "./port-filter-handler.js";
 import { FakeL2Host } from "./test-support/fake-l2-host.js";
 import { stateDocument, WEB_SG, type PortSpec } from "./test-support/fixtures.js";
 import { loadScenario, ScenarioState } from "./test-support/scenario.js";
@@ -105,16 +104,58 @@ describe("l2SecgroupPlugin in an agent", () => {
     expect(t.dump()).toContain("tapp18");
   });
 
-  it("watches for devices: a waiting port is filtered soon after its tap appears, with no state change", async () => {
+  const until = async (what: string, check: () => boolean, timeoutMs = 5_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+
+  it("watches for devices: a tap that appears or goes changes the port's rules at once, with no state change and no kernel read", async () => {
     const ports = [{ id: "p1", device: "tapw01", ip: "10.0.0.21" }];
     const host = new FakeL2Host({ namespaces: [NS] });
-    const t = await agentWith({ document: stateDocument({ ports }), host });
+    // A poll of a minute: whatever happens within the test is the monitor's doing.
+    const t = await agentWith({ document: stateDocument({ ports }), host, pluginOptions: { polling_interval: 60 } });
     await t.agent.start();
     expect(t.dump()).not.toContain("tapw01");
+    expect(host.monitorCount(NS)).toBe(1);
+    const saves = host.iptables.saveCalls.length;
     host.addDevice(NS, "tapw01");
-    const deadline = Date.now() + DEVICE_POLL_INTERVAL_MS + 3_000;
-    while (!t.dump().includes("tapw01") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(t.dump()).toContain(":neutron-linuxbri-iw01 -");
+    await until("the port's rules", () => t.dump().includes(":neutron-linuxbri-iw01 -"));
+    host.removeDevice(NS, "tapw01");
+    await until("the port's rules to go", () => !t.dump().includes("tapw01"));
+    // Another device, or one of a port not in the state, wakes nothing.
+    const restores = host.iptables.restoreCalls.length;
+    const lists = host.deviceLists;
+    host.addDevice(NS, "tapother", "brq0000");
+    await new Promise((r) => setTimeout(r, 100));
+    expect(host.iptables.restoreCalls.length).toBe(restores);
+    expect(host.deviceLists).toBe(lists);
+    expect(host.iptables.saveCalls.length).toBe(saves);
+    await t.agent.stop();
+    expect(host.monitorCount(NS)).toBe(0);
+  });
+
+  it("without a monitor, the poll finds the tap (every polling_interval)", async () => {
+    const ports = [{ id: "p1", device: "tapw02", ip: "10.0.0.22" }];
+    const host = new FakeL2Host({ namespaces: [NS], monitorUnsupported: true });
+    const t = await agentWith({ document: stateDocument({ ports }), host, pluginOptions: { polling_interval: 0.2 } });
+    await t.agent.start();
+    host.addDevice(NS, "tapw02");
+    await until("the poll to filter the port", () => t.dump().includes(":neutron-linuxbri-iw02 -"));
+  });
+
+  it("no device monitor for apply --once, plan, or wait_for_devices: false", async () => {
+    const ports = [{ id: "p1", device: "tapw03", ip: "10.0.0.23" }];
+    const once = await agentWith({ document: stateDocument({ ports }) });
+    await once.agent.applyOnce();
+    await once.agent.plan();
+    expect(once.host.deviceLists).toBe(2);
+    expect(once.host.monitorStarts).toBe(0);
+    const noWait = await agentWith({ document: stateDocument({ ports }), pluginOptions: { wait_for_devices: false } });
+    await noWait.agent.start();
+    expect(noWait.host.monitorCount(NS)).toBe(0);
   });
 
   it("wait_for_devices: false filters every desired port at once and never lists devices", async () => {

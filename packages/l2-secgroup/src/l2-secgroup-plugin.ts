@@ -6,15 +6,17 @@
  * - `firewall_driver`: `iptables` (Linux bridge; default) or `iptables_hybrid` (OVS hybrid plug), or
  *   Neutron's class paths for them;
  * - `enable_ipset` (default true): remote groups as ipsets;
- * - `wait_for_devices` (default true): a port's rules appear once its tap exists; false filters every
- *   desired port at once;
+ * - `wait_for_devices` (default true): a port's rules appear once its tap exists (a device monitor
+ *   reports taps as they come and go); false filters every desired port at once;
+ * - `polling_interval` (seconds, default 2, Neutron's name): while a port waits for its tap, look
+ *   for it this often too (the safety net for an event the monitor missed);
  * - `wrap_name`: the chain prefix; default the agent's `wrap_name` for `iptables`, `neutron-openvswi`
  *   (what Neutron's OVS agent uses) for `iptables_hybrid`.
  */
 import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type AgentConfig } from "@chainwarden/agent";
 import { z } from "zod";
 import { FIREWALL_DRIVERS, firewallFlavor } from "./firewall-flavor.js";
-import { PortFilterHandler } from "./port-filter-handler.js";
+import { DEVICE_POLL_INTERVAL_MS, PortFilterHandler } from "./port-filter-handler.js";
 
 const driverAlias = z.string().refine((v) => FIREWALL_DRIVERS.has(v), { message: `expected one of ${[...FIREWALL_DRIVERS.keys()].join(", ")}` });
 
@@ -22,6 +24,7 @@ export const l2SecgroupOptionsSchema = z.strictObject({
   firewall_driver: driverAlias.optional(),
   enable_ipset: z.boolean().optional(),
   wait_for_devices: z.boolean().optional(),
+  polling_interval: z.number().positive().max(3_600).optional(),
   wrap_name: z
     .string()
     .min(1)
@@ -51,10 +54,17 @@ export const l2SecgroupPlugin = createPlugin<L2SecgroupOptions>({
     const flavor = firewallFlavor(alias);
     const enableIpset = env.options.enable_ipset ?? fromConfig(env.config, "enable_ipset", z.boolean()) ?? true;
     const waitForDevices = env.options.wait_for_devices ?? fromConfig(env.config, "wait_for_devices", z.boolean()) ?? true;
+    const pollingInterval = env.options.polling_interval ?? fromConfig(env.config, "polling_interval", z.number().positive().max(3_600));
     const wrapName = env.options.wrap_name ?? (flavor.alias === "iptables" ? undefined : flavor.defaultWrapName);
-    const handler = new PortFilterHandler({ flavor, enableIpset, waitForDevices, ...(wrapName !== undefined ? { wrapName } : {}) });
+    const handler = new PortFilterHandler({
+      flavor,
+      enableIpset,
+      waitForDevices,
+      ...(wrapName !== undefined ? { wrapName } : {}),
+      ...(pollingInterval !== undefined ? { devicePollIntervalMs: pollingInterval * 1000 } : {}),
+    });
     env.addExtension(resourceHandlerExtensionPoint, handler);
     env.addExtension(applyObserverExtensionPoint, handler.observer);
-    env.logger.debug({ firewallDriver: flavor.alias, enableIpset, waitForDevices, wrapName: wrapName ?? env.config.wrap_name }, "security group firewall registered");
+    env.logger.debug({ firewallDriver: flavor.alias, enableIpset, waitForDevices, pollingInterval: pollingInterval ?? DEVICE_POLL_INTERVAL_MS / 1000, wrapName: wrapName ?? env.config.wrap_name }, "security group firewall registered");
   },
 });

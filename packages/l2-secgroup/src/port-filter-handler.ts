@@ -8,6 +8,11 @@
  * Resources carry everything that shapes a port's rules, so the loop reconciles exactly the ports a
  * change touches; a full pass (start, resync, retry) skips ports whose fingerprint is unchanged in a
  * manager that still holds them, and rebuilds everything in a fresh manager.
+ *
+ * Devices: while the agent runs, each namespace has a device monitor that calls the handler again
+ * as soon as a tap it cares about appears or goes; while a port waits for its tap, the handler also
+ * asks to be called again every `polling_interval` (Neutron's 2 s), the safety net for an event the
+ * monitor missed. Neither re-reads the kernel: a port whose fingerprint is unchanged costs a lookup.
  */
 import type { ApplyEvent, ApplyObserver, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
 import type { IptablesRunner } from "@chainwarden/core";
@@ -25,6 +30,8 @@ export interface PortFilterHandlerOptions {
   readonly waitForDevices?: boolean;
   /** The manager's wrap name; default: the agent's `wrap_name`. */
   readonly wrapName?: string;
+  /** While a port waits for its tap, look again this often (default `DEVICE_POLL_INTERVAL_MS`). */
+  readonly devicePollIntervalMs?: number;
 }
 
 type NsKey = string | undefined;
@@ -35,6 +42,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
   readonly enableIpset: boolean;
   readonly waitForDevices: boolean;
   readonly wrapName: string | undefined;
+  readonly devicePollIntervalMs: number;
   private readonly namespaces = new Map<NsKey, FirewallNamespace>();
   /** Documents usually repeat most ports: only what changed is validated again. */
   private readonly parseCache = new L2ParseCache();
@@ -49,6 +57,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
     this.enableIpset = options.enableIpset;
     this.waitForDevices = options.waitForDevices ?? true;
     this.wrapName = options.wrapName;
+    this.devicePollIntervalMs = options.devicePollIntervalMs ?? DEVICE_POLL_INTERVAL_MS;
   }
 
   parse(document: StateDocument, origin: string): ParsedResources<L2Resource> {
@@ -67,7 +76,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
   async reconcile(context: ReconcileContext, request: ReconcileRequest<L2Resource>): Promise<void> {
     const ns = this.namespace(context.namespace, context.runner, context.logger);
     const manager = context.manager({ stateless: true, ...(this.wrapName !== undefined ? { wrapName: this.wrapName } : {}) });
-    const result = await ns.reconcile(manager, request.desired.values(), { dryRun: context.dryRun });
+    const result = await ns.reconcile(manager, request.desired.values(), { dryRun: context.dryRun, wake: context.waker() });
     context.logger.debug(
       {
         namespace: context.namespace ?? null,
@@ -81,9 +90,14 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
       },
       "security groups reconciled",
     );
-    // A port is filtered once its tap exists; nothing in the state announces that, so look again soon
-    // (Neutron's agent polls its devices every 2 s).
-    if (result.waitingForDevice.length > 0) context.requeue(DEVICE_POLL_INTERVAL_MS);
+    // A port is filtered once its tap exists; nothing in the state announces that. The device
+    // monitor wakes us when it appears; the poll (Neutron's, every 2 s) is there for what it misses.
+    if (result.waitingForDevice.length > 0) context.requeue(this.devicePollIntervalMs);
+  }
+
+  /** The agent stopped: the device monitors end (rules stay). */
+  async stop(): Promise<void> {
+    for (const ns of this.namespaces.values()) ns.stopWatching();
   }
 
   /** The namespace's state (for tests and status). */

@@ -1,7 +1,9 @@
 /**
  * A fake host for the l2 tests: iptables is `@chainwarden/testing`'s honest FakeIptablesRunner;
  * around it, in memory, the other tools the firewall runs through `runner.exec`:
- * - `ip -o link show` lists the devices a test declares (plus `lo`);
+ * - `ip -o link show` lists the devices a test declares (plus `lo`); `watch("ip", ["-o", "monitor",
+ *   "link"])` prints a line as the real monitor does for each device a test adds or removes while it
+ *   runs (`monitorUnsupported` leaves `watch` out, as a runner without it);
  * - `ipset` (create, restore, swap, destroy, list -n, save) keeps sets per namespace, refuses what
  *   the real tool refuses (a missing set, a swap of unlike sets, destroying a set a rule names);
  * - `conntrack` keeps the connections a test adds (`addConnection`): `-L [-w ZONE]` prints them as
@@ -10,7 +12,7 @@
  * It is stricter than it needs to be where that catches ordering bugs (a restore naming a missing
  * set fails, as it does in the kernel).
  */
-import type { AuxCommand, Backend, ExecOptions, ExecResult, RestoreOptions, RestoreStream, Target } from "@chainwarden/core";
+import type { AuxCommand, Backend, ExecOptions, ExecResult, RestoreOptions, RestoreStream, Target, WatchedCommand, WatchOptions } from "@chainwarden/core";
 import { ForwardingRunner, parseCidr, parseIp } from "@chainwarden/core";
 import { FakeIptablesRunner } from "@chainwarden/testing";
 
@@ -36,11 +38,49 @@ export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
   readonly connections = new Map<string, FakeConnection[]>();
   readonly ipsetCalls: { namespace: string | undefined; args: string[]; input?: string }[] = [];
   private readonly devices = new Map<string, Set<string>>();
+  /** Running `ip -o monitor link` watches, per namespace. */
+  private readonly monitors = new Map<string, Set<WatchOptions>>();
+  private linkIndex = 100;
+  /** `ip -o link show` calls, and `ip -o monitor link` watches started. */
+  deviceLists = 0;
+  monitorStarts = 0;
   private readonly sets = new Map<string, Map<string, FakeSet>>();
 
-  constructor(options: { variant?: Backend; namespaces?: readonly string[]; restoreStream?: boolean } = {}) {
+  constructor(options: { variant?: Backend; namespaces?: readonly string[]; restoreStream?: boolean; monitorUnsupported?: boolean } = {}) {
     super(new FakeIptablesRunner({ variant: options.variant ?? "nft", namespaces: options.namespaces ?? [] }));
     if (options.restoreStream === false) this.restoreStream = undefined;
+    if (options.monitorUnsupported) this.watch = undefined;
+  }
+
+  /** `ip -o monitor link` watches running now, in a namespace. */
+  monitorCount(namespace: string | undefined): number {
+    return this.monitors.get(key(namespace))?.size ?? 0;
+  }
+
+  /** Ends every monitor of a namespace as if it had been killed (each one's `onExit` is told). */
+  killMonitors(namespace: string | undefined): void {
+    const set = this.monitors.get(key(namespace));
+    if (!set) return;
+    this.monitors.delete(key(namespace));
+    for (const m of set) m.onExit?.(new Error("ip -o monitor link failed (exit ?): killed"));
+  }
+
+  watch?: (command: AuxCommand, args: readonly string[], options: WatchOptions) => WatchedCommand = (command, args, options) => {
+    if (command !== "ip" || args.join(" ") !== "-o monitor link") throw new Error(`fake host: cannot watch ${command} ${args.join(" ")}`);
+    const k = key(options.namespace);
+    this.monitorStarts++;
+    let set = this.monitors.get(k);
+    if (!set) this.monitors.set(k, (set = new Set()));
+    set.add(options);
+    return {
+      started: Promise.resolve(),
+      stop: () => void this.monitors.get(k)?.delete(options),
+    };
+  };
+
+  private linkEvent(namespace: string | undefined, name: string, deleted: boolean): void {
+    const line = `${deleted ? "Deleted " : ""}${++this.linkIndex}: ${name}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default \\    link/ether 00:00:00:00:00:00 brd ff:ff:ff:ff:ff:ff`;
+    for (const m of [...(this.monitors.get(key(namespace)) ?? [])]) m.onLine(line);
   }
 
   /** The fake iptables underneath (dumps, injected faults, recorded calls). */
@@ -58,11 +98,15 @@ export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
   addDevice(namespace: string | undefined, ...names: string[]): void {
     let set = this.devices.get(key(namespace));
     if (!set) this.devices.set(key(namespace), (set = new Set()));
-    for (const n of names) set.add(n);
+    for (const n of names) {
+      if (set.has(n)) continue;
+      set.add(n);
+      this.linkEvent(namespace, n, false);
+    }
   }
 
   removeDevice(namespace: string | undefined, name: string): void {
-    this.devices.get(key(namespace))?.delete(name);
+    if (this.devices.get(key(namespace))?.delete(name)) this.linkEvent(namespace, name, true);
   }
 
   /** `ipset save` as the reference files print it: no initval, members sorted per set. */
@@ -116,6 +160,7 @@ export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
 
   override async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     if (command === "ip" && args.join(" ") === "-o link show") {
+      this.deviceLists++;
       const names = ["lo", ...(this.devices.get(key(options.namespace)) ?? [])];
       return ok(names.map((n, i) => `${i + 1}: ${n}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT\\    link/ether 00:00:00:00:00:00 brd ff:ff:ff:ff:ff:ff\n`).join(""));
     }

@@ -1,0 +1,101 @@
+/**
+ * The device events of one namespace, from `ip -o monitor link` (`IptablesRunner.watch`), so a port
+ * is filtered as soon as its tap appears and unfiltered as soon as it goes, instead of at the next
+ * poll (Neutron's agent only polls, every `polling_interval` = 2 s, and a port waits that long).
+ *
+ * The poll stays, as the safety net: a device that appears between the monitor's start and its
+ * subscription, or while a monitor that died is not yet started again, is found by the next poll.
+ * A monitor that ends on its own is started again on the next `ensure`, after a back-off that
+ * doubles with each end not preceded by an event (up to a minute), so a monitor that cannot run
+ * costs one attempt and one warning per back-off, not one per poll.
+ */
+import { silentLogger, type CoreLogger, type IptablesRunner, type WatchedCommand } from "@chainwarden/core";
+
+/** One line of `ip -o monitor link`: a device added or changed (`deleted` false), or deleted. */
+export interface LinkEvent {
+  readonly name: string;
+  readonly deleted: boolean;
+}
+
+// `5: tap1@peer0: <BROADCAST,...> mtu ...`, `Deleted 5: tap1@NONE: <...>`, `4: br0: <...>`.
+const LINK_EVENT = /^(Deleted )?\d+:\s+([^:@\s]+)(?:@[^:\s]*)?:\s/;
+
+/** The event of one monitor line; undefined for anything else (continuation text, other objects). */
+export function parseLinkEvent(line: string): LinkEvent | undefined {
+  const m = LINK_EVENT.exec(line);
+  return m ? { name: m[2]!, deleted: m[1] !== undefined } : undefined;
+}
+
+const FIRST_RETRY_MS = 1_000;
+const MAX_RETRY_MS = 60_000;
+
+export interface DeviceWatchOptions {
+  readonly runner: IptablesRunner;
+  readonly namespace: string | undefined;
+  readonly logger?: CoreLogger;
+  readonly onEvent: (event: LinkEvent) => void;
+}
+
+export class DeviceWatch {
+  private readonly runner: IptablesRunner;
+  private readonly namespace: string | undefined;
+  private readonly logger: CoreLogger;
+  private readonly onEvent: (event: LinkEvent) => void;
+  private command: WatchedCommand | undefined;
+  private failures = 0;
+  private nextTry = 0;
+
+  constructor(options: DeviceWatchOptions) {
+    this.runner = options.runner;
+    this.namespace = options.namespace;
+    this.logger = options.logger ?? silentLogger;
+    this.onEvent = options.onEvent;
+  }
+
+  /** Whether the runner can watch at all (the fake hosts and `ExecaRunner` can). */
+  get supported(): boolean {
+    return this.runner.watch !== undefined;
+  }
+
+  get running(): boolean {
+    return this.command !== undefined;
+  }
+
+  /**
+   * Starts the monitor unless it runs (or failed less than its back-off ago), and waits until the
+   * process runs. Never throws: without a monitor the poll still finds every device.
+   */
+  async ensure(): Promise<void> {
+    if (this.command || !this.runner.watch || Date.now() < this.nextTry) return;
+    const command = this.runner.watch("ip", ["-o", "monitor", "link"], {
+      namespace: this.namespace,
+      onLine: (line) => {
+        // A monitor that reports is a monitor that works: the back-off starts over.
+        this.failures = 0;
+        const event = parseLinkEvent(line);
+        if (event) this.onEvent(event);
+      },
+      onExit: (err) => {
+        if (this.command !== command) return;
+        this.command = undefined;
+        this.failures++;
+        const backoffMs = Math.min(FIRST_RETRY_MS * 2 ** (this.failures - 1), MAX_RETRY_MS);
+        this.nextTry = Date.now() + backoffMs;
+        this.logger.warn({ err, namespace: this.namespace ?? null, failures: this.failures, retryInMs: backoffMs }, "device monitor ended; devices are found by polling until it runs again");
+      },
+    });
+    this.command = command;
+    try {
+      await command.started;
+      if (this.command === command) this.logger.debug({ namespace: this.namespace ?? null }, "device monitor started");
+    } catch {
+      // onExit has said why and set the back-off.
+    }
+  }
+
+  stop(): void {
+    const command = this.command;
+    this.command = undefined;
+    command?.stop();
+  }
+}
