@@ -62,9 +62,10 @@ export interface ReconcileContext {
    * like a change), for a handler that watches something the state does not announce (a device
    * appearing). Safe to keep and to call at any time: once the loop has stopped, or when nothing is
    * desired or applied in the namespace any more, it does nothing. Undefined when nothing will run
-   * the namespace again (a dry run, `apply --once`): do not start watching then.
+   * the namespace again (a dry run, `apply --once`): do not start watching then. Optional, so that
+   * contexts written before it (plugins' test doubles) still fit: call it as `context.waker?.()`.
    */
-  waker(): (() => void) | undefined;
+  waker?(): (() => void) | undefined;
 }
 
 export interface ReconcileRequest<R> {

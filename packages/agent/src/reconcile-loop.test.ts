@@ -255,7 +255,7 @@ describe("ReconcileLoop", () => {
     const { handler, calls } = ruleSetHandler();
     const inner = handler.reconcile.bind(handler);
     handler.reconcile = async (context, request) => {
-      wake = context.waker();
+      wake = context.waker?.();
       await inner(context, request);
     };
     const { loop, fake } = setup({ handler: { handler, calls } });
@@ -283,7 +283,7 @@ describe("ReconcileLoop", () => {
     const { handler, calls } = ruleSetHandler();
     const inner = handler.reconcile.bind(handler);
     handler.reconcile = async (context, request) => {
-      wakers.push(context.waker());
+      wakers.push(context.waker?.());
       await inner(context, request);
     };
     handler.stop = async () => void stopped++;

@@ -76,7 +76,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
   async reconcile(context: ReconcileContext, request: ReconcileRequest<L2Resource>): Promise<void> {
     const ns = this.namespace(context.namespace, context.runner, context.logger);
     const manager = context.manager({ stateless: true, ...(this.wrapName !== undefined ? { wrapName: this.wrapName } : {}) });
-    const result = await ns.reconcile(manager, request.desired.values(), { dryRun: context.dryRun, wake: context.waker() });
+    const result = await ns.reconcile(manager, request.desired.values(), { dryRun: context.dryRun, wake: context.waker?.() });
     context.logger.debug(
       {
         namespace: context.namespace ?? null,

@@ -68,7 +68,7 @@ export interface L2BenchResult {
 
 const SG = (p: number) => `bench-sg-${p}`;
 
-function portDict(p: number): Record<string, unknown> {
+export function portDict(p: number): Record<string, unknown> {
   const hex = p.toString(16).padStart(8, "0");
   return {
     id: `bench-port-${p}`,
@@ -83,7 +83,7 @@ function portDict(p: number): Record<string, unknown> {
   };
 }
 
-function groupRules(p: number, rules: number, variant = 0): unknown[] {
+export function groupRules(p: number, rules: number, variant = 0): unknown[] {
   return Array.from({ length: rules }, (_, k) => ({
     direction: "ingress",
     ethertype: "IPv4",

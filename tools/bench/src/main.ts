@@ -2,6 +2,7 @@ import type { Backend } from "@chainwarden/core";
 import { benchCore, type CoreBenchRow } from "./core-bench.js";
 import { benchFwaas, type FwaasBenchRow } from "./fwaas-bench.js";
 import { benchL2, formatL2Bench, type L2BenchResult } from "./l2-bench.js";
+import { benchDevices, formatDevicesBench, type DevicesBenchResult } from "./l2-devices-bench.js";
 import { benchL3, formatL3Bench } from "./l3-bench.js";
 
 function option(name: string, fallback: string): string {
@@ -9,13 +10,15 @@ function option(name: string, fallback: string): string {
   return a ? a.slice(name.length + 3) : fallback;
 }
 
-const CASES = ["core", "l2", "l3", "fwaas"] as const;
+const CASES = ["core", "l2", "devices", "l3", "fwaas"] as const;
 
 if (process.argv.includes("--help")) {
   process.stdout.write(
-    "usage: npm run bench -- [--cases=core,l2,l3,fwaas] [--backends=nft,legacy] [--sizes=1000x10,5000x10,10000x10]\n" +
+    "usage: npm run bench -- [--cases=core,l2,devices,l3,fwaas] [--backends=nft,legacy] [--sizes=1000x10,5000x10,10000x10]\n" +
       "  core   N chains × M rules: cold apply and a one-rule change, beside raw iptables-restore of the same input\n" +
       "  l2     2,000 ports × 10 rules: add, update 200, add one, remove 200 (security groups)\n" +
+      "  devices  the l2 agent with 2,000 ports filtered and 6 waiting for their taps: host CPU while they\n" +
+      "         wait, and tap → rules latency, with the device monitor and with polling only\n" +
       "  l3     200 routers × 10 floating IPs, then one floating IP change on a 1,000-FIP router\n" +
       "  fwaas  a 512-rule policy on 10 routers: create and update (v1 and v2)\n" +
       "Runs as root; every measurement uses throwaway network namespaces it deletes.\n",
@@ -51,6 +54,13 @@ if (cases.includes("l2")) {
   const results: L2BenchResult[] = [];
   for (const backend of backends) results.push(await benchL2({ backend }));
   out(formatL2Bench(results));
+}
+
+if (cases.includes("devices")) {
+  out("\n## l2 devices: 2,000 ports filtered, 6 waiting for their taps\n\n");
+  const results: DevicesBenchResult[] = [];
+  for (const backend of backends) for (const monitor of [true, false]) results.push(await benchDevices({ backend, monitor }));
+  out(formatDevicesBench(results));
 }
 
 if (cases.includes("l3")) {
