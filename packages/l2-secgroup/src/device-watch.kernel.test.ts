@@ -3,7 +3,8 @@
  * `ip -o monitor link` in a namespace the test creates (and always deletes); a tap the test adds
  * there wakes it, the next reconcile filters the port, and the tap's deletion wakes it again.
  */
-import { ExecaRunner, IptablesManager, normalizeSave } from "@chainwarden/core";
+import { spawnSync } from "node:child_process";
+import { ExecaRunner, IptablesManager, NamespaceGoneError, normalizeSave } from "@chainwarden/core";
 import { createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { iptablesFlavor } from "./firewall-flavor.js";
@@ -77,5 +78,23 @@ describe("the device monitor on the real kernel", () => {
     await ip("link", "add", "tapdevw0001-01", "type", "veth", "peer", "name", "vmdevw0001");
     await new Promise((r) => setTimeout(r, 200));
     expect(wakes).toBe(2);
+  });
+
+  it("a namespace deleted under it: the next reconcile fails as NamespaceGone and the monitor goes", async () => {
+    netns = await createNetns("cw-devw");
+    const ns = netns.name;
+    const manager = new IptablesManager({ runner, namespace: ns, wrapName: iptablesFlavor.defaultWrapName, stateless: true });
+    fw = new FirewallNamespace({ runner, namespace: ns, flavor: iptablesFlavor, enableIpset: false });
+    const desired = resources({ ports: [{ id: "p1", device: "tapdevw0002-02", ip: "10.0.0.6" }] });
+    const reconcile = () => manager.deferApply(() => fw!.reconcile(manager, desired, { wake: () => undefined }));
+    await reconcile();
+    expect(fw.watchingDevices).toBe(true);
+    const monitors = async () => spawnSync("pgrep", ["-f", `^ip -n ${ns} -o monitor link`], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+    expect(await monitors()).toHaveLength(1);
+    await netns.delete();
+    netns = undefined;
+    await expect(reconcile()).rejects.toBeInstanceOf(NamespaceGoneError);
+    expect(fw.watchingDevices).toBe(false);
+    await until("the monitor process to end", async () => (await monitors()).length === 0);
   });
 });

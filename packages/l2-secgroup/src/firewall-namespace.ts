@@ -305,6 +305,9 @@ export class FirewallNamespace {
     } catch (err) {
       // A plan for a namespace that does not exist yet: no device exists there.
       if (dryRun && err instanceof NamespaceGoneError) return out;
+      // A namespace deleted under us: a monitor still in it would keep it alive, unseen, until the
+      // agent stops. The retry starts a new one once the namespace is back.
+      if (err instanceof NamespaceGoneError) this.devices.stop();
       throw err;
     }
     for (const line of r.stdout.split("\n")) {
