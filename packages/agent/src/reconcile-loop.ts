@@ -738,10 +738,15 @@ export class ReconcileLoop implements StateSink {
     let drift = false;
     context.beginRun();
     try {
-      for (const w of work) {
-        failingKind = w.handler.kind;
-        context.handlerKind = w.handler.kind;
-        await w.handler.reconcile(context, w.request);
+      try {
+        for (const w of work) {
+          failingKind = w.handler.kind;
+          context.handlerKind = w.handler.kind;
+          await w.handler.reconcile(context, w.request);
+        }
+      } finally {
+        // requeue() and waker() name the handler being called; outside a call there is none.
+        context.handlerKind = undefined;
       }
       failingKind = undefined;
       for (const m of context.endRun()) results.push(await m.deferApplyOff());

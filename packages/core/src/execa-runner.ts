@@ -234,9 +234,10 @@ export class ExecaRunner implements IptablesRunner {
       });
       const exited = c.then((r) => {
         const namespace = options.namespace;
+        if (r.signal) return new CommandError(argv, undefined, `killed by ${r.signal}${stderr ? `: ${stderr}` : ""}`, { namespace });
         if (r.exitCode === undefined) return new CommandError(argv, undefined, stderr || (r.message ?? "could not be started"), { cause: r, namespace });
         if (namespace !== undefined && NAMESPACE_GONE.test(stderr)) return new NamespaceGoneError(namespace, stderr);
-        return new CommandError(argv, r.exitCode, stderr || `ended (${r.signal ?? "no signal"})`, { namespace });
+        return new CommandError(argv, r.exitCode, stderr || "ended", { namespace });
       });
       void exited.then(end);
       await new Promise<void>((resolve, reject) => {

@@ -78,6 +78,7 @@ describe("ExecaRunner.watch (a real ip monitor in a namespace)", () => {
     await until("the exit to be reported", () => exits.length === 1);
     expect(exits[0]).toBeInstanceOf(CommandError);
     expect(exits[0]!.message).toContain("monitor link");
+    expect(exits[0]!.message).toContain("killed by SIGKILL");
     watch.stop();
   });
 

@@ -17,9 +17,9 @@
  */
 import { NamespaceGoneError, silentLogger, type CoreLogger, type IptablesManager, type IptablesRunner } from "@chainwarden/core";
 import { conntrackCommands, type ConntrackDeletion } from "./conntrack-cleanup.js";
-import { DeviceWatch, type LinkEvent } from "./device-watch.js";
 import { deletionMayMatch, parseConntrackListing } from "./conntrack-listing.js";
 import { ConntrackZones } from "./conntrack-zones.js";
+import { DeviceWatch, type LinkEvent } from "./device-watch.js";
 import type { FirewallFlavor } from "./firewall-flavor.js";
 import { IpsetManager } from "./ipset-manager.js";
 import { IptablesFirewallDriver, SHARED_FILTER_CHAINS, type SyncSummary } from "./iptables-firewall-driver.js";
