@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -253,6 +253,21 @@ export class ExecaRunner implements IptablesRunner {
         child?.kill("SIGTERM");
       },
     };
+  }
+
+  async listLinks(namespace?: string): Promise<string[]> {
+    // This process's own network namespace: /proc/self/net/dev lists it whatever /sys is mounted
+    // from. Another: `ip netns exec` mounts that namespace's /sys for the command it runs.
+    if (namespace === undefined) {
+      return readFileSync("/proc/self/net/dev", "utf8")
+        .split("\n")
+        .slice(2)
+        .map((l) => l.slice(0, l.indexOf(":")).trim())
+        .filter(Boolean);
+    }
+    const args = ["-1", "/sys/class/net"];
+    const r = checkExit(await this.run(namespace, ["ls"], args), ["ls", ...args], { namespace });
+    return r.stdout.split("\n").filter(Boolean);
   }
 
   spawn(command: "node", args: readonly string[], options: SpawnOptions = {}): SpawnedProcess {

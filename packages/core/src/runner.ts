@@ -18,6 +18,7 @@
  * - `exec` runs one of the other tools Chainwarden needs (ipset, conntrack, ip) in the namespace.
  * - `watch` (optional) runs one of them for as long as the caller wants (`ip -o monitor link`) and
  *   hands over each line it prints as it prints it.
+ * - `listLinks` (optional) names the namespace's network devices.
  */
 export type IpFamily = 4 | 6;
 export type Backend = "nft" | "legacy";
@@ -173,6 +174,12 @@ export interface IptablesRunner {
    * killed when this process exits). Without it, callers poll.
    */
   watch?(command: AuxCommand, args: readonly string[], options: WatchOptions): WatchedCommand;
+  /**
+   * Optional: the names of the network devices in the namespace (the host's own: this process's).
+   * Without it, callers read `ip -o link show`, which prints every device's details: ~50 ms at
+   * 4,000 devices, against ~11 ms for a namespace's `/sys/class/net` and ~0 for our own.
+   */
+  listLinks?(namespace?: string): Promise<string[]>;
   /**
    * Starts a long-lived process (only `node`, i.e. this Node.js binary running one of our scripts),
    * inside the namespace when one is named; the caller owns its lifetime.

@@ -137,9 +137,10 @@ describe("l2SecgroupPlugin in an agent", () => {
     expect(host.monitorCount(NS)).toBe(0);
   });
 
-  it("without a monitor, the poll finds the tap (every polling_interval)", async () => {
+  it("without a monitor (and without listLinks), the poll finds the tap (every polling_interval)", async () => {
     const ports = [{ id: "p1", device: "tapw02", ip: "10.0.0.22" }];
-    const host = new FakeL2Host({ namespaces: [NS], monitorUnsupported: true });
+    // Nor listLinks: the device check reads `ip -o link show`.
+    const host = new FakeL2Host({ namespaces: [NS], monitorUnsupported: true, listLinksUnsupported: true });
     const t = await agentWith({ document: stateDocument({ ports }), host, pluginOptions: { polling_interval: 0.2 } });
     await t.agent.start();
     host.addDevice(NS, "tapw02");
@@ -164,6 +165,7 @@ describe("l2SecgroupPlugin in an agent", () => {
     expect(t.dump()).toContain(":neutron-linuxbri-iaaaa -");
     expect(t.dump()).toContain(":neutron-linuxbri-ibbbb -");
     expect(t.host.iptables.execCalls.filter((c) => c.command === "ip")).toEqual([]);
+    expect(t.host.deviceLists).toBe(0);
   });
 
   it("a cold start with many ports streams both families' restores and ends as without streams (ipsets first)", async () => {

@@ -1,9 +1,10 @@
 /**
  * A fake host for the l2 tests: iptables is `@chainwarden/testing`'s honest FakeIptablesRunner;
  * around it, in memory, the other tools the firewall runs through `runner.exec`:
- * - `ip -o link show` lists the devices a test declares (plus `lo`); `watch("ip", ["-o", "monitor",
- *   "link"])` prints a line as the real monitor does for each device a test adds or removes while it
- *   runs (`monitorUnsupported` leaves `watch` out, as a runner without it);
+ * - `listLinks` and `ip -o link show` list the devices a test declares (plus `lo`);
+ *   `watch("ip", ["-o", "monitor", "link"])` prints a line as the real monitor does for each device
+ *   a test adds or removes while it runs (`listLinksUnsupported` and `monitorUnsupported` leave
+ *   those methods out, as a runner without them);
  * - `ipset` (create, restore, swap, destroy, list -n, save) keeps sets per namespace, refuses what
  *   the real tool refuses (a missing set, a swap of unlike sets, destroying a set a rule names);
  * - `conntrack` keeps the connections a test adds (`addConnection`): `-L [-w ZONE]` prints them as
@@ -41,15 +42,16 @@ export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
   /** Running `ip -o monitor link` watches, per namespace. */
   private readonly monitors = new Map<string, Set<WatchOptions>>();
   private linkIndex = 100;
-  /** `ip -o link show` calls, and `ip -o monitor link` watches started. */
+  /** Device listings (`listLinks`, `ip -o link show`), and `ip -o monitor link` watches started. */
   deviceLists = 0;
   monitorStarts = 0;
   private readonly sets = new Map<string, Map<string, FakeSet>>();
 
-  constructor(options: { variant?: Backend; namespaces?: readonly string[]; restoreStream?: boolean; monitorUnsupported?: boolean } = {}) {
+  constructor(options: { variant?: Backend; namespaces?: readonly string[]; restoreStream?: boolean; monitorUnsupported?: boolean; listLinksUnsupported?: boolean } = {}) {
     super(new FakeIptablesRunner({ variant: options.variant ?? "nft", namespaces: options.namespaces ?? [] }));
     if (options.restoreStream === false) this.restoreStream = undefined;
     if (options.monitorUnsupported) this.watch = undefined;
+    if (options.listLinksUnsupported) this.listLinks = undefined;
   }
 
   /** `ip -o monitor link` watches running now, in a namespace. */
@@ -157,6 +159,12 @@ export class FakeL2Host extends ForwardingRunner<FakeIptablesRunner> {
       }
     }
   }
+
+  /** Like the real runner's: `lo` and the devices a test declares (`listLinksUnsupported` leaves it out). */
+  listLinks?: (namespace?: string) => Promise<string[]> = async (namespace) => {
+    this.deviceLists++;
+    return ["lo", ...(this.devices.get(key(namespace)) ?? [])];
+  };
 
   override async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     if (command === "ip" && args.join(" ") === "-o link show") {
