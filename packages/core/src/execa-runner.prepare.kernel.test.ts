@@ -3,32 +3,16 @@
  * (and always deletes) before their input is known. `ip netns pids` shows whether a process of the
  * test is running in its namespace.
  */
-import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CommandError, NamespaceGoneError } from "./errors.js";
-import { ExecaRunner } from "./execa-runner.js";
-import { addNamespace, deleteNamespace } from "./netns.js";
+import { namespacePerTest } from "./test-support/namespace-per-test.js";
 import { PREPARED_INPUT } from "./runner.js";
 
 describe("ExecaRunner.prepare (real commands in a namespace)", () => {
-  let runner: ExecaRunner;
-  let ns: string;
+  const lab = namespacePerTest("cw-prep");
 
-  beforeAll(() => {
-    if (process.getuid?.() !== 0) throw new Error("these tests create network namespaces: run them as root");
-    runner = new ExecaRunner();
-  });
-  afterAll(() => runner.close());
-  beforeEach(async () => {
-    ns = `cw-prep-${randomBytes(4).toString("hex")}`;
-    await addNamespace(runner, ns);
-  });
-  afterEach(async () => {
-    await deleteNamespace(runner, ns);
-  });
-
-  const pids = async () => (await runner.exec("ip", ["netns", "pids", ns])).stdout.split("\n").filter(Boolean);
+  const pids = async () => (await lab.runner.exec("ip", ["netns", "pids", lab.ns])).stdout.split("\n").filter(Boolean);
   const until = async (what: string, check: () => Promise<boolean>) => {
     for (let i = 0; i < 200; i++) {
       if (await check()) return;
@@ -36,7 +20,7 @@ describe("ExecaRunner.prepare (real commands in a namespace)", () => {
     }
     throw new Error(`timed out waiting for ${what}`);
   };
-  const conntrack = (args: string[]) => runner.exec("conntrack", args, { namespace: ns, reject: false });
+  const conntrack = (args: string[]) => lab.runner.exec("conntrack", args, { namespace: lab.ns, reject: false });
   /** An established TCP entry from `src` to `dst`, with the reply coming from `replySrc` to `replyDst`. */
   const insert = async (src: string, dst: string, replySrc: string, replyDst: string, sport: number) => {
     const r = await conntrack(["-I", "-s", src, "-d", dst, "-r", replySrc, "-q", replyDst, "-p", "tcp", "--sport", String(sport), "--dport", "22", "--reply-port-src", "22", "--reply-port-dst", String(sport), "--state", "ESTABLISHED", "-t", "120", "-u", "SEEN_REPLY"]);
@@ -51,7 +35,7 @@ describe("ExecaRunner.prepare (real commands in a namespace)", () => {
     await insert("198.51.100.7", "203.0.113.11", "10.0.0.6", "198.51.100.7", 40003);
     expect(await listed()).toHaveLength(3);
 
-    const prepared = runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: ns });
+    const prepared = lab.runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: lab.ns });
     await until("the prepared conntrack to run in the namespace", async () => (await pids()).length === 1);
     // It reads a FIFO whose name is gone once the command has it open.
     const [pid] = await pids();
@@ -68,7 +52,7 @@ describe("ExecaRunner.prepare (real commands in a namespace)", () => {
   });
 
   it("cancel() stops a command that never got input; run() after it rejects", async () => {
-    const prepared = runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: ns });
+    const prepared = lab.runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: lab.ns });
     await until("the prepared conntrack to start", async () => (await pids()).length === 1);
     expect(prepared.waiting).toBe(true);
     prepared.cancel();
@@ -78,7 +62,7 @@ describe("ExecaRunner.prepare (real commands in a namespace)", () => {
   });
 
   it("a prepared command not run within expireMs stops by itself", async () => {
-    const prepared = runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: ns, expireMs: 300 });
+    const prepared = lab.runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: lab.ns, expireMs: 300 });
     await until("the prepared conntrack to start", async () => (await pids()).length === 1);
     await until("the expired conntrack to stop", async () => (await pids()).length === 0);
     expect(prepared.waiting).toBe(false);
@@ -86,12 +70,12 @@ describe("ExecaRunner.prepare (real commands in a namespace)", () => {
   });
 
   it("a bad line fails with the tool's message (or returns it with reject: false)", async () => {
-    const failing = runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: ns });
+    const failing = lab.runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: lab.ns });
     const err = await failing.run("-D -d not-an-address\n").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CommandError);
     expect((err as CommandError).message).toMatch(/^conntrack -R <prepared input> failed \(exit [1-9]\d*\): .+/);
-    expect((err as CommandError).namespace).toBe(ns);
-    const tolerated = await runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: ns, reject: false }).run("-D -d not-an-address\n");
+    expect((err as CommandError).namespace).toBe(lab.ns);
+    const tolerated = await lab.runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: lab.ns, reject: false }).run("-D -d not-an-address\n");
     expect(tolerated.exitCode).not.toBe(0);
     expect(tolerated.stderr).not.toBe("");
   });
@@ -99,7 +83,7 @@ describe("ExecaRunner.prepare (real commands in a namespace)", () => {
   it("an input larger than a pipe holds reaches the command whole", async () => {
     // ~150 KB: more than the 64 KiB a pipe buffers, so the writer waits for the reader.
     const lines = Array.from({ length: 6000 }, (_, i) => `address show dev lo label lo${i % 10}`).join("\n") + "\n";
-    const r = await runner.prepare("ip", ["-force", "-batch", PREPARED_INPUT], { namespace: ns }).run(lines);
+    const r = await lab.runner.prepare("ip", ["-force", "-batch", PREPARED_INPUT], { namespace: lab.ns }).run(lines);
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toBe("");
   });
@@ -108,8 +92,8 @@ describe("ExecaRunner.prepare (real commands in a namespace)", () => {
     const tmp = process.env["TMPDIR"];
     let err: unknown;
     try {
-      process.env["TMPDIR"] = `/nonexistent-${ns}`;
-      err = await runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: ns, reject: false }).run("-D -d 203.0.113.10\n").catch((e: unknown) => e);
+      process.env["TMPDIR"] = `/nonexistent-${lab.ns}`;
+      err = await lab.runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: lab.ns, reject: false }).run("-D -d 203.0.113.10\n").catch((e: unknown) => e);
     } finally {
       if (tmp === undefined) delete process.env["TMPDIR"];
       else process.env["TMPDIR"] = tmp;
@@ -121,11 +105,11 @@ describe("ExecaRunner.prepare (real commands in a namespace)", () => {
   });
 
   it("refuses arguments without PREPARED_INPUT", () => {
-    expect(() => runner.prepare("conntrack", ["-R", "-"], { namespace: ns })).toThrow(/PREPARED_INPUT/);
+    expect(() => lab.runner.prepare("conntrack", ["-R", "-"], { namespace: lab.ns })).toThrow(/PREPARED_INPUT/);
   });
 
   it("a namespace gone before run() is reported as such", async () => {
-    const prepared = runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: `${ns}-missing` });
+    const prepared = lab.runner.prepare("conntrack", ["-R", PREPARED_INPUT], { namespace: `${lab.ns}-missing` });
     await expect(prepared.run("-D -d 203.0.113.10\n")).rejects.toBeInstanceOf(NamespaceGoneError);
   });
 });

@@ -3,30 +3,15 @@
  * (and always deletes), fed by devices the test adds there. `ip netns pids` shows whether the
  * watcher still runs in the namespace.
  */
-import { randomBytes } from "node:crypto";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CommandError, NamespaceGoneError } from "./errors.js";
 import { ExecaRunner } from "./execa-runner.js";
-import { addNamespace, deleteNamespace } from "./netns.js";
+import { namespacePerTest } from "./test-support/namespace-per-test.js";
 
 describe("ExecaRunner.watch (a real ip monitor in a namespace)", () => {
-  let runner: ExecaRunner;
-  let ns: string;
+  const lab = namespacePerTest("cw-watch");
 
-  beforeAll(() => {
-    if (process.getuid?.() !== 0) throw new Error("these tests create network namespaces: run them as root");
-    runner = new ExecaRunner();
-  });
-  afterAll(() => runner.close());
-  beforeEach(async () => {
-    ns = `cw-watch-${randomBytes(4).toString("hex")}`;
-    await addNamespace(runner, ns);
-  });
-  afterEach(async () => {
-    await deleteNamespace(runner, ns);
-  });
-
-  const pids = async () => (await runner.exec("ip", ["netns", "pids", ns])).stdout.split("\n").filter(Boolean);
+  const pids = async () => (await lab.runner.exec("ip", ["netns", "pids", lab.ns])).stdout.split("\n").filter(Boolean);
   const until = async (what: string, check: () => boolean | Promise<boolean>) => {
     for (let i = 0; i < 200; i++) {
       if (await check()) return;
@@ -35,14 +20,14 @@ describe("ExecaRunner.watch (a real ip monitor in a namespace)", () => {
     throw new Error(`timed out waiting for ${what}`);
   };
   const ip = async (...args: string[]) => {
-    const r = await runner.exec("ip", args, { namespace: ns, reject: false });
+    const r = await lab.runner.exec("ip", args, { namespace: lab.ns, reject: false });
     expect(r.exitCode, r.stderr).toBe(0);
   };
 
   it("reports each device event as a line while it runs, and nothing after stop", async () => {
     const lines: string[] = [];
     const exits: Error[] = [];
-    const watch = runner.watch("ip", ["-o", "monitor", "link"], { namespace: ns, onLine: (l) => lines.push(l), onExit: (e) => exits.push(e) });
+    const watch = lab.runner.watch("ip", ["-o", "monitor", "link"], { namespace: lab.ns, onLine: (l) => lines.push(l), onExit: (e) => exits.push(e) });
     await watch.started;
     await until("the monitor to run in the namespace", async () => (await pids()).length === 1);
     // ip subscribes right after it starts; a device added before that would be missed, so add
@@ -71,7 +56,7 @@ describe("ExecaRunner.watch (a real ip monitor in a namespace)", () => {
 
   it("reports a monitor killed from outside through onExit", async () => {
     const exits: Error[] = [];
-    const watch = runner.watch("ip", ["-o", "monitor", "link"], { namespace: ns, onLine: () => undefined, onExit: (e) => exits.push(e) });
+    const watch = lab.runner.watch("ip", ["-o", "monitor", "link"], { namespace: lab.ns, onLine: () => undefined, onExit: (e) => exits.push(e) });
     await watch.started;
     await until("the monitor to run", async () => (await pids()).length === 1);
     process.kill(Number((await pids())[0]), "SIGKILL");
@@ -84,7 +69,7 @@ describe("ExecaRunner.watch (a real ip monitor in a namespace)", () => {
 
   it("a namespace that is not there: onExit says so", async () => {
     const exits: Error[] = [];
-    const watch = runner.watch("ip", ["-o", "monitor", "link"], { namespace: `${ns}-none`, onLine: () => undefined, onExit: (e) => exits.push(e) });
+    const watch = lab.runner.watch("ip", ["-o", "monitor", "link"], { namespace: `${lab.ns}-none`, onLine: () => undefined, onExit: (e) => exits.push(e) });
     // ip itself starts, then finds no namespace to enter.
     await watch.started.catch(() => undefined);
     await until("the exit to be reported", () => exits.length === 1);
