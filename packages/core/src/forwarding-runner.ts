@@ -17,9 +17,9 @@ import type {
  * want to watch or change — timing restores, recording conntrack commands, a fake host that models
  * `ip` itself — instead of writing the other five delegations again.
  *
- * `restoreStream`, `prepare` and `watch` (optional) are not passed on: a subclass that watches
- * `restore` or `exec` would not see them, so callers fall back to whole inputs, plain commands and
- * polling. A subclass that wants them defines them.
+ * `restoreStream`, `prepare`, `watch` and `listLinks` (optional) are not passed on: a subclass that
+ * watches `restore` or `exec` would not see them, so callers fall back to whole inputs, plain
+ * commands, polling and `ip -o link show`. A subclass that wants them defines them.
  */
 export class ForwardingRunner<R extends IptablesRunner = IptablesRunner> implements IptablesRunner {
   constructor(protected readonly inner: R) {}

@@ -5,8 +5,8 @@
  * - how busy the host is while the ports wait (all CPU, from /proc/stat: the agent, its commands,
  *   the kernel), and the agent process's own share;
  * - how long after a tap appears its port's rules are applied (the apply observer's event).
- * Once with the device monitor (`ip -o monitor link`), once with polling only (the runner wrapped
- * in a ForwardingRunner, which offers no `watch`): Neutron's way, minus its full pass per poll.
+ * Once with the device monitor (`ip -o monitor link`), once with polling only (a runner that offers
+ * everything but `watch`): Neutron's way, minus its full pass per poll.
  */
 import { readFileSync } from "node:fs";
 import {
@@ -65,7 +65,10 @@ export async function benchDevices(options: DevicesBenchOptions): Promise<Device
   const monitor = options.monitor ?? true;
   const inner = new ExecaRunner({ backend: options.backend });
   await inner.version();
-  const runner: IptablesRunner = monitor ? inner : new ForwardingRunner(inner);
+  // Polling only: everything the runner offers but `watch`.
+  const runner: IptablesRunner = monitor
+    ? inner
+    : Object.assign(new ForwardingRunner(inner), { restoreStream: inner.restoreStream.bind(inner), prepare: inner.prepare.bind(inner), listLinks: inner.listLinks.bind(inner) });
   try {
     return await withNamespace(inner, async (ns) => {
       const veths = Array.from({ length: n }, (_, p) => `link add ${portDict(p)["device"]} type veth peer name v${p.toString(16).padStart(8, "0")}\n`).join("");
