@@ -73,6 +73,30 @@ describe("DeviceWatch", () => {
     watch.stop();
   });
 
+  it("a runner that throws, or reports the end from inside watch(), is a failed start with a back-off", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const host = new FakeL2Host({ namespaces: ["ns"] });
+    const warnings: unknown[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, warn: (o: unknown) => void warnings.push(o), error: () => undefined };
+    let mode: "throw" | "end-inside" = "throw";
+    host.watch = (_command, _args, options) => {
+      if (mode === "throw") throw new Error("no ip here");
+      options.onExit?.(new Error("ended at once"));
+      return { started: Promise.reject(new Error("ended at once")), stop: () => undefined };
+    };
+    const watch = new DeviceWatch({ runner: host, namespace: "ns", logger: logger as never, onEvent: () => undefined });
+    await watch.ensure();
+    expect(watch.running).toBe(false);
+    expect(warnings).toHaveLength(1);
+    vi.advanceTimersByTime(1_000);
+    mode = "end-inside";
+    await watch.ensure();
+    expect(watch.running).toBe(false);
+    expect(warnings).toHaveLength(2);
+    await watch.ensure(); // within the 2 s back-off: not tried
+    expect(warnings).toHaveLength(2);
+  });
+
   it("does nothing on a runner that cannot watch", async () => {
     const host = new FakeL2Host({ namespaces: ["ns"], monitorUnsupported: true });
     const watch = new DeviceWatch({ runner: host, namespace: "ns", onEvent: () => undefined });

@@ -41,7 +41,8 @@ export class DeviceWatch {
   private readonly namespace: string | undefined;
   private readonly logger: CoreLogger;
   private readonly onEvent: (event: LinkEvent) => void;
-  private command: WatchedCommand | undefined;
+  /** The monitor started last, while it runs. */
+  private current: { command?: WatchedCommand } | undefined;
   private failures = 0;
   private nextTry = 0;
 
@@ -58,7 +59,7 @@ export class DeviceWatch {
   }
 
   get running(): boolean {
-    return this.command !== undefined;
+    return this.current !== undefined;
   }
 
   /**
@@ -66,36 +67,42 @@ export class DeviceWatch {
    * process runs. Never throws: without a monitor the poll still finds every device.
    */
   async ensure(): Promise<void> {
-    if (this.command || !this.runner.watch || Date.now() < this.nextTry) return;
-    const command = this.runner.watch("ip", ["-o", "monitor", "link"], {
-      namespace: this.namespace,
-      onLine: (line) => {
-        // A monitor that reports is a monitor that works: the back-off starts over.
-        this.failures = 0;
-        const event = parseLinkEvent(line);
-        if (event) this.onEvent(event);
-      },
-      onExit: (err) => {
-        if (this.command !== command) return;
-        this.command = undefined;
-        this.failures++;
-        const backoffMs = Math.min(FIRST_RETRY_MS * 2 ** (this.failures - 1), MAX_RETRY_MS);
-        this.nextTry = Date.now() + backoffMs;
-        this.logger.warn({ err, namespace: this.namespace ?? null, failures: this.failures, retryInMs: backoffMs }, "device monitor ended; devices are found by polling until it runs again");
-      },
-    });
-    this.command = command;
+    if (this.current || !this.runner.watch || Date.now() < this.nextTry) return;
+    // This start's identity: an end reported for an earlier monitor, or one reported while `watch`
+    // is still being called, finds it (or not) and never touches another's state.
+    const run: { command?: WatchedCommand } = {};
+    this.current = run;
     try {
-      await command.started;
-      if (this.command === command) this.logger.debug({ namespace: this.namespace ?? null }, "device monitor started");
-    } catch {
-      // onExit has said why and set the back-off.
+      run.command = this.runner.watch("ip", ["-o", "monitor", "link"], {
+        namespace: this.namespace,
+        onLine: (line) => {
+          // A monitor that reports is a monitor that works: the back-off starts over.
+          this.failures = 0;
+          const event = parseLinkEvent(line);
+          if (event) this.onEvent(event);
+        },
+        onExit: (err) => this.ended(run, err),
+      });
+      await run.command.started;
+      if (this.current === run) this.logger.debug({ namespace: this.namespace ?? null }, "device monitor started");
+    } catch (err) {
+      // A runner that threw; one whose start failed has reported it through onExit already.
+      this.ended(run, err instanceof Error ? err : new Error(String(err)));
     }
   }
 
+  private ended(run: { command?: WatchedCommand }, err: Error): void {
+    if (this.current !== run) return;
+    this.current = undefined;
+    this.failures++;
+    const backoffMs = Math.min(FIRST_RETRY_MS * 2 ** (this.failures - 1), MAX_RETRY_MS);
+    this.nextTry = Date.now() + backoffMs;
+    this.logger.warn({ err, namespace: this.namespace ?? null, failures: this.failures, retryInMs: backoffMs }, "device monitor ended; devices are found by polling until it runs again");
+  }
+
   stop(): void {
-    const command = this.command;
-    this.command = undefined;
-    command?.stop();
+    const run = this.current;
+    this.current = undefined;
+    run?.command?.stop();
   }
 }
