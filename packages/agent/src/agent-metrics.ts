@@ -76,6 +76,35 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
+  /**
+   * A gauge of a plugin's own, served with the agent's (resolve `AGENT_METRICS` from the container
+   * in `register`); `collect` sets it at each scrape. The name must start with `chainwarden_` and
+   * be new in this agent: a clash is a bug, so it throws at registration, naming the metric.
+   */
+  gauge<L extends string = never>(spec: { name: string; help: string; labelNames?: readonly L[]; collect?: (gauge: Gauge<L>) => void }): Gauge<L> {
+    this.checkName(spec.name);
+    const collect = spec.collect;
+    return new Gauge<L>({
+      name: spec.name,
+      help: spec.help,
+      labelNames: spec.labelNames ?? [],
+      registers: [this.registry],
+      // At scrape time: the value read where it lives, never stale.
+      ...(collect ? { collect(this: Gauge<L>) { collect(this); } } : {}),
+    });
+  }
+
+  /** A counter of a plugin's own; the same rules as `gauge`. */
+  counter<L extends string = never>(spec: { name: string; help: string; labelNames?: readonly L[] }): Counter<L> {
+    this.checkName(spec.name);
+    return new Counter<L>({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [this.registry] });
+  }
+
+  private checkName(name: string): void {
+    if (!/^chainwarden_[a-z0-9_]+$/.test(name)) throw new Error(`metric ${JSON.stringify(name)}: a plugin's metric is named chainwarden_<lowercase, digits, _>`);
+    if (this.registry.getSingleMetric(name)) throw new Error(`metric ${name} is already registered in this agent`);
+  }
+
   metricsText(): Promise<string> {
     return this.registry.metrics();
   }

@@ -82,6 +82,7 @@ export class FirewallNamespace {
   private wanted = new Set<string>();
   /** Those of them present, as of the latest device check or monitor event. */
   private present = new Set<string>();
+  private waiting = 0;
 
   constructor(options: FirewallNamespaceOptions) {
     this.runner = options.runner;
@@ -93,6 +94,11 @@ export class FirewallNamespace {
     this.concurrency = options.conntrackConcurrency ?? 8;
     this.ipsets = new IpsetManager({ runner: this.runner, namespace: this.namespace, logger: this.logger });
     this.devices = new DeviceWatch({ runner: this.runner, namespace: this.namespace, logger: this.logger, onEvent: (e) => this.deviceEvent(e) });
+  }
+
+  /** Ports and trusted devices whose tap did not exist at the last live reconcile. */
+  get waitingForDevice(): number {
+    return this.waiting;
   }
 
   /** Whether a device monitor runs for this namespace. */
@@ -155,6 +161,7 @@ export class FirewallNamespace {
     if (present && !dryRun) {
       this.wanted = wanted;
       this.present = present;
+      this.waiting = waiting.length;
     }
     let ipsetsChanged: string[] | undefined;
     let streaming = false;

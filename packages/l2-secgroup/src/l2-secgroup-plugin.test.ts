@@ -120,9 +120,14 @@ describe("l2SecgroupPlugin in an agent", () => {
     await t.agent.start();
     expect(t.dump()).not.toContain("tapw01");
     expect(host.monitorCount(NS)).toBe(1);
+    const metric = async (name: string) => new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "m").exec(await t.agent.metrics.metricsText())?.[1];
+    expect(await metric(`chainwarden_l2_ports_waiting_for_device\\{namespace="${NS}"\\}`)).toBe("1");
+    expect(await metric(`chainwarden_l2_device_monitor_up\\{namespace="${NS}"\\}`)).toBe("1");
     const saves = host.iptables.saveCalls.length;
     host.addDevice(NS, "tapw01");
     await until("the port's rules", () => t.dump().includes(":neutron-linuxbri-iw01 -"));
+    expect(await metric(`chainwarden_l2_ports_waiting_for_device\\{namespace="${NS}"\\}`)).toBe("0");
+    expect(await metric("chainwarden_l2_device_wakes_total")).toBe("1");
     host.removeDevice(NS, "tapw01");
     await until("the port's rules to go", () => !t.dump().includes("tapw01"));
     // Another device, or one of a port not in the state, wakes nothing.
@@ -135,6 +140,7 @@ describe("l2SecgroupPlugin in an agent", () => {
     expect(host.iptables.saveCalls.length).toBe(saves);
     await t.agent.stop();
     expect(host.monitorCount(NS)).toBe(0);
+    expect(await metric(`chainwarden_l2_device_monitor_up\\{namespace="${NS}"\\}`)).toBe("0");
   });
 
   it("without a monitor (and without listLinks), the poll finds the tap (every polling_interval)", async () => {

@@ -13,7 +13,7 @@
  * - `wrap_name`: the chain prefix; default the agent's `wrap_name` for `iptables`, `neutron-openvswi`
  *   (what Neutron's OVS agent uses) for `iptables_hybrid`.
  */
-import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type AgentConfig } from "@chainwarden/agent";
+import { AGENT_METRICS, applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type AgentConfig, type AgentMetrics } from "@chainwarden/agent";
 import { z } from "zod";
 import { FIREWALL_DRIVERS, firewallFlavor } from "./firewall-flavor.js";
 import { DEVICE_POLL_INTERVAL_MS, PortFilterHandler } from "./port-filter-handler.js";
@@ -62,6 +62,7 @@ export const l2SecgroupPlugin = createPlugin<L2SecgroupOptions>({
       waitForDevices,
       ...(wrapName !== undefined ? { wrapName } : {}),
       ...(pollingInterval !== undefined ? { devicePollIntervalMs: pollingInterval * 1000 } : {}),
+      ...(env.container.isRegistered(AGENT_METRICS) ? { metrics: env.container.resolve<AgentMetrics>(AGENT_METRICS) } : {}),
     });
     env.addExtension(resourceHandlerExtensionPoint, handler);
     env.addExtension(applyObserverExtensionPoint, handler.observer);

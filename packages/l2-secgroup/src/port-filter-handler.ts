@@ -14,7 +14,7 @@
  * asks to be called again every `polling_interval` (Neutron's 2 s), the safety net for an event the
  * monitor missed. Neither re-reads the kernel: a port whose fingerprint is unchanged costs a lookup.
  */
-import type { ApplyEvent, ApplyObserver, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
+import type { AgentMetrics, ApplyEvent, ApplyObserver, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
 import type { IptablesRunner } from "@chainwarden/core";
 import type { FirewallFlavor } from "./firewall-flavor.js";
 import { FirewallNamespace } from "./firewall-namespace.js";
@@ -32,6 +32,12 @@ export interface PortFilterHandlerOptions {
   readonly wrapName?: string;
   /** While a port waits for its tap, look again this often (default `DEVICE_POLL_INTERVAL_MS`). */
   readonly devicePollIntervalMs?: number;
+  /**
+   * The agent's metrics, to serve the handler's own with them: `chainwarden_l2_ports_waiting_for_device`
+   * and `chainwarden_l2_device_monitor_up` (per namespace, "" for the host's own, read at scrape
+   * time) and `chainwarden_l2_device_wakes_total`.
+   */
+  readonly metrics?: AgentMetrics;
 }
 
 type NsKey = string | undefined;
@@ -44,6 +50,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
   readonly wrapName: string | undefined;
   readonly devicePollIntervalMs: number;
   private readonly namespaces = new Map<NsKey, FirewallNamespace>();
+  private readonly deviceWakes: { inc(): void } | undefined;
   /** Documents usually repeat most ports: only what changed is validated again. */
   private readonly parseCache = new L2ParseCache();
 
@@ -58,6 +65,26 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
     this.waitForDevices = options.waitForDevices ?? true;
     this.wrapName = options.wrapName;
     this.devicePollIntervalMs = options.devicePollIntervalMs ?? DEVICE_POLL_INTERVAL_MS;
+    const metrics = options.metrics;
+    if (metrics && this.waitForDevices) {
+      metrics.gauge({
+        name: "chainwarden_l2_ports_waiting_for_device",
+        help: "Ports (and trusted devices) in the state whose tap does not exist yet, by namespace",
+        labelNames: ["namespace"],
+        collect: (g) => {
+          for (const [key, ns] of this.namespaces) g.set({ namespace: key ?? "" }, ns.waitingForDevice);
+        },
+      });
+      metrics.gauge({
+        name: "chainwarden_l2_device_monitor_up",
+        help: "1 while the device monitor (ip -o monitor link) of the namespace runs",
+        labelNames: ["namespace"],
+        collect: (g) => {
+          for (const [key, ns] of this.namespaces) g.set({ namespace: key ?? "" }, ns.watchingDevices ? 1 : 0);
+        },
+      });
+      this.deviceWakes = metrics.counter({ name: "chainwarden_l2_device_wakes_total", help: "Reconciles asked for by a device event (a tap of a desired port appeared or went)" });
+    }
   }
 
   parse(document: StateDocument, origin: string): ParsedResources<L2Resource> {
@@ -76,7 +103,10 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
   async reconcile(context: ReconcileContext, request: ReconcileRequest<L2Resource>): Promise<void> {
     const ns = this.namespace(context.namespace, context.runner, context.logger);
     const manager = context.manager({ stateless: true, ...(this.wrapName !== undefined ? { wrapName: this.wrapName } : {}) });
-    const result = await ns.reconcile(manager, request.desired.values(), { dryRun: context.dryRun, wake: context.waker?.() });
+    const waker = context.waker?.();
+    const wakes = this.deviceWakes;
+    const wake = waker && wakes ? () => (wakes.inc(), waker()) : waker;
+    const result = await ns.reconcile(manager, request.desired.values(), { dryRun: context.dryRun, wake });
     context.logger.debug(
       {
         namespace: context.namespace ?? null,
