@@ -19,12 +19,14 @@ import { FIREWALL_DRIVERS, firewallFlavor } from "./firewall-flavor.js";
 import { DEVICE_POLL_INTERVAL_MS, PortFilterHandler } from "./port-filter-handler.js";
 
 const driverAlias = z.string().refine((v) => FIREWALL_DRIVERS.has(v), { message: `expected one of ${[...FIREWALL_DRIVERS.keys()].join(", ")}` });
+/** Seconds; an hour at most (a poll that rare is no safety net). */
+const pollingInterval = z.number().positive().max(3_600);
 
 export const l2SecgroupOptionsSchema = z.strictObject({
   firewall_driver: driverAlias.optional(),
   enable_ipset: z.boolean().optional(),
   wait_for_devices: z.boolean().optional(),
-  polling_interval: z.number().positive().max(3_600).optional(),
+  polling_interval: pollingInterval.optional(),
   wrap_name: z
     .string()
     .min(1)
@@ -54,18 +56,18 @@ export const l2SecgroupPlugin = createPlugin<L2SecgroupOptions>({
     const flavor = firewallFlavor(alias);
     const enableIpset = env.options.enable_ipset ?? fromConfig(env.config, "enable_ipset", z.boolean()) ?? true;
     const waitForDevices = env.options.wait_for_devices ?? fromConfig(env.config, "wait_for_devices", z.boolean()) ?? true;
-    const pollingInterval = env.options.polling_interval ?? fromConfig(env.config, "polling_interval", z.number().positive().max(3_600));
+    const pollingSeconds = env.options.polling_interval ?? fromConfig(env.config, "polling_interval", pollingInterval);
     const wrapName = env.options.wrap_name ?? (flavor.alias === "iptables" ? undefined : flavor.defaultWrapName);
     const handler = new PortFilterHandler({
       flavor,
       enableIpset,
       waitForDevices,
       ...(wrapName !== undefined ? { wrapName } : {}),
-      ...(pollingInterval !== undefined ? { devicePollIntervalMs: pollingInterval * 1000 } : {}),
+      ...(pollingSeconds !== undefined ? { devicePollIntervalMs: pollingSeconds * 1000 } : {}),
       ...(env.container.isRegistered(AGENT_METRICS) ? { metrics: env.container.resolve<AgentMetrics>(AGENT_METRICS) } : {}),
     });
     env.addExtension(resourceHandlerExtensionPoint, handler);
     env.addExtension(applyObserverExtensionPoint, handler.observer);
-    env.logger.debug({ firewallDriver: flavor.alias, enableIpset, waitForDevices, pollingInterval: pollingInterval ?? DEVICE_POLL_INTERVAL_MS / 1000, wrapName: wrapName ?? env.config.wrap_name }, "security group firewall registered");
+    env.logger.debug({ firewallDriver: flavor.alias, enableIpset, waitForDevices, pollingInterval: pollingSeconds ?? DEVICE_POLL_INTERVAL_MS / 1000, wrapName: wrapName ?? env.config.wrap_name }, "security group firewall registered");
   },
 });
