@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { execa, type Options, type ResultPromise } from "execa";
 import { BackendUnavailableError, CommandError, NamespaceGoneError, SaveError } from "./errors.js";
@@ -28,7 +28,9 @@ import {
   type Target,
   type WatchedCommand,
   type WatchOptions,
+  type XtablesLockHold,
 } from "./runner.js";
+import { takeXtablesLock, waitsForLock } from "./xtables-lock-hold.js";
 
 export interface ExecaRunnerOptions {
   backend?: BackendChoice;
@@ -49,6 +51,8 @@ export interface ExecaRunnerOptions {
  */
 const HELPER_INPUT_LIMIT = 1 << 20;
 
+const LOCK_MESSAGE = /xtables lock/i;
+
 const NAMESPACE_GONE = /Cannot open network namespace "[^"]*": No such file or directory/;
 
 /**
@@ -62,6 +66,9 @@ export class ExecaRunner implements IptablesRunner {
   private resolved: Promise<Backend> | undefined;
   private versionInfo: Promise<IptablesVersion> | undefined;
   private readonly helper: SpawnHelper | undefined;
+  private holdWorks: Promise<boolean> | undefined;
+  /** Why `holdXtablesLock` gives nothing with these tools (for the log). */
+  holdRefusal: string | undefined;
 
   constructor(options: ExecaRunnerOptions = {}) {
     this.choice = options.backend ?? "auto";
@@ -111,7 +118,7 @@ export class ExecaRunner implements IptablesRunner {
 
   async restore(target: Target, input: string, options: RestoreOptions = {}): Promise<void> {
     const [file, ...args] = await this.restoreCommand(target, options);
-    const r = await this.run(target.namespace, [file!], args, input);
+    const r = await this.run(target.namespace, [file!], args, input, { env: this.restoreEnv(target, options) });
     if (r.exitCode === 0) return;
     throw classifyRestoreFailure(target, input, { exitCode: r.exitCode, stderr: r.stderr });
   }
@@ -122,7 +129,7 @@ export class ExecaRunner implements IptablesRunner {
     const started = (async () => {
       const [file, ...args] = await this.restoreCommand(target, options);
       const argv = this.argv(target.namespace, file!, args);
-      child = execa(argv[0]!, argv.slice(1), { stdin: "pipe", reject: false, env: this.env, stripFinalNewline: false });
+      child = execa(argv[0]!, argv.slice(1), { stdin: "pipe", reject: false, env: this.restoreEnv(target, options), stripFinalNewline: false });
       // A tool that exits early (a bad line) closes the pipe: its exit says why, not EPIPE.
       child.stdin.on("error", () => undefined);
       for (const text of written) child.stdin.write(text);
@@ -149,6 +156,56 @@ export class ExecaRunner implements IptablesRunner {
         throw classifyRestoreFailure(target, written.join(""), { exitCode: r.exitCode ?? -1, stderr: String(r.stderr ?? "") });
       },
     };
+  }
+
+  async holdXtablesLock(options: { waitSeconds?: number } = {}): Promise<XtablesLockHold | undefined> {
+    if ((await this.backend()) !== "legacy") return undefined;
+    if (this.holdWorks && !(await this.holdWorks)) return undefined;
+    const hold = await takeXtablesLock(this.hostLockPath(), options.waitSeconds ?? this.lockWaitSeconds, this.env);
+    // Asked once, with the lock held (what the question needs).
+    this.holdWorks ??= this.checkHold(hold);
+    if (await this.holdWorks) return hold;
+    hold.release();
+    return undefined;
+  }
+
+  /** The lock file the tools take when left to themselves. */
+  private hostLockPath(): string {
+    return this.env["XTABLES_LOCKFILE"] ?? process.env["XTABLES_LOCKFILE"] ?? "/run/xtables.lock";
+  }
+
+  /** Under a hold, the family's own lock file beside the host's (see `holdXtablesLock`). */
+  private restoreEnv(target: Target, options: RestoreOptions): Record<string, string> {
+    if (!options.underHold) return this.env;
+    return { ...this.env, XTABLES_LOCKFILE: join(dirname(options.underHold.path), `chainwarden-xtables-v${target.family}.lock`) };
+  }
+
+  /**
+   * Whether a hold does what `holdXtablesLock` promises with these tools, asked of the tools once,
+   * while `hold` is held: a tool left to itself must wait for it (so it is the file they use; a build
+   * may name another), and a tool pointed at a file of its own must not (`XTABLES_LOCKFILE` is
+   * honoured; older releases ignore it and would wait for us). `-t` names a table that does not
+   * exist, so neither touches a table; both take the lock first.
+   */
+  private async checkHold(hold: XtablesLockHold): Promise<boolean> {
+    try {
+      const tool = binary("legacy", 4, "");
+      const probe = ["-t", "chainwarden-probe", "-S"];
+      if (!(await waitsForLock(tool, probe, hold.path, this.env))) {
+        this.holdRefusal = `${tool} does not take ${hold.path}`;
+        return false;
+      }
+      const own = { ...this.env, XTABLES_LOCKFILE: join(dirname(hold.path), "chainwarden-xtables-v4.lock") };
+      const r = await this.run(undefined, [tool], ["-w", "1", ...probe], undefined, { env: own });
+      if (LOCK_MESSAGE.test(r.stderr)) {
+        this.holdRefusal = `${tool} does not honour XTABLES_LOCKFILE`;
+        return false;
+      }
+      return true;
+    } catch (err) {
+      this.holdRefusal = err instanceof Error ? err.message : String(err);
+      return false;
+    }
   }
 
   async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
@@ -325,11 +382,12 @@ export class ExecaRunner implements IptablesRunner {
     return namespace === undefined ? [file, ...args] : file === "ip" ? ["ip", "-n", namespace, ...args] : ["ip", "netns", "exec", namespace, file, ...args];
   }
 
-  private async run(namespace: string | undefined, file: [string], args: readonly string[], input?: string, options: { direct?: boolean } = {}): Promise<ExecResult> {
+  private async run(namespace: string | undefined, file: [string], args: readonly string[], input?: string, options: { direct?: boolean; env?: Record<string, string> } = {}): Promise<ExecResult> {
     const argv = this.argv(namespace, file[0], args);
+    const env = options.env ?? this.env;
     try {
       if (this.helper && !options.direct && (input === undefined || input.length <= HELPER_INPUT_LIMIT)) {
-        return await this.helper.run(argv[0]!, argv.slice(1), this.env, input);
+        return await this.helper.run(argv[0]!, argv.slice(1), env, input);
       }
       // A large input goes in through a file the command reads by itself: piped, it would be
       // written by this process's event loop, which a caller busy computing (the l2 driver
@@ -339,7 +397,7 @@ export class ExecaRunner implements IptablesRunner {
       try {
         // execa hands a descriptor number to spawn() as it is (its types only list 3–9).
         const stdin: Options = fd !== undefined ? { stdin: fd as 3 } : input !== undefined ? { input } : { stdin: "ignore" };
-        running = execa(argv[0]!, argv.slice(1), { ...stdin, reject: false, env: this.env, stripFinalNewline: false });
+        running = execa(argv[0]!, argv.slice(1), { ...stdin, reject: false, env, stripFinalNewline: false });
       } finally {
         // The command holds its own copy of the descriptor once started.
         if (fd !== undefined) closeSync(fd);

@@ -43,6 +43,22 @@ export interface RestoreOptions {
    * support `-w`.
    */
   lockWaitSeconds?: number;
+  /**
+   * A hold of the host's xtables lock this process has taken (`IptablesRunner.holdXtablesLock`): the
+   * tool then takes a lock file of its own family instead of the host's, so that it runs beside the
+   * other family's restore. Only for restores of one namespace's two families, one of each at a time.
+   */
+  underHold?: XtablesLockHold;
+}
+
+/**
+ * The host's xtables lock, held by this process (`IptablesRunner.holdXtablesLock`) until `release`.
+ */
+export interface XtablesLockHold {
+  /** The lock file held: `/run/xtables.lock`, or what `XTABLES_LOCKFILE` names. */
+  readonly path: string;
+  /** Lets the lock go. Idempotent. */
+  release(): void;
 }
 
 export interface IptablesVersion {
@@ -160,6 +176,18 @@ export interface IptablesRunner {
   restore(target: Target, input: string, options?: RestoreOptions): Promise<void>;
   /** Optional: a restore whose input is written while it runs. Without it, callers send whole inputs. */
   restoreStream?(target: Target, options?: RestoreOptions): RestoreStream;
+  /**
+   * Optional: takes the host-wide xtables lock for this process. The legacy tools hold that one lock
+   * for any table of either family, so a namespace's IPv4 and IPv6 restores (separate kernel
+   * tables, nothing to protect from each other) otherwise only take turns. While held, restores
+   * given `underHold` run under lock files of their own (`XTABLES_LOCKFILE`) side by side, and every
+   * other xtables user still waits for us as before. Undefined when there is nothing to gain or it
+   * cannot be done: nf_tables (its tools take no lock), or tools that do not honour
+   * `XTABLES_LOCKFILE` or do not use the lock file this runner would hold (checked once). Throws
+   * `XtablesLockError`, naming the holder when it can be found, when the lock is not free within
+   * `waitSeconds` (default: the runner's lock wait).
+   */
+  holdXtablesLock?(options?: { waitSeconds?: number }): Promise<XtablesLockHold | undefined>;
   version(): Promise<IptablesVersion>;
   exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult>;
   /**

@@ -8,6 +8,7 @@ import {
   parseIptablesVersion,
   parseSave,
   ruleTarget,
+  XtablesLockError,
   type AuxCommand,
   type Backend,
   type ExecOptions,
@@ -20,6 +21,7 @@ import {
   type RestoreStream,
   type SaveOptions,
   type Target,
+  type XtablesLockHold,
 } from "@chainwarden/core";
 import { FakeFamily } from "./fake-family.js";
 import { runRestore, ToolFailureSignal, type RestoreContext } from "./fake-restore.js";
@@ -127,6 +129,8 @@ export class FakeIptablesRunner implements IptablesRunner {
   private readonly hooks: BeforeRestoreHook[] = [];
   private injected: InjectedRestoreFailure[] = [];
   private lockHeldUntil = 0;
+  /** A hold of ours (`holdXtablesLock`) not released yet. */
+  private ownHold: XtablesLockHold | undefined;
   private inHook = false;
 
   constructor(options: FakeIptablesRunnerOptions) {
@@ -354,6 +358,25 @@ export class FakeIptablesRunner implements IptablesRunner {
     this.lockHeldUntil = 0;
   }
 
+  /**
+   * Legacy: holds the lock for us as `flock -w` would (waiting for another holder up to
+   * `waitSeconds`, then XtablesLockError); restores given `underHold` then skip the lock, the
+   * others wait for our release like any tool. nf_tables: undefined (its tools take no lock).
+   */
+  async holdXtablesLock(options: { waitSeconds?: number } = {}): Promise<XtablesLockHold | undefined> {
+    if (this.variant !== "legacy") return undefined;
+    const waitSeconds = options.waitSeconds ?? this.lockWaitSeconds;
+    if (!(await this.lockFreeWithin(waitSeconds * 1000))) throw new XtablesLockError(`${this.lockFile} not free after ${waitSeconds}s`);
+    const hold: XtablesLockHold = {
+      path: this.lockFile,
+      release: () => {
+        if (this.ownHold === hold) this.ownHold = undefined;
+      },
+    };
+    this.ownHold = hold;
+    return hold;
+  }
+
   /** Runs before every recorded restore (e.g. a concurrent writer). Returns an unsubscribe. */
   onBeforeRestore(hook: BeforeRestoreHook): () => void {
     this.hooks.push(hook);
@@ -383,15 +406,24 @@ export class FakeIptablesRunner implements IptablesRunner {
 
   /** Legacy `-w N`: wait for the lock up to N seconds, then give up as the tool does. */
   private async waitForLock(target: Target, options: RestoreOptions): Promise<ToolFailure | undefined> {
+    // Under our hold the tool takes a lock file of its own.
+    if (options.underHold !== undefined) return undefined;
     const waitSeconds = options.lockWaitSeconds ?? this.lockWaitSeconds;
-    const remaining = this.lockHeldUntil - Date.now();
-    if (remaining <= 0) return undefined;
-    if (remaining <= waitSeconds * 1000) {
-      await sleep(remaining);
-      return undefined;
-    }
-    await sleep(waitSeconds * 1000);
+    if (await this.lockFreeWithin(waitSeconds * 1000)) return undefined;
     return this.messages(target.family).lockHeld(this.lockFile, waitSeconds);
+  }
+
+  /** Waits up to `ms` for the lock to be free (no other holder, no hold of ours). */
+  private async lockFreeWithin(ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const until = this.ownHold ? Infinity : this.lockHeldUntil;
+      if (until <= Date.now()) return true;
+      if (Date.now() >= deadline) return false;
+      // Another process's hold ends at a known time; ours when released (looked at every 10 ms).
+      const wait = this.ownHold ? Math.min(10, deadline - Date.now()) : Math.min(until, deadline) - Date.now();
+      await sleep(Math.max(1, wait));
+    }
   }
 
   private refOf(text: string): RuleRef | undefined {

@@ -430,5 +430,30 @@ export function describeIptablesRunnerContract(name: string, setup: () => Promis
       await s.runner.restore(t, "*filter\n-A cw-b -j RETURN\nCOMMIT\n", { lockWaitSeconds: 5 });
       expect(await rulesOf(t, "filter", "cw-b")).toEqual(["-p tcp -m tcp --dport 22 -j ACCEPT", "-j RETURN"]);
     });
+
+    it("holds the xtables lock for restores given underHold, both families at once; others wait for its release (legacy; nft has none)", async (ctx) => {
+      if (!s.runner.holdXtablesLock) ctx.skip();
+      const hold = await s.runner.holdXtablesLock!({ waitSeconds: 1 });
+      if (s.variant === "nft") {
+        expect(hold).toBeUndefined();
+        return;
+      }
+      const declare = (name: string) => `*filter\n:${name} - [0:0]\nCOMMIT\n`;
+      try {
+        expect(hold).toBeDefined();
+        await Promise.all([s.runner.restore(t, declare("cw-held"), { underHold: hold! }), s.runner.restore(t6, declare("cw-held"), { underHold: hold! })]);
+        const outside = await s.runner.restore(t, declare("cw-outside"), { lockWaitSeconds: 1 }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(outside).toBeInstanceOf(XtablesLockError);
+      } finally {
+        hold!.release();
+      }
+      for (const target of [t, t6]) expect(await s.runner.save(target)).toContain(":cw-held - [0:0]");
+      expect(await s.runner.save(t)).not.toContain("cw-outside");
+      await s.runner.restore(t, declare("cw-after"), { lockWaitSeconds: 1 });
+      expect(await s.runner.save(t)).toContain(":cw-after - [0:0]");
+    });
   });
 }
