@@ -24,7 +24,10 @@
  *   sends a large change of both (256+ changed chains each) side by side, since the two restores
  *   are independent transactions (a cold add of 108k rules: 3.5 s instead of 5.2); small changes go
  *   one after the other, because the second commit would find the generation moved and re-read its
- *   tables, and on legacy both take the host-wide xtables lock anyway. Only tables with edits
+ *   tables. On legacy both tools take the host-wide xtables lock, so they take turns, unless the
+ *   applier holds that lock for them (`acquireHold`): then every restore it starts runs under a
+ *   lock file of its family's own, the two families side by side, and other xtables users still
+ *   wait for us (the manager holds for a change of both families into large tables). Only tables with edits
  *   appear, as one input: new chains are declared first (declaring an existing chain under
  *   `--noflush` would flush it), then the edits, then the chains to delete are flushed and removed.
  *   Jumps to chains that will not exist are refused before anything is sent, naming the rule's
@@ -56,7 +59,7 @@ import {
   UnknownChainError,
   XtablesLockError,
 } from "./errors.js";
-import type { IpFamily, IptablesRunner, RestoreStream } from "./runner.js";
+import type { IpFamily, IptablesRunner, RestoreOptions, RestoreStream, XtablesLockHold } from "./runner.js";
 import { silentLogger, type CoreLogger } from "./logger.js";
 import { matchSequences } from "./sequence-diff.js";
 import { validateNamespaceName } from "./netns.js";
@@ -102,6 +105,8 @@ interface OpenStream {
   ready: Promise<void>;
   abandoned: boolean;
   watchdog?: NodeJS.Timeout;
+  /** Ends the stream's use of the xtables lock hold it started under (`useHold`). */
+  holdUse?: () => void;
 }
 
 /** Our cached copy of what the kernel holds: table → chain → rule texts. */
@@ -203,6 +208,10 @@ export class IptablesApplier {
   private readonly queues = new Map<IpFamily, Promise<unknown>>();
   /** Families whose view was loaded outside an apply: their next apply still compares every chain. */
   private readonly compareAll = new Set<IpFamily>();
+  private holdRefusalLogged = false;
+  /** The host's xtables lock while held for this namespace (`acquireHold`). */
+  private hold: { lock: XtablesLockHold; takers: number; running: number } | undefined;
+  private holdTaking: Promise<void> | undefined;
   /** Restores opened ahead of their apply (`openStream`), by family. */
   private readonly streams = new Map<IpFamily, OpenStream>();
 
@@ -257,6 +266,86 @@ export class IptablesApplier {
   }
 
   /**
+   * Takes the host's xtables lock for this namespace's restores (legacy; see
+   * `IptablesRunner.holdXtablesLock`), or joins the hold already taken: while it lasts, every
+   * restore this applier starts, for any manager sharing it, runs under it (a restore without it
+   * would wait for our own lock), so the two families go side by side; one family's restores still
+   * go one at a time (`serialize`). Let go once every taker has called `releaseHold` and no
+   * restore that started under it still runs. False when there is nothing to gain (nf_tables), the
+   * runner cannot, or the lock was not free in time: the restores then take turns at the lock as
+   * usual, each waiting for it.
+   */
+  async acquireHold(): Promise<boolean> {
+    if (!this.hold) {
+      // Callers at the same time wait for one attempt (a second flock would wait for the first).
+      this.holdTaking ??= this.takeHold().finally(() => (this.holdTaking = undefined));
+      await this.holdTaking;
+    }
+    if (!this.hold) return false;
+    this.hold.takers++;
+    return true;
+  }
+
+  private async takeHold(): Promise<void> {
+    if (!this.runner.holdXtablesLock) return;
+    let lock: XtablesLockHold | undefined;
+    try {
+      lock = await this.runner.holdXtablesLock(this.lockWaitSeconds === undefined ? {} : { waitSeconds: this.lockWaitSeconds });
+    } catch (err) {
+      this.logger.warn({ namespace: this.namespace, err }, "xtables lock not taken for both families; their restores take turns");
+      return;
+    }
+    if (!lock) {
+      // Why the tools cannot share it (ExecaRunner says), once: the families then take turns for good.
+      const refusal = (this.runner as { holdRefusal?: unknown }).holdRefusal;
+      if (typeof refusal === "string" && !this.holdRefusalLogged) {
+        this.holdRefusalLogged = true;
+        this.logger.info({ namespace: this.namespace, reason: refusal }, "xtables lock cannot be shared; the families' restores take turns");
+      }
+      return;
+    }
+    this.hold = { lock, takers: 0, running: 0 };
+    this.logger.debug({ namespace: this.namespace, lock: lock.path }, "xtables lock held for both families");
+  }
+
+  /** One taker of `acquireHold` is done with the hold. */
+  releaseHold(): void {
+    if (!this.hold || this.hold.takers === 0) return;
+    this.hold.takers--;
+    this.letGoIfUnused();
+  }
+
+  /** True while the hold lasts. */
+  get holding(): boolean {
+    return this.hold !== undefined;
+  }
+
+  /** Marks a restore as running under the current hold (if any); the function returned ends that. */
+  private useHold(): { lock: XtablesLockHold | undefined; done: () => void } {
+    const hold = this.hold;
+    if (!hold) return { lock: undefined, done: () => undefined };
+    hold.running++;
+    let done = false;
+    return {
+      lock: hold.lock,
+      done: () => {
+        if (done) return;
+        done = true;
+        hold.running--;
+        this.letGoIfUnused();
+      },
+    };
+  }
+
+  private letGoIfUnused(): void {
+    const hold = this.hold;
+    if (!hold || hold.takers > 0 || hold.running > 0) return;
+    this.hold = undefined;
+    hold.lock.release();
+    this.logger.debug({ namespace: this.namespace }, "xtables lock let go");
+  }
+
+  /**
    * Rules in the family's kernel view, loading it (one `iptables-save`, which the apply would run
    * anyway) when it is not. 0 for a namespace assumed empty.
    */
@@ -268,10 +357,14 @@ export class IptablesApplier {
         if (this.emptyKernel.has(family)) return 0;
         view = await this.loadView(family);
       }
-      let n = 0;
-      for (const table of view.values()) for (const rules of table.values()) n += rules.length;
-      return n;
+      return ruleCount(view);
     });
+  }
+
+  /** Rules in the family's kernel view if it is loaded; undefined otherwise (nothing is read). */
+  loadedRuleCount(family: IpFamily): number | undefined {
+    const view = this.views.get(family);
+    return view ? ruleCount(view) : undefined;
   }
 
   /** True when the family's kernel view is loaded (the next apply compares dirty chains only). */
@@ -345,12 +438,15 @@ export class IptablesApplier {
     }).catch(() => undefined);
     if (!view || this.streams.has(family)) return false;
     const target = { namespace: this.namespace, family };
-    const options = this.lockWaitSeconds === undefined ? {} : { lockWaitSeconds: this.lockWaitSeconds };
+    const options: RestoreOptions = this.lockWaitSeconds === undefined ? {} : { lockWaitSeconds: this.lockWaitSeconds };
     const stream: OpenStream = { table, wrapName, view, lines: [`*${table}`], sent: 0, editLines: 0, batch: { declarations: [], rules: [] }, created: [], streamed: [], growing: new Map(), changes: [], sink: undefined, ready: Promise.resolve(), abandoned: false };
     stream.ready = (async () => {
       if (after) await after.catch(() => undefined);
       if (stream.abandoned) return;
-      stream.sink = open(target, options);
+      // Under a hold from its start to its end (the tool holds its lock from `*table` to COMMIT).
+      const use = this.useHold();
+      stream.holdUse = use.done;
+      stream.sink = open(target, use.lock ? { ...options, underHold: use.lock } : options);
       this.pump(stream);
     })();
     this.streams.set(family, stream);
@@ -504,7 +600,10 @@ export class IptablesApplier {
     for (const chain of stream.created) kernel?.delete(chain);
     if (this.views.get(family) === stream.view) this.compareAll.add(family);
     this.logger.debug({ namespace: this.namespace, family, chains: stream.created.length }, "restore stream abandoned");
-    void stream.ready.then(() => stream.sink?.end()).catch(() => undefined);
+    void stream.ready
+      .then(() => stream.sink?.end())
+      .catch(() => undefined)
+      .finally(() => stream.holdUse?.());
   }
 
   /** The apply of a family with an open stream: the rest of the edits and COMMIT go into it. */
@@ -549,8 +648,11 @@ export class IptablesApplier {
       await stream.ready;
       this.pump(stream);
       await stream.sink!.end();
+      stream.holdUse?.();
       this.logger.debug({ namespace: this.namespace, family: desire.family, lines: full.lines, tables: full.tables, streamed: stream.editLines }, "rules applied");
     } catch (err) {
+      // Its tool has ended: its use of a hold too (idempotent).
+      stream.holdUse?.();
       // The lock was held throughout: send the whole input again the usual way, with its retries.
       if (!(err instanceof XtablesLockError)) return this.failed(err, desire, tablePlans);
       lockRetries = 1 + (await this.restore(desire, full, tablePlans));
@@ -769,11 +871,16 @@ export class IptablesApplier {
   /** Sends the input, waiting out xtables lock contention with capped exponential backoff. */
   private async restore(desire: FamilyDesire, plan: FamilyPlan, tablePlans: TablePlan[]): Promise<number> {
     const target = { namespace: this.namespace, family: desire.family };
-    const options = this.lockWaitSeconds === undefined ? {} : { lockWaitSeconds: this.lockWaitSeconds };
+    const options: RestoreOptions = this.lockWaitSeconds === undefined ? {} : { lockWaitSeconds: this.lockWaitSeconds };
     let delay = this.lockRetry.initialDelayMs;
     for (let attempt = 1; ; attempt++) {
+      const use = this.useHold();
       try {
-        await this.runner.restore(target, plan.input, options);
+        try {
+          await this.runner.restore(target, plan.input, use.lock ? { ...options, underHold: use.lock } : options);
+        } finally {
+          use.done();
+        }
         this.logger.debug({ namespace: this.namespace, family: desire.family, lines: plan.lines, tables: plan.tables }, "rules applied");
         return attempt - 1;
       } catch (err) {
@@ -829,6 +936,12 @@ export class IptablesApplier {
 
 function resourceOpt(resource: string | undefined): { resource?: string } {
   return resource === undefined ? {} : { resource };
+}
+
+function ruleCount(view: ReadonlyMap<string, ReadonlyMap<string, readonly unknown[]>>): number {
+  let n = 0;
+  for (const table of view.values()) for (const rules of table.values()) n += rules.length;
+  return n;
 }
 
 function sleep(ms: number): Promise<void> {

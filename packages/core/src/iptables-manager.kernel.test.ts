@@ -10,11 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ExecaRunner } from "./execa-runner.js";
+import { ForwardingRunner } from "./forwarding-runner.js";
 import { IptablesManager, type IptablesManagerOptions } from "./iptables-manager.js";
 import { addNamespace, deleteNamespace, namespaceExists } from "./netns.js";
 import { NamespaceGoneError, RestoreError } from "./errors.js";
 import { normalizeSave, parseSave } from "./save-format.js";
-import type { Backend, IpFamily } from "./runner.js";
+import type { Backend, IpFamily, RestoreOptions, Target } from "./runner.js";
 
 const REFERENCE = join(import.meta.dirname, "../../../../shared/reference");
 
@@ -159,7 +160,7 @@ describe.each(["nft", "legacy"] as Backend[])("IptablesManager on the real kerne
     const m = manager();
     await m.apply();
     m.deferApplyOn();
-    // IPv6 first, then IPv4 sent early; on legacy IPv4's tool starts once IPv6's restore is done.
+    // IPv6 first, then IPv4 sent early; on legacy both under one hold of the xtables lock.
     for (const family of [6, 4] as const) {
       expect(await m.openStream(family, "filter")).toBe(true);
       const filter = m.table(family, "filter");
@@ -428,5 +429,98 @@ describe.each(["nft", "legacy"] as Backend[])("IptablesManager on the real kerne
     }
     expect(normalizeSave(await save(4))).toBe(referenceSections("manager_init_l3.expected.txt")["iptables-save"]);
   });
+
+  if (backend === "legacy") describe("both families under one hold of the xtables lock", () => {
+    /** The real runner, noting when each restore ran and whether under our hold. */
+    class TimedRunner extends ForwardingRunner<ExecaRunner> {
+      readonly restores: { family: IpFamily; underHold: boolean; start: number; end: number }[] = [];
+      override async restore(target: Target, input: string, options?: RestoreOptions): Promise<void> {
+        // In the order they started.
+        const noted = { family: target.family, underHold: options?.underHold !== undefined, start: performance.now(), end: Infinity };
+        this.restores.push(noted);
+        try {
+          await super.restore(target, input, options);
+        } finally {
+          noted.end = performance.now();
+        }
+      }
+    }
+    const lockFree = async () => (await spawnExit("flock", ["-n", lockFile, "true"])) === 0;
+    /** A manager whose tables hold 4,100 rules in each family (enough for a hold), applied. */
+    const bigManager = async (timed: TimedRunner, options: Partial<IptablesManagerOptions> = {}) => {
+      const m = new IptablesManager({ runner: timed, namespace: ns, strict: true, ...options });
+      for (const family of [4, 6] as const) {
+        const filter = m.table(family, "filter");
+        filter.addChain("big");
+        for (let i = 0; i < 4100; i++) filter.addRule("big", family === 4 ? `-s 10.9.${i >> 8}.${i & 255}/32 -j RETURN` : `-s 2001:db8::${(i + 1).toString(16)}/128 -j RETURN`);
+      }
+      await m.apply();
+      timed.restores.length = 0;
+      return m;
+    };
+    const drop = (family: IpFamily, n: number) => (family === 4 ? `-s 10.200.0.${n}/32 -j DROP` : `-s 2001:db8:200::${n}/128 -j DROP`);
+
+    it("a change of both families into large tables: the two restores run side by side, the lock is free after", async () => {
+      const timed = new TimedRunner(runner);
+      const m = await bigManager(timed);
+      for (const family of [4, 6] as const) m.table(family, "filter").addRule("FORWARD", drop(family, 1));
+      const result = await m.apply();
+      expect(result.families.map((f) => f.sent)).toEqual([true, true]);
+      const [r4, r6] = [4, 6].map((f) => timed.restores.find((r) => r.family === f)!);
+      expect([r4!.underHold, r6!.underHold]).toEqual([true, true]);
+      // Each started before the other ended.
+      expect(r4!.start < r6!.end && r6!.start < r4!.end).toBe(true);
+      expect(await lockFree()).toBe(true);
+      for (const family of [4, 6] as const) expect(await save(family)).toContain(`-A neutron-l3-agent-FORWARD ${drop(family, 1)}`);
+      expect((await m.apply()).lines).toBe(0);
+      // One family changed: no hold, a plain restore.
+      m.table(4, "filter").addRule("FORWARD", drop(4, 2));
+      await m.apply();
+      expect(timed.restores.at(-1)).toMatchObject({ family: 4, underHold: false });
+    });
+
+    it("a family sent early (applyEarly) holds the lock for the other's restore too, and lets go at the end", async () => {
+      const timed = new TimedRunner(runner);
+      const m = await bigManager(timed);
+      m.deferApplyOn();
+      const many = (family: IpFamily) => {
+        const filter = m.table(family, "filter");
+        for (let i = 0; i < 300; i++) {
+          filter.addChain(`p${i}`);
+          filter.addRule(`p${i}`, drop(family, (i % 200) + 1));
+          filter.addRule("FORWARD", `-j $p${i}`);
+        }
+      };
+      many(6);
+      expect(await m.applyEarly(6)).toBe(true);
+      many(4);
+      const result = await m.deferApplyOff();
+      expect(result.families.map((f) => [f.family, f.sent])).toEqual([[4, true], [6, true]]);
+      expect(timed.restores.map((r) => [r.family, r.underHold])).toEqual([[6, true], [4, true]]);
+      expect(await lockFree()).toBe(true);
+      expect((await m.verify()).repaired).toBe(false);
+    });
+
+    it("a lock another process keeps past the wait: the families take turns, waiting for it as before", async () => {
+      const timed = new TimedRunner(runner);
+      const m = await bigManager(timed, { lockWaitSeconds: 1, lockRetry: { attempts: 10, initialDelayMs: 200, maxDelayMs: 1000 } });
+      for (const family of [4, 6] as const) m.table(family, "filter").addRule("FORWARD", drop(family, 3));
+      const holder = spawn("flock", [lockFile, "sleep", "2"], { stdio: "ignore" });
+      try {
+        while ((await spawnExit("flock", ["-n", lockFile, "true"])) === 0) await new Promise((r) => setTimeout(r, 20));
+        const result = await m.apply();
+        expect(result.families.map((f) => f.sent)).toEqual([true, true]);
+      } finally {
+        holder.kill();
+      }
+      expect(timed.restores.every((r) => !r.underHold)).toBe(true);
+      for (const family of [4, 6] as const) expect(await save(family)).toContain(`-A neutron-l3-agent-FORWARD ${drop(family, 3)}`);
+    });
+  });
 });
+
+function spawnExit(command: string, args: string[]): Promise<number | null> {
+  const child = spawn(command, args, { stdio: "ignore" });
+  return new Promise((resolve) => child.on("exit", resolve));
+}
 

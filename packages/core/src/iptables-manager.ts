@@ -13,6 +13,13 @@ const PARALLEL_MIN_CHAINS = 256;
 /** ...when the family's tables hold at most this many rules per changed chain (re-reading them is cheap). */
 const PARALLEL_RULES_PER_CHAIN = 8;
 
+/**
+ * Rules each family's table must hold for a legacy apply to hold the xtables lock and restore both
+ * families side by side: a legacy restore reads and rewrites its whole table (~2.5 µs a rule), and
+ * the hold costs a `flock` started (a few ms).
+ */
+const HOLD_MIN_RULES = 4000;
+
 /** Neutron's `ic.SNAT_OUT`, the comment on the jump to the snat chain. */
 export const SNAT_OUT_COMMENT = "Perform source NAT on outgoing traffic.";
 
@@ -86,6 +93,15 @@ export class IptablesManager {
     [6, new Map()],
   ]);
   private deferDepth = 0;
+  /**
+   * This manager has taken the applier's hold of the host's xtables lock for its two families'
+   * restores to go side by side (legacy, see `holdForBothFamilies`); given back when the apply
+   * ends or the streams are abandoned, and, when `applyEarly` took it, after `holdMaxMs` without
+   * an apply.
+   */
+  private holding: { watchdog?: ReturnType<typeof setTimeout> } | undefined;
+  private readonly holdMaxMs: number;
+  private applying = false;
   /** Families `applyEarly` sent inside the current deferred apply. */
   private readonly early = new Map<IpFamily, Promise<{ result: FamilyApplyResult } | { error: unknown }>>();
 
@@ -94,6 +110,7 @@ export class IptablesManager {
     this.namespace = options.namespace;
     this.useIpv6 = options.useIpv6 ?? true;
     this.logger = options.logger ?? silentLogger;
+    this.holdMaxMs = options.streamMaxOpenMs ?? 30_000;
     this.applier =
       options.applier ??
       new IptablesApplier({
@@ -215,6 +232,16 @@ export class IptablesManager {
   /** Sends what changed since the last successful apply. A no-op inside `deferApply`. */
   async apply(): Promise<ApplyResult> {
     if (this.deferDepth > 0) return deferredResult();
+    this.applying = true;
+    try {
+      return await this.applyPending();
+    } finally {
+      this.applying = false;
+      this.releaseHold();
+    }
+  }
+
+  private async applyPending(): Promise<ApplyResult> {
     // An open stream is finished like a family sent early (on legacy it waits for the other family).
     for (const family of this.families()) if (this.applier.isStreaming(family) && !this.early.has(family)) this.startEarly(family);
     const early = [...this.early];
@@ -224,9 +251,10 @@ export class IptablesManager {
     const rest = this.families().filter((f) => !sentEarly.has(f) || this.changedChains(f) > 0);
     const settled: PromiseSettledResult<FamilyApplyResult>[] = [];
     if (early.length > 0) {
-      // On nf_tables the rest may run beside the early family's restore when it is large too;
-      // on legacy it waits (the restores take turns at the xtables lock anyway).
-      const beside = (await this.applier.familiesInParallel()) ? await this.largeChanges(rest.filter((f) => !sentEarly.has(f))) : [];
+      // On nf_tables the rest may run beside the early family's restore when it is large too; on
+      // legacy only under our hold of the xtables lock (else they take turns at it anyway).
+      const notEarly = rest.filter((f) => !sentEarly.has(f));
+      const beside = this.holding ? notEarly : (await this.applier.familiesInParallel()) ? await this.largeChanges(notEarly) : [];
       const running = beside.map((f) => this.applyFamily(f));
       // A family whose early restore failed keeps its changes pending until the next apply.
       const failed = new Set<IpFamily>();
@@ -245,6 +273,8 @@ export class IptablesManager {
       }
     } else if (await this.familiesSideBySide()) {
       // If one fails, the other's changes are in; the failed one's stay pending.
+      settled.push(...(await Promise.allSettled(rest.map((f) => this.applyFamily(f)))));
+    } else if (rest.length === 2 && (await this.holdForBothFamilies())) {
       settled.push(...(await Promise.allSettled(rest.map((f) => this.applyFamily(f)))));
     } else {
       for (const family of rest) {
@@ -287,6 +317,11 @@ export class IptablesManager {
     await this.applier.viewRuleCount(family);
     if ((await this.applier.familiesInParallel()) && (await this.largeChanges([family])).length === 0) return false;
     if (this.early.has(family) || this.deferDepth === 0) return false;
+    const took = await this.holdBeforeEarly(family);
+    if (this.early.has(family) || this.deferDepth === 0) {
+      if (took && !this.applying) this.releaseHold();
+      return false;
+    }
     this.startEarly(family);
     // Let the apply run up to the restore's start (no I/O is left before it) before the caller goes on.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -298,9 +333,10 @@ export class IptablesManager {
    * parses while the caller computes: the caller then hands over chains it has finished with
    * `streamChains` (new chains go out in groups, anything else is left for the end), and the
    * deferred apply's end (or `applyEarly`) sends the remaining edits and COMMIT in the same input.
-   * The result is the one a plain apply would reach; only the time differs. On legacy the second
-   * family's tool starts once the first family's restore is done: legacy restores hold the
-   * host-wide xtables lock from their `*table` line to COMMIT, so they only take turns. The pipe
+   * The result is the one a plain apply would reach; only the time differs. Legacy restores hold the
+   * host-wide xtables lock from their `*table` line to COMMIT, so the first stream takes that lock
+   * for both families (`holdXtablesLock`) and each family's tool starts at once; a runner that
+   * cannot hold it makes the second family's tool start once the first family's restore is done. The pipe
    * is fed by the event loop: a caller computing for long yields now and then (the l2 driver
    * every ~20 ports), and is never made to wait for the tool (what the tool has not read yet stays
    * in memory; the whole input is kept anyway, for the result and for error context).
@@ -315,7 +351,12 @@ export class IptablesManager {
   async openStream(family: IpFamily, table: TableName): Promise<boolean> {
     if (this.deferDepth === 0 || !this.families().includes(family) || !this.applier.canStream || this.applier.isStreaming(family)) return false;
     this.table(family, table);
-    const after = (await this.applier.familiesInParallel()) ? undefined : Promise.allSettled([...this.early.values()]);
+    // On legacy a stream's tool holds the host's xtables lock from its first line to COMMIT, so the
+    // other family's would only start once it is done: hold the lock for both from the first
+    // stream on (streams are for large cold changes, which touch both families), and each tool
+    // goes at once.
+    if (this.useIpv6 && !this.applier.holding && !(await this.applier.familiesInParallel())) await this.holdUntilApply();
+    const after = this.applier.holding || (await this.applier.familiesInParallel()) ? undefined : Promise.allSettled([...this.early.values()]);
     return this.applier.openStream(family, this.wrapName, table, after);
   }
 
@@ -354,6 +395,7 @@ export class IptablesManager {
    */
   abandonStreams(): void {
     this.applier.abandonStreams();
+    if (!this.applying) this.releaseHold();
   }
 
   private startEarly(family: IpFamily): void {
@@ -377,6 +419,66 @@ export class IptablesManager {
     if (!this.useIpv6 || this.changedChains(4) < PARALLEL_MIN_CHAINS || this.changedChains(6) < PARALLEL_MIN_CHAINS) return false;
     if (!(await this.applier.familiesInParallel())) return false;
     return (await this.largeChanges([4, 6])).length === 2;
+  }
+
+  /**
+   * On legacy the two families' restores take turns at the host-wide xtables lock, though they
+   * write separate kernel tables: each reads and rewrites its whole table, so at 108k rules one
+   * port added costs ~270 ms per family, one after the other. With the lock held by us for both
+   * they run side by side, and every other xtables user still waits for us as before. False (take
+   * turns) when a family has nothing to send, the tables are small, on nf_tables, or when the lock
+   * cannot be held.
+   */
+  private async holdForBothFamilies(): Promise<boolean> {
+    if (this.holding) return true;
+    if (this.changedChains(4) === 0 || this.changedChains(6) === 0 || (await this.applier.familiesInParallel())) return false;
+    const counts = await Promise.all([this.applier.viewRuleCount(4), this.applier.viewRuleCount(6)]);
+    return Math.min(...counts) >= HOLD_MIN_RULES && (await this.takeHold());
+  }
+
+  /**
+   * `applyEarly`'s part of the above: the hold is taken before the early family goes, so that the
+   * other can go beside it at the apply. Only when the other family's view is loaded and large
+   * (it is not read now: a stream of it would be abandoned) and it does not stream.
+   */
+  private async holdBeforeEarly(family: IpFamily): Promise<boolean> {
+    const other: IpFamily = family === 4 ? 6 : 4;
+    if (this.holding || !this.families().includes(other) || this.applier.isStreaming(other) || (await this.applier.familiesInParallel())) return false;
+    const known = this.applier.loadedRuleCount(other);
+    if (known === undefined || Math.min(known, await this.applier.viewRuleCount(family)) < HOLD_MIN_RULES) return false;
+    return this.holdUntilApply();
+  }
+
+  /** Takes the hold inside a deferred apply, for its end to give back (or the watchdog). */
+  private async holdUntilApply(): Promise<boolean> {
+    if (this.holding || !(await this.takeHold())) return false;
+    // A deferred apply that never ends must not keep the host's lock.
+    const watchdog = setTimeout(() => {
+      if (this.applying || !this.holding) return;
+      this.logger.warn({ namespace: this.namespace, afterMs: this.holdMaxMs }, "xtables lock held for an apply that did not come; let go");
+      this.releaseHold();
+    }, this.holdMaxMs);
+    watchdog.unref();
+    this.holding!.watchdog = watchdog;
+    return true;
+  }
+
+  private async takeHold(): Promise<boolean> {
+    if (!(await this.applier.acquireHold())) return false;
+    if (this.holding) {
+      // Taken meanwhile by another call of ours: one is enough.
+      this.applier.releaseHold();
+      return true;
+    }
+    this.holding = {};
+    return true;
+  }
+
+  private releaseHold(): void {
+    if (!this.holding) return;
+    if (this.holding.watchdog) clearTimeout(this.holding.watchdog);
+    this.holding = undefined;
+    this.applier.releaseHold();
   }
 
   /** The families whose pending change is large (256+ chains) next to their tables (≤ 8 rules per changed chain). */

@@ -224,7 +224,7 @@ export class IptablesFirewallDriver {
     }
     this.hooks = hooks;
     // The family with less to write first: its restore is done sooner, and the other family's
-    // rules, computed meanwhile, wait for theirs (legacy restores take turns at the xtables lock).
+    // rules, computed meanwhile, wait for theirs.
     // Security group rules are mostly IPv4, so that is usually IPv6 first.
     const order = [...this.families].sort((a, b) => queuedRules[a] - queuedRules[b]);
     const written = new Map<IpVersion, number>(order.map((v) => [v, 0]));

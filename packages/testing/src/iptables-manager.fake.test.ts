@@ -8,6 +8,7 @@ import {
   ChainNameCollisionError,
   InvalidChainNameError,
   InvalidRuleError,
+  IptablesApplier,
   IptablesManager,
   RestoreError,
   UnknownChainError,
@@ -362,6 +363,90 @@ describe("IptablesManager with the fake iptables", () => {
     await expect(manager.apply()).rejects.toMatchObject({ code: "XTABLES_LOCK" });
     fake.releaseLock();
     expect((await manager.apply()).sent).toBe(true);
+  });
+
+  describe("legacy: both families under one hold of the xtables lock", () => {
+    /** 4,100 rules in each family (enough for a hold), applied; the calls so far forgotten. */
+    const big = async (manager: IptablesManager, fake: FakeIptablesRunner) => {
+      for (const family of [4, 6] as const) {
+        const filter = manager.table(family, "filter");
+        filter.addChain("big");
+        for (let i = 0; i < 4100; i++) filter.addRule("big", family === 4 ? `-s 10.9.${i >> 8}.${i & 255}/32 -j RETURN` : `-s 2001:db8::${(i + 1).toString(16)}/128 -j RETURN`);
+      }
+      await manager.apply();
+      fake.restoreCalls.length = 0;
+    };
+    const drop = (family: 4 | 6, n: number) => (family === 4 ? `-s 10.200.0.${n}/32 -j DROP` : `-s 2001:db8:200::${n}/128 -j DROP`);
+    /** A restore that must not wait: fails at once (XtablesLockError) if the lock is still held. */
+    const lockFree = async (fake: FakeIptablesRunner) =>
+      fake.restore({ namespace: NS, family: 4 }, "*filter\nCOMMIT\n", { lockWaitSeconds: 0.01 }).then(
+        () => true,
+        () => false,
+      );
+
+    it("a change of both families into large tables: the restores run at once, the lock is let go after", async () => {
+      const { fake, manager } = setup({ variant: "legacy" });
+      await big(manager, fake);
+      const slow = slowRestores(fake);
+      for (const family of [4, 6] as const) manager.table(family, "filter").addRule("FORWARD", drop(family, 1));
+      await manager.apply();
+      slow();
+      expect(fake.restoreCalls.map((c) => [c.target.family, c.options.underHold !== undefined])).toEqual([[4, true], [6, true]]);
+      expect(overlapped(fake.restoreCalls)).toBe(true);
+      expect(await lockFree(fake)).toBe(true);
+    });
+
+    it("small tables, or one family changed: no hold, one after the other", async () => {
+      const { fake, manager } = setup({ variant: "legacy" });
+      await big(manager, fake);
+      manager.table(4, "filter").addRule("FORWARD", drop(4, 2));
+      await manager.apply();
+      const small = setup({ variant: "legacy" });
+      await small.manager.apply();
+      small.fake.restoreCalls.length = 0;
+      for (const family of [4, 6] as const) small.manager.table(family, "filter").addRule("FORWARD", drop(family, 1));
+      await small.manager.apply();
+      expect([...fake.restoreCalls, ...small.fake.restoreCalls].every((c) => c.options.underHold === undefined)).toBe(true);
+      expect(small.fake.restoreCalls).toHaveLength(2);
+    });
+
+    it("a manager sharing the applier restores under the hold another's applyEarly took, without waiting for it", async () => {
+      const fake = new FakeIptablesRunner({ variant: "legacy", namespaces: [NS] });
+      // A restore that waited for the lock would fail at once: no wait, one attempt.
+      const applier = new IptablesApplier({ runner: fake, namespace: NS, lockWaitSeconds: 0.01, lockRetry: { attempts: 1 } });
+      const a = new IptablesManager({ runner: fake, namespace: NS, strict: true, applier, wrapName: "agent-a" });
+      const b = new IptablesManager({ runner: fake, namespace: NS, strict: true, applier, wrapName: "agent-b" });
+      await big(a, fake);
+      await b.apply();
+      fake.restoreCalls.length = 0;
+      a.deferApplyOn();
+      for (let i = 0; i < 300; i++) {
+        a.table(6, "filter").addChain(`p${i}`);
+        a.table(6, "filter").addRule(`p${i}`, drop(6, (i % 200) + 1));
+      }
+      expect(await a.applyEarly(6)).toBe(true);
+      b.table(4, "filter").addRule("INPUT", drop(4, 3));
+      expect((await b.apply()).sent).toBe(true);
+      a.table(4, "filter").addRule("FORWARD", drop(4, 4));
+      await a.deferApplyOff();
+      expect(fake.restoreCalls.map((c) => [c.target.family, c.options.underHold !== undefined])).toEqual([[6, true], [4, true], [4, true]]);
+      expect(await lockFree(fake)).toBe(true);
+    });
+
+    it("a hold applyEarly took for an apply that never comes is let go after the stream time-out", async () => {
+      const { fake, manager } = setup({ variant: "legacy", streamMaxOpenMs: 50 });
+      await big(manager, fake);
+      manager.deferApplyOn();
+      for (let i = 0; i < 300; i++) {
+        manager.table(6, "filter").addChain(`p${i}`);
+        manager.table(6, "filter").addRule(`p${i}`, drop(6, (i % 200) + 1));
+      }
+      expect(await manager.applyEarly(6)).toBe(true);
+      expect(fake.restoreCalls.at(-1)?.options.underHold).toBeDefined();
+      expect(await lockFree(fake)).toBe(false);
+      await new Promise((r) => setTimeout(r, 120));
+      expect(await lockFree(fake)).toBe(true);
+    });
   });
 
   it("raises NamespaceGoneError for a namespace that vanished", async () => {

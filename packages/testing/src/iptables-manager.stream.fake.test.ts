@@ -74,8 +74,12 @@ describe("IptablesManager: sending a large change early (fake iptables)", () => 
     expect((await manager.verify()).repaired).toBe(false);
   });
 
-  it("on legacy the second family's tool starts only once the first family's restore is done", async () => {
+  it.each([
+    ["holds the xtables lock for both and the second family's tool starts at once", true],
+    ["without a hold (a runner that cannot), the second family's tool starts once the first's restore is done", false],
+  ])("on legacy a cold change streamed in both families %s", async (_name, canHold) => {
     const { fake, manager } = setup("legacy");
+    if (!canHold) (fake as { holdXtablesLock?: unknown }).holdXtablesLock = undefined;
     await manager.apply();
     const opened: { family: IpFamily; at: number }[] = [];
     const open = fake.restoreStream!;
@@ -92,9 +96,14 @@ describe("IptablesManager: sending a large change early (fake iptables)", () => 
     await write(manager, 4, 300, true);
     await manager.deferApplyOff();
     slow();
-    const v6 = fake.restoreCalls.find((c) => c.target.family === 6 && c.streamed)!;
+    const streamed = fake.restoreCalls.filter((c) => c.streamed);
+    const v6 = streamed.find((c) => c.target.family === 6)!;
     expect(opened.map((o) => o.family)).toEqual([6, 4]);
-    expect(opened[1]!.at).toBeGreaterThanOrEqual(v6.endedAt!);
+    expect(streamed.map((c) => c.options.underHold !== undefined)).toEqual([canHold, canHold]);
+    if (canHold) expect(opened[1]!.at).toBeLessThan(v6.endedAt!);
+    else expect(opened[1]!.at).toBeGreaterThanOrEqual(v6.endedAt!);
+    // Let go with the apply: a restore that must not wait goes through.
+    await fake.restore({ namespace: NS, family: 4 }, "*filter\nCOMMIT\n", { lockWaitSeconds: 0.01 });
   });
 
   it("a streamed restore that fails: the error names the line and chain, nothing of it is in, the next apply completes", async () => {

@@ -6,7 +6,8 @@
  * to the raw `iptables-restore` of the very lines we sent (each table's declarations first, as
  * Neutron writes them), replayed in a twin namespace holding the same rules: one family after the
  * other (as Neutron runs them; the issue's "raw restore time"), and both families at once in a
- * second twin (on nf_tables our manager runs a large change that way too).
+ * second twin (on nf_tables our manager runs a large change that way too; on legacy the two only
+ * run at once under one hold of the xtables lock, which our manager takes for large tables).
  *
  * Phases: add N ports (cold), update U ports (one rule each), add one port, remove R ports.
  */
@@ -46,7 +47,7 @@ export interface L2PhaseResult {
   bytes: number;
   /** iptables-restore of the same input into the twin namespace, one family after the other (as Neutron runs them). */
   rawRestoreMs: number;
-  /** The same, both families at once, into a second twin (what the raw tools can do on nf_tables). */
+  /** The same, both families at once, into a second twin (on legacy under one hold of the xtables lock, as our apply does). */
   rawParallelMs: number;
   /**
    * After the apply (not in `totalMs`: the rules are in): unused ipsets destroyed and the conntrack
@@ -179,7 +180,13 @@ export async function benchL2(options: L2BenchOptions): Promise<L2BenchResult> {
           rawRestoreMs += performance.now() - r0;
         }
         const p0 = performance.now();
-        await Promise.all(raw.map((f) => runner.restore({ namespace: twin2, family: f.family }, f.input)));
+        // On legacy, side by side only under a hold of the xtables lock, as our manager does (else they take turns).
+        const hold = raw.length === 2 ? await runner.holdXtablesLock() : undefined;
+        try {
+          await Promise.all(raw.map((f) => runner.restore({ namespace: twin2, family: f.family }, f.input, hold ? { underHold: hold } : {})));
+        } finally {
+          hold?.release();
+        }
         const rawParallelMs = performance.now() - p0;
         phases.push({
           phase: name,
