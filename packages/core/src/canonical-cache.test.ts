@@ -27,6 +27,28 @@ describe("CanonicalCache", () => {
     expect(c.size).toBe(0);
   });
 
+  it("resolve computes once, stores what it computed, and stores nothing when the computation throws", () => {
+    const c = new CanonicalCache();
+    let calls = 0;
+    const compute = () => {
+      calls++;
+      return "-p tcp -j ACCEPT";
+    };
+    expect(c.resolve(4, false, "-p 6 -j ACCEPT", "c", compute)).toBe("-p tcp -j ACCEPT");
+    expect(c.resolve(4, false, "-p 6 -j ACCEPT", "c", compute)).toBe("-p tcp -j ACCEPT");
+    expect(calls).toBe(1);
+    // The same key as get/set use.
+    expect(c.get(4, false, "-p 6 -j ACCEPT", "c")).toBe("-p tcp -j ACCEPT");
+    expect(c.get(4, false, "-p 6 -j ACCEPT", undefined)).toBeUndefined();
+    expect(() =>
+      c.resolve(6, true, "-p nope", undefined, () => {
+        throw new Error("bad rule");
+      }),
+    ).toThrow("bad rule");
+    expect(c.get(6, true, "-p nope", undefined)).toBeUndefined();
+    expect(c.size).toBe(1);
+  });
+
   it("managers fill the cache they are given (the process's shared one by default)", () => {
     const own = new CanonicalCache();
     const m = new IptablesManager({ runner, namespace: "ns", canonicalCache: own });

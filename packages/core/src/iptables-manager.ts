@@ -126,13 +126,8 @@ export class IptablesManager {
     const comments = options.comments ?? true;
     const strict = options.strict ?? false;
     const cache = options.canonicalCache ?? CanonicalCache.shared;
-    const canonicalize = (family: IpFamily) => (rule: string, comment: string | undefined, resource: string | undefined) => {
-      const hit = cache.get(family, strict, rule, comment);
-      if (hit !== undefined) return hit;
-      const text = canonicalizeRule(commentRule(rule, comment), { family, strict, ...(resource !== undefined ? { resource } : {}) });
-      cache.set(family, strict, rule, comment, text);
-      return text;
-    };
+    const canonicalize = (family: IpFamily) => (rule: string, comment: string | undefined, resource: string | undefined) =>
+      cache.resolve(family, strict, rule, comment, () => canonicalizeRule(commentRule(rule, comment), { family, strict, ...(resource !== undefined ? { resource } : {}) }));
     const make = (family: IpFamily, name: TableName) =>
       new IptablesTable(name, {
         wrapName: this.wrapName,
