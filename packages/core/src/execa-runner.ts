@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { execa, type Options, type ResultPromise } from "execa";
-import { BackendUnavailableError, CommandError, NamespaceGoneError, SaveError } from "./errors.js";
+import { BackendUnavailableError, CommandError, NamespaceGoneError, SaveError, XtablesLockError } from "./errors.js";
 import { FifoInput } from "./fifo-input.js";
 import { classifyRestoreFailure } from "./restore-failure.js";
 import { SpawnHelper } from "./spawn-helper.js";
@@ -30,7 +30,7 @@ import {
   type WatchOptions,
   type XtablesLockHold,
 } from "./runner.js";
-import { takeXtablesLock, waitsForLock } from "./xtables-lock-hold.js";
+import { lockDescriptor, takeXtablesLock, waitsForLock } from "./xtables-lock-hold.js";
 
 export interface ExecaRunnerOptions {
   backend?: BackendChoice;
@@ -118,7 +118,9 @@ export class ExecaRunner implements IptablesRunner {
 
   async restore(target: Target, input: string, options: RestoreOptions = {}): Promise<void> {
     const [file, ...args] = await this.restoreCommand(target, options);
-    const r = await this.run(target.namespace, [file!], args, input, { env: this.restoreEnv(target, options) });
+    // Under a hold, directly: the tool is handed the lock's descriptor (see `takeXtablesLock`).
+    const lockFd = options.underHold && lockDescriptor(options.underHold);
+    const r = await this.run(target.namespace, [file!], args, input, { env: this.restoreEnv(target, options), ...(lockFd !== undefined ? { direct: true, lockFd } : {}) });
     if (r.exitCode === 0) return;
     throw classifyRestoreFailure(target, input, { exitCode: r.exitCode, stderr: r.stderr });
   }
@@ -129,10 +131,14 @@ export class ExecaRunner implements IptablesRunner {
     const started = (async () => {
       const [file, ...args] = await this.restoreCommand(target, options);
       const argv = this.argv(target.namespace, file!, args);
-      child = execa(argv[0]!, argv.slice(1), { stdin: "pipe", reject: false, env: this.restoreEnv(target, options), stripFinalNewline: false });
+      const lockFd = options.underHold && lockDescriptor(options.underHold);
+      // Under a hold the tool is handed the lock's descriptor too (see `takeXtablesLock`).
+      const stdio = lockFd !== undefined ? { stdio: ["pipe", "pipe", "pipe", lockFd as unknown as "pipe"] as ["pipe", "pipe", "pipe", "pipe"] } : { stdin: "pipe" as const };
+      const running = execa(argv[0]!, argv.slice(1), { ...stdio, reject: false, env: this.restoreEnv(target, options), stripFinalNewline: false }) as NonNullable<typeof child>;
+      child = running;
       // A tool that exits early (a bad line) closes the pipe: its exit says why, not EPIPE.
-      child.stdin.on("error", () => undefined);
-      for (const text of written) child.stdin.write(text);
+      running.stdin.on("error", () => undefined);
+      for (const text of written) running.stdin.write(text);
       return argv;
     })();
     // Keep an early failure (no backend) for end().
@@ -161,7 +167,16 @@ export class ExecaRunner implements IptablesRunner {
   async holdXtablesLock(options: { waitSeconds?: number } = {}): Promise<XtablesLockHold | undefined> {
     if ((await this.backend()) !== "legacy") return undefined;
     if (this.holdWorks && !(await this.holdWorks)) return undefined;
-    const hold = await takeXtablesLock(this.hostLockPath(), options.waitSeconds ?? this.lockWaitSeconds, this.env);
+    let hold: XtablesLockHold;
+    try {
+      hold = await takeXtablesLock(this.hostLockPath(), options.waitSeconds ?? this.lockWaitSeconds, this.env);
+    } catch (err) {
+      if (err instanceof XtablesLockError) throw err;
+      // No flock(1), or the lock file cannot be opened: never asked again.
+      this.holdRefusal = err instanceof Error ? err.message : String(err);
+      this.holdWorks = Promise.resolve(false);
+      return undefined;
+    }
     // Asked once, with the lock held (what the question needs).
     this.holdWorks ??= this.checkHold(hold);
     if (await this.holdWorks) return hold;
@@ -382,7 +397,13 @@ export class ExecaRunner implements IptablesRunner {
     return namespace === undefined ? [file, ...args] : file === "ip" ? ["ip", "-n", namespace, ...args] : ["ip", "netns", "exec", namespace, file, ...args];
   }
 
-  private async run(namespace: string | undefined, file: [string], args: readonly string[], input?: string, options: { direct?: boolean; env?: Record<string, string> } = {}): Promise<ExecResult> {
+  private async run(
+    namespace: string | undefined,
+    file: [string],
+    args: readonly string[],
+    input?: string,
+    options: { direct?: boolean; env?: Record<string, string>; lockFd?: number } = {},
+  ): Promise<ExecResult> {
     const argv = this.argv(namespace, file[0], args);
     const env = options.env ?? this.env;
     try {
@@ -397,7 +418,10 @@ export class ExecaRunner implements IptablesRunner {
       try {
         // execa hands a descriptor number to spawn() as it is (its types only list 3–9).
         const stdin: Options = fd !== undefined ? { stdin: fd as 3 } : input !== undefined ? { input } : { stdin: "ignore" };
-        running = execa(argv[0]!, argv.slice(1), { ...stdin, reject: false, env, stripFinalNewline: false });
+        // A held xtables lock's descriptor goes to the command as its fd 3 (see `takeXtablesLock`).
+        const stdio: Options =
+          options.lockFd === undefined ? stdin : { stdio: [fd !== undefined ? (fd as 3) : input !== undefined ? "pipe" : "ignore", "pipe", "pipe", options.lockFd as 3], ...(fd === undefined && input !== undefined ? { input } : {}) };
+        running = execa(argv[0]!, argv.slice(1), { ...stdio, reject: false, env, stripFinalNewline: false });
       } finally {
         // The command holds its own copy of the descriptor once started.
         if (fd !== undefined) closeSync(fd);

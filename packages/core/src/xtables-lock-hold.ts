@@ -11,7 +11,9 @@ import type { XtablesLockHold } from "./runner.js";
  * and hands down: a flock lock belongs to the open file description, which the child shares, so the
  * lock stays held by our descriptor when flock exits, and goes when we close it (or when this
  * process dies: the kernel closes it). Our descriptors are close-on-exec, so no other command we
- * start inherits the lock.
+ * start inherits the lock, except the restores run under the hold: they are handed the descriptor
+ * (`lockDescriptor`), so the lock stays held while any of them runs, even should this process die
+ * first and leave them running (else another iptables user could rewrite their table meanwhile).
  */
 export async function takeXtablesLock(path: string, waitSeconds: number, env: Record<string, string>): Promise<XtablesLockHold> {
   // As the tools open it: created if missing, mode 0600.
@@ -19,7 +21,7 @@ export async function takeXtablesLock(path: string, waitSeconds: number, env: Re
   let held = false;
   try {
     const argv = ["flock", "-w", String(waitSeconds), "3"];
-    // execa hands a descriptor number to spawn() as it is (its types only list 3–9 for stdin).
+    // execa hands a descriptor number in `stdio` to spawn() as it is (its types do not list one there).
     const r = await execa(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe", fd as unknown as "pipe"], reject: false, env });
     if (r.exitCode === 1) {
       const holder = lockHolder(fd);
@@ -31,14 +33,24 @@ export async function takeXtablesLock(path: string, waitSeconds: number, env: Re
     if (!held) closeSync(fd);
   }
   let released = false;
-  return {
+  const hold: XtablesLockHold = {
     path,
     release: () => {
       if (released) return;
       released = true;
+      descriptors.delete(hold);
       closeSync(fd);
     },
   };
+  descriptors.set(hold, fd);
+  return hold;
+}
+
+const descriptors = new WeakMap<XtablesLockHold, number>();
+
+/** The descriptor that holds the lock of a hold `takeXtablesLock` made, while it is not released. */
+export function lockDescriptor(hold: XtablesLockHold): number | undefined {
+  return descriptors.get(hold);
 }
 
 /**
@@ -47,11 +59,11 @@ export async function takeXtablesLock(path: string, waitSeconds: number, env: Re
  */
 function lockHolder(fd: number): string | undefined {
   try {
-    const { ino } = statSync(`/proc/self/fd/${fd}`);
+    const file = lockFileId(`/proc/self/fd/${fd}`);
     for (const line of readFileSync("/proc/locks", "utf8").split("\n")) {
-      // "1: FLOCK  ADVISORY  WRITE 1234 00:19:567 0 EOF"
+      // "1: FLOCK  ADVISORY  WRITE 1234 fe:00:16637955 0 EOF" (a waiter's line has "->" after "1:")
       const f = line.trim().split(/\s+/);
-      if (f[1] !== "FLOCK" || f[5]?.split(":")[2] !== String(ino)) continue;
+      if (f[1] !== "FLOCK" || f[5] !== file) continue;
       const pid = f[4]!;
       let comm = "";
       try {
@@ -74,14 +86,14 @@ function lockHolder(fd: number): string | undefined {
  * False when it ends without a word about the lock: it takes another file.
  */
 export async function waitsForLock(command: string, args: readonly string[], path: string, env: Record<string, string>): Promise<boolean> {
-  const { ino } = statSync(path);
+  const file = lockFileId(path);
   const child = execa(command, args, { stdin: "ignore", reject: false, env, timeout: 2000 });
   let ended = false;
   void child.finally(() => (ended = true));
   const deadline = Date.now() + 1000;
   try {
     while (!ended && Date.now() < deadline) {
-      if (child.pid !== undefined && queuedFor(ino, child.pid)) return true;
+      if (child.pid !== undefined && queuedFor(file, child.pid)) return true;
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     if (!ended) return false;
@@ -95,11 +107,22 @@ export async function waitsForLock(command: string, args: readonly string[], pat
   }
 }
 
-/** Whether process `pid` waits for a flock on inode `ino` ("1: -> FLOCK ADVISORY WRITE pid maj:min:ino ..."). */
-function queuedFor(ino: number, pid: number): boolean {
+/** Whether process `pid` waits for a flock on `file` ("1: -> FLOCK ADVISORY WRITE pid fe:00:16637955 ..."). */
+function queuedFor(file: string, pid: number): boolean {
   for (const line of readFileSync("/proc/locks", "utf8").split("\n")) {
     const f = line.trim().split(/\s+/);
-    if (f[1] === "->" && f[2] === "FLOCK" && f[5] === String(pid) && f[6]?.split(":")[2] === String(ino)) return true;
+    if (f[1] === "->" && f[2] === "FLOCK" && f[5] === String(pid) && f[6] === file) return true;
   }
   return false;
+}
+
+/**
+ * A file as /proc/locks names it: `major:minor:inode`, the device's numbers in hex (at least two
+ * digits) from the kernel's `s_dev`, decoded here from `st_dev` as glibc's `major()`/`minor()` do.
+ */
+function lockFileId(path: string): string {
+  const { dev, ino } = statSync(path, { bigint: true });
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return `${major.toString(16).padStart(2, "0")}:${minor.toString(16).padStart(2, "0")}:${ino}`;
 }

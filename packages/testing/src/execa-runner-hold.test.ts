@@ -65,6 +65,29 @@ describe("ExecaRunner.holdXtablesLock", () => {
     }, "cw-hold");
   });
 
+  it("a tool started under the hold keeps the lock held until it ends, even once the hold is released", async () => {
+    await withNetns(async (netns) => {
+      const hold = await runner.holdXtablesLock();
+      expect(hold).toBeDefined();
+      const stream = runner.restoreStream({ namespace: netns.name, family: 4 }, { underHold: hold! });
+      stream.write("*filter\n:cw-stream - [0:0]\n");
+      // Let the tool start (it reads its input as it comes).
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      hold!.release();
+      // As if we had died with the tool still running: the lock is the tool's now.
+      expect(await isHeld()).toBe(true);
+      stream.write("COMMIT\n");
+      await stream.end();
+      expect(await isHeld()).toBe(false);
+      expect(await runner.save({ namespace: netns.name, family: 4 })).toContain(":cw-stream - [0:0]");
+      // A whole-input restore under a hold carries it too, and lets it go when done.
+      const again = await runner.holdXtablesLock();
+      await runner.restore({ namespace: netns.name, family: 6 }, chain("cw-whole"), { underHold: again! });
+      again!.release();
+      expect(await isHeld()).toBe(false);
+    }, "cw-hold");
+  });
+
   it("names the process that keeps the lock when it is not free in time", async () => {
     const other = await holdXtablesLock(lockFile, 20_000);
     try {
@@ -81,6 +104,18 @@ describe("ExecaRunner.holdXtablesLock", () => {
     const hold = await runner.holdXtablesLock();
     expect(hold).toBeDefined();
     hold!.release();
+  });
+
+  it("gives nothing, and says why, where flock(1) cannot be run (never asked again)", async () => {
+    const noFlock = new ExecaRunner({ backend: "legacy", env: { XTABLES_LOCKFILE: lockFile, PATH: dir } });
+    try {
+      expect(await noFlock.holdXtablesLock()).toBeUndefined();
+      expect(noFlock.holdRefusal).toMatch(/flock/);
+      expect(await noFlock.holdXtablesLock()).toBeUndefined();
+      expect(await isHeld()).toBe(false);
+    } finally {
+      await noFlock.close();
+    }
   });
 
   it("gives nothing on nf_tables, whose tools take no lock", async () => {
