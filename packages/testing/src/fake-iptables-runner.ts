@@ -111,7 +111,8 @@ const key = (namespace: string | undefined): string => namespace ?? HOST;
  * - which tables exist and their print order (see `FakeFamily`);
  * - counters: untouched rules keep theirs; `-R` and new rules start at 0; legacy resets built-in
  *   policy counters whenever a restore changes the table; nft keeps none for policies;
- * - the xtables lock (legacy only; iptables-nft ignores it) and vanished namespaces.
+ * - the xtables lock (legacy only; iptables-nft ignores it), our hold of it (`holdXtablesLock`:
+ *   restores under it skip the lock, the others wait for its release), and vanished namespaces.
  * Everything it cannot model honestly throws `NotModelledError`.
  */
 export class FakeIptablesRunner implements IptablesRunner {
