@@ -31,6 +31,7 @@ import {
   type XtablesLockHold,
 } from "./runner.js";
 import { lockDescriptor, takeXtablesLock, waitsForLock } from "./xtables-lock-hold.js";
+import { XTABLES_LOCK_HELD } from "./xtables-lock-message.js";
 
 export interface ExecaRunnerOptions {
   backend?: BackendChoice;
@@ -50,8 +51,6 @@ export interface ExecaRunnerOptions {
  * costs more than the fork it saves (a cold restore of 100k rules is ~10 MB and takes seconds anyway).
  */
 const HELPER_INPUT_LIMIT = 1 << 20;
-
-const LOCK_MESSAGE = /xtables lock/i;
 
 const NAMESPACE_GONE = /Cannot open network namespace "[^"]*": No such file or directory/;
 
@@ -212,7 +211,7 @@ export class ExecaRunner implements IptablesRunner {
       }
       const own = { ...this.env, XTABLES_LOCKFILE: join(dirname(hold.path), "chainwarden-xtables-v4.lock") };
       const r = await this.run(undefined, [tool], ["-w", "1", ...probe], undefined, { env: own });
-      if (LOCK_MESSAGE.test(r.stderr)) {
+      if (XTABLES_LOCK_HELD.test(r.stderr)) {
         this.holdRefusal = `${tool} does not honour XTABLES_LOCKFILE`;
         return false;
       }

@@ -414,9 +414,7 @@ describe.each(["nft", "legacy"] as Backend[])("IptablesManager on the real kerne
     try {
       // Wait until flock really holds the lock.
       for (let i = 0; i < 50; i++) {
-        const probe = spawn("flock", ["-n", lockFile, "true"]);
-        const code = await new Promise<number | null>((r) => probe.on("exit", r));
-        if (code !== 0) break;
+        if ((await spawnExit("flock", ["-n", lockFile, "true"])) !== 0) break;
         await new Promise((r) => setTimeout(r, 20));
       }
       const t0 = performance.now();

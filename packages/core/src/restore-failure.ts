@@ -1,8 +1,8 @@
 import { NamespaceGoneError, ResourceProblemError, RestoreError, XtablesLockError } from "./errors.js";
 import type { Target } from "./runner.js";
+import { XTABLES_LOCK_HELD } from "./xtables-lock-message.js";
 
 const NAMESPACE_GONE = /Cannot open network namespace "[^"]*": No such file or directory/;
-const LOCK_HELD = /xtables lock|Can't lock|holding the xtables lock/i;
 const FAILED_LINE = /line:? (\d+)(?: failed)?/;
 const MISSING_CHAIN = /Chain '([^']+)' does not exist/;
 
@@ -24,7 +24,7 @@ export function classifyRestoreFailure(target: Target, input: string, failure: R
   const { exitCode, stderr } = failure;
   const ctx = { namespace: target.namespace, family: target.family };
   if (target.namespace !== undefined && NAMESPACE_GONE.test(stderr)) return new NamespaceGoneError(target.namespace, stderr);
-  if (exitCode === 4 && LOCK_HELD.test(stderr)) return new XtablesLockError(stderr, ctx);
+  if (exitCode === 4 && XTABLES_LOCK_HELD.test(stderr)) return new XtablesLockError(stderr, ctx);
   const m = FAILED_LINE.exec(stderr);
   let line = failure.line ?? (m ? Number(m[1]) : undefined);
   const missing = MISSING_CHAIN.exec(stderr);

@@ -2,6 +2,7 @@ import { closeSync, constants, openSync, readFileSync, statSync } from "node:fs"
 import { execa } from "execa";
 import { CommandError, XtablesLockError } from "./errors.js";
 import type { XtablesLockHold } from "./runner.js";
+import { XTABLES_LOCK_HELD } from "./xtables-lock-message.js";
 
 /**
  * Takes the xtables lock file `path` for this process, as the legacy tools take it (`flock(2)`,
@@ -98,7 +99,7 @@ export async function waitsForLock(command: string, args: readonly string[], pat
     }
     if (!ended) return false;
     const r = await child;
-    return /xtables lock/i.test(String(r.stderr ?? ""));
+    return XTABLES_LOCK_HELD.test(String(r.stderr ?? ""));
   } finally {
     if (!ended) {
       child.kill("SIGKILL");
