@@ -21,8 +21,8 @@ import type {
  * `restoreStream`, `prepare`, `watch` and `listLinks` (optional) are not passed on: a subclass that
  * watches `restore` or `exec` would not see them, so callers fall back to whole inputs, plain
  * commands, polling and `ip -o link show`. A subclass that wants them defines them.
- * `holdXtablesLock` is passed on when the inner runner has it: the restores it lets run side by
- * side still come through `restore`.
+ * `holdXtablesLock` (and `holdRefusal`) are passed on when the inner runner has it: the restores
+ * it lets run side by side still come through `restore`.
  */
 export class ForwardingRunner<R extends IptablesRunner = IptablesRunner> implements IptablesRunner {
   constructor(protected readonly inner: R) {}
@@ -45,6 +45,10 @@ export class ForwardingRunner<R extends IptablesRunner = IptablesRunner> impleme
 
   holdXtablesLock(options?: { waitSeconds?: number }): Promise<XtablesLockHold | undefined> {
     return this.inner.holdXtablesLock ? this.inner.holdXtablesLock(options) : Promise.resolve(undefined);
+  }
+
+  get holdRefusal(): string | undefined {
+    return this.inner.holdRefusal;
   }
 
   exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult> {

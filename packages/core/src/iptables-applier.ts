@@ -296,9 +296,9 @@ export class IptablesApplier {
       return;
     }
     if (!lock) {
-      // Why the tools cannot share it (ExecaRunner says), once: the families then take turns for good.
-      const refusal = (this.runner as { holdRefusal?: unknown }).holdRefusal;
-      if (typeof refusal === "string" && !this.holdRefusalLogged) {
+      // Why the tools cannot share it, once: the families then take turns for good.
+      const refusal = this.runner.holdRefusal;
+      if (refusal !== undefined && !this.holdRefusalLogged) {
         this.holdRefusalLogged = true;
         this.logger.info({ namespace: this.namespace, reason: refusal }, "xtables lock cannot be shared; the families' restores take turns");
       }

@@ -188,6 +188,8 @@ export interface IptablesRunner {
    * `waitSeconds` (default: the runner's lock wait).
    */
   holdXtablesLock?(options?: { waitSeconds?: number }): Promise<XtablesLockHold | undefined>;
+  /** Optional: why `holdXtablesLock` gives nothing with these tools, once that is known (for the log). */
+  readonly holdRefusal?: string | undefined;
   version(): Promise<IptablesVersion>;
   exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult>;
   /**
