@@ -4,6 +4,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } fro
 import { z } from "zod";
 import { ConfigError, type Problem } from "./agent-errors.js";
 import type { AgentConfig } from "./config-schema.js";
+import { didYouMean } from "./near-miss.js";
 
 export interface LoadConfigOptions<S extends z.ZodType<AgentConfig>> {
   /** The app's schema: `extendConfigSchema({...})`. */
@@ -75,7 +76,7 @@ export function loadConfig<S extends z.ZodType<AgentConfig>>(options: LoadConfig
         issue.code === "unrecognized_keys"
           ? issue.keys.map((key) => ({
               path: [...issue.path, key],
-              message: `unknown key${issue.path.length === 0 ? suggestion(key, shape ? Object.keys(shape) : []) : ""}`,
+              message: `unknown key${issue.path.length === 0 ? didYouMean(key, shape ? Object.keys(shape) : []) : ""}`,
             }))
           : [{ path: [...issue.path], message: describeIssue(issue, merged, file) }];
       for (const { path, message } of expanded) {
@@ -226,31 +227,6 @@ function coerceFlag(field: z.ZodType | undefined, value: unknown): unknown {
   return value;
 }
 
-function suggestion(key: string, known: readonly string[]): string {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const k of known) {
-    const d = distance(key.toLowerCase().replaceAll("-", "_"), k);
-    if (d < bestDistance) {
-      best = k;
-      bestDistance = d;
-    }
-  }
-  return best !== undefined && bestDistance <= Math.max(1, Math.floor(key.length / 3)) ? `; did you mean ${best}?` : "";
-}
-
-/** Levenshtein distance. */
-function distance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length] ?? 0;
-}
 
 /** Where a JSON text stops being JSON (undefined when it is JSON after all). */
 function jsonErrorOffset(text: string): number | undefined {

@@ -10,6 +10,11 @@ const HOST_PORT = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 export const baseConfigShape = {
   /** The default file state source: a JSON/YAML file or a directory of them. */
   state: z.string().min(1).optional(),
+  /**
+   * Neutron's `state_path`: where the agent keeps what must outlive its process (metadata proxies'
+   * pid files under `external/pids/`, as Neutron keeps them).
+   */
+  state_path: z.string().regex(/^\/[^\0]*$/, "an absolute path").default("/var/lib/chainwarden"),
   backend: z.enum(["auto", "nft", "legacy"]).default("auto"),
   log_level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   /** `HOST:PORT` for the Prometheus endpoint; off unless set. A bare port binds 127.0.0.1. */

@@ -7,6 +7,7 @@ export * from "./agent-metrics.js";
 export { FileStateSource, parseStateText, mergeStateDocuments, type FileStateSourceOptions } from "./file-state-source.js";
 export { ReconcileLoop, jsonEqual, type ReconcileLoopOptions, type SyncReport, type NamespacePlan, type NamespaceStatus } from "./reconcile-loop.js";
 export * from "./config-loader.js";
+export { closestKey, didYouMean, nearMissKeys, type NearMissKey } from "./near-miss.js";
 export * from "./plugin-loader.js";
 export * from "./logging.js";
 export * from "./metrics-server.js";
