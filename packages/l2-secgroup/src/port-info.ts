@@ -1,7 +1,11 @@
 /**
  * One port (a "device" in Neutron's `security_group_info_for_devices` answer), validated. Fixed IPs
  * may come as plain addresses (the RPC shape) or as `{ip_address, subnet_id}` (the API shape); the
- * keys a server adds that the driver does not use are ignored.
+ * keys a server adds that the driver does not use are ignored: ML2's whole port dict (`name`,
+ * `binding:*`, `extra_dhcp_opts`, `tags`, timestamps, ...) and `security_group_source_groups` /
+ * `security_group_remote_address_groups`. `security_group_rules` holds the server's provider rules
+ * (DHCP, DHCPv6, and for ports with an IPv6 address the RA rule, an ICMPv6 type in
+ * source_port_range_min); see neutron-server-fixtures/ for real answers.
  */
 import { z } from "zod";
 import type { FirewallFlavor } from "./firewall-flavor.js";
@@ -28,7 +32,7 @@ export interface PortInfo {
   readonly fixed_ips: readonly string[];
   readonly allowed_address_pairs: readonly AllowedAddressPair[];
   readonly security_groups: readonly string[];
-  /** Rules the server attached to the port itself (older servers send DHCP rules this way). */
+  /** Rules the server attached to the port itself: its provider rules (DHCP, DHCPv6, RA). */
   readonly security_group_rules: readonly SecurityGroupRule[];
   readonly port_security_enabled: boolean;
   readonly device_owner: string;

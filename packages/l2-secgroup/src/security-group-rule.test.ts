@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { canonicalizeRule } from "@chainwarden/core";
 import { describe, expect, it } from "vitest";
 import { securityGroupRuleText } from "./port-rules.js";
@@ -45,6 +47,10 @@ describe("parseSecurityGroupRule", () => {
     [{ direction: "ingress", ethertype: "IPv4", protocol: "gre", port_range_min: 80, port_range_max: 80 }, /has no ports/],
     [{ direction: "ingress", ethertype: "IPv4", protocol: "icmp", port_range_min: 256 }, /ICMP type 256/],
     [{ direction: "ingress", ethertype: "IPv4", protocol: "icmp", port_range_max: 0 }, /ICMP code needs an ICMP type/],
+    [{ direction: "ingress", ethertype: "IPv6", protocol: "ipv6-icmp", source_port_range_min: 256 }, /source_port_range_min: ICMP type 256/],
+    [{ direction: "ingress", ethertype: "IPv6", protocol: "ipv6-icmp", source_port_range_min: 1, source_port_range_max: 300 }, /source_port_range_max: ICMP code 300/],
+    [{ direction: "ingress", ethertype: "IPv4", protocol: "icmp", source_port_range_max: 0 }, /source_port_range_max: an ICMP code needs an ICMP type \(source_port_range_min\)/],
+    [{ direction: "ingress", ethertype: "IPv6", protocol: "icmpv6", port_range_min: 128, source_port_range_min: 134 }, /source_port_range_min: an ICMP type in both/],
     [{ direction: "ingress", ethertype: "IPv4", remote_ip_prefix: "10.0.0.0/33" }, /remote_ip_prefix: invalid CIDR/],
     [{ direction: "ingress", ethertype: "IPv4", remote_ip_prefix: "10.0.0.0/8 -j ACCEPT" }, /invalid CIDR/],
     [{ direction: "ingress", ethertype: "IPv4", source_ip_prefix: "2001:db8::/32" }, /IPv6 prefix but the rule's ethertype is IPv4/],
@@ -52,6 +58,48 @@ describe("parseSecurityGroupRule", () => {
     [{ direction: "ingress", ethertype: "IPv4", remote_group_id: "sg 1" }, /remote_group_id/],
   ])("rejects %j", (raw, message) => {
     expect(issues(raw).join("\n")).toMatch(message);
+  });
+});
+
+describe("ICMP type/code in source_port_range_min/max (the server's RA rule)", () => {
+  it("takes the server's RA rule for IPv6 ports, which Neutron writes as an ICMPv6 type match", () => {
+    const ra = ok({ direction: "ingress", ethertype: "IPv6", protocol: "ipv6-icmp", source_port_range_min: 134 });
+    expect(ra).toEqual({ direction: "ingress", ethertype: "IPv6", protocol: 58, conntrack_protocol: "ipv6-icmp", port_range_min: 134, stateful: true });
+    expect(securityGroupRuleText(ra)).toBe("-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN");
+    // The same type given in either range is the same rule.
+    expect(ok({ direction: "ingress", ethertype: "IPv6", protocol: "ipv6-icmp", port_range_min: 134 })).toEqual(ra);
+  });
+
+  // Neutron's own text for every ICMP spelling the server may send, crossed with the type/code
+  // fields, recorded by tools/neutron-reference/icmp_rule_args.py from its IptablesFirewallDriver.
+  const recorded = JSON.parse(readFileSync(join(import.meta.dirname, "neutron-server-fixtures/icmp_rule_args.json"), "utf8")) as { rule: Record<string, unknown>; neutron: string }[];
+  const neutronText = (rule: Record<string, unknown>) => recorded.find((r) => JSON.stringify(r.rule) === JSON.stringify(rule))!.neutron;
+
+  it("has Neutron's text for every ICMP spelling", () => {
+    expect(new Set(recorded.map((r) => `${String(r.rule["ethertype"])} ${String(r.rule["protocol"])}`))).toEqual(
+      new Set(["IPv4 icmp", "IPv4 1", "IPv6 ipv6-icmp", "IPv6 icmpv6", "IPv6 58", "IPv6 icmp", "IPv6 1"]),
+    );
+  });
+
+  it.each(recorded)("%j", ({ rule, neutron }) => {
+    const family = rule["ethertype"] === "IPv4" ? 4 : 6;
+    const typeless = (what: string) => rule[`${what}_max`] !== undefined && rule[`${what}_min`] === undefined;
+    if (typeless("port_range") || typeless("source_port_range")) {
+      // The API refuses a code without a type; Neutron's driver would drop the code silently.
+      expect(issues(rule).join("\n")).toMatch(/an ICMP code needs an ICMP type/);
+      return;
+    }
+    if (rule["port_range_min"] !== undefined && rule["source_port_range_min"] !== undefined) {
+      // Neutron writes the option twice (sport's, then dport's) and iptables-restore refuses it.
+      expect(neutron.match(/--icmp(v6)?-type/g)).toHaveLength(2);
+      expect(issues(rule).join("\n")).toMatch(/an ICMP type in both/);
+      return;
+    }
+    const text = securityGroupRuleText(ok(rule))!;
+    expect(canonicalizeRule(text, { family, strict: true })).toBe(text);
+    // IPv6 with protocol 1: Neutron writes `-p icmp` into ip6tables (a deviation: we mean ICMPv6).
+    const want = family === 6 && rule["protocol"] === "1" ? neutronText({ ...rule, protocol: "ipv6-icmp" }) : neutron;
+    expect(text).toBe(canonicalizeRule(want, { family }));
   });
 });
 

@@ -18,9 +18,13 @@ export interface SecurityGroupRule {
   readonly protocol?: number;
   /** The protocol as Neutron passes it to `conntrack -p`. */
   readonly conntrack_protocol?: string;
-  /** Destination port range, or ICMP type (min) and code (max). */
+  /**
+   * Destination port range, or ICMP type (min) and code (max). An ICMP type/code given in
+   * source_port_range_min/max (as the server's RA rule does) is moved here: Neutron reads both alike.
+   */
   readonly port_range_min?: number;
   readonly port_range_max?: number;
+  /** Source port range (port protocols only). */
   readonly source_port_range_min?: number;
   readonly source_port_range_max?: number;
   readonly source_ip_prefix?: string;
@@ -116,10 +120,20 @@ export function parseSecurityGroupRule(raw: unknown): RuleResult {
     range(min, max, "port_range");
     range(smin, smax, "source_port_range");
   } else if (proto === ICMP || proto === ICMPV6) {
-    if (min !== undefined && min > 255) issue("port_range_min", `ICMP type ${min} is not 0-255`);
-    if (max !== undefined && max > 255) issue("port_range_max", `ICMP code ${max} is not 0-255`);
-    if (min === undefined && max !== undefined) issue("port_range_max", "an ICMP code needs an ICMP type (port_range_min)");
-    if (hasSourcePorts) issue("source_port_range_min", "ICMP has no source ports");
+    // Neutron's driver (`_port_arg`) reads both ranges of an ICMP rule as type (min) and code (max);
+    // the server's own RA rule for IPv6 ports uses source_port_range_min. A code without its type
+    // is refused as the API refuses it (the driver would drop it silently).
+    const icmpRange = (type: number | undefined, code: number | undefined, what: string) => {
+      if (type !== undefined && type > 255) issue(`${what}_min`, `ICMP type ${type} is not 0-255`);
+      if (code !== undefined && code > 255) issue(`${what}_max`, `ICMP code ${code} is not 0-255`);
+      if (type === undefined && code !== undefined) issue(`${what}_max`, `an ICMP code needs an ICMP type (${what}_min)`);
+    };
+    icmpRange(min, max, "port_range");
+    icmpRange(smin, smax, "source_port_range");
+    // Neutron would write two --icmp-type options, which iptables refuses (its whole restore fails).
+    if (min !== undefined && smin !== undefined) {
+      issue("source_port_range_min", "an ICMP type in both port_range_min and source_port_range_min (iptables takes one --icmp-type)");
+    }
   } else if (proto !== undefined && (hasPorts || hasSourcePorts)) {
     issue(hasPorts ? "port_range_min" : "source_port_range_min", `protocol ${describe(r.protocol)} has no ports (only tcp, udp, dccp, sctp, udplite, and icmp type/code)`);
   }
@@ -130,10 +144,17 @@ export function parseSecurityGroupRule(raw: unknown): RuleResult {
     rule["protocol"] = proto;
     rule["conntrack_protocol"] = protocol.conntrackName;
   }
-  if (min !== undefined) rule["port_range_min"] = min;
-  if (max !== undefined) rule["port_range_max"] = max;
-  if (smin !== undefined) rule["source_port_range_min"] = smin;
-  if (smax !== undefined) rule["source_port_range_max"] = smax;
+  if (proto === ICMP || proto === ICMPV6) {
+    // One ICMP type/code, from whichever range holds it: equal rules get equal keys and text.
+    const [type, code] = smin !== undefined ? [smin, smax] : [min, max];
+    if (type !== undefined) rule["port_range_min"] = type;
+    if (code !== undefined) rule["port_range_max"] = code;
+  } else {
+    if (min !== undefined) rule["port_range_min"] = min;
+    if (max !== undefined) rule["port_range_max"] = max;
+    if (smin !== undefined) rule["source_port_range_min"] = smin;
+    if (smax !== undefined) rule["source_port_range_max"] = smax;
+  }
   if (sourcePrefix !== undefined) rule["source_ip_prefix"] = sourcePrefix;
   if (destPrefix !== undefined) rule["dest_ip_prefix"] = destPrefix;
   if (r.remote_group_id) rule["remote_group_id"] = r.remote_group_id;
