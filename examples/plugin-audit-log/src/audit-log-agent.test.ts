@@ -21,6 +21,7 @@ import { auditLogPlugin, type AuditRecord } from "./index.js";
 /** A minimal third-party handler: `{ allow: { <id>: { namespace, source } } }` → one ACCEPT rule each. */
 const allowHandler: ResourceHandler<{ namespace: string; source: string }> = {
   kind: "allow",
+  documentKeys: ["allow"],
   parse(document) {
     const resources = new Map(Object.entries((document.allow ?? {}) as Record<string, { namespace: string; source: string }>));
     return { resources, problems: [] };

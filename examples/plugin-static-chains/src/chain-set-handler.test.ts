@@ -27,7 +27,7 @@ function harness() {
     const desired = new Map(sets.map((s) => [s.id, s]));
     const changed = new Set([...desired].filter(([id, s]) => full || JSON.stringify(last.get(id)) !== JSON.stringify(s)).map(([id]) => id));
     const removed = new Map([...last].filter(([id]) => !desired.has(id)));
-    const request: ReconcileRequest<ChainSet> = { desired, changed, removed, full };
+    const request: ReconcileRequest<ChainSet> = { desired, changed, removed, full, held: new Set(), complete: true };
     const { result } = await manager.deferApply(() => handler.reconcile(context, request));
     last = desired;
     return result;

@@ -11,6 +11,8 @@ const JUMP_TAG = "chain-set-jump";
  */
 export class ChainSetHandler implements ResourceHandler<ChainSet> {
   readonly kind = "chain_set";
+  /** The state document's key this handler reads. */
+  readonly documentKeys = ["chain_sets"];
   /** The sets this handler put into each manager (a manager is one namespace, kept between passes). */
   private readonly programmed = new WeakMap<IptablesManager, Set<string>>();
 

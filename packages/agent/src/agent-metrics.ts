@@ -75,6 +75,18 @@ export class AgentMetrics {
     help: "Invalid state files or resources reported (the last good state stays in force)",
     registers: [this.registry],
   });
+  readonly heldResources = new Gauge({
+    name: "chainwarden_held_resources",
+    help: "Resources kept as the kernel has them instead of as desired, by reason (invalid: input never valid in this process; failed: an apply that failed, retried alone)",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly resourceFailures = new Counter({
+    name: "chainwarden_resource_failures_total",
+    help: "Applies that failed because of one resource, which was then held and retried alone while the rest of its namespace applied",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
 
   /**
    * A gauge of a plugin's own, served with the agent's (resolve `AGENT_METRICS` from the container

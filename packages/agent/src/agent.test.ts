@@ -38,6 +38,7 @@ interface TestChain {
 
 class TestChainHandler implements ResourceHandler<TestChain> {
   readonly kind = "test_chain";
+  readonly documentKeys = ["test_chains"];
   readonly reconciled: ReconcileRequest<TestChain>[] = [];
 
   parse(document: StateDocument, origin: string): ParsedResources<TestChain> {
@@ -206,6 +207,14 @@ describe("Agent.create", () => {
     expect(shape.message).toMatch(/plugin Bad_Name \(built into test-agent\) is not a valid plugin: name must be a kebab-case string .*; framework must be a semver range .*; register must be a function/);
   });
 
+  it("rejects a resource handler that does not say which state keys it reads", async () => {
+    const handler = { kind: "thing", parse: () => ({ resources: new Map(), problems: [] }), namespaceOf: () => undefined, reconcile: async () => undefined };
+    const plugin = bare("things", { register: (env) => env.addExtension(resourceHandlerExtensionPoint, handler as unknown as ResourceHandler) });
+    const err = await createError(options([{ plugin, source: "@acme/things" }]));
+    expect(err.code).toBe("PLUGIN_REGISTER");
+    expect(err.message).toContain('plugin things added a resource handler for kind "thing" without documentKeys');
+  });
+
   it("rejects two plugins with one name, naming both sources", async () => {
     const err = await createError(options([{ plugin: bare("audit") }, { plugin: bare("audit"), source: "@acme/audit" }]));
     expect(err.code).toBe("PLUGIN_DUPLICATE");
@@ -227,12 +236,13 @@ describe("Agent.create", () => {
       options: z.strictObject({ level: z.number().int().max(3), targets: z.array(z.string()) }),
       register: () => undefined,
     });
-    const err = await createError(options([{ plugin, options: { level: 7, targets: ["a", 1], colour: "red" }, source: "@acme/audit" }]));
+    const err = await createError(options([{ plugin, options: { level: 7, targets: ["a", 1], colour: "red", targts: [] }, source: "@acme/audit" }]));
     expect(err.code).toBe("PLUGIN_OPTIONS");
-    expect(err.message).toMatch(/^invalid options for plugin audit \(@acme\/audit\) in its plugins entry \(3 problems\):\n/);
+    expect(err.message).toMatch(/^invalid options for plugin audit \(@acme\/audit\) in its plugins entry \(4 problems\):\n/);
     expect(err.message).toMatch(/ {2}- level: .*<=3/);
     expect(err.message).toMatch(/ {2}- targets\.1: .*expected string/);
-    expect(err.message).toMatch(/ {2}- \(options\): Unrecognized key: "colour"/);
+    expect(err.message).toContain("  - colour: unknown key\n");
+    expect(err.message).toContain("  - targts: unknown key; did you mean targets?");
 
     // A default plugin's options come from plugin_options.
     const fromConfig = await createError(options([{ plugin }], { config: config({ plugin_options: { audit: { level: 1 } } }) }));
@@ -303,11 +313,11 @@ describe("Agent run modes (real reconcile loop, fake iptables)", () => {
     expect([source.started, source.stopped]).toEqual([1, 1]);
 
     // Nothing left to send: plan is empty and status in sync.
-    const plans = await agent.plan();
+    const plans = (await agent.plan()).namespaces;
     expect(plans).toHaveLength(1);
     expect(plans[0]?.resources).toEqual(["test_chain/a"]);
     expect(plans[0]?.families.every((f) => f.lines === 0)).toBe(true);
-    const status = await agent.status();
+    const status = (await agent.status()).namespaces;
     expect(status[0]).toMatchObject({ namespace: undefined, inSync: true, pendingLines: 0 });
     expect([source.started, source.stopped]).toEqual([3, 3]);
   });
@@ -316,7 +326,7 @@ describe("Agent run modes (real reconcile loop, fake iptables)", () => {
     const runner = new FakeIptablesRunner({ variant: "nft" });
     const source = new MemorySource({ test_chains: { a: ["-s 10.0.0.1/32 -j ACCEPT"] } });
     const agent = await Agent.create(options([{ plugin: chainPlugin({ source }) }], { runner }));
-    const [plan] = await agent.plan();
+    const [plan] = (await agent.plan()).namespaces;
     expect(plan?.families.map((f) => f.input).join("\n")).toContain("-A test-agent-tc-a -s 10.0.0.1/32 -j ACCEPT");
     expect(runner.restoreCalls).toEqual([]);
   });

@@ -11,9 +11,10 @@ import { isExtensionPoint, type ExtensionPoint } from "./extension-point.js";
 import { applyObserverExtensionPoint, resourceHandlerExtensionPoint, stateSourceExtensionPoint, type StateSource } from "./extension-points.js";
 import { FileStateSource } from "./file-state-source.js";
 import { createLogger } from "./logging.js";
+import { didYouMean } from "./near-miss.js";
 import { serveMetrics, type MetricsServer } from "./metrics-server.js";
 import type { AgentPlugin, PluginEnvironment } from "./plugin.js";
-import { ReconcileLoop, type NamespacePlan, type NamespaceStatus, type SyncReport } from "./reconcile-loop.js";
+import { ReconcileLoop, type PlanReport, type StatusReport, type SyncReport } from "./reconcile-loop.js";
 
 /** Injection tokens of the services every agent's container holds (`@inject(AGENT_CONFIG)`). */
 export const AGENT_CONFIG: symbol = Symbol.for("@chainwarden/agent/config");
@@ -247,13 +248,13 @@ export class Agent {
     return this.oneShot((loop) => loop.syncOnce());
   }
 
-  /** What an apply would send, per namespace and family; changes nothing. */
-  plan(): Promise<NamespacePlan[]> {
+  /** What an apply would send, per namespace and family, and what it would remove; changes nothing. */
+  plan(): Promise<PlanReport> {
     return this.oneShot((loop) => loop.plan());
   }
 
   /** Desired state compared with the kernel, per namespace. */
-  status(): Promise<NamespaceStatus[]> {
+  status(): Promise<StatusReport> {
     return this.oneShot((loop) => loop.status());
   }
 
@@ -334,6 +335,14 @@ export class Agent {
       const kind = (extension as { kind?: unknown }).kind;
       const owner = this.contributionsTo(resourceHandlerExtensionPoint).find((c) => c.extension.kind === kind);
       if (owner) throw new PluginError("PLUGIN_REGISTER", `plugin ${plugin} added a resource handler for kind ${JSON.stringify(kind)}, which plugin ${owner.plugin} already handles`, plugin);
+      const keys = (extension as { documentKeys?: unknown }).documentKeys;
+      if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) {
+        throw new PluginError(
+          "PLUGIN_REGISTER",
+          `plugin ${plugin} added a resource handler for kind ${JSON.stringify(kind)} without documentKeys: list the top-level state keys it reads (e.g. ["routers"])`,
+          plugin,
+        );
+      }
     }
     this.container.register(point.token, { useValue: extension });
     const list = this.contributions.get(point.token) ?? [];
@@ -410,7 +419,12 @@ async function checkPlugins(options: AgentOptions): Promise<CheckedPlugin[]> {
     }
     const result = await plugin.options.safeParseAsync(given ?? {});
     if (!result.success) {
-      const issues = result.error.issues.map((i) => `  - ${i.path.length > 0 ? i.path.map(String).join(".") : "(options)"}: ${i.message}`);
+      const known = pluginOptionKeys(plugin.options);
+      const issues = result.error.issues.flatMap((i) =>
+        i.code === "unrecognized_keys"
+          ? i.keys.map((k) => `  - ${[...i.path, k].map(String).join(".")}: unknown key${i.path.length === 0 ? didYouMean(k, known) : ""}`)
+          : [`  - ${i.path.length > 0 ? i.path.map(String).join(".") : "(options)"}: ${i.message}`],
+      );
       throw new PluginError(
         "PLUGIN_OPTIONS",
         `invalid options for plugin ${plugin.name} (${source}) in ${where} (${issues.length} problem${issues.length === 1 ? "" : "s"}):\n${issues.join("\n")}`,
@@ -420,6 +434,12 @@ async function checkPlugins(options: AgentOptions): Promise<CheckedPlugin[]> {
     item.options = result.data;
   }
   return checked;
+}
+
+/** The top-level keys of a plugin's options schema, when it is an object schema. */
+function pluginOptionKeys(schema: unknown): string[] {
+  const shape = (schema as { shape?: unknown } | null)?.shape;
+  return typeof shape === "object" && shape !== null ? Object.keys(shape) : [];
 }
 
 function pluginShapeProblems(value: unknown): string[] {

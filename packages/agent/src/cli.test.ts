@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { z } from "zod";
-import { formatPlan, formatStatus, runAgentCli, type AgentApp } from "./cli.js";
+import { runAgentCli, type AgentApp } from "./cli.js";
 import { extendConfigSchema } from "./config-schema.js";
 import { createPlugin } from "./plugin.js";
 
@@ -64,51 +64,5 @@ describe("runAgentCli", () => {
     expect(r.stderr).toMatch(/- --colour colour: /);
     expect(r.stderr).toMatch(/- --size size: Too small/);
     expect(r.stderr).toMatch(/- --backend backend: /);
-  });
-});
-
-describe("formatPlan", () => {
-  it("prints # headers around the exact restore input, and no changes", () => {
-    const family = (f: 4 | 6, input: string, lines: number) => ({ family: f, namespace: "ns", input, lines, tables: [], changes: [], full: true });
-    expect(
-      formatPlan([
-        { namespace: "ns", resources: ["chain_set/a"], families: [family(4, "*filter\n-A INPUT -j ACCEPT\nCOMMIT\n", 1), family(6, "", 0)] },
-        { namespace: undefined, resources: [], families: [{ ...family(4, "", 0), namespaceMissing: true }] },
-        { namespace: "broken", resources: ["chain_set/b"], families: [], error: "the handler failed\nwith details" },
-      ]),
-    ).toBe(
-      [
-        "# namespace ns: chain_set/a",
-        "# IPv4: 1 line",
-        "*filter",
-        "-A INPUT -j ACCEPT",
-        "COMMIT",
-        "# IPv6: no changes",
-        "# namespace (host): no resources",
-        "# IPv4: no changes (namespace does not exist yet: input for a fresh one)",
-        "# namespace broken: chain_set/b",
-        "# error (nothing planned here): the handler failed",
-        "",
-      ].join("\n"),
-    );
-    expect(formatPlan([])).toBe("# no namespaces in the desired state: no changes\n");
-  });
-});
-
-describe("formatStatus", () => {
-  it("prints an aligned table", () => {
-    expect(
-      formatStatus([
-        { namespace: "qrouter-1", resources: ["router/1", "router/2"], exists: true, inSync: true, pendingLines: 0, rules: 12, chains: 30 },
-        { namespace: undefined, resources: ["chain_set/x"], exists: true, inSync: false, pendingLines: 7, rules: 3, chains: 2, error: "boom\nmore" },
-      ]),
-    ).toBe(
-      [
-        "NAMESPACE  EXISTS  RESOURCES          IN SYNC  PENDING LINES  RULES  CHAINS  ERROR",
-        "qrouter-1  yes     router/1,router/2  yes      0              12     30",
-        "(host)     yes     chain_set/x        no       7              3      2       boom",
-        "",
-      ].join("\n"),
-    );
   });
 });

@@ -9,10 +9,11 @@
  *
  * Exit codes (stable, scripts branch on them):
  * - 0  success (`status`: everything in sync)
- * - 1  runtime failure: an apply failed, an invalid resource was not applied, the kernel refused
+ * - 1  runtime failure: an apply failed, an invalid resource was not applied, the kernel refused,
+ *      no state could be read; `plan` of invalid input
  * - 2  usage error (unknown flag or command, `apply` without `--once`), invalid configuration (every
  *      problem listed), or a plugin that cannot be loaded, is incompatible or has bad options
- * - 3  `status`: something is not in sync
+ * - 3  `status`: something is not in sync (invalid input included)
  * - 128+n  a second SIGTERM/SIGINT while `run` was stopping (exits at once)
  *
  * Output: `plan` and `status` write their result to stdout and logs to stderr, so stdout can be
@@ -25,13 +26,13 @@ import { pino, type DestinationStream, type Logger } from "pino";
 import pretty from "pino-pretty";
 import type { z } from "zod";
 import { Agent } from "./agent.js";
-import { AgentError, ConfigError, formatProblems } from "./agent-errors.js";
+import { AgentError, ConfigError } from "./agent-errors.js";
 import { loadConfig } from "./config-loader.js";
 import type { AgentConfig } from "./config-schema.js";
 import { createLogger } from "./logging.js";
 import type { AgentPlugin } from "./plugin.js";
 import { loadPluginsFromConfig, type PluginEntry } from "./plugin-loader.js";
-import type { NamespacePlan, NamespaceStatus, SyncReport } from "./reconcile-loop.js";
+import { applyFailures, applySucceeded, applySummary, describeError, formatPlan, formatStatus, planFailures, planSucceeded, statusFailures, statusInSync } from "./cli-reports.js";
 
 /** A flag an app adds; `key` is the config key it sets (`--namespace-prefix` ↔ `namespace_prefix`). */
 export interface AppFlag {
@@ -139,8 +140,9 @@ const COMMANDS: Record<CommandName, CommandSpec> = {
     usage: "plan [flags]",
     summary: "print per namespace the exact iptables-restore input that would be sent; change nothing",
     details: [
-      "Reads the kernel (iptables-save) and the desired state and prints, for each namespace and IP family, the exact input `apply` would send, or \"no changes\". Nothing is changed on the host: no restore runs, no namespace is created.",
+      "Reads the kernel (iptables-save) and the desired state and prints, for each namespace and IP family, the exact input `apply` would send, or \"no changes\", and what else would change on the host: namespaces, ipsets and metadata proxies created or removed, stale namespaces an earlier run left, ports waiting for their device. Nothing is changed on the host: no restore runs, no namespace is created.",
       "Headers are `#` comments, so each family's section is itself valid iptables-restore input. Logs go to stderr.",
+      "Exit code 1 when the input is invalid (each problem is printed; what it names is kept as the kernel has it) or a namespace cannot be planned, 0 otherwise.",
     ],
     examples: ["plan --state state.yaml", "plan --config agent.yaml > plan.txt"],
   },
@@ -149,7 +151,7 @@ const COMMANDS: Record<CommandName, CommandSpec> = {
     summary: "compare what is programmed in the kernel with the desired state; exit 3 when not in sync",
     details: [
       "Prints one row per namespace: whether it exists, its resources, whether the kernel matches the desired rules, the edit lines an apply would send, and the rules and chains this agent manages there.",
-      "Exit code 0 when every namespace is in sync, 3 otherwise. Logs go to stderr.",
+      "Exit code 0 when every namespace is in sync, 3 otherwise: rules pending, a stale namespace to remove, a resource held as the kernel has it, or invalid input (each problem is printed on stderr). Logs go to stderr.",
     ],
     examples: ["status --state state.yaml", "status --config agent.yaml || echo out of sync"],
   },
@@ -215,22 +217,24 @@ export async function runAgentCli(app: AgentApp, argv: readonly string[] = proce
     switch (command) {
       case "run":
         return await runDaemon(app, agent, logger);
-      case "apply":
-        return reportApply(app, await agent.applyOnce());
+      case "apply": {
+        const report = await agent.applyOnce();
+        process.stderr.write(applyFailures(app.name, report));
+        process.stdout.write(applySummary(report));
+        return applySucceeded(report) ? EXIT_OK : EXIT_FAILURE;
+      }
       case "plan": {
-        const plans = await agent.plan();
-        process.stdout.write(formatPlan(plans));
-        const failed = plans.filter((p) => p.error !== undefined);
-        for (const p of failed) process.stderr.write(`${app.name}: plan failed in namespace ${namespaceLabel(p.namespace)}: ${p.error}\n`);
-        return failed.length === 0 ? EXIT_OK : EXIT_FAILURE;
+        const report = await agent.plan();
+        process.stdout.write(formatPlan(report));
+        process.stderr.write(planFailures(app.name, report));
+        // Invalid input is a failure of plan too: what it shows is not what the input says.
+        return planSucceeded(report) ? EXIT_OK : EXIT_FAILURE;
       }
       case "status": {
-        const status = await agent.status();
-        process.stdout.write(formatStatus(status));
-        for (const s of status) {
-          if (s.error !== undefined) process.stderr.write(`${app.name}: status of namespace ${namespaceLabel(s.namespace)}: ${s.error}\n`);
-        }
-        return status.every((s) => s.inSync && s.error === undefined) ? EXIT_OK : EXIT_NOT_IN_SYNC;
+        const report = await agent.status();
+        process.stdout.write(formatStatus(report));
+        process.stderr.write(statusFailures(app.name, report));
+        return statusInSync(report) ? EXIT_OK : EXIT_NOT_IN_SYNC;
       }
       default:
         return usageError(app, `unknown command ${String(command satisfies never)}`, undefined);
@@ -384,68 +388,6 @@ async function runDaemon(app: AgentApp, agent: Agent, logger: Logger): Promise<n
   }
 }
 
-function reportApply(app: AgentApp, report: SyncReport): number {
-  if (report.problems.length > 0) {
-    process.stderr.write(`${app.name}: ${report.problems.length} invalid input${report.problems.length === 1 ? "" : "s"} not applied:\n${formatProblems(report.problems)}\n`);
-  }
-  for (const f of report.failed) {
-    process.stderr.write(`${app.name}: apply failed in namespace ${namespaceLabel(f.namespace)}: ${describeError(f.error)}\n`);
-  }
-  process.stdout.write(`applied ${report.applied} of ${report.namespaces} namespace${report.namespaces === 1 ? "" : "s"}` +
-    `${report.failed.length ? `, ${report.failed.length} failed` : ""}${report.problems.length ? `, ${report.problems.length} invalid input${report.problems.length === 1 ? "" : "s"}` : ""}\n`);
-  return report.failed.length === 0 && report.problems.length === 0 ? EXIT_OK : EXIT_FAILURE;
-}
-
-/** Each namespace and family as `#` headers around the exact restore input (itself restore input). */
-export function formatPlan(plans: readonly NamespacePlan[]): string {
-  if (plans.length === 0) return "# no namespaces in the desired state: no changes\n";
-  const out: string[] = [];
-  for (const p of plans) {
-    out.push(`# namespace ${namespaceLabel(p.namespace)}: ${p.resources.length ? p.resources.join(", ") : "no resources"}`);
-    if (p.error !== undefined) {
-      out.push(`# error (nothing planned here): ${firstLine(p.error)}`);
-      continue;
-    }
-    for (const f of p.families) {
-      const missing = f.namespaceMissing ? " (namespace does not exist yet: input for a fresh one)" : "";
-      if (f.input === "") {
-        out.push(`# IPv${f.family}: no changes${missing}`);
-        continue;
-      }
-      out.push(`# IPv${f.family}: ${f.lines} line${f.lines === 1 ? "" : "s"}${missing}`);
-      out.push(f.input.endsWith("\n") ? f.input.slice(0, -1) : f.input);
-    }
-    if (p.families.length === 0) out.push("# no changes");
-  }
-  return `${out.join("\n")}\n`;
-}
-
-export function formatStatus(rows: readonly NamespaceStatus[]): string {
-  const header = ["NAMESPACE", "EXISTS", "RESOURCES", "IN SYNC", "PENDING LINES", "RULES", "CHAINS", "ERROR"];
-  const table = rows.map((s) => [
-    namespaceLabel(s.namespace),
-    s.exists ? "yes" : "no",
-    s.resources.length ? s.resources.join(",") : "-",
-    s.inSync ? "yes" : "no",
-    String(s.pendingLines),
-    String(s.rules),
-    String(s.chains),
-    s.error !== undefined ? firstLine(s.error) : "",
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
-  return `${[line(header), ...table.map(line)].join("\n")}\n`;
-}
-
-/** Errors from a failed restore span lines (numbered context); tables and `#` headers take the first. */
-function firstLine(text: string): string {
-  return text.split("\n", 1)[0]!;
-}
-
-function namespaceLabel(namespace: string | undefined): string {
-  return namespace ?? "(host)";
-}
-
 // ---------------------------------------------------------------------------------------------
 // Messages
 
@@ -461,17 +403,6 @@ function hint(app: AgentApp, command: CommandName | undefined): string {
 function failure(app: AgentApp, what: string, err: unknown): number {
   process.stderr.write(`${app.name}: ${what}: ${describeError(err)}\n`);
   return EXIT_FAILURE;
-}
-
-/** The message, plus the namespace and resource when the error names them and the message does not. */
-function describeError(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const e = err as Error & { namespace?: unknown; resource?: unknown; plugin?: unknown };
-  const extra: string[] = [];
-  if (typeof e.namespace === "string" && !e.message.includes(e.namespace)) extra.push(`namespace ${e.namespace}`);
-  if (typeof e.resource === "string" && !e.message.includes(e.resource)) extra.push(`resource ${e.resource}`);
-  if (typeof e.plugin === "string" && !e.message.includes(e.plugin)) extra.push(`plugin ${e.plugin}`);
-  return extra.length ? `${e.message} (${extra.join(", ")})` : e.message;
 }
 
 let cachedFrameworkVersion: string | undefined;
@@ -506,8 +437,8 @@ function globalHelp(app: AgentApp, flags: readonly FlagSpec[]): string {
     "",
     ...pluginHelp(app),
     "",
-    "Exit codes: 0 success; 1 runtime failure (an apply failed, an invalid resource was not applied); 2 usage error,",
-    "invalid configuration or plugin that cannot be loaded; 3 `status` found something not in sync.",
+    "Exit codes: 0 success; 1 runtime failure (an apply failed, invalid input, no state read; `plan` of invalid input);",
+    "2 usage error, invalid configuration or plugin that cannot be loaded; 3 `status` found something not in sync.",
     "",
     "Examples:",
     ...[...Object.values(COMMANDS).flatMap((c) => c.examples.slice(0, 1)), ...(app.examples ?? [])].map((e) => `  ${app.name} ${e}`),

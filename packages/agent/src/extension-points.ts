@@ -26,12 +26,46 @@ export interface StateSource {
 
 export const stateSourceExtensionPoint = createExtensionPoint<StateSource>({ id: "agent.state-source" });
 
-/** A resource as parsed by its handler, with the namespace its rules live in. */
+/**
+ * One kind's resources as parsed by its handler, with the namespace each lives in.
+ *
+ * What bad input gets (DESIGN §5a): a resource is removed only when a completely read and
+ * validated state no longer contains it. So
+ * - a problem in one resource names it (`Problem.resource`, its id): the loop keeps the resource's
+ *   last good version in force; where this process never had one, it uses the resource's stand-in
+ *   from `held` — a handler must give a stand-in for every invalid resource whose id (and
+ *   namespace) it could read, or the kernel's copy of it is not protected;
+ * - a problem that names no resource (a broken section, an entry without an id) makes the kind's
+ *   input incomplete: nothing of the kind is removed until a complete state arrives.
+ */
 export interface ParsedResources<R> {
-  /** By resource id. */
+  /** The valid resources, by id. */
   resources: Map<string, R>;
   /** One entry per invalid resource (the valid ones still apply). */
   problems: Problem[];
+  /**
+   * Stand-ins for invalid resources, by id: as much of each as could be read (enough for
+   * `namespaceOf`, and for the handler to find what the kernel holds for it). The handler gets
+   * them in `desired` with their ids in `held`, and must keep what the kernel has for them, or
+   * fail closed where it has nothing.
+   */
+  held?: Map<string, R>;
+}
+
+/**
+ * A change on the host outside iptables that a run makes, or in a dry run would make: namespaces,
+ * ipsets, processes, devices; and resources kept as the kernel has them or waiting for something.
+ * `plan` prints them; live runs log them at debug level.
+ */
+export interface HostAction {
+  /** `keep`: held as the kernel has it (invalid input); `wait`: waits for something the state does not announce. */
+  verb: "create" | "remove" | "start" | "stop" | "keep" | "wait";
+  /** `namespace`, `ipset`, `metadata proxy`, `device`, `port`, `chains`, ... */
+  object: string;
+  name: string;
+  /** `kind/id` of the resource it is for, when there is one. */
+  resource?: string;
+  detail?: string;
 }
 
 export interface ReconcileContext {
@@ -66,6 +100,12 @@ export interface ReconcileContext {
    * contexts written before it (plugins' test doubles) still fit: call it as `context.waker?.()`.
    */
   waker?(): (() => void) | undefined;
+  /**
+   * Reports a change on the host outside iptables that this run makes (or, in a dry run, would
+   * make), for `plan` and the logs. Optional, so that contexts written before it still fit: call it
+   * as `context.report?.(...)`.
+   */
+  report?(action: HostAction): void;
 }
 
 export interface ReconcileRequest<R> {
@@ -77,6 +117,20 @@ export interface ReconcileRequest<R> {
   removed: ReadonlyMap<string, R>;
   /** A full pass (start, resync, retry after failure): handlers should rebuild, not patch. */
   full: boolean;
+  /**
+   * Ids in `desired` whose value must not be applied: invalid input this process never had a valid
+   * version of (the value is the handler's stand-in), or a resource whose apply failed and that is
+   * retried alone later (the value is its desired version). Keep what the kernel has for them;
+   * where the kernel has nothing, fail closed (a port's traffic dropped, not left to a policy).
+   * An id leaving `held` is in `changed`.
+   */
+  held: ReadonlySet<string>;
+  /**
+   * False while the kind's input is incomplete (a problem that names no resource, an unknown
+   * top-level key, no state read yet): `desired` may lack resources that still exist, so what the
+   * kernel holds and no desired resource explains is kept, not removed.
+   */
+  complete: boolean;
 }
 
 /**
@@ -86,8 +140,20 @@ export interface ReconcileRequest<R> {
 export interface ResourceHandler<R = unknown> {
   /** `router`, `port`, `firewall_group`, ... */
   readonly kind: string;
+  /**
+   * The top-level keys of the state document this kind reads (`routers`). A key no handler of the
+   * agent reads is an error (a typo such as `router:` would otherwise apply nothing, silently), and
+   * makes every kind's input incomplete.
+   */
+  readonly documentKeys: readonly string[];
   /** Picks this kind's resources out of the document and validates each one on its own. */
   parse(document: StateDocument, origin: string): ParsedResources<R>;
+  /**
+   * Namespaces this handler reconciles on every full pass even when nothing of its kind is desired
+   * or applied there (undefined: the agent's default namespace), so that what an earlier run left
+   * is removed once a complete state no longer has it (the l2 agent's last port).
+   */
+  readonly homeNamespaces?: readonly (string | undefined)[];
   namespaceOf(resource: R): string | undefined;
   /** Equal resources are not re-reconciled; default: JSON equality. */
   equals?(a: R, b: R): boolean;
@@ -96,9 +162,11 @@ export interface ResourceHandler<R = unknown> {
    * Removes what an earlier run left for resources that are no longer desired and that this
    * process never saw (a router deleted while the agent was down): Neutron's stale namespace
    * cleanup. Called before every full pass that changes the host (start, resync, apply --once),
-   * never for plan or status. Returns what it removed, for the log.
+   * and, with `dryRun`, by `plan` and `status` to say what it would remove. Never called while the
+   * kind's input is incomplete. `desired` holds stand-ins of invalid resources too: what they name
+   * stays. Returns what it removed (or would remove).
    */
-  cleanupStale?(context: StaleCleanupContext, desired: ReadonlyMap<string, R>): Promise<string[]>;
+  cleanupStale?(context: StaleCleanupContext, desired: ReadonlyMap<string, R>): Promise<HostAction[]>;
   /**
    * The loop stopped (the agent stops, or a one-shot pass ended): end what the handler runs beside
    * the rules (watchers). Rules stay. A later loop may call `reconcile` again.
@@ -109,6 +177,8 @@ export interface ResourceHandler<R = unknown> {
 export interface StaleCleanupContext {
   readonly runner: IptablesRunner;
   readonly logger: Logger;
+  /** Say what would be removed; remove nothing. */
+  readonly dryRun: boolean;
 }
 
 export const resourceHandlerExtensionPoint = createExtensionPoint<ResourceHandler>({ id: "agent.resource-handler" });

@@ -20,6 +20,7 @@ interface RuleSet {
 /** rule_set → one filter chain per resource, jumped to from the wrapped INPUT chain. */
 const handler: ResourceHandler<RuleSet> = {
   kind: "rule_set",
+  documentKeys: ["rule_sets"],
   parse(document: StateDocument): ParsedResources<RuleSet> {
     const resources = new Map<string, RuleSet>();
     for (const r of (document.rule_sets ?? []) as RuleSet[]) resources.set(r.id, r);
@@ -94,7 +95,7 @@ describe("ReconcileLoop on the real kernel (nft)", () => {
 
     // plan() reads the kernel with fresh managers, finds nothing to do, and changes nothing.
     const before = await save(netns);
-    const plans = await loop.plan();
+    const plans = (await loop.plan()).namespaces;
     expect(plans).toHaveLength(1);
     expect(plans[0]!.error).toBeUndefined();
     expect(plans[0]!.families.map((f) => [f.family, f.lines, f.input])).toEqual([
@@ -103,7 +104,7 @@ describe("ReconcileLoop on the real kernel (nft)", () => {
     ]);
     expect(await save(netns)).toBe(before);
 
-    const status = await loop.status();
+    const status = (await loop.status()).namespaces;
     expect(status).toEqual([expect.objectContaining({ namespace: ns, exists: true, inSync: true, pendingLines: 0 })]);
   });
 });

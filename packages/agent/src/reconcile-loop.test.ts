@@ -1,129 +1,10 @@
-import { FakeIptablesRunner, type RestoreCall } from "@chainwarden/testing";
+import { FakeIptablesRunner } from "@chainwarden/testing";
 import { pino } from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AgentMetrics } from "./agent-metrics.js";
-import { baseConfigSchema, type AgentConfig } from "./config-schema.js";
-import type { ApplyEvent, ParsedResources, ResourceHandler, StateDocument } from "./extension-points.js";
-import type { Problem } from "./agent-errors.js";
+import type { ResourceHandler } from "./extension-points.js";
 import { ReconcileLoop } from "./reconcile-loop.js";
-
-// ---- a small handler: kind rule_set, { id, namespace, rules } → one filter chain per resource ----
-
-interface RuleSet {
-  id: string;
-  namespace?: string;
-  rules: string[];
-}
-
-const WRAP = "cw-test";
-const chainOf = (id: string) => `rs-${id}`;
-const kernelChain = (id: string) => `${WRAP}-${chainOf(id)}`;
-
-function ruleSetHandler(hooks: { beforeReconcile?: (ns: string | undefined, changed: string[]) => void | Promise<void> } = {}) {
-  const calls: { namespace: string | undefined; changed: string[]; removed: string[]; full: boolean }[] = [];
-  const handler: ResourceHandler<RuleSet> = {
-    kind: "rule_set",
-    parse(document: StateDocument, origin: string): ParsedResources<RuleSet> {
-      const resources = new Map<string, RuleSet>();
-      const problems: Problem[] = [];
-      const list = document.rule_sets;
-      if (list === undefined) return { resources, problems };
-      if (!Array.isArray(list)) return { resources, problems: [{ source: origin, path: "rule_sets", message: "must be a list" }] };
-      list.forEach((raw: unknown, i) => {
-        const r = raw as Partial<RuleSet>;
-        const id = typeof r?.id === "string" ? r.id : undefined;
-        if (!id || !Array.isArray(r.rules) || !r.rules.every((x) => typeof x === "string")) {
-          problems.push({ source: origin, path: `rule_sets.${i}.rules`, message: "rules must be a list of strings", ...(id ? { resource: id } : {}) });
-          return;
-        }
-        resources.set(id, { id, rules: r.rules, ...(typeof r.namespace === "string" ? { namespace: r.namespace } : {}) });
-      });
-      return { resources, problems };
-    },
-    namespaceOf: (r) => r.namespace,
-    async reconcile(context, request) {
-      calls.push({ namespace: context.namespace, changed: [...request.changed], removed: [...request.removed.keys()], full: request.full });
-      await hooks.beforeReconcile?.(context.namespace, [...request.changed]);
-      const filter = context.manager().ipv4.filter!;
-      for (const id of request.removed.keys()) filter.removeChain(chainOf(id));
-      for (const id of request.changed) {
-        const r = request.desired.get(id)!;
-        const resource = `rule_set/${id}`;
-        if (filter.hasChain(chainOf(id))) filter.emptyChain(chainOf(id));
-        else {
-          filter.addChain(chainOf(id), { resource });
-          filter.addRule("INPUT", `-j $${chainOf(id)}`, { resource });
-        }
-        for (const rule of r.rules) filter.addRule(chainOf(id), rule, { resource });
-      }
-    },
-  };
-  return { handler, calls };
-}
-
-const rs = (id: string, namespace: string | undefined, ...rules: string[]): RuleSet => ({ id, ...(namespace ? { namespace } : {}), rules });
-const doc = (...sets: unknown[]): StateDocument => ({ rule_sets: sets });
-const accept = (n: number) => `-s 10.0.${Math.floor(n / 250)}.${(n % 250) + 1}/32 -j ACCEPT`;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("condition not reached in time");
-    await sleep(5);
-  }
-}
-
-function config(overrides: Partial<AgentConfig> = {}): AgentConfig {
-  return baseConfigSchema.parse({
-    wrap_name: WRAP,
-    use_ipv6: false,
-    resync_interval: 0,
-    coalesce_ms: 20,
-    retry_initial_delay_ms: 50,
-    retry_max_delay_ms: 1_000,
-    ...overrides,
-  }) as AgentConfig;
-}
-
-async function metricValue(metrics: AgentMetrics, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const base = name.replace(/_count$/, "");
-  const m = (await metrics.registry.getMetricsAsJSON()).find((x) => x.name === name || x.name === base);
-  const v = m?.values.find(
-    (x) =>
-      ((x as { metricName?: string }).metricName ?? m.name) === name &&
-      Object.entries(labels).every(([k, val]) => (x.labels as Record<string, unknown>)[k] === val),
-  );
-  return v?.value ?? 0;
-}
-
-/** The edit lines of a restore input (no `*table`, `COMMIT`). */
-const edits = (call: RestoreCall) => call.input.split("\n").filter((l) => l && !l.startsWith("*") && l !== "COMMIT");
-
-const loops: ReconcileLoop[] = [];
-afterEach(async () => {
-  for (const l of loops.splice(0)) await l.stop();
-});
-
-function setup(options: { config?: Partial<AgentConfig>; namespaces?: string[]; handler?: ReturnType<typeof ruleSetHandler>; defaultNamespace?: string } = {}) {
-  const fake = new FakeIptablesRunner({ variant: "nft", namespaces: options.namespaces ?? ["ns-a", "ns-b"] });
-  const metrics = new AgentMetrics();
-  const events: ApplyEvent[] = [];
-  const { handler, calls } = options.handler ?? ruleSetHandler();
-  const loop = new ReconcileLoop({
-    handlers: [handler as ResourceHandler],
-    observers: [{ onApply: (e) => void events.push(e) }],
-    runner: fake,
-    logger: pino({ level: "silent" }),
-    metrics,
-    config: config(options.config),
-    ...(options.defaultNamespace ? { defaultNamespace: options.defaultNamespace } : {}),
-  });
-  loops.push(loop);
-  const rules = (ns: string | undefined, id: string) => fake.rules({ namespace: ns, family: 4 }, "filter", kernelChain(id));
-  const input = (ns: string | undefined) => fake.rules({ namespace: ns, family: 4 }, "filter", `${WRAP}-INPUT`);
-  return { fake, metrics, events, loop, calls, rules, input };
-}
+import { accept, chainOf, config, doc, edits, kernelChain, loops, metricValue, rs, ruleSetHandler, setup, sleep, until, WRAP, type RuleSet } from "./rule-set-handler.test-support.js";
 
 describe("ReconcileLoop", () => {
   it("initial sync applies every namespace, one restore per namespace and family", async () => {
@@ -131,7 +12,7 @@ describe("ReconcileLoop", () => {
     loop.update(doc(rs("r1", "ns-a", "-s 10.0.0.1/32 -j ACCEPT"), rs("r2", "ns-a", "-p tcp --dport 22 -j DROP"), rs("r3", "ns-b", "-j RETURN")), "test");
     expect(fake.restoreCalls).toHaveLength(0); // nothing before start
     const report = await loop.start();
-    expect(report).toEqual({ namespaces: 2, applied: 2, failed: [], problems: [] });
+    expect(report).toEqual({ namespaces: 2, applied: 2, failed: [], failedResources: [], stateRead: true, problems: [] });
     expect(fake.restoreCalls.map((c) => c.target).sort((a, b) => a.namespace!.localeCompare(b.namespace!))).toEqual([
       { namespace: "ns-a", family: 4 },
       { namespace: "ns-b", family: 4 },
@@ -182,7 +63,7 @@ describe("ReconcileLoop", () => {
     expect(lines.length).toBeGreaterThan(0);
     for (const l of lines) expect(l).toContain(kernelChain("r17"));
     expect(lines).toEqual([`-D ${kernelChain("r17")} 2`, `-I ${kernelChain("r17")} 2 -s 192.168.9.9/32 -j DROP`]);
-    expect(calls.at(-1)).toEqual({ namespace: "ns-a", changed: ["r17"], removed: [], full: false });
+    expect(calls.at(-1)).toEqual({ namespace: "ns-a", changed: ["r17"], removed: [], full: false, held: [], complete: true });
     expect(await metricValue(metrics, "chainwarden_restore_lines_total", { family: "ipv4" })).toBe(linesBefore + 2);
     expect(await metricValue(metrics, "chainwarden_apply_duration_seconds_count", { kind: "partial" })).toBe(1);
   });
@@ -203,8 +84,8 @@ describe("ReconcileLoop", () => {
     await sleep(100);
     expect(calls.length).toBe(3);
     expect(calls.slice(1)).toEqual([
-      { namespace: "ns-a", changed: [], removed: [], full: false },
-      { namespace: "ns-a", changed: [], removed: [], full: false },
+      { namespace: "ns-a", changed: [], removed: [], full: false, held: [], complete: true },
+      { namespace: "ns-a", changed: [], removed: [], full: false, held: [], complete: true },
     ]);
     expect(fake.saveCalls.length).toBe(saves);
     await loop.idle(); // a pending requeue does not hold idle() up
@@ -267,7 +148,7 @@ describe("ReconcileLoop", () => {
     wake!(); // coalesced with the first
     await until(() => calls.length === 2);
     await loop.idle();
-    expect(calls[1]).toEqual({ namespace: "ns-a", changed: [], removed: [], full: false });
+    expect(calls[1]).toEqual({ namespace: "ns-a", changed: [], removed: [], full: false, held: [], complete: true });
     expect(fake.saveCalls.length).toBe(saves);
     await sleep(50);
     expect(calls).toHaveLength(2);
@@ -380,7 +261,8 @@ describe("ReconcileLoop", () => {
     const times: Record<string, number[]> = { "ns-a": [], "ns-b": [] };
     fake.onBeforeRestore((call, f) => {
       times[call.target.namespace!]!.push(performance.now());
-      if (call.target.namespace === "ns-a" && failures-- > 0) f.failNextRestore({ exitCode: 1, stderr: "iptables-restore: line 2 failed\n" });
+      // A failure no resource is to blame for (no line named): the namespace is retried.
+      if (call.target.namespace === "ns-a" && failures-- > 0) f.failNextRestore({ exitCode: 1, stderr: "iptables-restore: unable to initialize table 'filter'\n" });
     });
     loop.update(doc(rs("a1", "ns-a", accept(2)), rs("b1", "ns-b", accept(2))), "test");
     await until(() => times["ns-b"]!.length === 1);
@@ -412,7 +294,7 @@ describe("ReconcileLoop", () => {
     const { fake, loop, rules } = setup({ config: { retry_initial_delay_ms: 150 } });
     loop.update(doc(rs("a1", "ns-a", accept(1))), "test");
     await loop.start();
-    fake.failNextRestore({ exitCode: 1, stderr: "iptables-restore: line 2 failed\n" });
+    fake.failNextRestore({ exitCode: 1, stderr: "iptables-restore: unable to initialize table 'filter'\n" });
     const before = fake.restoreCalls.length;
     loop.update(doc(rs("a1", "ns-a", accept(2))), "test");
     await until(() => fake.restoreCalls.length === before + 1);
@@ -486,8 +368,9 @@ describe("ReconcileLoop", () => {
     expect(fake.restoreCalls.length).toBe(before + 1);
     expect(rules("ns-a", "r1")).toEqual(["-j ACCEPT"]);
     expect(rules("ns-a", "r2")).toEqual(["-j RETURN"]);
-    expect(rules("ns-a", "r3")).toBeUndefined();
-    expect(calls.at(-1)).toMatchObject({ changed: ["r2"], removed: [] });
+    // r3 was never valid: its stand-in is held, and with nothing in the kernel it is filtered closed.
+    expect(rules("ns-a", "r3")).toEqual(["-j DROP"]);
+    expect(calls.at(-1)).toMatchObject({ changed: ["r2", "r3"], removed: [], held: ["r3"] });
 
     const report = await loop.syncOnce();
     expect(report.problems.map((p) => [p.resource, p.path])).toEqual([
@@ -507,10 +390,11 @@ describe("ReconcileLoop", () => {
     expect(rules("ns-a", "r1")).toEqual(["-j ACCEPT"]);
     expect(rules("ns-a", "r2")).toEqual(["-j RETURN"]);
 
-    // Fixed: applied.
+    // Fixed: applied; r3, gone from a state without problems, is removed.
     loop.update(doc(rs("r1", "ns-a", "-j LOG"), rs("r2", "ns-a", "-j RETURN")), "state.yaml");
     await loop.idle();
     expect(rules("ns-a", "r1")).toEqual(["-j LOG"]);
+    expect(rules("ns-a", "r3")).toBeUndefined();
   });
 
   it("removes a deleted resource's rules, and forgets a namespace left empty", async () => {
@@ -529,7 +413,7 @@ describe("ReconcileLoop", () => {
       ["ns-a", ["r2"]],
       ["ns-b", ["b1"]],
     ]);
-    expect((await loop.plan()).map((p) => p.namespace)).toEqual(["ns-a"]);
+    expect((await loop.plan()).namespaces.map((p) => p.namespace)).toEqual(["ns-a"]);
     expect(await metricValue(metrics, "chainwarden_chains", { family: "ipv4", table: "filter" })).toBeLessThan(chainsBefore);
   });
 
@@ -541,7 +425,7 @@ describe("ReconcileLoop", () => {
     loop.update(doc(rs("b1", "ns-b", "-j ACCEPT")), "test");
     await loop.idle();
     expect(await metricValue(metrics, "chainwarden_retries_total")).toBe(0);
-    expect((await loop.plan()).map((p) => p.namespace)).toEqual(["ns-b"]);
+    expect((await loop.plan()).namespaces.map((p) => p.namespace)).toEqual(["ns-b"]);
   });
 
   it("moves a resource that changed namespace", async () => {
@@ -557,7 +441,7 @@ describe("ReconcileLoop", () => {
   it("plan() sends nothing and returns exactly the input a sync sends", async () => {
     const { fake, loop } = setup();
     loop.update(doc(rs("r1", "ns-a", "-s 10.0.0.1 -j ACCEPT"), rs("b1", "ns-b", "-j DROP")), "test");
-    const plans = await loop.plan();
+    const plans = (await loop.plan()).namespaces;
     expect(fake.restoreCalls).toHaveLength(0);
     expect(plans.map((p) => p.namespace).sort()).toEqual(["ns-a", "ns-b"]);
     const planA = plans.find((p) => p.namespace === "ns-a")!;
@@ -572,9 +456,9 @@ describe("ReconcileLoop", () => {
     expect(sentA.input).toBe(planA.families[0]!.input);
 
     // Now in sync: empty plans, status says so.
-    const after = await loop.plan();
+    const after = (await loop.plan()).namespaces;
     expect(after.flatMap((p) => p.families).map((f) => f.input)).toEqual(["", ""]);
-    const status = await loop.status();
+    const status = (await loop.status()).namespaces;
     expect(status.map(({ namespace, exists, inSync, pendingLines }) => ({ namespace, exists, inSync, pendingLines })).sort((a, b) => a.namespace!.localeCompare(b.namespace!))).toEqual([
       { namespace: "ns-a", exists: true, inSync: true, pendingLines: 0 },
       { namespace: "ns-b", exists: true, inSync: true, pendingLines: 0 },
@@ -589,7 +473,7 @@ describe("ReconcileLoop", () => {
     loop.update(doc(rs("r1", "ns-a", "-j ACCEPT"), rs("g1", "ns-gone", "-j ACCEPT")), "test");
     await loop.syncOnce().then((r) => expect(r.failed.map((f) => f.namespace)).toEqual(["ns-gone"]));
     fake.externalRestore({ namespace: "ns-a", family: 4 }, `*filter\n-F ${kernelChain("r1")}\nCOMMIT\n`);
-    const status = await loop.status();
+    const status = (await loop.status()).namespaces;
     const a = status.find((s) => s.namespace === "ns-a")!;
     const gone = status.find((s) => s.namespace === "ns-gone")!;
     expect(a).toMatchObject({ exists: true, inSync: false, pendingLines: 1 });

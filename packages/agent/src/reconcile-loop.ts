@@ -1,29 +1,11 @@
-import {
-  IptablesApplier,
-  IptablesManager,
-  listNamespaces,
-  wrapNameFor,
-  type ApplyResult,
-  type CoreLogger,
-  type FamilyApplyResult,
-  type FamilyPlan,
-  type IpFamily,
-  type IptablesManagerOptions,
-  type IptablesRunner,
-} from "@chainwarden/core";
+import { listNamespaces, type ApplyResult, type FamilyApplyResult, type FamilyPlan, type IpFamily, type IptablesRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
 import type { Problem } from "./agent-errors.js";
 import type { AgentMetrics } from "./agent-metrics.js";
 import type { AgentConfig } from "./config-schema.js";
-import type {
-  ApplyEvent,
-  ApplyObserver,
-  ReconcileContext,
-  ReconcileRequest,
-  ResourceHandler,
-  StateDocument,
-  StateSink,
-} from "./extension-points.js";
+import { DesiredState, same, type ByKind, type NsKey } from "./desired-state.js";
+import type { ApplyEvent, ApplyObserver, HostAction, ReconcileRequest, ResourceHandler, StateDocument, StateSink } from "./extension-points.js";
+import { LoopContext } from "./loop-context.js";
 
 export interface ReconcileLoopOptions {
   /** In registration order: within one namespace they reconcile in this order. */
@@ -37,52 +19,84 @@ export interface ReconcileLoopOptions {
   defaultNamespace?: string;
 }
 
+/** A resource whose apply failed: held as the kernel has it and retried alone. */
+export interface FailedResource {
+  namespace: string | undefined;
+  /** `kind/id`. */
+  resource: string;
+  error: Error;
+}
+
 export interface SyncReport {
   /** Namespaces in the pass. */
   namespaces: number;
-  /** Namespaces applied successfully. */
+  /** Namespaces applied successfully (resources held in them included). */
   applied: number;
   failed: { namespace: string | undefined; error: Error }[];
+  /** Resources whose apply failed: the rest of their namespace applied; they are retried alone. */
+  failedResources: FailedResource[];
   /**
    * The invalid resources of the current desired state, plus the problems state sources reported
    * since the previous report.
    */
   problems: Problem[];
+  /** False when no state source has delivered a document: nothing was changed. */
+  stateRead: boolean;
 }
 
 export interface NamespacePlan {
   namespace: string | undefined;
   /** `kind/id` of every desired resource in the namespace. */
   resources: string[];
+  /** `kind/id` of the resources kept as the kernel has them (invalid input). */
+  held: string[];
   /** One entry per manager and IP family; `input` is exactly what would be sent. */
   families: FamilyPlan[];
+  /** What handlers would change on the host besides iptables (namespaces, ipsets, proxies), and ports waiting. */
+  actions: HostAction[];
+  /** Left by an earlier run and no longer desired: the stale cleanup would remove it. */
+  stale?: boolean;
   /** Set when a handler (or reading the kernel) failed; `families` is then empty. */
   error?: string;
+}
+
+export interface PlanReport {
+  namespaces: NamespacePlan[];
+  /** Problems of the desired state (invalid resources, unknown keys, an unreadable source). */
+  problems: Problem[];
+  stateRead: boolean;
 }
 
 export interface NamespaceStatus {
   namespace: string | undefined;
   resources: string[];
+  /** `kind/id` of the resources kept as the kernel has them (invalid input). */
+  held: string[];
   /** The namespace exists (`ip netns list`); always true for the host's own. */
   exists: boolean;
-  /** Nothing would be sent (and nothing failed). */
+  /** Nothing would be sent, nothing would be removed, nothing is held, and nothing failed. */
   inSync: boolean;
   /** Edit lines a pass would send now. */
   pendingLines: number;
+  /** Left by an earlier run and no longer desired: the stale cleanup would remove it. */
+  stale?: boolean;
   /** Rules and chains the agent wants there (all managers, tables and families). */
   rules: number;
   chains: number;
   error?: string;
 }
 
-type NsKey = string | undefined;
-type ManagerOptions = Pick<IptablesManagerOptions, "wrapName" | "stateless" | "nat" | "useIpv6">;
-/** kind → id → resource. Never mutated once built (runs keep references to them). */
-type ByKind = Map<string, ReadonlyMap<string, unknown>>;
+export interface StatusReport {
+  namespaces: NamespaceStatus[];
+  problems: Problem[];
+  stateRead: boolean;
+}
 
 interface Outcome {
   ok: boolean;
   error?: Error;
+  /** Resources the failure was tied to: now held, the namespace runs again at once without them. */
+  isolated?: string[];
 }
 type Waiter = (outcome: Outcome) => void;
 
@@ -95,6 +109,10 @@ interface NsState {
   context: LoopContext | undefined;
   /** What the last successful run reconciled, per kind. */
   applied: ByKind;
+  /** The ids the last successful run held, per kind. */
+  appliedHeld: Map<string, ReadonlySet<string>>;
+  /** The kinds whose input was incomplete at the last successful run. */
+  appliedIncomplete: ReadonlySet<string>;
   phase: Phase;
   timer: NodeJS.Timeout | undefined;
   /** The next run must be a full pass. */
@@ -118,6 +136,19 @@ interface NsState {
   counts: Map<string, { rules: number; chains: number }>;
 }
 
+/** A resource whose apply failed, by `kind/id`. */
+interface Failing {
+  readonly ns: NsKey;
+  readonly kind: string;
+  readonly id: string;
+  error: Error;
+  /** Consecutive failures (backoff exponent). */
+  failures: number;
+  /** Held until its retry: the rest of the namespace applies meanwhile. */
+  held: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
 interface Work {
   handler: ResourceHandler;
   request: ReconcileRequest<unknown>;
@@ -135,14 +166,10 @@ class StoppedError extends Error {
  * works out which resources changed, and reconciles each affected network namespace through the
  * handlers, one `iptables-restore` per (namespace, family) per apply.
  *
- * Desired state
- * - Each handler parses the document on its own. Invalid resources are logged, counted and reported,
- *   and are left out of the new desired state only if they were never valid: **a resource that was
- *   valid before and is now invalid keeps its last good version**, so one bad edit never deletes a
- *   router's rules. A problem that names no resource (the kind's whole section is broken, or `parse`
- *   threw) keeps every previous resource of that kind that the new parse did not return.
- * - Resources equal to their previous version (`handler.equals`, default deep JSON equality) are not
- *   reconciled again. A resource that moved namespace is removed from the old one and added to the new.
+ * Desired state (`DesiredState`): each handler parses the document on its own; what bad input gets
+ * is worked in there (DESIGN §5a): an invalid resource keeps its last good version, or is *held*
+ * through its handler's stand-in where this process never had one, and a kind whose input is
+ * incomplete removes nothing. Until a source has delivered a document, nothing is changed at all.
  *
  * Scheduling
  * - Work is queued per namespace. The first change starts a `coalesce_ms` window; later changes join
@@ -152,11 +179,15 @@ class StoppedError extends Error {
  * - One run at a time per namespace; up to `max_parallel_namespaces` namespaces in parallel.
  * - A run calls every handler with work in the namespace, in registration order, with every manager
  *   they touch deferred, then applies each manager once.
- * - A failed run (a handler threw, a restore failed, the namespace is gone) is logged with the
- *   error's fields and retried with capped exponential backoff as a full pass. The namespace's
- *   managers are dropped on failure: a handler that threw may have left a manager half-changed, and
- *   fresh managers re-read the kernel and compare everything, which also cleans up whatever a
- *   partial apply left. Other namespaces are not affected.
+ * - A failure tied to resources (the error's `resource` or `resources`, as `kind/id`: a restore line
+ *   of theirs, an ipset of theirs) holds those resources and runs the namespace again at once: the
+ *   rest of it lands, and they keep what the kernel has (or fail closed). Each is retried alone with
+ *   its own capped exponential backoff.
+ * - Any other failure (a handler threw, the namespace is gone) is logged with the error's fields and
+ *   the namespace retried with capped exponential backoff as a full pass. The namespace's managers
+ *   are dropped on failure: a handler that threw may have left a manager half-changed, and fresh
+ *   managers re-read the kernel and compare everything, which also cleans up whatever a partial
+ *   apply left. Other namespaces are not affected.
  * - Every `resync_interval` seconds a full pass runs over every namespace and then `verify()`s each
  *   manager (drift repair). Full passes on kept managers drop their cached kernel view first.
  *
@@ -172,15 +203,10 @@ export class ReconcileLoop implements StateSink {
   private readonly config: AgentConfig;
   private readonly defaultNamespace: string | undefined;
 
-  /** The desired state, per kind. */
-  private desired: ByKind = new Map();
-  /** The namespace of each desired resource, per kind. */
-  private nsOfResource = new Map<string, Map<string, NsKey>>();
-  /** The desired state by namespace, then kind. */
-  private desiredByNs = new Map<NsKey, ByKind>();
-  private resourceProblems: Problem[] = [];
-  private reportedProblemKeys = new Set<string>();
+  private readonly desired: DesiredState;
   private sourceProblems: Problem[] = [];
+  /** Resources whose apply failed, by `kind/id`. */
+  private readonly failing = new Map<string, Failing>();
 
   private readonly states = new Map<NsKey, NsState>();
   private readonly ready: NsState[] = [];
@@ -205,100 +231,38 @@ export class ReconcileLoop implements StateSink {
     const kinds = new Set<string>();
     for (const h of this.handlers) {
       if (kinds.has(h.kind)) throw new Error(`two resource handlers for kind ${JSON.stringify(h.kind)}`);
+      if (!Array.isArray(h.documentKeys) || !h.documentKeys.every((k) => typeof k === "string")) {
+        throw new Error(`the resource handler for kind ${JSON.stringify(h.kind)} must list the top-level state keys it reads in documentKeys`);
+      }
       kinds.add(h.kind);
     }
+    this.desired = new DesiredState(this.handlers, this.defaultNamespace);
   }
 
   // ---- StateSink -------------------------------------------------------------------------------
 
   update(document: StateDocument, origin: string): void {
     const arrival = performance.now();
-    const desired: ByKind = new Map();
-    const nsOfResource = new Map<string, Map<string, NsKey>>();
-    const problems: { kind: string; problem: Problem }[] = [];
-    const kept = new Set<string>();
-    const affected = new Set<NsKey>();
-
-    for (const handler of this.handlers) {
-      const kind = handler.kind;
-      const prev = this.desired.get(kind) ?? new Map<string, unknown>();
-      const prevNs = this.nsOfResource.get(kind) ?? new Map<string, NsKey>();
-      let resources: ReadonlyMap<string, unknown>;
-      let kindProblems: Problem[];
-      try {
-        const parsed = handler.parse(document, origin);
-        resources = parsed.resources;
-        kindProblems = [...parsed.problems];
-      } catch (err) {
-        resources = new Map();
-        kindProblems = [{ source: origin, path: "", message: `the ${kind} handler could not parse the document: ${errorMessage(err)}` }];
-      }
-      const next = new Map<string, unknown>();
-      const nextNs = new Map<string, NsKey>();
-      for (const [id, r] of resources) {
-        let ns: NsKey;
-        try {
-          ns = handler.namespaceOf(r) ?? this.defaultNamespace;
-        } catch (err) {
-          kindProblems.push({ source: origin, path: "", resource: id, message: `cannot tell the namespace: ${errorMessage(err)}` });
-          continue;
-        }
-        const p = prev.get(id);
-        // Keep the previous object when equal: runs then see "unchanged" by identity.
-        next.set(id, p !== undefined && this.same(handler, p, r) ? p : r);
-        nextNs.set(id, ns);
-      }
-      const keepPrevious = (id: string) => {
-        if (next.has(id) || !prev.has(id)) return;
-        next.set(id, prev.get(id));
-        nextNs.set(id, prevNs.get(id));
-        kept.add(`${kind}/${id}`);
-      };
-      for (const p of kindProblems) if (p.resource !== undefined) keepPrevious(p.resource);
-      if (kindProblems.some((p) => p.resource === undefined)) for (const id of prev.keys()) keepPrevious(id);
-
-      for (const [id, r] of next) {
-        const p = prev.get(id);
-        if (p === r) continue;
-        affected.add(nextNs.get(id));
-        if (p !== undefined) affected.add(prevNs.get(id));
-      }
-      for (const id of prev.keys()) if (!next.has(id)) affected.add(prevNs.get(id));
-
-      desired.set(kind, next);
-      nsOfResource.set(kind, nextNs);
-      for (const p of kindProblems) problems.push({ kind, problem: p });
-    }
-
-    // Problems: logged and counted when new, reported while they last.
-    const keys = new Set<string>();
-    for (const { kind, problem: p } of problems) {
-      const key = JSON.stringify([kind, p.source, p.path, p.resource, p.message]);
-      keys.add(key);
-      if (this.reportedProblemKeys.has(key)) continue;
+    const { affected, fresh } = this.desired.update(document, origin);
+    for (const { kind, problem: p, keptAs } of fresh) {
       this.metrics.stateProblems.inc();
-      const keptHere = p.resource !== undefined && kept.has(`${kind}/${p.resource}`);
-      this.logger
-        .child({ kind, resource: p.resource, source: p.source, path: p.path })
-        .warn({ problem: p.message, keptLastGood: keptHere }, keptHere ? "invalid resource; its last good version stays in force" : "invalid resource in desired state");
+      const message =
+        keptAs === "last-good"
+          ? "invalid resource; its last good version stays in force"
+          : keptAs === "stand-in"
+            ? "invalid resource; kept as the kernel has it (filtered closed where the kernel has nothing)"
+            : p.resource !== undefined
+              ? "invalid resource in desired state"
+              : "desired state problem; nothing of it is removed until it is fixed";
+      this.logger.child({ kind, resource: p.resource, source: p.source, path: p.path }).warn({ problem: p.message, keptAs }, message);
     }
-    this.reportedProblemKeys = keys;
-    this.resourceProblems = problems.map((p) => p.problem);
-
-    this.desired = desired;
-    this.nsOfResource = nsOfResource;
-    const byNs = new Map<NsKey, Map<string, Map<string, unknown>>>();
-    for (const [kind, ids] of nsOfResource) {
-      const resources = desired.get(kind)!;
-      for (const [id, ns] of ids) {
-        let kinds = byNs.get(ns);
-        if (!kinds) byNs.set(ns, (kinds = new Map()));
-        let m = kinds.get(kind);
-        if (!m) kinds.set(kind, (m = new Map()));
-        m.set(id, resources.get(id));
-      }
+    // Failed resources that are no longer desired are not retried.
+    for (const [key, f] of this.failing) {
+      if (this.desired.ofKind(f.kind).has(f.id)) continue;
+      if (f.timer) clearTimeout(f.timer);
+      this.failing.delete(key);
     }
-    this.desiredByNs = byNs;
+    this.updateHeldGauge();
 
     if (affected.size === 0) return;
     this.logger.debug({ origin, namespaces: affected.size }, "desired state changed");
@@ -312,7 +276,10 @@ export class ReconcileLoop implements StateSink {
 
   problem(problem: Problem): void {
     this.metrics.stateProblems.inc();
-    this.logger.warn({ source: problem.source, path: problem.path, resource: problem.resource, problem: problem.message }, "desired state problem; the last good state stays in force");
+    this.logger.warn(
+      { source: problem.source, path: problem.path, resource: problem.resource, problem: problem.message },
+      this.desired.read ? "desired state problem; the last good state stays in force" : "desired state problem; no state was read yet, so nothing is changed",
+    );
     this.sourceProblems.push(problem);
   }
 
@@ -324,14 +291,16 @@ export class ReconcileLoop implements StateSink {
     if (this.stopping) throw new Error("the reconcile loop was stopped");
     this.started = true;
     const report = await this.pass({ verify: false, label: "initial sync" });
+    // Resources that failed in the pass are retried alone from now on.
+    for (const f of this.failing.values()) if (f.held && !f.timer) this.scheduleResourceRetry(f);
     this.scheduleResync();
     return report;
   }
 
   /**
    * One full pass over every namespace, then returns. Before `start()` nothing else runs: no
-   * timers, no retries (the report says which namespaces failed). On a started loop it is an extra
-   * full pass, and failures are retried as usual.
+   * timers, no retries (the report says which namespaces and resources failed). On a started loop
+   * it is an extra full pass, and failures are retried as usual.
    */
   syncOnce(): Promise<SyncReport> {
     if (this.stopping) return Promise.reject(new Error("the reconcile loop was stopped"));
@@ -343,6 +312,7 @@ export class ReconcileLoop implements StateSink {
     this.stopping = true;
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.resyncTimer = undefined;
+    for (const f of this.failing.values()) if (f.timer) clearTimeout(f.timer);
     const stopped = new StoppedError();
     for (const st of this.states.values()) {
       if (st.phase === "coalescing" || st.phase === "retrying" || st.phase === "ready" || st.phase === "requeued") {
@@ -378,18 +348,19 @@ export class ReconcileLoop implements StateSink {
   /**
    * A dry run: per namespace, fresh managers (never the live ones) in a `dryRun` context, every
    * handler reconciles everything as a full pass, and `manager.plan()` reads the kernel and says
-   * what would be sent. Nothing is applied.
+   * what would be sent; what the stale cleanup would remove is listed too. Nothing is applied.
    */
-  async plan(): Promise<NamespacePlan[]> {
-    const keys = this.allNamespaces();
-    return mapLimit(keys, this.config.max_parallel_namespaces, async (ns) => {
-      const { plan } = await this.dryRun(ns);
-      return plan;
-    });
+  async plan(): Promise<PlanReport> {
+    const stale = await this.staleNamespaces();
+    const keys = this.allNamespaces().filter((ns) => ns === undefined || !stale.has(ns));
+    const plans = await mapLimit(keys, this.config.max_parallel_namespaces, async (ns) => (await this.dryRun(ns)).plan);
+    for (const [namespace, actions] of stale) plans.push({ namespace, resources: [], held: [], families: [], actions, stale: true });
+    return { namespaces: plans, problems: this.takeProblems(), stateRead: this.desired.read };
   }
 
-  async status(): Promise<NamespaceStatus[]> {
-    const keys = this.allNamespaces();
+  async status(): Promise<StatusReport> {
+    const stale = await this.staleNamespaces();
+    const keys = this.allNamespaces().filter((ns) => ns === undefined || !stale.has(ns));
     let existing: Set<string> | undefined;
     if (keys.some((k) => k !== undefined)) {
       try {
@@ -398,7 +369,7 @@ export class ReconcileLoop implements StateSink {
         this.logger.warn({ err }, "cannot list network namespaces; inferring from the plans");
       }
     }
-    return mapLimit(keys, this.config.max_parallel_namespaces, async (ns) => {
+    const rows = await mapLimit(keys, this.config.max_parallel_namespaces, async (ns) => {
       const { plan, counts } = await this.dryRun(ns);
       const pendingLines = plan.families.reduce((n, f) => n + f.lines, 0);
       let rules = 0;
@@ -408,11 +379,13 @@ export class ReconcileLoop implements StateSink {
         chains += c.chains;
       }
       const exists = ns === undefined ? true : existing ? existing.has(ns) : !plan.families.some((f) => f.namespaceMissing);
+      const removals = plan.actions.some((a) => a.verb === "remove" || a.verb === "stop");
       const status: NamespaceStatus = {
         namespace: ns,
         resources: plan.resources,
+        held: plan.held,
         exists,
-        inSync: plan.error === undefined && pendingLines === 0,
+        inSync: plan.error === undefined && pendingLines === 0 && plan.held.length === 0 && !removals,
         pendingLines,
         rules,
         chains,
@@ -420,35 +393,55 @@ export class ReconcileLoop implements StateSink {
       if (plan.error !== undefined) status.error = plan.error;
       return status;
     });
+    for (const namespace of stale.keys()) {
+      rows.push({ namespace, resources: [], held: [], exists: true, inSync: false, pendingLines: 0, stale: true, rules: 0, chains: 0 });
+    }
+    return { namespaces: rows, problems: this.takeProblems(), stateRead: this.desired.read };
   }
 
   private async dryRun(ns: NsKey): Promise<{ plan: NamespacePlan; counts: Map<string, { rules: number; chains: number }> }> {
     const context = new LoopContext(ns, this.runner, this.logger.child({ namespace: ns ?? null, dryRun: true }), this.logger, true, this.config);
-    const { work, resources } = this.work(ns, undefined, true);
-    const plan: NamespacePlan = { namespace: ns, resources, families: [] };
+    const { work, resources, held } = this.work(ns, undefined, undefined, true);
+    const plan: NamespacePlan = { namespace: ns, resources, held, families: [], actions: context.actions };
     try {
-      for (const w of work) await w.handler.reconcile(context, w.request);
+      for (const w of work) {
+        context.handlerKind = w.handler.kind;
+        await w.handler.reconcile(context, w.request);
+      }
+      context.handlerKind = undefined;
       for (const m of context.managerList()) plan.families.push(...(await m.plan()).families);
     } catch (err) {
       plan.families = [];
       plan.error = errorMessage(err);
-      this.logger.warn({ ...errorFields(err), namespace: ns ?? null }, "plan failed");
+      // The logger is bound to the namespace already.
+      context.logger.warn(errorFields(err), "plan failed");
     }
     return { plan, counts: countRules(context) };
+  }
+
+  /** What the stale cleanups would remove, by namespace (other objects under their own name). */
+  private async staleNamespaces(): Promise<Map<string, HostAction[]>> {
+    const out = new Map<string, HostAction[]>();
+    for (const action of await this.cleanupStale(true)) {
+      const list = out.get(action.name) ?? [];
+      list.push(action);
+      out.set(action.name, list);
+    }
+    return out;
   }
 
   // ---- passes -------------------------------------------------------------------------------------
 
   private async pass(options: { verify: boolean; label: string }): Promise<SyncReport> {
+    const started = performance.now();
+    await this.cleanupStale(false);
     const keys = this.allNamespaces();
     const total = keys.length;
-    const started = performance.now();
     let done = 0;
     let nextPercent = 10;
     let lastLog = started;
     const failed: SyncReport["failed"] = [];
-    await this.cleanupStale();
-    this.logger.info({ namespaces: total, pass: options.label }, "full pass started");
+    this.logger.info({ namespaces: total, pass: options.label }, this.desired.read ? "full pass started" : "full pass started; no desired state was read, so nothing is changed");
     const outcomes = keys.map(
       (ns) =>
         new Promise<void>((resolve) => {
@@ -470,28 +463,42 @@ export class ReconcileLoop implements StateSink {
     );
     await Promise.all(outcomes);
     const durationMs = performance.now() - started;
-    if (failed.length === 0) this.metrics.lastSuccessfulSync.set(Date.now() / 1000);
-    const log = failed.length === 0 ? this.logger.info.bind(this.logger) : this.logger.warn.bind(this.logger);
+    const failedResources = [...this.failing.values()]
+      .filter((f) => f.held)
+      .map((f) => ({ namespace: f.ns, resource: `${f.kind}/${f.id}`, error: f.error }));
+    if (failed.length === 0 && failedResources.length === 0) this.metrics.lastSuccessfulSync.set(Date.now() / 1000);
+    const clean = failed.length === 0 && failedResources.length === 0;
+    const log = clean ? this.logger.info.bind(this.logger) : this.logger.warn.bind(this.logger);
     log(
-      { pass: options.label, namespaces: total, applied: total - failed.length, failed: failed.length, durationMs: Math.round(durationMs) },
-      failed.length === 0 ? "full pass finished" : "full pass finished with failures",
+      { pass: options.label, namespaces: total, applied: total - failed.length, failed: failed.length, failedResources: failedResources.length, durationMs: Math.round(durationMs) },
+      clean ? "full pass finished" : "full pass finished with failures",
     );
-    return { namespaces: total, applied: total - failed.length, failed, problems: this.takeProblems() };
+    return { namespaces: total, applied: total - failed.length, failed, failedResources, problems: this.takeProblems(), stateRead: this.desired.read };
   }
 
-  /** Each handler removes what earlier runs left for resources no longer desired (see ResourceHandler). */
-  private async cleanupStale(): Promise<void> {
+  /**
+   * Each handler removes (or, in a dry run, lists) what earlier runs left for resources no longer
+   * desired (see ResourceHandler). Never while the kind's input is incomplete or no state was read.
+   */
+  private async cleanupStale(dryRun: boolean): Promise<HostAction[]> {
+    const all: HostAction[] = [];
     for (const handler of this.handlers) {
       if (!handler.cleanupStale) continue;
       const logger = this.logger.child({ kind: handler.kind });
+      if (!this.desired.complete(handler.kind)) {
+        if (!dryRun && this.desired.read) logger.warn({}, "stale resource cleanup skipped: the desired state of this kind is incomplete");
+        continue;
+      }
       try {
-        const removed = await handler.cleanupStale({ runner: this.runner, logger }, this.desired.get(handler.kind) ?? new Map());
-        if (removed.length) logger.info({ removed }, "stale resources from an earlier run removed");
+        const actions = await handler.cleanupStale({ runner: this.runner, logger, dryRun }, this.desired.ofKind(handler.kind));
+        all.push(...actions);
+        if (!dryRun && actions.length) logger.info({ removed: actions.map((a) => `${a.object} ${a.name}`) }, "stale resources from an earlier run removed");
       } catch (err) {
         // The pass goes on; the next full pass tries again.
-        logger.warn({ err }, "stale resource cleanup failed");
+        logger.warn({ err }, dryRun ? "stale resource check failed" : "stale resource cleanup failed");
       }
     }
+    return all;
   }
 
   private scheduleResync(): void {
@@ -514,6 +521,8 @@ export class ReconcileLoop implements StateSink {
         key: ns,
         context: undefined,
         applied: new Map(),
+        appliedHeld: new Map(),
+        appliedIncomplete: new Set(),
         phase: "idle",
         timer: undefined,
         full: false,
@@ -614,6 +623,19 @@ export class ReconcileLoop implements StateSink {
       this.logger.error({ err, namespace: st.key }, "reconcile loop error");
     }
     this.setPhase(st, "idle");
+
+    if (outcome.isolated && !this.stopping) {
+      // The resources to blame are held now: the same run again at once lands the rest of the
+      // namespace, and its waiters (a pass) hear of that run, not of this one.
+      st.waiters.unshift(...waiters);
+      st.full = true;
+      st.verify ||= verify;
+      for (const kind of recheck) st.recheck.add(kind);
+      if (pendingSince !== undefined) st.pendingSince = Math.min(pendingSince, st.pendingSince ?? Infinity);
+      this.makeReady(st);
+      this.checkIdle();
+      return;
+    }
     for (const w of waiters) w(outcome);
 
     if (!outcome.ok) {
@@ -636,7 +658,7 @@ export class ReconcileLoop implements StateSink {
   }
 
   private scheduleRetry(st: NsState): void {
-    const delay = Math.min(this.config.retry_initial_delay_ms * 2 ** Math.min(st.failures - 1, 30), this.config.retry_max_delay_ms);
+    const delay = this.backoff(st.failures);
     this.setPhase(st, "retrying");
     this.logger.info({ namespace: st.key, delayMs: delay, failures: st.failures }, "namespace apply will be retried");
     st.timer = setTimeout(() => {
@@ -644,6 +666,26 @@ export class ReconcileLoop implements StateSink {
       this.metrics.retries.inc();
       this.makeReady(st);
     }, delay);
+  }
+
+  private backoff(failures: number): number {
+    return Math.min(this.config.retry_initial_delay_ms * 2 ** Math.min(failures - 1, 30), this.config.retry_max_delay_ms);
+  }
+
+  /** A held failed resource is tried again alone after its backoff (the namespace's other resources are applied). */
+  private scheduleResourceRetry(f: Failing): void {
+    if (!this.started || this.stopping) return;
+    const delay = this.backoff(f.failures);
+    this.logger.info({ namespace: f.ns ?? null, kind: f.kind, resource: f.id, delayMs: delay, failures: f.failures }, "failed resource will be retried");
+    f.timer = setTimeout(() => {
+      f.timer = undefined;
+      if (this.failing.get(`${f.kind}/${f.id}`) !== f || this.stopping) return;
+      f.held = false;
+      this.updateHeldGauge();
+      this.metrics.retries.inc();
+      this.request(this.state(f.ns), { full: false, verify: false, immediate: true });
+    }, delay);
+    f.timer.unref?.();
   }
 
   private scheduleRequeue(st: NsState, requeue: { afterMs: number; kinds: ReadonlySet<string> }): void {
@@ -670,7 +712,7 @@ export class ReconcileLoop implements StateSink {
   /** A namespace with nothing desired, nothing applied and nothing pending is forgotten. */
   private maybeForget(st: NsState): void {
     if (st.phase !== "idle" || st.waiters.length > 0 || st.again || st.failures > 0) return;
-    if (this.desiredByNs.has(st.key) || hasAny(st.applied)) return;
+    if (this.desired.has(st.key) || hasAny(st.applied) || this.homeOf(st.key).length > 0) return;
     this.dropContext(st);
     this.states.delete(st.key);
     this.phases.idle--;
@@ -686,41 +728,82 @@ export class ReconcileLoop implements StateSink {
   }
 
   private allNamespaces(): NsKey[] {
-    const keys = new Set<NsKey>(this.desiredByNs.keys());
+    const keys = new Set<NsKey>(this.desired.namespaces());
     for (const [k, st] of this.states) if (hasAny(st.applied) || st.context) keys.add(k);
+    for (const h of this.handlers) if (this.desired.complete(h.kind)) for (const ns of this.homeNamespaces(h)) keys.add(ns);
     return [...keys];
+  }
+
+  /** A handler's home namespaces, with undefined resolved to the agent's default namespace. */
+  private homeNamespaces(handler: ResourceHandler): NsKey[] {
+    return (handler.homeNamespaces ?? []).map((ns) => ns ?? this.defaultNamespace);
+  }
+
+  /** The handlers (complete kinds only) that have this namespace as a home. */
+  private homeOf(ns: NsKey): ResourceHandler[] {
+    return this.handlers.filter((h) => this.desired.complete(h.kind) && this.homeNamespaces(h).includes(ns));
   }
 
   // ---- one namespace ------------------------------------------------------------------------------
 
+  /** Ids held in a namespace for a kind: stand-ins of invalid input, and failed resources waiting for their retry. */
+  private heldIn(ns: NsKey, kind: string, desired: ReadonlyMap<string, unknown>): Set<string> {
+    const held = new Set<string>();
+    for (const id of desired.keys()) if (this.desired.isHeld(kind, id)) held.add(id);
+    for (const f of this.failing.values()) if (f.held && f.kind === kind && f.ns === ns && desired.has(f.id)) held.add(f.id);
+    return held;
+  }
+
   /** What each handler has to do in a namespace: the desired state now against what `applied` holds. */
-  private work(ns: NsKey, applied: ByKind | undefined, full: boolean, recheck: ReadonlySet<string> = new Set()): { work: Work[]; resources: string[]; desired: ByKind } {
-    const desired = this.desiredByNs.get(ns) ?? new Map<string, ReadonlyMap<string, unknown>>();
+  private work(
+    ns: NsKey,
+    applied: ByKind | undefined,
+    appliedHeld: ReadonlyMap<string, ReadonlySet<string>> | undefined,
+    full: boolean,
+    recheck: ReadonlySet<string> = new Set(),
+  ): { work: Work[]; resources: string[]; held: string[]; heldByKind: Map<string, ReadonlySet<string>>; desired: ByKind } {
+    const desired = this.desired.in(ns);
     const work: Work[] = [];
     const resources: string[] = [];
+    const heldList: string[] = [];
+    const heldByKind = new Map<string, ReadonlySet<string>>();
+    const home = new Set(full ? this.homeOf(ns) : []);
     for (const handler of this.handlers) {
       const want = desired.get(handler.kind) ?? new Map<string, unknown>();
       const had = applied?.get(handler.kind) ?? new Map<string, unknown>();
+      const held = this.heldIn(ns, handler.kind, want);
+      const wasHeld = appliedHeld?.get(handler.kind) ?? new Set<string>();
+      heldByKind.set(handler.kind, held);
+      for (const id of held) heldList.push(`${handler.kind}/${id}`);
       const changed = new Set<string>();
       const removed = new Map<string, unknown>();
       for (const [id, r] of want) {
-        if (full || !had.has(id) || !this.same(handler, had.get(id), r)) changed.add(id);
+        if (full || !had.has(id) || !same(handler, had.get(id), r) || held.has(id) !== wasHeld.has(id)) changed.add(id);
       }
       for (const [id, r] of had) if (!want.has(id)) removed.set(id, r);
-      if (changed.size === 0 && removed.size === 0 && !recheck.has(handler.kind)) continue;
+      if (changed.size === 0 && removed.size === 0 && !recheck.has(handler.kind) && !home.has(handler)) continue;
       for (const id of changed) resources.push(`${handler.kind}/${id}`);
       for (const id of removed.keys()) resources.push(`${handler.kind}/${id}`);
-      work.push({ handler, request: { desired: want, changed, removed, full } });
+      work.push({ handler, request: { desired: want, changed, removed, full, held, complete: this.desired.complete(handler.kind) } });
     }
-    return { work, resources, desired };
+    return { work, resources, held: heldList, heldByKind, desired };
   }
 
   private async reconcileNamespace(st: NsState, full: boolean, verify: boolean, recheck: ReadonlySet<string>, pendingSince: number | undefined): Promise<Outcome> {
     const ns = st.key;
-    const { work, resources, desired } = this.work(ns, st.applied, full, recheck);
+    const incomplete = new Set(this.handlers.filter((h) => !this.desired.complete(h.kind)).map((h) => h.kind));
+    if ([...st.appliedIncomplete].some((kind) => !incomplete.has(kind))) {
+      // Input that was incomplete is complete now: what was kept for want of it (in the managers'
+      // models, unknown to the loop) goes, so the run starts from fresh managers, as a full pass.
+      this.dropContext(st);
+      full = true;
+    }
+    const { work, resources, heldByKind, desired } = this.work(ns, st.applied, st.appliedHeld, full, recheck);
     if (work.length === 0 && !(verify && st.context)) {
       // Nothing changed (e.g. a change reverted within the window).
       st.applied = desired;
+      st.appliedHeld = heldByKind;
+      st.appliedIncomplete = incomplete;
       if (pendingSince !== undefined) this.metrics.eventToApplied.observe((performance.now() - pendingSince) / 1000);
       return { ok: true };
     }
@@ -764,9 +847,10 @@ export class ReconcileLoop implements StateSink {
       for (const m of context.endRun()) m.abandonStreams();
       const error = asError(err);
       const durationMs = performance.now() - started;
-      if (errorCode(error) === "NAMESPACE_GONE" && desired.size === 0 && !this.desiredByNs.has(ns)) {
+      if (errorCode(error) === "NAMESPACE_GONE" && desired.size === 0 && !this.desired.has(ns)) {
         // Only removals were left, and the namespace went away with its rules: nothing to do.
         st.applied = desired;
+        st.appliedHeld = heldByKind;
         this.dropContext(st);
         logger.info({ resources: resources.length }, "namespace is gone; nothing left to remove");
         await this.notify({ namespace: ns, resources, durationMs, full });
@@ -777,6 +861,16 @@ export class ReconcileLoop implements StateSink {
       this.dropContext(st);
       const code = errorCode(error) ?? (failingKind ? "HANDLER_FAILED" : "UNKNOWN");
       this.metrics.restoreErrors.inc({ code });
+      const culprits = this.culprits(error, desired, heldByKind);
+      if (culprits.length > 0) {
+        for (const { kind, id } of culprits) this.holdFailed(ns, kind, id, error);
+        logger.error(
+          { ...errorFields(error), code, kind: failingKind, held: culprits.map((c) => `${c.kind}/${c.id}`), durationMs: Math.round(durationMs) },
+          "resource failed to apply; held as the kernel has it, the rest of the namespace applies now, it is retried alone",
+        );
+        await this.notify({ namespace: ns, resources, error, durationMs, full });
+        return { ok: false, error, isolated: culprits.map((c) => `${c.kind}/${c.id}`) };
+      }
       logger.error(
         { ...errorFields(error), code, kind: failingKind, full, resources: resources.length, durationMs: Math.round(durationMs) },
         failingKind ? "resource handler failed; namespace will be retried" : "namespace apply failed",
@@ -787,6 +881,9 @@ export class ReconcileLoop implements StateSink {
 
     const durationMs = performance.now() - started;
     st.applied = desired;
+    st.appliedHeld = heldByKind;
+    st.appliedIncomplete = incomplete;
+    this.settleFailing(ns, heldByKind);
     const result = mergeResults(results);
     this.metrics.applyDuration.observe({ kind: full ? "full" : "partial" }, durationMs / 1000);
     let lockRetries = 0;
@@ -800,20 +897,78 @@ export class ReconcileLoop implements StateSink {
     if (lockRetries > 0) this.metrics.lockRetries.inc(lockRetries);
     if (drift) this.metrics.driftRepairs.inc();
     if (pendingSince !== undefined) this.metrics.eventToApplied.observe((performance.now() - pendingSince) / 1000);
-    if (!this.desiredByNs.has(ns) && desired.size === 0) {
+    if (!this.desired.has(ns) && desired.size === 0 && this.homeOf(ns).length === 0) {
       // Nothing left here: forget the managers (their rules were removed by this run).
       this.dropContext(st);
     } else {
       this.setCounts(st, countRules(context));
     }
-    logger.debug({ full, resources: resources.length, lines: result.lines, sent: result.sent, durationMs: Math.round(durationMs) }, "namespace applied");
+    const removed = work.reduce((n, w) => n + w.request.removed.size, 0);
+    const changed = work.reduce((n, w) => n + (w.request.full ? 0 : w.request.changed.size), 0);
+    const fields = { full, changed, removed, resources: resources.length, lines: result.lines, sent: result.sent, durationMs: Math.round(durationMs) };
+    // One line per namespace that really changed; a resync that finds nothing to do stays quiet.
+    if (result.sent || removed > 0 || changed > 0) logger.info(fields, "namespace applied");
+    else logger.debug(fields, "namespace applied");
     await this.notify({ namespace: ns, resources, result, durationMs, full });
     return { ok: true };
   }
 
+  /**
+   * The resources a failure is tied to, as its error names them (`resource` or `resources`,
+   * `kind/id`, along the `cause` chain): those desired in this namespace and not held yet.
+   */
+  private culprits(error: Error, desired: ByKind, held: ReadonlyMap<string, ReadonlySet<string>>): { kind: string; id: string }[] {
+    const out: { kind: string; id: string }[] = [];
+    const seen = new Set<string>();
+    for (const name of resourcesOf(error)) {
+      const slash = name.indexOf("/");
+      if (slash <= 0 || seen.has(name)) continue;
+      seen.add(name);
+      const kind = name.slice(0, slash);
+      const id = name.slice(slash + 1);
+      if (!desired.get(kind)?.has(id) || held.get(kind)?.has(id)) continue;
+      const f = this.failing.get(name);
+      if (f?.held) continue;
+      out.push({ kind, id });
+    }
+    return out;
+  }
+
+  private holdFailed(ns: NsKey, kind: string, id: string, error: Error): void {
+    const key = `${kind}/${id}`;
+    const before = this.failing.get(key);
+    if (before?.timer) clearTimeout(before.timer);
+    const f: Failing = { ns, kind, id, error, failures: (before?.failures ?? 0) + 1, held: true, timer: undefined };
+    this.failing.set(key, f);
+    this.metrics.resourceFailures.inc({ kind });
+    this.updateHeldGauge();
+    this.scheduleResourceRetry(f);
+  }
+
+  /** After a successful run: failed resources it applied (not held any more) have recovered. */
+  private settleFailing(ns: NsKey, held: ReadonlyMap<string, ReadonlySet<string>>): void {
+    let changed = false;
+    for (const [key, f] of this.failing) {
+      if (f.ns !== ns || f.held || held.get(f.kind)?.has(f.id)) continue;
+      this.failing.delete(key);
+      this.logger.info({ namespace: ns ?? null, kind: f.kind, resource: f.id, failures: f.failures }, "failed resource applied");
+      changed = true;
+    }
+    if (changed) this.updateHeldGauge();
+  }
+
+  private updateHeldGauge(): void {
+    let invalid = 0;
+    for (const h of this.handlers) for (const id of this.desired.ofKind(h.kind).keys()) if (this.desired.isHeld(h.kind, id)) invalid++;
+    let failed = 0;
+    for (const f of this.failing.values()) if (f.held) failed++;
+    this.metrics.heldResources.set({ reason: "invalid" }, invalid);
+    this.metrics.heldResources.set({ reason: "failed" }, failed);
+  }
+
   private dropContext(st: NsState): void {
     st.context = undefined;
-    if (!hasAny(st.applied) && !this.desiredByNs.has(st.key)) this.setCounts(st, new Map());
+    if (!hasAny(st.applied) && !this.desired.has(st.key)) this.setCounts(st, new Map());
   }
 
   private setCounts(st: NsState, counts: Map<string, { rules: number; chains: number }>): void {
@@ -844,136 +999,10 @@ export class ReconcileLoop implements StateSink {
 
   // ---- helpers ------------------------------------------------------------------------------------
 
-  private same(handler: ResourceHandler, a: unknown, b: unknown): boolean {
-    if (a === b) return true;
-    try {
-      return handler.equals ? handler.equals(a, b) : jsonEqual(a, b);
-    } catch {
-      return false;
-    }
-  }
-
   private takeProblems(): Problem[] {
-    const out = [...this.resourceProblems, ...this.sourceProblems];
+    const out = [...this.desired.problems.map((p) => p.problem), ...this.sourceProblems];
     this.sourceProblems = [];
     return out;
-  }
-}
-
-/**
- * One namespace's `ReconcileContext`. Managers are keyed by (cut) wrap name and share one applier,
- * so that their kernel views stay in step. During a run every manager a handler obtains is deferred
- * (`deferApplyOn`) until the loop applies it at the end.
- */
-class LoopContext implements ReconcileContext {
-  private readonly managers = new Map<string, { manager: IptablesManager; options: string }>();
-  private applier: IptablesApplier | undefined;
-  private touched: Set<IptablesManager> | undefined;
-
-  constructor(
-    readonly namespace: string | undefined,
-    readonly runner: IptablesRunner,
-    readonly logger: Logger,
-    /** Core logs name the namespace themselves: its logger is not bound to it. */
-    private readonly coreLogger: CoreLogger,
-    readonly dryRun: boolean,
-    private readonly config: AgentConfig,
-    private readonly loop?: { wake(kind: string): void; live(): boolean },
-  ) {}
-
-  /** The handler being called (set by the loop before each `reconcile`). */
-  handlerKind: string | undefined;
-
-  manager(options: ManagerOptions = {}): IptablesManager {
-    const wrapName = wrapNameFor(options.wrapName ?? this.config.wrap_name);
-    const effective = {
-      stateless: options.stateless ?? false,
-      nat: options.nat ?? true,
-      useIpv6: options.useIpv6 ?? this.config.use_ipv6,
-    };
-    const key = JSON.stringify(effective);
-    const existing = this.managers.get(wrapName);
-    if (existing) {
-      if (existing.options !== key) {
-        throw new Error(
-          `the ${wrapName} manager of ${this.namespace ?? "the host namespace"} was created with ${existing.options}; it cannot also be used with ${key}`,
-        );
-      }
-      this.touch(existing.manager);
-      return existing.manager;
-    }
-    const logger = this.coreLogger;
-    this.applier ??= new IptablesApplier({
-      runner: this.runner,
-      namespace: this.namespace,
-      logger,
-      lockWaitSeconds: this.config.lock_wait_seconds,
-    });
-    const manager = new IptablesManager({
-      runner: this.runner,
-      namespace: this.namespace,
-      wrapName,
-      comments: this.config.comment_iptables_rules,
-      logger,
-      applier: this.applier,
-      ...effective,
-    });
-    this.managers.set(wrapName, { manager, options: key });
-    // A dry run never applies: its managers stay deferred, so even an explicit `apply()` is a no-op.
-    if (this.dryRun) manager.deferApplyOn();
-    else this.touch(manager);
-    return manager;
-  }
-
-  private requeued: { afterMs: number; kinds: Set<string> } | undefined;
-
-  requeue(afterMs: number): void {
-    if (this.dryRun || !Number.isFinite(afterMs) || afterMs < 0 || this.handlerKind === undefined) return;
-    this.requeued ??= { afterMs, kinds: new Set() };
-    this.requeued.afterMs = Math.min(this.requeued.afterMs, afterMs);
-    this.requeued.kinds.add(this.handlerKind);
-  }
-
-  /** The earliest requeue asked for during the run and the handlers that asked, cleared. */
-  takeRequeue(): { afterMs: number; kinds: ReadonlySet<string> } | undefined {
-    const r = this.requeued;
-    this.requeued = undefined;
-    return r;
-  }
-
-  waker(): (() => void) | undefined {
-    const kind = this.handlerKind;
-    const loop = this.loop;
-    // Nothing runs this namespace again in a dry run or a one-shot pass (`apply --once`).
-    if (this.dryRun || kind === undefined || loop === undefined || !loop.live()) return undefined;
-    return () => loop.wake(kind);
-  }
-
-  forgetNamespace(): void {
-    this.managers.clear();
-    this.applier = undefined;
-    this.touched?.clear();
-  }
-
-  managerList(): IptablesManager[] {
-    return [...this.managers.values()].map((e) => e.manager);
-  }
-
-  beginRun(): void {
-    this.touched = new Set();
-  }
-
-  /** The managers touched during the run, still deferred once (the caller turns that off). */
-  endRun(): IptablesManager[] {
-    const list = [...(this.touched ?? [])];
-    this.touched = undefined;
-    return list;
-  }
-
-  private touch(manager: IptablesManager): void {
-    if (!this.touched || this.touched.has(manager)) return;
-    manager.deferApplyOn();
-    this.touched.add(manager);
   }
 }
 
@@ -1020,6 +1049,17 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** The resources an error names (`resources`, else `resource`), along its `cause` chain. */
+function resourcesOf(err: unknown): string[] {
+  const out: string[] = [];
+  for (let e: unknown = err, depth = 0; typeof e === "object" && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const { resources, resource } = e as { resources?: unknown; resource?: unknown };
+    if (Array.isArray(resources)) out.push(...resources.filter((r): r is string => typeof r === "string"));
+    else if (typeof resource === "string") out.push(resource);
+  }
+  return out;
+}
+
 /**
  * The fields of an error worth a log line. Typed errors (with a `code`) give their fields (code,
  * resource, line, context, ...) and the first line of their message; anything else (a handler's
@@ -1030,7 +1070,7 @@ function errorFields(err: unknown): Record<string, unknown> {
   const e = err as Record<string, unknown>;
   if (typeof e.code !== "string") return { err };
   const out: Record<string, unknown> = { error: String(e.message ?? "").split("\n")[0], type: e.name };
-  for (const k of ["code", "resource", "line", "lineText", "chain", "table", "exitCode", "plugin"]) {
+  for (const k of ["code", "resource", "resources", "line", "lineText", "chain", "table", "exitCode", "plugin"]) {
     if (e[k] !== undefined) out[k] = e[k];
   }
   if (typeof e.stderr === "string" && e.stderr) out.stderr = e.stderr.trim();
@@ -1038,27 +1078,6 @@ function errorFields(err: unknown): Record<string, unknown> {
     out.context = (e.context as { number: number; text: string; failing: boolean }[]).map((c) => `${c.failing ? ">" : " "}${c.number}: ${c.text}`);
   }
   return out;
-}
-
-/** Deep equality of JSON-like values (key order does not matter). */
-export function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return Number.isNaN(a) && Number.isNaN(b);
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    const bb = b as unknown[];
-    if (a.length !== bb.length) return false;
-    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], bb[i])) return false;
-    return true;
-  }
-  const ka = Object.keys(a);
-  const kb = Object.keys(b);
-  if (ka.length !== kb.length) return false;
-  for (const k of ka) {
-    if (!Object.prototype.hasOwnProperty.call(b, k)) return false;
-    if (!jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
-  }
-  return true;
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {

@@ -361,6 +361,30 @@ export class IptablesApplier {
     });
   }
 
+  /**
+   * One table of the family's kernel view, loading it when it is not (one `iptables-save`, which the
+   * next apply would run anyway): kernel chain name → rules as iptables-save prints them. Empty for
+   * a namespace that does not exist (yet) or was just created. A copy: changing it changes nothing.
+   * For callers that must keep what the kernel has for something they cannot rebuild (a resource
+   * whose input is invalid).
+   */
+  kernelTable(family: IpFamily, table: TableName): Promise<Map<string, string[]>> {
+    this.abortStream(family);
+    return this.serialize(family, async () => {
+      let view = this.views.get(family);
+      if (!view) {
+        if (this.emptyKernel.has(family)) return new Map();
+        try {
+          view = await this.loadView(family);
+        } catch (err) {
+          if (err instanceof NamespaceGoneError) return new Map();
+          throw err;
+        }
+      }
+      return new Map([...(view.get(table) ?? new Map<string, string[]>())].map(([chain, rules]) => [chain, [...rules]]));
+    });
+  }
+
   /** Rules in the family's kernel view if it is loaded; undefined otherwise (nothing is read). */
   loadedRuleCount(family: IpFamily): number | undefined {
     const view = this.views.get(family);

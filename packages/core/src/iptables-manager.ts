@@ -508,6 +508,16 @@ export class IptablesManager {
     return { families, lines: families.reduce((n, f) => n + f.lines, 0) };
   }
 
+  /**
+   * What the kernel holds in one table of this manager's namespace: kernel chain name → rules as
+   * iptables-save prints them (the cached view; read once if not loaded). For keeping what the
+   * kernel has for a resource whose input cannot be applied: add its chains and rules back as
+   * they are, and the apply leaves them untouched.
+   */
+  kernelChains(family: IpFamily, table: TableName): Promise<ReadonlyMap<string, readonly string[]>> {
+    return this.applier.kernelTable(family, table);
+  }
+
   /** Re-reads the kernel and repairs any drift from what this manager last applied. */
   async verify(): Promise<VerifyResult> {
     this.applier.invalidate();

@@ -188,7 +188,7 @@ describe("fwaasIptablesPlugin in an agent", () => {
       l3: { plugin: l3NatPlugin, options: { interface_driver: "noop", metadata_proxy: "external" } },
       initial: { routers: [router(R1, T1, [P1])], firewalls: [firewall("80daec7b-8167-459e-b915-da02832a248b")] },
     });
-    const plans = await h.agent.plan();
+    const plans = (await h.agent.plan()).namespaces;
     const input = plans.find((p) => p.namespace === ns(R1))!.families.find((f) => f.family === 4)!.input;
     expect(input).toContain("-A neutron-l3-agent-FORWARD -o qr-+ -j neutron-l3-agent-iv480daec7b");
     expect(input).toContain("-A neutron-l3-agent-iv480daec7b -p icmp -j DROP");

@@ -9,11 +9,16 @@ import { parseFwaasState, type FwaasState, type RouterBoundResource, type Router
  * router's manager.
  */
 export class FwaasResourceHandler<R extends RouterBoundResource> implements ResourceHandler<R> {
+  /** Each kind reads its list; both read `routers` to bind firewalls to routers (the l3 plugin owns that key too). */
+  readonly documentKeys: readonly string[];
+
   constructor(
     readonly kind: R["kind"],
     private readonly coordinator: FwaasCoordinator,
     private readonly parser: FwaasStateParser,
-  ) {}
+  ) {
+    this.documentKeys = [kind === "firewall" ? "firewalls" : "firewall_groups", "routers"];
+  }
 
   parse(document: StateDocument, origin: string): ParsedResources<R> {
     const state = this.parser.parse(document, origin);

@@ -232,7 +232,7 @@ describe("l2SecgroupPlugin in an agent", () => {
     const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: WEB_SG }] };
     const doc = stateDocument({ ports: [a, { ...b, network: "other-net" }], groups, members: { [WEB_SG]: { IPv4: [] } } });
     const t = await agentWith({ document: doc, host, pluginOptions: { wait_for_devices: false, enable_ipset: true } });
-    const plans = await t.agent.plan();
+    const plans = (await t.agent.plan()).namespaces;
     expect(plans[0]!.families.map((f) => f.input).join("")).toContain("CT --zone 4098");
     expect(host.ipsetCalls).toEqual([]);
     expect(host.iptables.restoreCalls).toEqual([]);

@@ -44,6 +44,7 @@ type NsKey = string | undefined;
 
 export class PortFilterHandler implements ResourceHandler<L2Resource> {
   readonly kind = "port";
+  readonly documentKeys = ["devices", "security_groups", "sg_member_ips", "trusted_devices"];
   readonly flavor: FirewallFlavor;
   readonly enableIpset: boolean;
   readonly waitForDevices: boolean;

@@ -257,7 +257,7 @@ describe("RouterHandler through the agent (fake host)", () => {
   it("plan is a dry run: rules computed, nothing created, no state kept", async () => {
     const host = new FakeL3Host();
     const { agent, proxies, handler } = await setup({ runner: host, initial: { routers: [seed] } });
-    const plans = await agent.plan();
+    const plans = (await agent.plan()).namespaces;
     expect(plans).toHaveLength(1);
     expect(plans[0]!.namespace).toBe(NS);
     expect(plans[0]!.families[0]!.input).toContain("-A neutron-l3-agent-PREROUTING -d 200.200.128.3/32 -j DNAT --to-destination 10.10.10.2");

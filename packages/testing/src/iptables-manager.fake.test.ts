@@ -42,6 +42,36 @@ function setup(options: Partial<IptablesManagerOptions> & { variant?: "nft" | "l
 }
 
 describe("IptablesManager with the fake iptables", () => {
+  it("kernelChains gives the kernel's copy of a table (read once, a copy), and adding it back changes nothing", async () => {
+    const { fake, manager, t4 } = setup({ wrapName: "neutron-l3-agent" });
+    await manager.apply();
+    fake.externalRestore(t4, "*filter\n:neutron-l3-agent-kept - [0:0]\n-A neutron-l3-agent-kept -s 10.1.0.0/16 -j DROP\n-A neutron-l3-agent-INPUT -j neutron-l3-agent-kept\nCOMMIT\n");
+    manager.invalidate();
+    const saves = fake.saveCalls.length;
+    const kernel = await manager.kernelChains(4, "filter");
+    expect(kernel.get("neutron-l3-agent-kept")).toEqual(["-s 10.1.0.0/16 -j DROP"]);
+    (kernel.get("neutron-l3-agent-kept") as string[]).push("-j ACCEPT");
+    expect((await manager.kernelChains(4, "filter")).get("neutron-l3-agent-kept")).toEqual(["-s 10.1.0.0/16 -j DROP"]);
+    expect(fake.saveCalls.length).toBe(saves + 1);
+
+    // Taken as the model, the kernel's copy stays as it is.
+    const filter = manager.table(4, "filter");
+    filter.addChain("kept");
+    for (const rule of kernel.get("neutron-l3-agent-kept")!.slice(0, 1)) filter.addRule("kept", rule);
+    filter.addRule("INPUT", "-j $kept");
+    const restores = fake.restoreCalls.length;
+    const result = await manager.apply();
+    expect(result.sent).toBe(false);
+    expect(fake.restoreCalls.length).toBe(restores);
+    expect(fake.rules(t4, "filter", "neutron-l3-agent-kept")).toEqual(["-s 10.1.0.0/16 -j DROP"]);
+  });
+
+  it("kernelChains of a namespace that is not there is empty", async () => {
+    const fake = new FakeIptablesRunner({ variant: "nft", namespaces: [] });
+    const manager = new IptablesManager({ runner: fake, namespace: "qrouter-missing" });
+    expect((await manager.kernelChains(4, "filter")).size).toBe(0);
+  });
+
   it("rejects bad input before anything runs", () => {
     const { fake, manager } = setup();
     const filter = manager.table(4, "filter");

@@ -57,6 +57,7 @@ export function stubL3Plugin(namespacePrefix = "qrouter-"): AgentPlugin {
       const seen = new WeakSet<IptablesManager>();
       const handler: ResourceHandler<Router> = {
         kind: "router",
+        documentKeys: ["routers"],
         parse: (document, origin) => parseRouters(document, origin, { namespacePrefix }),
         namespaceOf: (router) => `${namespacePrefix}${router.id}`,
         async reconcile(context: ReconcileContext, request: ReconcileRequest<Router>) {

@@ -1,0 +1,138 @@
+import {
+  IptablesApplier,
+  IptablesManager,
+  wrapNameFor,
+  type CoreLogger,
+  type IptablesManagerOptions,
+  type IptablesRunner,
+} from "@chainwarden/core";
+import type { Logger } from "pino";
+import type { AgentConfig } from "./config-schema.js";
+import type { HostAction, ReconcileContext } from "./extension-points.js";
+
+type ManagerOptions = Pick<IptablesManagerOptions, "wrapName" | "stateless" | "nat" | "useIpv6">;
+
+/**
+ * One namespace's `ReconcileContext`. Managers are keyed by (cut) wrap name and share one applier,
+ * so that their kernel views stay in step. During a run every manager a handler obtains is deferred
+ * (`deferApplyOn`) until the loop applies it at the end.
+ */
+export class LoopContext implements ReconcileContext {
+  private readonly managers = new Map<string, { manager: IptablesManager; options: string }>();
+  private applier: IptablesApplier | undefined;
+  private touched: Set<IptablesManager> | undefined;
+
+  constructor(
+    readonly namespace: string | undefined,
+    readonly runner: IptablesRunner,
+    readonly logger: Logger,
+    /** Core logs name the namespace themselves: its logger is not bound to it. */
+    private readonly coreLogger: CoreLogger,
+    readonly dryRun: boolean,
+    private readonly config: AgentConfig,
+    private readonly loop?: { wake(kind: string): void; live(): boolean },
+  ) {}
+
+  /** What handlers reported this run (dry runs keep them for `plan`; live runs log them). */
+  readonly actions: HostAction[] = [];
+
+  /** The handler being called (set by the loop before each `reconcile`). */
+  handlerKind: string | undefined;
+
+  manager(options: ManagerOptions = {}): IptablesManager {
+    const wrapName = wrapNameFor(options.wrapName ?? this.config.wrap_name);
+    const effective = {
+      stateless: options.stateless ?? false,
+      nat: options.nat ?? true,
+      useIpv6: options.useIpv6 ?? this.config.use_ipv6,
+    };
+    const key = JSON.stringify(effective);
+    const existing = this.managers.get(wrapName);
+    if (existing) {
+      if (existing.options !== key) {
+        throw new Error(
+          `the ${wrapName} manager of ${this.namespace ?? "the host namespace"} was created with ${existing.options}; it cannot also be used with ${key}`,
+        );
+      }
+      this.touch(existing.manager);
+      return existing.manager;
+    }
+    const logger = this.coreLogger;
+    this.applier ??= new IptablesApplier({
+      runner: this.runner,
+      namespace: this.namespace,
+      logger,
+      lockWaitSeconds: this.config.lock_wait_seconds,
+    });
+    const manager = new IptablesManager({
+      runner: this.runner,
+      namespace: this.namespace,
+      wrapName,
+      comments: this.config.comment_iptables_rules,
+      logger,
+      applier: this.applier,
+      ...effective,
+    });
+    this.managers.set(wrapName, { manager, options: key });
+    // A dry run never applies: its managers stay deferred, so even an explicit `apply()` is a no-op.
+    if (this.dryRun) manager.deferApplyOn();
+    else this.touch(manager);
+    return manager;
+  }
+
+  private requeued: { afterMs: number; kinds: Set<string> } | undefined;
+
+  requeue(afterMs: number): void {
+    if (this.dryRun || !Number.isFinite(afterMs) || afterMs < 0 || this.handlerKind === undefined) return;
+    this.requeued ??= { afterMs, kinds: new Set() };
+    this.requeued.afterMs = Math.min(this.requeued.afterMs, afterMs);
+    this.requeued.kinds.add(this.handlerKind);
+  }
+
+  /** The earliest requeue asked for during the run and the handlers that asked, cleared. */
+  takeRequeue(): { afterMs: number; kinds: ReadonlySet<string> } | undefined {
+    const r = this.requeued;
+    this.requeued = undefined;
+    return r;
+  }
+
+  waker(): (() => void) | undefined {
+    const kind = this.handlerKind;
+    const loop = this.loop;
+    // Nothing runs this namespace again in a dry run or a one-shot pass (`apply --once`).
+    if (this.dryRun || kind === undefined || loop === undefined || !loop.live()) return undefined;
+    return () => loop.wake(kind);
+  }
+
+  report(action: HostAction): void {
+    if (this.dryRun) this.actions.push(action);
+    else this.logger.debug({ action: action.verb, object: action.object, name: action.name, resource: action.resource, detail: action.detail }, "host change");
+  }
+
+  forgetNamespace(): void {
+    this.managers.clear();
+    this.applier = undefined;
+    this.touched?.clear();
+  }
+
+  managerList(): IptablesManager[] {
+    return [...this.managers.values()].map((e) => e.manager);
+  }
+
+  beginRun(): void {
+    this.touched = new Set();
+  }
+
+  /** The managers touched during the run, still deferred once (the caller turns that off). */
+  endRun(): IptablesManager[] {
+    const list = [...(this.touched ?? [])];
+    this.touched = undefined;
+    return list;
+  }
+
+  private touch(manager: IptablesManager): void {
+    if (!this.touched || this.touched.has(manager)) return;
+    manager.deferApplyOn();
+    this.touched.add(manager);
+  }
+}
