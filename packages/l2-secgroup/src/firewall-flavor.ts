@@ -27,6 +27,8 @@ export interface FirewallFlavor {
   readonly defaultWrapName: string;
   /** Why the device name is not acceptable for this layout, or undefined. */
   deviceProblem(device: string): string | undefined;
+  /** The `device` Neutron's agent gives a port with this id (for a port whose own is unusable). */
+  deviceForPort(portId: string): string;
   /** The interface `--physdev-in/--physdev-out` match (the VM's tap). */
   tapDevice(port: PortNaming): string;
   /** Ingress (`i`), egress (`o`) or anti-spoofing (`s`) chain, already cut to its kernel length. */
@@ -54,6 +56,8 @@ export const iptablesFlavor: FirewallFlavor = {
   alias: "iptables",
   defaultWrapName: "neutron-linuxbri",
   deviceProblem: (device) => deviceShape(device, MAX_DEVICE_NAME_LENGTH),
+  // The Linux bridge agent's tap: `tap` + the port id, cut to a Linux device name.
+  deviceForPort: (portId) => `tap${portId}`.slice(0, LINUX_DEV_LEN),
   tapDevice: (port) => port.device,
   chainName: (port, kind) => `${CHAIN_PREFIX[kind]}${port.device.slice(3)}`.slice(0, CHAIN_PART_LENGTH),
   bridgeDevice: (port) => `brq${port.network_id ?? ""}`.slice(0, LINUX_DEV_LEN),
@@ -66,6 +70,7 @@ export const ovsHybridFlavor: FirewallFlavor = {
   defaultWrapName: "neutron-openvswi",
   // The device is the port id; what reaches the kernel is the tap name cut from it.
   deviceProblem: (device) => deviceShape(device, 255),
+  deviceForPort: (portId) => portId,
   tapDevice: (port) => `tap${port.device}`.slice(0, LINUX_DEV_LEN),
   chainName: (port, kind) => `${CHAIN_PREFIX[kind]}${port.device}`.slice(0, CHAIN_PART_LENGTH),
   bridgeDevice: (port) => `qvb${port.device}`.slice(0, LINUX_DEV_LEN),

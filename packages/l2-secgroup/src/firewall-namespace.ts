@@ -22,8 +22,11 @@ import { ConntrackZones } from "./conntrack-zones.js";
 import { DeviceWatch, type LinkEvent } from "./device-watch.js";
 import type { FirewallFlavor } from "./firewall-flavor.js";
 import { IpsetManager } from "./ipset-manager.js";
-import { IptablesFirewallDriver, SHARED_FILTER_CHAINS, type SyncSummary } from "./iptables-firewall-driver.js";
+import { IptablesFirewallDriver, SHARED_FILTER_CHAINS, type HeldPortSpec, type SyncSummary } from "./iptables-firewall-driver.js";
+import { IpsetError } from "./ipset-error.js";
+import type { KernelCopy } from "./kernel-port-rules.js";
 import type { L2Resource, PortFilterResource } from "./l2-state.js";
+import type { IpVersion } from "./neutron-constants.js";
 
 export interface FirewallNamespaceOptions {
   readonly runner: IptablesRunner;
@@ -38,10 +41,28 @@ export interface FirewallNamespaceOptions {
 }
 
 export interface NamespaceReconcileResult extends SyncSummary {
-  /** Ports (ids) and trusted devices whose device does not exist yet. */
+  /** Ports (ids) and trusted devices whose device does not exist yet, with that device. */
   readonly waitingForDevice: readonly string[];
+  readonly waitingDevices: ReadonlyMap<string, string>;
   /** Sets created or refreshed before the apply. */
   readonly ipsetsChanged: readonly string[];
+  /** The held ports, and per family whether they are kept as the kernel has them or closed. */
+  readonly heldPorts: ReadonlyMap<string, Readonly<Record<IpVersion, "kernel" | "closed">>>;
+  /** Dry runs: the sets an apply would create, and destroy after it. */
+  readonly ipsetPlan?: { readonly create: readonly string[]; readonly destroy: readonly string[] };
+}
+
+export interface NamespaceReconcileOptions {
+  readonly dryRun?: boolean;
+  readonly wake?: (() => void) | undefined;
+  /**
+   * Ids to keep as the kernel has them (`ReconcileRequest.held`): stand-ins of invalid ports and
+   * ports whose apply failed. They are never left unfiltered: what the kernel has of them is taken
+   * over, and where it has nothing, they are filtered closed.
+   */
+  readonly held?: ReadonlySet<string>;
+  /** False while the input is incomplete: whatever else the kernel has of this layout is kept. */
+  readonly complete?: boolean;
 }
 
 export interface AfterApplyResult {
@@ -131,8 +152,10 @@ export class FirewallNamespace {
    * a cold add of 64+ ports, each family's as a stream fed port by port (`openStream`). The caller's
    * end of the deferred apply finishes them and sends the rest.
    */
-  async reconcile(manager: IptablesManager, resources: Iterable<L2Resource>, options: { dryRun?: boolean; wake?: (() => void) | undefined } = {}): Promise<NamespaceReconcileResult> {
+  async reconcile(manager: IptablesManager, resources: Iterable<L2Resource>, options: NamespaceReconcileOptions = {}): Promise<NamespaceReconcileResult> {
     const dryRun = options.dryRun ?? false;
+    const heldIds = options.held ?? new Set<string>();
+    const complete = options.complete ?? true;
     const driver = await this.driverFor(manager, dryRun);
     if (this.waitForDevices && !dryRun && options.wake) {
       // Started before the device list is read, so that a tap appearing after the list was read
@@ -143,19 +166,36 @@ export class FirewallNamespace {
     const present = this.waitForDevices ? await this.presentDevices(dryRun) : undefined;
     const ports: PortFilterResource[] = [];
     const trusted: string[] = [];
+    const held: HeldPortSpec[] = [];
     const waiting: string[] = [];
+    const waitingDevices = new Map<string, string>();
     const wanted = new Set<string>();
     for (const r of resources) {
+      if (r.type === "held_port") {
+        held.push({ id: r.id, naming: { device: r.device } });
+        continue;
+      }
+      // A held valid port (its apply failed) is kept like a stand-in; a held trusted device is not
+      // trusted until it applies again (closed).
+      if (r.type === "port" && heldIds.has(r.port.id)) {
+        held.push({ id: r.port.id, naming: r.port });
+        continue;
+      }
+      if (r.type === "trusted_device" && heldIds.has(`trusted_device:${r.device}`)) continue;
       const device = r.type === "port" ? r.port.device : r.device;
       const tap = this.flavor.tapDevice({ device });
       wanted.add(tap);
       if (present && !present.has(tap)) {
-        waiting.push(r.type === "port" ? r.port.id : device);
+        const id = r.type === "port" ? r.port.id : device;
+        waiting.push(id);
+        waitingDevices.set(id, tap);
         continue;
       }
       if (r.type === "port") ports.push(r);
       else trusted.push(r.device);
     }
+    // What the kernel has, for held ports this driver has not taken over yet and for incomplete input.
+    const kernel = !complete || held.some((h) => !driver.programs(h.id)) ? await this.kernelCopy(manager) : undefined;
     // What the monitor compares its events with, from now on: a tap that appears while the rules
     // below are computed wakes the namespace again.
     if (present && !dryRun) {
@@ -165,6 +205,29 @@ export class FirewallNamespace {
     }
     let ipsetsChanged: string[] | undefined;
     let streaming = false;
+    const ensureIpsets = async (): Promise<string[]> => {
+      try {
+        return await this.ipsets.ensure(driver.ipsetsInUse());
+      } catch (err) {
+        // The ports whose rules name a set that cannot be made are held and retried alone.
+        if (err instanceof IpsetError) {
+          const ports = driver.portsUsingIpsets(new Set(err.sets)).map((id) => `port/${id}`);
+          throw new IpsetError(err.failures, { namespace: this.namespace, resources: ports });
+        }
+        throw err;
+      }
+    };
+    if (!complete) {
+      // Rare (the state has a problem no port owns): no streaming, the kernel's leftovers taken over.
+      const summary = driver.sync(ports, trusted, held, kernel);
+      driver.keepUnknown(kernel!);
+      if (!dryRun) {
+        this.live = driver;
+        this.pending.push(...driver.takeConntrackDeletions());
+        if (this.enableIpset) ipsetsChanged = await ensureIpsets();
+      }
+      return { ...summary, waitingForDevice: waiting, waitingDevices, heldPorts: driver.heldPorts, ipsetsChanged: ipsetsChanged ?? [], ...(dryRun ? { ipsetPlan: await this.ipsetPlan(driver) } : {}) };
+    }
     // Family by family: a large change's first family starts its restore while the second is
     // computed, and a cold add of many ports streams each port's chains to its family's restore as
     // they are written (see IptablesManager.applyEarly and openStream). The sets the rules name
@@ -172,7 +235,7 @@ export class FirewallNamespace {
     const summary = await driver.syncByFamily(ports, trusted, {
       before: async (v, sync, first) => {
         if (dryRun) return;
-        if (first && this.enableIpset) ipsetsChanged = await this.ipsets.ensure(driver.ipsetsInUse());
+        if (first && this.enableIpset) ipsetsChanged = await ensureIpsets();
         if (sync.added >= STREAM_MIN_PORTS) streaming = await manager.openStream(v, "filter");
       },
       chainsWritten: (v, chains) => {
@@ -188,21 +251,44 @@ export class FirewallNamespace {
       after: async (v, last) => {
         if (!dryRun && !last) await manager.applyEarly(v);
       },
-    });
+    }, held, kernel);
     if (!dryRun) {
       this.live = driver;
       this.pending.push(...driver.takeConntrackDeletions());
-      if (this.enableIpset) ipsetsChanged ??= await this.ipsets.ensure(driver.ipsetsInUse());
+      if (this.enableIpset) ipsetsChanged ??= await ensureIpsets();
     }
     if (waiting.length) this.logger.debug({ namespace: this.namespace, waiting: waiting.length }, "ports wait for their devices");
-    return { ...summary, waitingForDevice: waiting, ipsetsChanged: ipsetsChanged ?? [] };
+    return { ...summary, waitingForDevice: waiting, waitingDevices, heldPorts: driver.heldPorts, ipsetsChanged: ipsetsChanged ?? [], ...(dryRun ? { ipsetPlan: await this.ipsetPlan(driver) } : {}) };
+  }
+
+  /** The kernel's filter and raw tables of every family the manager has (one iptables-save each, as the apply would run). */
+  private async kernelCopy(manager: IptablesManager): Promise<KernelCopy> {
+    const copy = new Map<IpVersion, Map<"filter" | "raw", ReadonlyMap<string, readonly string[]>>>();
+    for (const v of (manager.useIpv6 ? [4, 6] : [4]) as IpVersion[]) {
+      copy.set(v, new Map([
+        ["filter", await manager.kernelChains(v, "filter")],
+        ["raw", await manager.kernelChains(v, "raw")],
+      ]));
+    }
+    return copy;
+  }
+
+  private async ipsetPlan(driver: IptablesFirewallDriver): Promise<{ create: string[]; destroy: string[] }> {
+    if (!this.enableIpset) return { create: [], destroy: [] };
+    try {
+      return await this.ipsets.planChanges(driver.ipsetsInUse(), driver.keptIpsets());
+    } catch (err) {
+      // A namespace that is not there yet has no sets.
+      if (err instanceof NamespaceGoneError) return { create: [...driver.ipsetsInUse().keys()], destroy: [] };
+      throw err;
+    }
   }
 
   /** After a successful apply: destroys sets no rule names any more, deletes the queued conntrack entries. */
   async afterApply(): Promise<AfterApplyResult> {
     const live = this.live;
     let ipsetsDestroyed: string[] = [];
-    if (live && this.enableIpset) ipsetsDestroyed = await this.ipsets.destroyUnused(live.ipsetsInUse());
+    if (live && this.enableIpset) ipsetsDestroyed = await this.ipsets.destroyUnused(live.ipsetsInUse(), live.keptIpsets());
     const seen = new Set<string>();
     const commands: string[][] = [];
     for (const d of this.pending) {

@@ -7,14 +7,19 @@ import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
 
 export { l2SecgroupPlugin, l2SecgroupOptionsSchema, type L2SecgroupOptions } from "./l2-secgroup-plugin.js";
 export { PortFilterHandler, DEVICE_POLL_INTERVAL_MS, type PortFilterHandlerOptions } from "./port-filter-handler.js";
-export { FirewallNamespace, type FirewallNamespaceOptions, type NamespaceReconcileResult, type AfterApplyResult } from "./firewall-namespace.js";
-export { IptablesFirewallDriver, type IptablesFirewallDriverOptions, type IpsetUse, type SyncSummary } from "./iptables-firewall-driver.js";
+export { FirewallNamespace, type FirewallNamespaceOptions, type NamespaceReconcileOptions, type NamespaceReconcileResult, type AfterApplyResult } from "./firewall-namespace.js";
+export { IptablesFirewallDriver, type IptablesFirewallDriverOptions, type IpsetUse, type SyncSummary, type HeldPortSpec } from "./iptables-firewall-driver.js";
+export { kernelPortRules, type KernelCopy, type KernelPortRules, type PortKernelNames } from "./kernel-port-rules.js";
+export { IpsetError } from "./ipset-error.js";
 export { FIREWALL_DRIVERS, firewallFlavor, iptablesFlavor, ovsHybridFlavor, type FirewallFlavor, type FirewallDriverAlias } from "./firewall-flavor.js";
 export {
   parseL2State,
   L2ParseCache,
   ipsetName,
   trustedDeviceId,
+  DEFAULT_L2_LIMITS,
+  type HeldPortResource,
+  type L2Limits,
   type L2Resource,
   type L2StateOptions,
   type MemberIps,

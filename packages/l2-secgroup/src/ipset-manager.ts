@@ -15,6 +15,7 @@ import { CommandError, silentLogger, type CoreLogger, type IptablesRunner } from
 import { formatCidr, formatIp, parseIpPrefix } from "./ip-address.js";
 import { IPSET_PREFIX, IPSET_SWAP_SUFFIX } from "./neutron-constants.js";
 import type { IpsetUse } from "./iptables-firewall-driver.js";
+import { IpsetError } from "./ipset-error.js";
 
 /** Sets this agent owns: Neutron's naming (`NIPv4…`, `NIPv6…`), never the swap sets of another writer. */
 const OURS = new RegExp(`^${IPSET_PREFIX}IPv[46]`);
@@ -46,29 +47,53 @@ export class IpsetManager {
 
   /**
    * Makes every wanted set exist with exactly its members. Run before the apply that uses them.
-   * Returns the names that were created or changed.
+   * Returns the names that were created or changed. A set that cannot be made does not stop the
+   * others: every set is tried, then an `IpsetError` names the ones that failed.
    */
   async ensure(wanted: ReadonlyMap<string, IpsetUse>): Promise<string[]> {
     await this.adoptExisting();
     const changed: string[] = [];
+    const failures = new Map<string, Error>();
     for (const use of wanted.values()) {
       const members = sanitize(use.members);
       const key = members.join(",");
       if (this.known.get(use.name) === key) continue;
       const family = use.ethertype === "IPv4" ? "inet" : "inet6";
-      if (!this.known.has(use.name)) await this.run(["create", "-exist", use.name, "hash:net", "family", family]);
-      await this.refresh(use.name, family, members);
+      try {
+        if (!this.known.has(use.name)) await this.run(["create", "-exist", use.name, "hash:net", "family", family]);
+        await this.refresh(use.name, family, members);
+      } catch (err) {
+        failures.set(use.name, err instanceof Error ? err : new Error(String(err)));
+        continue;
+      }
       this.known.set(use.name, key);
       changed.push(use.name);
     }
+    if (failures.size > 0) throw new IpsetError(failures, { namespace: this.namespace });
     return changed;
   }
 
-  /** Destroys the sets no rule names any more. Run after the apply. Returns the names destroyed. */
-  async destroyUnused(wanted: ReadonlyMap<string, IpsetUse>): Promise<string[]> {
+  /**
+   * What `ensure` and `destroyUnused` would do, without doing it (`plan`): sets to create and sets
+   * of ours to destroy, read with `ipset list -n`.
+   */
+  async planChanges(wanted: ReadonlyMap<string, IpsetUse>, keep: ReadonlySet<string> = new Set()): Promise<{ create: string[]; destroy: string[] }> {
+    const r = await this.runner.exec("ipset", ["list", "-n"], { namespace: this.namespace, reject: false });
+    const existing = r.exitCode === 0 ? new Set(r.stdout.split("\n").map((l) => l.trim()).filter((n) => OURS.test(n))) : new Set<string>();
+    return {
+      create: [...wanted.keys()].filter((name) => !existing.has(name)),
+      destroy: [...existing].filter((name) => !wanted.has(name) && !keep.has(name)),
+    };
+  }
+
+  /**
+   * Destroys the sets no rule names any more. Run after the apply. `keep`: sets that rules taken
+   * over from the kernel name (their members are the kernel's). Returns the names destroyed.
+   */
+  async destroyUnused(wanted: ReadonlyMap<string, IpsetUse>, keep: ReadonlySet<string> = new Set()): Promise<string[]> {
     const destroyed: string[] = [];
     for (const name of [...this.known.keys()]) {
-      if (wanted.has(name)) continue;
+      if (wanted.has(name) || keep.has(name)) continue;
       const r = await this.runner.exec("ipset", ["destroy", name], { namespace: this.namespace, reject: false });
       if (r.exitCode === 0 || /does not exist/.test(r.stderr)) {
         this.known.delete(name);

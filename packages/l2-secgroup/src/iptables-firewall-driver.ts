@@ -9,7 +9,13 @@
  *   `sg-chain` → `i…`/`o…`, INPUT → `o…`, and the raw-table rules that put the port's traffic in its
  *   conntrack zone (or out of conntrack for stateless groups);
  * - `sg-chain` ending in ACCEPT, `sg-fallback` (DROP), and ACCEPT jumps for trusted devices and for
- *   ports with port security disabled, in Neutron's order (trusted first, then those ports).
+ *   ports with port security disabled, in Neutron's order (trusted first, then those ports);
+ * - per *held* port (its input is invalid, or its apply failed): what the kernel has of it, taken
+ *   over as it is (its chains, and the shared rules that name its tap or jump to its chains), or,
+ *   where the kernel has nothing of it, chains that send everything to `sg-fallback`, with the same
+ *   jumps as a filtered port: a port the agent cannot filter correctly is filtered closed, never
+ *   left to the FORWARD policy (Neutron's own fallback is the model);
+ * - while the input is incomplete (`keepUnknown`), whatever else the kernel has of this layout.
  *
  * Goals. Neutron rebuilds every port's chains on every change (its update of 200 ports at 2,000 took
  * 83 s). Here a change costs what it touches: each port remembers what it programmed, an update
@@ -25,11 +31,12 @@
  * - Nothing here runs a process. Conntrack entries that a change makes illegal are queued
  *   (`takeConntrackDeletions`) for after the apply; ipsets the rules name are listed by `ipsetsInUse`.
  */
-import type { IptablesManager, IptablesTable } from "@chainwarden/core";
+import { kernelChainName, type IptablesManager, type IptablesTable } from "@chainwarden/core";
 import { ConntrackZones } from "./conntrack-zones.js";
 import { deletionsByRemoteIps, type ConntrackDeletion } from "./conntrack-cleanup.js";
-import type { FirewallFlavor } from "./firewall-flavor.js";
-import { ipsetName, type PortFilterResource } from "./l2-state.js";
+import type { FirewallFlavor, PortNaming } from "./firewall-flavor.js";
+import { ipsetsNamed, kernelPortRules, type KernelCopy } from "./kernel-port-rules.js";
+import { ipsetName, trustedDeviceId, type PortFilterResource } from "./l2-state.js";
 import { COMMENTS, ETHERTYPES, type Ethertype, type IpVersion, SG_CHAIN, SG_FALLBACK_CHAIN } from "./neutron-constants.js";
 import { buildPortRules, conntrackRules, physdevMatch, type PortRules, type RuleSpec } from "./port-rules.js";
 import { remoteIdOf, ruleKey, type SecurityGroupRule } from "./security-group-rule.js";
@@ -65,6 +72,26 @@ export interface SyncSummary {
   readonly updated: number;
   readonly removed: number;
   readonly unchanged: number;
+  /** Ports held as the kernel has them (or closed) by this sync. */
+  readonly held: number;
+}
+
+/** A port to keep as the kernel has it (see the class comment). */
+export interface HeldPortSpec {
+  readonly id: string;
+  /** What names its tap and chains. */
+  readonly naming: PortNaming;
+}
+
+/** What the driver put in the manager for a held port. */
+interface HeldPort {
+  readonly tap: string;
+  /** Per family, the chains added (names as given to `addChain`), in the order added. */
+  readonly chains: Record<IpVersion, string[]>;
+  /** Per family: taken from the kernel, or closed (the kernel had nothing of it). */
+  readonly modes: Record<IpVersion, "kernel" | "closed">;
+  /** Sets the rules taken from the kernel name: they must outlive the apply. */
+  readonly ipsets: Set<string>;
 }
 
 /** What `syncByFamily` calls around and while writing each family's tables. */
@@ -89,7 +116,13 @@ export const SHARED_FILTER_CHAINS: readonly string[] = [SG_CHAIN, "FORWARD", "IN
 const PAUSE_EVERY = 48;
 
 const ACCEPT_TAG = "accept-jumps";
+const KEPT_TAG = "kept-while-incomplete";
 const portTag = (id: string) => `port:${id}`;
+/** How rules name the resource they belong to (`kind/id`): the agent holds and retries a port whose rule a restore refuses. */
+const portResource = (id: string) => `port/${id}`;
+
+/** The shared chains a port has rules in, per table. */
+const SHARED_CHAINS = { filter: ["FORWARD", SG_CHAIN, "INPUT"], raw: ["PREROUTING"] } as const;
 
 export class IptablesFirewallDriver {
   readonly manager: IptablesManager;
@@ -100,6 +133,9 @@ export class IptablesFirewallDriver {
   /** Ports with port security disabled; a Map keeps Neutron's dict order (an update keeps its place). */
   private readonly unfiltered = new Map<string, PortFilterResource>();
   private trusted: string[] = [];
+  private readonly held = new Map<string, HeldPort>();
+  /** Sets named by rules kept while the input was incomplete. */
+  private readonly setsKeptUnknown = new Set<string>();
   private deletions: ConntrackDeletion[] = [];
   private readonly families: IpVersion[];
   /** Inside `syncByFamily`: the table writes, queued to run family by family. */
@@ -168,15 +204,29 @@ export class IptablesFirewallDriver {
    * Makes the manager hold exactly these ports and trusted devices. Unchanged ports (same fingerprint)
    * are not touched; new and changed ones are programmed in device order, as Neutron sorts them.
    */
-  sync(ports: Iterable<PortFilterResource>, trustedDevices: readonly string[]): SyncSummary {
+  sync(ports: Iterable<PortFilterResource>, trustedDevices: readonly string[], held: readonly HeldPortSpec[] = [], kernel?: KernelCopy): SyncSummary {
     const desired = new Map<string, PortFilterResource>();
     for (const p of ports) desired.set(p.port.id, p);
+    const heldIds = new Set(held.map((h) => h.id));
     let removed = 0;
     for (const id of [...this.filtered.keys(), ...this.unfiltered.keys()]) {
-      if (!desired.has(id)) {
+      // A held port this driver already programs keeps what it has: that is what the kernel has.
+      if (!desired.has(id) && !heldIds.has(id)) {
         this.removePortFilter(id);
         removed++;
       }
+    }
+    // Held no longer: a valid version takes the names over below, or the port is gone.
+    for (const id of [...this.held.keys()]) {
+      if (heldIds.has(id)) continue;
+      this.releaseHeld(id);
+      if (!desired.has(id)) removed++;
+    }
+    let newlyHeld = 0;
+    for (const h of held) {
+      if (this.filtered.has(h.id) || this.unfiltered.has(h.id) || this.held.has(h.id)) continue;
+      this.holdPort(h, kernel);
+      newlyHeld++;
     }
     const changed: PortFilterResource[] = [];
     let added = 0;
@@ -190,7 +240,45 @@ export class IptablesFirewallDriver {
     const gone = this.trusted.filter((d) => !trustedDevices.includes(d));
     if (gone.length) this.removeTrustedPorts(gone);
     this.processTrustedPorts(trustedDevices);
-    return { added, updated: changed.length - added, removed, unchanged: desired.size - changed.length };
+    return { added, updated: changed.length - added, removed, unchanged: desired.size - changed.length, held: newlyHeld };
+  }
+
+  /**
+   * While the input is incomplete: whatever the kernel has of this layout that the manager does not
+   * (chains of ports the state may have lost, their rules in the shared chains) is taken over as
+   * it is, so that nothing is removed. Call after `sync`, with the kernel's copy.
+   */
+  keepUnknown(kernel: KernelCopy): void {
+    const wrap = this.manager.wrapName;
+    const prefix = `${wrap}-`;
+    for (const v of this.families) {
+      for (const tableName of ["filter", "raw"] as const) {
+        const table = tableName === "filter" ? this.filter(v) : this.raw(v);
+        const copy = kernel.get(v)?.get(tableName);
+        if (!copy) continue;
+        const shared = new Set<string>(SHARED_CHAINS[tableName].map((c) => kernelChainName(wrap, c, true)));
+        const adopted: [string, readonly string[]][] = [];
+        for (const [chain, rules] of copy) {
+          if (!chain.startsWith(prefix) || shared.has(chain) || table.isDeclared(chain)) continue;
+          table.addChain(chain.slice(prefix.length));
+          adopted.push([chain, rules]);
+        }
+        for (const [chain, rules] of adopted) {
+          for (const rule of rules) {
+            table.addRule(chain.slice(prefix.length), rule, { tag: KEPT_TAG });
+            for (const set of ipsetsNamed(rule)) this.setsKeptUnknown.add(set);
+          }
+        }
+        for (const chain of shared) {
+          const have = new Set(table.renderChain(chain));
+          for (const rule of copy.get(chain) ?? []) {
+            if (have.has(rule)) continue;
+            table.addRule(chain.slice(prefix.length), rule, { top: tableName === "filter", tag: KEPT_TAG });
+            for (const set of ipsetsNamed(rule)) this.setsKeptUnknown.add(set);
+          }
+        }
+      }
+    }
   }
 
   /**
@@ -204,7 +292,7 @@ export class IptablesFirewallDriver {
    * conntrack zone left) or a hook (an ipset that cannot be made), the writes queued and not yet
    * made are made before the error goes on, so the tables hold what the driver recorded.
    */
-  async syncByFamily(ports: Iterable<PortFilterResource>, trustedDevices: readonly string[], hooks: FamilyHooks): Promise<SyncSummary> {
+  async syncByFamily(ports: Iterable<PortFilterResource>, trustedDevices: readonly string[], hooks: FamilyHooks, held: readonly HeldPortSpec[] = [], kernel?: KernelCopy): Promise<SyncSummary> {
     if (this.queued) throw new Error("syncByFamily is already running for this driver");
     const queued: ((v: IpVersion) => void)[] = [];
     const queuedRules = { 4: 0, 6: 0 };
@@ -212,7 +300,7 @@ export class IptablesFirewallDriver {
     this.queuedRules = queuedRules;
     let summary: SyncSummary;
     try {
-      summary = this.sync(ports, trustedDevices);
+      summary = this.sync(ports, trustedDevices, held, kernel);
     } catch (err) {
       // As `sync` would have left it (what it recorded is written), then the error.
       this.queued = undefined;
@@ -272,6 +360,41 @@ export class IptablesFirewallDriver {
         if (members === undefined) continue;
         const name = ipsetName(remote, rule.ethertype);
         out.set(name, { name, ethertype: rule.ethertype, members });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Sets that rules taken over from the kernel name (held ports, input kept while incomplete): their
+   * members are the kernel's, so they are neither refreshed nor destroyed.
+   */
+  keptIpsets(): Set<string> {
+    const out = new Set(this.setsKeptUnknown);
+    for (const h of this.held.values()) for (const set of h.ipsets) out.add(set);
+    return out;
+  }
+
+  /** Whether the driver programs this port already (filtered, unfiltered or held). */
+  programs(id: string): boolean {
+    return this.filtered.has(id) || this.unfiltered.has(id) || this.held.has(id);
+  }
+
+  /** Ports held as the kernel has them (or closed), by id: `kernel` or `closed` per family. */
+  get heldPorts(): ReadonlyMap<string, Readonly<Record<IpVersion, "kernel" | "closed">>> {
+    return new Map([...this.held].map(([id, h]) => [id, h.modes]));
+  }
+
+  /** The filtered ports whose rules name one of these sets (to tell which ports an ipset failure is for). */
+  portsUsingIpsets(sets: ReadonlySet<string>): string[] {
+    const out: string[] = [];
+    for (const [id, { resource }] of this.filtered) {
+      for (const rule of allRules(resource)) {
+        const remote = remoteIdOf(rule);
+        if (remote !== undefined && sets.has(ipsetName(remote, rule.ethertype))) {
+          out.push(id);
+          break;
+        }
       }
     }
     return out;
@@ -342,7 +465,7 @@ export class IptablesFirewallDriver {
     const zone = this.zones.allocate(this.flavor.zoneKey(resource.port), () => [...this.filtered.values()].map((p) => this.flavor.zoneKey(p.resource.port)));
     const raw = conntrackRules(this.flavor, resource.port, rules.stateful, zone);
 
-    this.eachFamily((v) => this.programChains(v, rules, prev?.rules, `port ${id}`));
+    this.eachFamily((v) => this.programChains(v, rules, prev?.rules, portResource(id)));
     if (this.queuedRules) {
       for (const v of this.families) {
         const f = rules.families[v];
@@ -380,7 +503,7 @@ export class IptablesFirewallDriver {
 
   private addShared(id: string, tap: string, rules: PortRules, raw: readonly string[]): void {
     const tag = portTag(id);
-    const resource = `port ${id}`;
+    const resource = portResource(id);
     const { ingress, egress } = rules.chains;
     this.eachFamily((v) => {
       const filter = this.filter(v);
@@ -401,6 +524,72 @@ export class IptablesFirewallDriver {
       this.filter(v).clearRulesByTag(tag);
       this.raw(v).clearRulesByTag(tag);
     });
+  }
+
+  /**
+   * Keeps a port as the kernel has it, family by family: its chains and its shared rules taken over
+   * as they are; where the kernel has nothing of it, closed: its chains send everything to
+   * `sg-fallback` (DROP), reached by the jumps a filtered port has.
+   */
+  private holdPort(spec: HeldPortSpec, kernel: KernelCopy | undefined): void {
+    const wrap = this.manager.wrapName;
+    const tap = this.flavor.tapDevice(spec.naming);
+    const ingress = this.flavor.chainName(spec.naming, "ingress");
+    const egress = this.flavor.chainName(spec.naming, "egress");
+    const spoof = this.flavor.chainName(spec.naming, "spoof");
+    const k = (name: string) => kernelChainName(wrap, name, true);
+    const short = new Map([ingress, egress, spoof, ...SHARED_CHAINS.filter, ...SHARED_CHAINS.raw].map((n) => [k(n), n]));
+    const names = { tap, chains: [k(ingress), k(egress), k(spoof)], commentName: this.flavor.commentName(spec.naming) };
+    const shared = { filter: SHARED_CHAINS.filter.map(k), raw: SHARED_CHAINS.raw.map(k) };
+    const tag = portTag(spec.id);
+    const resource = portResource(spec.id);
+    const held: HeldPort = { tap, chains: { 4: [], 6: [] }, modes: { 4: "closed", 6: "closed" }, ipsets: new Set() };
+    this.held.set(spec.id, held);
+    this.eachFamily((v) => {
+      const filter = this.filter(v);
+      const found = kernel === undefined ? undefined : kernelPortRules(kernel, v, names, shared);
+      if (found) {
+        held.modes[v] = "kernel";
+        for (const chain of found.chains.keys()) {
+          filter.addChain(short.get(chain)!, { resource });
+          held.chains[v].push(short.get(chain)!);
+        }
+        for (const [chain, rules] of found.chains) {
+          for (const rule of rules) {
+            filter.addRule(short.get(chain)!, rule, { resource });
+            for (const set of ipsetsNamed(rule)) held.ipsets.add(set);
+          }
+        }
+        for (const { table, chain, rule } of found.shared) {
+          (table === "filter" ? filter : this.raw(v)).addRule(short.get(chain)!, rule, { top: table === "filter", tag, resource });
+          for (const set of ipsetsNamed(rule)) held.ipsets.add(set);
+        }
+        return;
+      }
+      for (const chain of [ingress, egress]) {
+        filter.addChain(chain, { resource });
+        filter.addRule(chain, `-j $${SG_FALLBACK_CHAIN}`, { comment: COMMENTS.UNMATCHED, resource });
+        held.chains[v].push(chain);
+      }
+      filter.addRule("FORWARD", `${physdevMatch(tap, "ingress")} -j $${SG_CHAIN}`, { top: true, tag, resource, comment: COMMENTS.VM_INT_SG });
+      filter.addRule(SG_CHAIN, `${physdevMatch(tap, "ingress")} -j $${ingress}`, { top: true, tag, resource, comment: COMMENTS.SG_TO_VM_SG });
+      filter.addRule("FORWARD", `${physdevMatch(tap, "egress")} -j $${SG_CHAIN}`, { top: true, tag, resource, comment: COMMENTS.VM_INT_SG });
+      filter.addRule(SG_CHAIN, `${physdevMatch(tap, "egress")} -j $${egress}`, { top: true, tag, resource, comment: COMMENTS.SG_TO_VM_SG });
+      filter.addRule("INPUT", `${physdevMatch(tap, "egress")} -j $${egress}`, { top: true, tag, resource, comment: COMMENTS.INPUT_TO_SG });
+    });
+  }
+
+  /** Undoes `holdPort`: its shared rules and its chains go (a valid version may take the names over). */
+  private releaseHeld(id: string): void {
+    const held = this.held.get(id);
+    if (!held) return;
+    const tag = portTag(id);
+    this.eachFamily((v) => {
+      this.filter(v).clearRulesByTag(tag);
+      this.raw(v).clearRulesByTag(tag);
+      for (const chain of [...held.chains[v]].reverse()) this.filter(v).removeChain(chain);
+    });
+    this.held.delete(id);
   }
 
   private removeFiltered(id: string, queueDeletions: boolean): void {
@@ -469,12 +658,12 @@ export class IptablesFirewallDriver {
       for (const device of trusted) {
         const tap = this.flavor.tapDevice({ device });
         for (const dir of ["ingress", "egress"] as const) {
-          filter.addRule("FORWARD", `${physdevMatch(tap, dir)} -j ACCEPT`, { tag: ACCEPT_TAG, comment: COMMENTS.TRUSTED_ACCEPT, resource: `trusted device ${device}` });
+          filter.addRule("FORWARD", `${physdevMatch(tap, dir)} -j ACCEPT`, { tag: ACCEPT_TAG, comment: COMMENTS.TRUSTED_ACCEPT, resource: portResource(trustedDeviceId(device)) });
         }
       }
       for (const r of unfiltered) {
         const tap = this.flavor.tapDevice(r.port);
-        const resource = `port ${r.port.id}`;
+        const resource = portResource(r.port.id);
         filter.addRule("FORWARD", `${physdevMatch(tap, "ingress")} -j ACCEPT`, { tag: ACCEPT_TAG, comment: COMMENTS.PORT_SEC_ACCEPT, resource });
         filter.addRule("FORWARD", `${physdevMatch(tap, "egress")} -j ACCEPT`, { tag: ACCEPT_TAG, comment: COMMENTS.PORT_SEC_ACCEPT, resource });
         filter.addRule("INPUT", `${physdevMatch(tap, "egress")} -j ACCEPT`, { tag: ACCEPT_TAG, comment: COMMENTS.PORT_SEC_ACCEPT, resource });

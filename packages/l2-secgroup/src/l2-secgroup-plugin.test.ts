@@ -189,7 +189,7 @@ describe("l2SecgroupPlugin in an agent", () => {
     expect(streamed.host.ipsetSave(NS)).toBe(plain.host.ipsetSave(NS));
   });
 
-  it("an invalid port is reported and the others still apply; it keeps its last good rules", async () => {
+  it("an invalid port is reported and the others still apply; it keeps its last good rules, and one never valid is filtered closed", async () => {
     const t = await agentWith({ document: stateDocument({ ports: [a, b] }), pluginOptions: { wait_for_devices: false } });
     await t.agent.start();
     const bad = stateDocument({ ports: [a, b] });
@@ -200,7 +200,13 @@ describe("l2SecgroupPlugin in an agent", () => {
     await t.agent.idle();
     expect(t.dump()).toContain(":neutron-linuxbri-idddd -");
     expect(t.dump()).toContain(":neutron-linuxbri-ibbbb -");
-    expect(t.dump()).not.toContain("cccc");
+    // cccc's device is unusable: its tap is the one Neutron names from its id, and everything to
+    // and from it goes to the fallback chain (DROP), not to the FORWARD policy.
+    const fallback = '-m comment --comment "Send unmatched traffic to the fallback chain." -j neutron-linuxbri-sg-fallback';
+    expect(t.dump()).toContain(`-A neutron-linuxbri-icccc ${fallback}`);
+    expect(t.dump()).toContain(`-A neutron-linuxbri-occcc ${fallback}`);
+    expect(t.dump()).toContain("-A neutron-linuxbri-sg-chain -m physdev --physdev-out tapcccc --physdev-is-bridged");
+    expect(t.dump()).not.toContain("tap cccc");
   });
 
   it("after the apply: conntrack entries of a removed port are deleted in its zone, unused ipsets destroyed", async () => {
@@ -234,7 +240,9 @@ describe("l2SecgroupPlugin in an agent", () => {
     const t = await agentWith({ document: doc, host, pluginOptions: { wait_for_devices: false, enable_ipset: true } });
     const plans = (await t.agent.plan()).namespaces;
     expect(plans[0]!.families.map((f) => f.input).join("")).toContain("CT --zone 4098");
-    expect(host.ipsetCalls).toEqual([]);
+    // The sets are only listed (read), to say which the apply would create.
+    expect(host.ipsetCalls.map((c) => c.args.join(" "))).toEqual(["list -n"]);
+    expect(plans[0]!.actions).toContainEqual({ verb: "create", object: "ipset", name: expect.stringMatching(/^NIPv4/) });
     expect(host.iptables.restoreCalls).toEqual([]);
     // The live agent later numbers from 4097 again.
     const live = await agentWith({ document: stateDocument({ ports: [{ ...b, network: "other-net" }] }), host, pluginOptions: { wait_for_devices: false } });

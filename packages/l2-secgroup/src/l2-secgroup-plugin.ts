@@ -11,11 +11,15 @@
  * - `polling_interval` (seconds, default 2, Neutron's name): while a port waits for its tap, look
  *   for it this often too (the safety net for an event the monitor missed);
  * - `wrap_name`: the chain prefix; default the agent's `wrap_name` for `iptables`, `neutron-openvswi`
- *   (what Neutron's OVS agent uses) for `iptables_hybrid`.
+ *   (what Neutron's OVS agent uses) for `iptables_hybrid`;
+ * - `max_rules_per_port` (default 10,000; remote groups expanded when ipsets are off) and
+ *   `max_members_per_group` (default 65,536, an ipset's `maxelem`): a port over a limit is invalid
+ *   input (kept as the kernel has it, or filtered closed), so one port cannot cost unbounded memory.
  */
 import { AGENT_METRICS, applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type AgentConfig, type AgentMetrics } from "@chainwarden/agent";
 import { z } from "zod";
 import { FIREWALL_DRIVERS, firewallFlavor } from "./firewall-flavor.js";
+import { DEFAULT_L2_LIMITS } from "./l2-state.js";
 import { DEVICE_POLL_INTERVAL_MS, PortFilterHandler } from "./port-filter-handler.js";
 
 const driverAlias = z.string().refine((v) => FIREWALL_DRIVERS.has(v), { message: `expected one of ${[...FIREWALL_DRIVERS.keys()].join(", ")}` });
@@ -33,6 +37,8 @@ export const l2SecgroupOptionsSchema = z.strictObject({
     .max(16)
     .regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only")
     .optional(),
+  max_rules_per_port: z.number().int().min(1).max(1_000_000).default(DEFAULT_L2_LIMITS.maxRulesPerPort),
+  max_members_per_group: z.number().int().min(1).max(DEFAULT_L2_LIMITS.maxMembersPerGroup).default(DEFAULT_L2_LIMITS.maxMembersPerGroup),
 });
 
 export type L2SecgroupOptions = z.output<typeof l2SecgroupOptionsSchema>;
@@ -62,6 +68,7 @@ export const l2SecgroupPlugin = createPlugin<L2SecgroupOptions>({
       flavor,
       enableIpset,
       waitForDevices,
+      limits: { maxRulesPerPort: env.options.max_rules_per_port, maxMembersPerGroup: env.options.max_members_per_group },
       ...(wrapName !== undefined ? { wrapName } : {}),
       ...(pollingSeconds !== undefined ? { devicePollIntervalMs: pollingSeconds * 1000 } : {}),
       ...(env.container.isRegistered(AGENT_METRICS) ? { metrics: env.container.resolve<AgentMetrics>(AGENT_METRICS) } : {}),

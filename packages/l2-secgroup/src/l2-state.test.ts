@@ -34,7 +34,7 @@ describe("parseL2State", () => {
   });
 
   it("an empty document has no ports; a missing group gives no rules (fail closed), not a problem", () => {
-    expect(parse({})).toEqual({ resources: new Map(), problems: [] });
+    expect(parse({})).toEqual({ resources: new Map(), problems: [], held: new Map() });
     const r = parse({ devices: { p1: port("p1", "tapp1", { security_groups: ["not-listed"] }) } });
     expect(r.problems).toEqual([]);
     expect((r.resources.get("p1") as PortFilterResource).security_groups).toEqual({});

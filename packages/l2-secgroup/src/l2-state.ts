@@ -14,7 +14,14 @@
  *
  * Validation is per port: a bad field of a port, or of a group or member list the port uses, is a
  * Problem naming that port (and the field); the port keeps its last good rules and every other port
- * still applies. Problems in groups no port uses name the group.
+ * still applies. Where this process never had good rules for it, the port's stand-in
+ * (`HeldPortResource`, its id and tap) is held: its chains stay as the kernel has them, or, where
+ * the kernel has none, drop everything (never left to the FORWARD policy). Problems in groups no
+ * port uses name the group.
+ *
+ * Limits (`L2Limits`): rules per port after remote groups are expanded, and members per remote
+ * group, so that one port's input cannot cost the agent unbounded memory or an ipset that cannot
+ * hold it (`hash:net`'s default `maxelem`).
  */
 import { createHash } from "node:crypto";
 import type { ParsedResources, Problem, StateDocument } from "@chainwarden/agent";
@@ -48,7 +55,29 @@ export interface TrustedDeviceResource {
   readonly fingerprint: string;
 }
 
-export type L2Resource = PortFilterResource | TrustedDeviceResource;
+/**
+ * The stand-in of a port whose input is invalid (see the file comment): enough to find its chains
+ * and its tap. `device` is the port's own when that is valid, else the one Neutron names from its id.
+ */
+export interface HeldPortResource {
+  readonly type: "held_port";
+  readonly id: string;
+  readonly device: string;
+  readonly fingerprint: string;
+}
+
+export type L2Resource = PortFilterResource | TrustedDeviceResource | HeldPortResource;
+
+/** Bounds on what one port's input may cost. */
+export interface L2Limits {
+  /** Rules of a port's groups (and its own), remote groups expanded one rule per member when ipsets are off. */
+  readonly maxRulesPerPort: number;
+  /** Members of one remote group or address group, per ethertype (an ipset's `maxelem`). */
+  readonly maxMembersPerGroup: number;
+}
+
+/** `hash:net`'s default `maxelem`, which Neutron's sets use; rules per port well above any real group. */
+export const DEFAULT_L2_LIMITS: L2Limits = { maxRulesPerPort: 10_000, maxMembersPerGroup: 65_536 };
 
 /** The resource id of a trusted device (ports use their own ids, which cannot contain `:`). */
 export function trustedDeviceId(device: string): string {
@@ -58,6 +87,8 @@ export function trustedDeviceId(device: string): string {
 export interface L2StateOptions {
   readonly flavor: FirewallFlavor;
   readonly enableIpset: boolean;
+  /** Default `DEFAULT_L2_LIMITS`. */
+  readonly limits?: L2Limits;
 }
 
 /** `N` + ethertype + id, cut to 29 characters (Neutron's `IpsetManager.get_name`). */
@@ -145,9 +176,18 @@ function parseDocument(
   portMemo: Memo<ReturnType<typeof parsePortInfo>>,
 ): ParsedResources<L2Resource> {
   const resources = new Map<string, L2Resource>();
+  const held = new Map<string, L2Resource>();
+  const limits = options.limits ?? DEFAULT_L2_LIMITS;
   const problems: Problem[] = [];
   const problem = (path: string, message: string, resource?: string) =>
     problems.push({ source: origin, path, message, ...(resource !== undefined ? { resource } : {}) });
+  /** The tap of each invalid port, for its stand-in; decided once the valid ports have their taps. */
+  const invalid = new Map<string, string>();
+  const standIn = (portId: string, raw: unknown) => {
+    const given = isPlainObject(raw) && typeof raw["device"] === "string" ? raw["device"] : undefined;
+    const device = given !== undefined && !options.flavor.deviceProblem(given) ? given : NEUTRON_ID.test(portId) ? options.flavor.deviceForPort(portId) : undefined;
+    if (device !== undefined) invalid.set(portId, device);
+  };
 
   const section = (name: string): Record<string, unknown> | undefined => {
     const v = document[name];
@@ -172,7 +212,7 @@ function parseDocument(
 
   const members = new Map<string, MemberInfo>();
   for (const [remoteId, raw] of Object.entries(membersRaw)) {
-    members.set(remoteId, memberMemo(remoteId, jsonText(raw), () => parseMembers(remoteId, raw)));
+    members.set(remoteId, memberMemo(remoteId, jsonText(raw), () => parseMembers(remoteId, raw, limits.maxMembersPerGroup)));
   }
 
   const usedGroups = new Set<string>();
@@ -182,12 +222,14 @@ function parseDocument(
     const base = `devices.${portId}`;
     if (!NEUTRON_ID.test(portId)) {
       problem(base, `port id ${describe(portId)}: ${NEUTRON_ID_MESSAGE}`, portId);
+      standIn(portId, devices[portId]);
       continue;
     }
     const portText = jsonText(devices[portId]);
     const parsed = portMemo(portId, portText, () => parsePortInfo(portId, devices[portId], options.flavor));
     if ("issues" in parsed) {
       for (const i of parsed.issues) problem(pathOf(base, i), i.message, portId);
+      standIn(portId, devices[portId]);
       continue;
     }
     const port = parsed.port;
@@ -223,7 +265,17 @@ function parseDocument(
       portMembers[remoteId] = m.members!;
       keys.push(`${remoteId}~${m.key}`);
     }
-    if (bad) continue;
+    if (!bad) {
+      const count = ruleCount(port, portGroups, portMembers, options.enableIpset);
+      if (count > limits.maxRulesPerPort) {
+        problem(`${base}.security_groups`, `the port's security groups make ${count} rules (remote groups expanded), more than the limit of ${limits.maxRulesPerPort}`, portId);
+        bad = true;
+      }
+    }
+    if (bad) {
+      standIn(portId, devices[portId]);
+      continue;
+    }
     const resource: PortFilterResource = {
       type: "port",
       port,
@@ -268,6 +320,7 @@ function parseDocument(
       }
       if (clash) {
         problem(`${base}.security_groups`, clash, port.id);
+        invalid.set(port.id, port.device);
         continue;
       }
       for (const [name, remoteId] of mine) ipsetOwners.set(name, remoteId);
@@ -303,7 +356,28 @@ function parseDocument(
 
   for (const [sgId, g] of groups) if (g.problem && !usedGroups.has(sgId)) problem(g.problem.path, g.problem.message, `security_group:${sgId}`);
   for (const [remoteId, m] of members) if (m.problem && !usedMembers.has(remoteId)) problem(m.problem.path, m.problem.message, `sg_member_ips:${remoteId}`);
-  return { resources, problems };
+
+  // Stand-ins of invalid ports, on taps no valid port (or an earlier stand-in) has.
+  const taps = new Set([...resources.values()].map((r) => options.flavor.tapDevice({ device: r.type === "port" ? r.port.device : r.device })));
+  for (const [id, device] of invalid) {
+    const tap = options.flavor.tapDevice({ device });
+    if (resources.has(id) || taps.has(tap)) continue;
+    taps.add(tap);
+    held.set(id, { type: "held_port", id, device, fingerprint: `held\u0000${device}` });
+  }
+  return { resources, problems, held };
+}
+
+/** Rules a port's groups make: one per rule, a remote group's one per member when there are no ipsets. */
+function ruleCount(port: PortInfo, groups: Readonly<Record<string, readonly SecurityGroupRule[]>>, members: Readonly<Record<string, MemberIps>>, enableIpset: boolean): number {
+  let n = 0;
+  const count = (rule: SecurityGroupRule) => {
+    const remote = remoteIdOf(rule);
+    n += remote === undefined || enableIpset ? 1 : Math.max(1, members[remote]?.[rule.ethertype]?.length ?? 0);
+  };
+  for (const rule of port.security_group_rules) count(rule);
+  for (const rules of Object.values(groups)) for (const rule of rules) count(rule);
+  return n;
 }
 
 function parseGroup(sgId: string, rawRules: unknown): GroupInfo {
@@ -337,7 +411,7 @@ function pathOf(base: string, issue: Issue): string {
  * address groups are CIDRs. Addresses are kept canonical: a bare address as an address, a CIDR with
  * its host bits cleared.
  */
-function parseMembers(remoteId: string, raw: unknown): MemberInfo {
+function parseMembers(remoteId: string, raw: unknown, maxMembers: number): MemberInfo {
   const path = `sg_member_ips.${remoteId}`;
   if (!NEUTRON_ID.test(remoteId)) return { problem: { path, message: `group id ${describe(remoteId)}: ${NEUTRON_ID_MESSAGE}` }, key: "" };
   if (!isPlainObject(raw)) return { problem: { path, message: "expected a mapping of IPv4/IPv6 to member addresses" }, key: "" };
@@ -345,6 +419,7 @@ function parseMembers(remoteId: string, raw: unknown): MemberInfo {
   for (const [et, list] of Object.entries(raw)) {
     if (et !== "IPv4" && et !== "IPv6") return { problem: { path: `${path}.${et}`, message: 'expected the keys "IPv4" and "IPv6" only' }, key: "" };
     if (!Array.isArray(list)) return { problem: { path: `${path}.${et}`, message: "expected a list of [ip, mac] pairs" }, key: "" };
+    if (list.length > maxMembers) return { problem: { path: `${path}.${et}`, message: `${list.length} members, more than the limit of ${maxMembers} per group (an ipset holds ${maxMembers})` }, key: "" };
     const version = et === "IPv4" ? 4 : 6;
     const addresses: string[] = [];
     for (let i = 0; i < list.length; i++) {

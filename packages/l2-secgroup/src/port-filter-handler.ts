@@ -17,8 +17,8 @@
 import type { AgentMetrics, ApplyEvent, ApplyObserver, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
 import type { IptablesRunner } from "@chainwarden/core";
 import type { FirewallFlavor } from "./firewall-flavor.js";
-import { FirewallNamespace } from "./firewall-namespace.js";
-import { L2ParseCache, parseL2State, type L2Resource } from "./l2-state.js";
+import { FirewallNamespace, type NamespaceReconcileResult } from "./firewall-namespace.js";
+import { DEFAULT_L2_LIMITS, L2ParseCache, parseL2State, type L2Limits, type L2Resource } from "./l2-state.js";
 
 /** How often ports waiting for their tap device are looked at again (Neutron's `polling_interval`). */
 export const DEVICE_POLL_INTERVAL_MS = 2_000;
@@ -30,6 +30,8 @@ export interface PortFilterHandlerOptions {
   readonly waitForDevices?: boolean;
   /** The manager's wrap name; default: the agent's `wrap_name`. */
   readonly wrapName?: string;
+  /** What one port's input may cost; default `DEFAULT_L2_LIMITS`. */
+  readonly limits?: L2Limits;
   /** While a port waits for its tap, look again this often (default `DEVICE_POLL_INTERVAL_MS`). */
   readonly devicePollIntervalMs?: number;
   /**
@@ -45,11 +47,17 @@ type NsKey = string | undefined;
 export class PortFilterHandler implements ResourceHandler<L2Resource> {
   readonly kind = "port";
   readonly documentKeys = ["devices", "security_groups", "sg_member_ips", "trusted_devices"];
+  /**
+   * The agent's namespace is reconciled on every full pass, ports or not: a complete state without
+   * ports removes what an earlier run left (Neutron's agent starts from an empty firewall too).
+   */
+  readonly homeNamespaces = [undefined];
   readonly flavor: FirewallFlavor;
   readonly enableIpset: boolean;
   readonly waitForDevices: boolean;
   readonly wrapName: string | undefined;
   readonly devicePollIntervalMs: number;
+  readonly limits: L2Limits;
   private readonly namespaces = new Map<NsKey, FirewallNamespace>();
   private readonly deviceWakes: { inc(): void } | undefined;
   /** Documents usually repeat most ports: only what changed is validated again. */
@@ -66,6 +74,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
     this.waitForDevices = options.waitForDevices ?? true;
     this.wrapName = options.wrapName;
     this.devicePollIntervalMs = options.devicePollIntervalMs ?? DEVICE_POLL_INTERVAL_MS;
+    this.limits = options.limits ?? DEFAULT_L2_LIMITS;
     const metrics = options.metrics;
     if (metrics && this.waitForDevices) {
       metrics.gauge({
@@ -89,7 +98,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
   }
 
   parse(document: StateDocument, origin: string): ParsedResources<L2Resource> {
-    return parseL2State(document, origin, { flavor: this.flavor, enableIpset: this.enableIpset }, this.parseCache);
+    return parseL2State(document, origin, { flavor: this.flavor, enableIpset: this.enableIpset, limits: this.limits }, this.parseCache);
   }
 
   /** Every port lives in the agent's namespace (the l2 agent's `--netns`, or the host's own). */
@@ -107,23 +116,41 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
     const waker = context.waker?.();
     const wakes = this.deviceWakes;
     const wake = waker && wakes ? () => (wakes.inc(), waker()) : waker;
-    const result = await ns.reconcile(manager, request.desired.values(), { dryRun: context.dryRun, wake });
+    const result = await ns.reconcile(manager, request.desired.values(), { dryRun: context.dryRun, wake, held: request.held, complete: request.complete });
+    // The context's logger names the namespace already.
     context.logger.debug(
       {
-        namespace: context.namespace ?? null,
         full: request.full,
         added: result.added,
         updated: result.updated,
         removed: result.removed,
         unchanged: result.unchanged,
+        held: result.held,
         waitingForDevice: result.waitingForDevice.length,
         ipsetsChanged: result.ipsetsChanged.length,
       },
       "security groups reconciled",
     );
+    this.report(context, request, result);
     // A port is filtered once its tap exists; nothing in the state announces that. The device
     // monitor wakes us when it appears; the poll (Neutron's, every 2 s) is there for what it misses.
     if (result.waitingForDevice.length > 0) context.requeue(this.devicePollIntervalMs);
+  }
+
+  /** What `plan` shows besides the rules: ports waiting for their tap, held ports, ipsets. */
+  private report(context: ReconcileContext, request: ReconcileRequest<L2Resource>, result: NamespaceReconcileResult): void {
+    if (!context.report) return;
+    for (const [id, tap] of result.waitingDevices) {
+      context.report({ verb: "wait", object: "port", name: id, resource: `port/${id}`, detail: `device ${tap} does not exist yet; filtered once it appears` });
+    }
+    for (const id of request.held) {
+      const modes = result.heldPorts.get(id);
+      // A held port the driver already had is left as it was (what the kernel has).
+      const how = modes !== undefined && Object.values(modes).includes("closed") ? "filtered closed: the kernel had nothing of it, so its traffic is dropped" : "kept as the kernel has it";
+      context.report({ verb: "keep", object: "port", name: id, resource: `port/${id}`, detail: how });
+    }
+    for (const set of result.ipsetPlan?.create ?? []) context.report({ verb: "create", object: "ipset", name: set });
+    for (const set of result.ipsetPlan?.destroy ?? []) context.report({ verb: "remove", object: "ipset", name: set });
   }
 
   /** The agent stopped: the device monitors end (rules stay). */
