@@ -344,6 +344,28 @@ export class ExecaRunner implements IptablesRunner {
   spawn(command: "node", args: readonly string[], options: SpawnOptions = {}): SpawnedProcess {
     if (command !== "node") throw new CommandError([command, ...args], undefined, "only node may be spawned as a long-lived process");
     const argv = options.namespace === undefined ? [process.execPath, ...args] : ["ip", "netns", "exec", options.namespace, process.execPath, ...args];
+    if (options.detached) {
+      // setsid (detached), no pipe to this process, no cleanup: the daemon lives on when we exit.
+      const log = openSync(options.detached.logFile, "a", 0o640);
+      try {
+        const child = execa(argv[0]!, argv.slice(1), {
+          stdin: "ignore",
+          // execa hands a descriptor number to spawn() as it is (its types only list 3–9).
+          stdout: log as 3,
+          stderr: log as 3,
+          detached: true,
+          buffer: false,
+          reject: false,
+          cleanup: false,
+          env: { ...this.env, ...options.env },
+        });
+        child.unref();
+        return child;
+      } finally {
+        // The child holds its own copy.
+        closeSync(log);
+      }
+    }
     // No buffering (it runs for days), no rejection (its exit is the caller's business), and no
     // kill-on-exit: the callers tie the child's life to a stdin pipe instead.
     return execa(argv[0]!, argv.slice(1), {

@@ -95,6 +95,13 @@ export type SpawnedProcess = import("node:child_process").ChildProcess;
 export interface SpawnOptions {
   namespace?: string | undefined;
   env?: Record<string, string>;
+  /**
+   * Start it as a daemon that outlives this process (a metadata proxy, as Neutron's haproxy): in a
+   * session of its own, stdin from /dev/null, stdout and stderr appended to `logFile` (created with
+   * mode 0640 if missing), not killed when this process exits and not keeping its event loop alive.
+   * The returned process has no pipes; it reports its exit while this process lives.
+   */
+  detached?: { logFile: string };
 }
 
 /**
