@@ -1,7 +1,9 @@
-import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type ExtensionPoint } from "@chainwarden/agent";
+import { AGENT_METRICS, applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type AgentMetrics, type ExtensionPoint } from "@chainwarden/agent";
 import { l3InterfaceDriverExtensionPoint } from "./interface-driver.js";
 import { l3NatOptionsSchema, resolveL3NatSettings } from "./l3-nat-settings.js";
 import { LinuxbridgeInterfaceDriver } from "./linuxbridge-interface-driver.js";
+import { MetadataProxyMonitor } from "./metadata-proxy-monitor.js";
+import { MetadataProxyProcess } from "./metadata-proxy-process.js";
 import { NoopInterfaceDriver } from "./noop-interface-driver.js";
 import { l3AgentRouterExtensionPoint } from "./router-extension-point.js";
 import { RouterHandler } from "./router-handler.js";
@@ -15,8 +17,8 @@ import { RouterHandler } from "./router-handler.js";
  * It owns `l3AgentRouterExtensionPoint`, through which FWaaS and other plugins get the routers.
  *
  * Options (`plugin_options.l3-nat`): `interface_driver`, `bridge_namespace`, `metadata_upstream`,
- * `use_random_fully`, `metadata_access_mark`, `external_ingress_mark`. Agent config keys read:
- * `namespace_prefix`, `metadata_port`, `enable_metadata_proxy`, `use_ipv6`.
+ * `use_random_fully`, `metadata_access_mark`, `external_ingress_mark`, `check_child_processes_interval`.
+ * Agent config keys read: `namespace_prefix`, `metadata_port`, `enable_metadata_proxy`, `use_ipv6`, `state_path`.
  */
 export const l3NatPlugin = createPlugin({
   name: "l3-nat",
@@ -27,8 +29,15 @@ export const l3NatPlugin = createPlugin({
     const settings = resolveL3NatSettings(env.config, env.options);
     env.addExtension(l3InterfaceDriverExtensionPoint, new LinuxbridgeInterfaceDriver({ bridgeNamespace: settings.bridgeNamespace }));
     env.addExtension(l3InterfaceDriverExtensionPoint, new NoopInterfaceDriver());
+    // Neutron's ProcessMonitor for the metadata proxies: one per agent, its metrics in the agent's registry.
+    const proxies = new MetadataProxyMonitor({
+      checkIntervalMs: settings.checkChildProcessesIntervalMs,
+      logger: env.logger.child({ component: "metadata-proxy" }),
+      ...(settings.runMetadataProxy && env.container.isRegistered(AGENT_METRICS) ? { metrics: env.container.resolve<AgentMetrics>(AGENT_METRICS) } : {}),
+    });
     const handler = new RouterHandler({
       settings,
+      proxyFactory: (params) => new MetadataProxyProcess({ ...params, monitor: proxies }),
       // Read when the first router is reconciled: by then every plugin has registered.
       drivers: () => resolveAll(env.container, l3InterfaceDriverExtensionPoint),
       extensions: () => resolveAll(env.container, l3AgentRouterExtensionPoint),

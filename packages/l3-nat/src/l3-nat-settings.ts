@@ -33,6 +33,12 @@ export const l3NatOptionsSchema = z.strictObject({
    * else listens on `metadata_port` in each router namespace.
    */
   metadata_proxy: z.enum(["process", "external"]).default("process"),
+  /**
+   * Neutron `[AGENT] check_child_processes_interval`, in seconds: how often the metadata proxies
+   * (adopted ones too) are checked and a dead one started again; 0 leaves it to the router's next
+   * reconcile. Neutron's default is 60; ours is 5.
+   */
+  check_child_processes_interval: z.number().min(0).max(3600).default(5),
   /** Neutron `[AGENT] use_random_fully`: `--random-fully` on SNAT where iptables has it. */
   use_random_fully: z.boolean().default(true),
   /** Neutron `metadata_access_mark`. */
@@ -48,6 +54,7 @@ const agentKeys = z.object({
   namespace_prefix: z.string().regex(/^(?![.-])[A-Za-z0-9_.-]{1,28}$/, "1 to 28 letters, digits, _ . - (not first)").default("qrouter-"),
   metadata_port: z.number().int().min(1).max(65535).default(9697),
   enable_metadata_proxy: z.boolean().default(true),
+  state_path: z.string().regex(/^\/[^\0]*$/, "an absolute path").default("/var/lib/chainwarden"),
 });
 
 export interface L3NatSettings {
@@ -63,6 +70,10 @@ export interface L3NatSettings {
   readonly externalIngressMark: string;
   readonly interfaceDriver: string;
   readonly bridgeNamespace: string | undefined;
+  /** Neutron's `state_path` (agent config): metadata proxy pid files in `external/pids/<router id>.pid`. */
+  readonly statePath: string;
+  /** `check_child_processes_interval` in milliseconds (0: no polling). */
+  readonly checkChildProcessesIntervalMs: number;
 }
 
 /** Options plus the agent's keys; throws naming the bad key. */
@@ -71,6 +82,7 @@ export function resolveL3NatSettings(config: AgentConfig, options: L3NatOptions)
     namespace_prefix: config["namespace_prefix"],
     metadata_port: config["metadata_port"],
     enable_metadata_proxy: config["enable_metadata_proxy"],
+    state_path: config["state_path"],
   });
   if (!keys.success) {
     throw new Error(`invalid agent config for l3-nat: ${keys.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
@@ -88,5 +100,7 @@ export function resolveL3NatSettings(config: AgentConfig, options: L3NatOptions)
     externalIngressMark: options.external_ingress_mark,
     interfaceDriver: options.interface_driver,
     bridgeNamespace: options.bridge_namespace,
+    statePath: keys.data.state_path,
+    checkChildProcessesIntervalMs: Math.round(options.check_child_processes_interval * 1000),
   };
 }

@@ -1,7 +1,11 @@
 import type { ReconcileContext } from "@chainwarden/agent";
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { IptablesRunner, SpawnedProcess } from "@chainwarden/core";
+import { MetadataProxyError } from "./metadata-proxy-error.js";
+import { inspectProxyProcess, parseProxyCommandLine, processAlive, readPidFile, type ProxyProcessInfo } from "./metadata-proxy-inspect.js";
+import { MetadataProxyMonitor, type MonitoredMetadataProxy } from "./metadata-proxy-monitor.js";
 import { formatMetadataUpstream, type MetadataUpstream } from "./metadata-proxy.js";
 
 /** The agent's pino logger type, without importing pino. */
@@ -17,12 +21,34 @@ export function defaultMetadataProxyScript(): string {
   throw new Error(`the metadata proxy script is missing (looked for ${beside} and ${built}); build @chainwarden/l3-nat first`);
 }
 
-/** One router's running proxy, as the handler sees it. */
+/**
+ * Where a router's proxy keeps its files under Neutron's `state_path`: the pid file where Neutron
+ * keeps haproxy's (`external/pids/<router id>.pid`), the log (the proxy's stdout and stderr, JSON
+ * lines) in `external/logs/<router id>.log`, with one older generation in `.log.1`.
+ */
+export function metadataProxyFiles(statePath: string, routerId: string): { pidFile: string; logFile: string } {
+  return { pidFile: join(statePath, "external", "pids", `${routerId}.pid`), logFile: join(statePath, "external", "logs", `${routerId}.log`) };
+}
+
+/**
+ * Removes a router's pid file and logs once its proxy is gone (for a router removed while no agent
+ * ran: its namespace, and the proxy in it, went with Neutron's stale namespace cleanup).
+ */
+export function removeMetadataProxyFiles(statePath: string, routerId: string): void {
+  const { pidFile, logFile } = metadataProxyFiles(statePath, routerId);
+  for (const f of [pidFile, logFile, `${logFile}.1`]) rmSync(f, { force: true });
+}
+
+/** One router's proxy, as the handler sees it. */
 export interface MetadataProxyHandle {
-  /** Starts it unless it runs; resolves once it listens. */
+  /** Adopts the proxy that runs as configured, or starts one; resolves once it listens. */
   ensureRunning(): Promise<void>;
-  /** Stops it and waits until it is gone. */
+  /** Stops it (the router goes) and waits until it is gone; its pid file goes with it. */
   stop(): Promise<void>;
+  /** Stops watching it and leaves it running (the agent stops, or `apply --once` ends). */
+  release?(): void;
+  /** The router's namespace is gone: kills a proxy that still holds the deleted one. */
+  namespaceGone?(): Promise<void>;
   readonly pid: number | undefined;
 }
 
@@ -33,6 +59,8 @@ export interface MetadataProxyParams {
   upstream: MetadataUpstream;
   logger: Logger;
   runner: IptablesRunner;
+  /** Neutron's `state_path` (agent config): where pid files and logs live, see `metadataProxyFiles`. */
+  statePath: string;
 }
 
 export type MetadataProxyFactory = (params: MetadataProxyParams) => MetadataProxyHandle;
@@ -44,172 +72,409 @@ export interface MetadataProxyProcessOptions extends MetadataProxyParams {
   startTimeoutMs?: number;
   /** After SIGTERM, how long before SIGKILL (Neutron: 5 s). */
   stopTimeoutMs?: number;
+  /** The agent's monitor (one for all routers); default: one of this proxy's own. */
+  monitor?: MetadataProxyMonitor;
 }
 
+/** A proxy that lived this long is not in a crash loop: the next death respawns it at once. */
+const STABLE_MS = 60_000;
 const MAX_RESPAWN_DELAY_MS = 30_000;
+/** After the last process in a deleted namespace exits the kernel frees its devices in a work queue (~20 ms here). */
+const NETNS_RELEASE_MS = 100;
+const ROUTER_ID = /^(?!\.)[A-Za-z0-9_.-]{1,64}$/;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
- * The metadata proxy of one router, as a child process of the agent running inside the router's
- * namespace: `ip netns exec <ns> <node> metadata-proxy-main.js --router-id … --port … --upstream …`
- * (spawned with an argument array, never a shell; `ip netns exec` replaces itself with node, so the
- * child's pid is the proxy's).
+ * The metadata proxy of one router as a daemon, the way Neutron runs haproxy:
+ * `ip netns exec <ns> <node> metadata-proxy-main.js --router-id … --namespace … --port … --upstream …
+ * --pid-file … --log-file …`, started through core's runner (argument array, no shell; `ip netns exec`
+ * replaces itself with node, so the pid is the proxy's) in a session of its own, stdout and stderr
+ * appended to its log file. It does not depend on the agent: an `apply --once` leaves it running, an
+ * agent that stops (SIGTERM) leaves it running, and the next agent adopts it.
  *
- * Never leaked:
- * - Lifeline: the proxy's stdin is a pipe whose other end only the agent holds. When the agent
- *   exits or is killed, the pipe closes and the proxy exits on end-of-file. So proxies live exactly as
- *   long as the agent, and a restarted agent starts fresh ones.
- * - Adoption: before the first start in a namespace, any earlier proxy still in it (pid in
- *   `ip netns pids` whose command line names our script) is killed.
- * - Stop: SIGTERM, then SIGKILL after `stopTimeoutMs`; `stop()` resolves once the process is gone.
- *   The router's namespace is deleted after that, and core's `deleteNamespace` kills whatever still
- *   runs in it.
- * - Monitor: if the proxy dies on its own, it is started again with capped exponential backoff
- *   (Neutron's process monitor respawns haproxy the same way).
- * The child and its pipes are `unref`ed: a proxy never keeps the agent's event loop alive.
+ * Identity. The proxy writes `<state_path>/external/pids/<router id>.pid` once it listens. A pid
+ * from there (or this process's own child) is the router's proxy only if `/proc/<pid>` is alive,
+ * its command line runs our script for this router id, and its `/proc/<pid>/ns/net` is
+ * `/run/netns/<namespace>` (device and inode). Then:
+ * - same script and options (port, upstream, namespace, pid file) → adopted, never restarted;
+ * - other options → SIGTERM (SIGKILL after `stopTimeoutMs`), started anew;
+ * - in a deleted namespace, or one deleted and made again → SIGKILL at once (it holds the dead
+ *   namespace and its devices, and the router's ports could never be plugged again), started anew
+ *   once the namespace exists;
+ * - a dead pid, or one reused by another program → a stale pid file, replaced; nothing is signalled.
+ * A start that finds the port taken kills any proxy of ours in the namespace that no pid file names, and tries once more.
+ *
+ * Monitoring (Neutron's ProcessMonitor): the shared `MetadataProxyMonitor` calls `check` every few
+ * seconds, and an exit of this process's own child calls it at once. A dead proxy is started again,
+ * logged and counted; one that keeps dying waits 1, 2, 4, … up to 30 s between starts (the first
+ * respawn is immediate, and a proxy that lived a minute starts the count afresh).
+ *
+ * Operations on one handle (reconcile, monitor, stop) run one at a time.
  */
-export class MetadataProxyProcess implements MetadataProxyHandle {
-  private child: SpawnedProcess | undefined;
-  private starting: Promise<void> | undefined;
-  private stopping = false;
-  private adopted = false;
-  private respawnTimer: NodeJS.Timeout | undefined;
-  private failures = 0;
+export class MetadataProxyProcess implements MetadataProxyHandle, MonitoredMetadataProxy {
+  readonly routerId: string;
+  readonly upstream: MetadataUpstream;
+  readonly pidFile: string;
+  readonly logFile: string;
   private readonly script: string;
+  private readonly monitor: MetadataProxyMonitor;
+  private readonly ownMonitor: boolean;
+  private readonly logger: Logger;
+  /** ensureRunning was called and neither stop nor release since: the monitor keeps it up. */
+  private wanted = false;
+  private stopped = false;
+  /** The proxy last seen running as configured. */
+  private proxyPid: number | undefined;
+  private child: SpawnedProcess | undefined;
+  private startedAt = 0;
+  /** Consecutive deaths and failed starts (the backoff's exponent). */
+  private failures = 0;
+  private nextAttemptAt = 0;
+  /** It ran and went: the next start is a respawn (counted). */
+  private respawnPending = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: MetadataProxyProcessOptions) {
+    if (!ROUTER_ID.test(options.routerId)) throw new Error(`router id ${JSON.stringify(options.routerId)} cannot name a pid file`);
+    this.routerId = options.routerId;
+    this.upstream = options.upstream;
+    ({ pidFile: this.pidFile, logFile: this.logFile } = metadataProxyFiles(options.statePath, options.routerId));
     this.script = options.script ?? defaultMetadataProxyScript();
+    this.ownMonitor = options.monitor === undefined;
+    this.monitor = options.monitor ?? new MetadataProxyMonitor();
+    this.logger = options.logger;
   }
 
+  /** The proxy's pid while it runs. */
   get pid(): number | undefined {
-    return this.child?.exitCode === null && this.child.signalCode === null ? this.child.pid : undefined;
+    return this.proxyPid !== undefined && processAlive(this.proxyPid) ? this.proxyPid : undefined;
+  }
+
+  get running(): boolean {
+    return this.pid !== undefined;
   }
 
   ensureRunning(): Promise<void> {
-    if (this.stopping) return Promise.reject(new Error("metadata proxy is stopped"));
-    if (this.pid !== undefined && !this.starting) return Promise.resolve();
-    this.starting ??= this.start().finally(() => {
-      this.starting = undefined;
-    });
-    return this.starting;
+    if (this.stopped) return Promise.reject(new MetadataProxyError(this.routerId, "its proxy was stopped"));
+    this.wanted = true;
+    this.monitor.register(this);
+    return this.serial(() => this.converge(false));
+  }
+
+  async check(): Promise<void> {
+    if (!this.wanted || this.stopped) return;
+    try {
+      await this.serial(() => (this.wanted && !this.stopped ? this.converge(true) : Promise.resolve()));
+    } catch (err) {
+      this.logger.error({ err, retryInMs: Math.max(0, this.nextAttemptAt - Date.now()) }, "metadata proxy restart failed");
+    }
   }
 
   async stop(): Promise<void> {
-    this.stopping = true;
-    if (this.respawnTimer) clearTimeout(this.respawnTimer);
-    await this.starting?.catch(() => undefined);
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    child.kill("SIGTERM");
-    const timeout = this.options.stopTimeoutMs ?? 5_000;
-    let timer: NodeJS.Timeout | undefined;
-    const killed = await Promise.race([exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeout)))]);
-    if (timer) clearTimeout(timer);
-    if (killed) {
-      this.options.logger.warn({ pid: child.pid, timeoutMs: timeout }, "metadata proxy ignored SIGTERM; killing it");
-      child.kill("SIGKILL");
-      await exited;
+    this.stopped = true;
+    this.unwatch();
+    await this.serial(async () => {
+      const found = this.find();
+      if (found) await this.terminate(found.pid, true);
+      this.removePidFile();
+      for (const f of [this.logFile, `${this.logFile}.1`]) rmSync(f, { force: true });
+      this.proxyPid = undefined;
+      if (found) this.logger.info({ proxyPid: found.pid }, "metadata proxy stopped");
+    });
+    if (this.ownMonitor) this.monitor.close();
+  }
+
+  release(): void {
+    this.unwatch();
+    const pid = this.pid;
+    if (pid !== undefined) this.logger.info({ proxyPid: pid, pidFile: this.pidFile, logFile: this.logFile }, "metadata proxy keeps running without the agent");
+    if (this.ownMonitor) this.monitor.close();
+  }
+
+  async namespaceGone(): Promise<void> {
+    await this.serial(async () => {
+      const found = this.find();
+      if (!found || found.netns === "same") return;
+      await this.terminate(found.pid, false);
+      this.logger.warn({ proxyPid: found.pid }, "router namespace is gone; its metadata proxy was killed");
+      this.removePidFile();
+      this.proxyPid = undefined;
+      await sleep(NETNS_RELEASE_MS);
+    });
+  }
+
+  // ---- internals ----------------------------------------------------------------------------------------
+
+  private unwatch(): void {
+    this.wanted = false;
+    this.monitor.unregister(this);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Brings the proxy to "running as configured"; `fromMonitor` honours the crash-loop backoff. */
+  private async converge(fromMonitor: boolean): Promise<void> {
+    const { port, namespace } = this.options;
+    const found = this.find();
+    if (found && found.netns === "same" && this.matches(found)) {
+      if (this.proxyPid !== found.pid) {
+        if (this.child?.pid !== found.pid) {
+          this.logger.info({ proxyPid: found.pid, pidFile: this.pidFile }, "metadata proxy adopted");
+          await this.reportUpstream();
+        }
+        this.proxyPid = found.pid;
+        this.startedAt = Date.now();
+      }
+      // Its pid file was lost (removed by hand): written again, or the next agent could not adopt it.
+      if (readPidFile(this.pidFile) !== found.pid) this.writePidFile(found.pid);
+      if (Date.now() - this.startedAt >= STABLE_MS) this.failures = 0;
+      return;
     }
-    this.options.logger.info({ pid: child.pid }, "metadata proxy stopped");
+
+    const lost = this.proxyPid;
+    this.proxyPid = undefined;
+    if (found) {
+      if (found.netns !== "same") {
+        await this.terminate(found.pid, false);
+        this.logger.warn({ proxyPid: found.pid, netns: found.netns === "gone" ? "deleted" : "deleted and made again" }, "router namespace is gone; its metadata proxy was killed");
+      } else {
+        const was = found.commandLine;
+        this.logger.info({ proxyPid: found.pid, was: { port: was.port, upstream: was.upstream, script: was.script }, port, upstream: formatMetadataUpstream(this.upstream) }, "metadata proxy options changed; restarting it");
+        await this.terminate(found.pid, true);
+      }
+    } else {
+      const stale = readPidFile(this.pidFile);
+      if (stale !== undefined && stale !== lost) this.logger.info({ proxyPid: stale, pidFile: this.pidFile }, "stale metadata proxy pid file replaced");
+    }
+    this.removePidFile();
+
+    const namespaceExists = existsSync(`/run/netns/${namespace}`);
+    if (lost !== undefined && !found) {
+      // It was running and is not any more.
+      this.respawnPending = true;
+      if (!namespaceExists) {
+        this.logger.info({ proxyPid: lost }, "metadata proxy ended with its router namespace; it starts again in the new one");
+      } else {
+        this.failures = Date.now() - this.startedAt >= STABLE_MS ? 1 : this.failures + 1;
+        this.nextAttemptAt = Date.now() + respawnDelay(this.failures);
+        this.logger.warn({ proxyPid: lost, failures: this.failures, respawnInMs: respawnDelay(this.failures) }, "metadata proxy died; starting it again");
+      }
+    }
+    if (fromMonitor) {
+      // Nothing to start in: the router's next reconcile makes the namespace again.
+      if (!namespaceExists) return;
+      const wait = this.nextAttemptAt - Date.now();
+      if (wait > 0) {
+        this.retryTimer ??= setTimeout(() => {
+          this.retryTimer = undefined;
+          void this.check();
+        }, wait);
+        this.retryTimer.unref();
+        return;
+      }
+    }
+    try {
+      try {
+        await this.start();
+      } catch (err) {
+        // A proxy of ours without a pid file (one whose file was removed by hand) holds the port:
+        // looked for only now, which spares every other start an `ip netns pids`.
+        if (!(err instanceof MetadataProxyError && /EADDRINUSE/.test(err.message)) || !(await this.killLeftovers())) throw err;
+        await this.start();
+      }
+    } catch (err) {
+      this.failures++;
+      this.nextAttemptAt = Date.now() + respawnDelay(this.failures);
+      throw err;
+    }
+  }
+
+  /** The proxy of this router (pid file, own child, last seen), whatever its options and namespace. */
+  private find(): ProxyProcessInfo | undefined {
+    const candidates = new Set<number>();
+    const fromFile = readPidFile(this.pidFile);
+    if (fromFile !== undefined) candidates.add(fromFile);
+    if (this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) candidates.add(this.child.pid);
+    if (this.proxyPid !== undefined) candidates.add(this.proxyPid);
+    for (const pid of candidates) {
+      const info = inspectProxyProcess(pid, this.options.namespace);
+      if (info && info.commandLine.routerId === this.routerId) return info;
+    }
+    return undefined;
+  }
+
+  private matches(info: ProxyProcessInfo): boolean {
+    const c = info.commandLine;
+    return (
+      c.script === this.script &&
+      c.port === String(this.options.port) &&
+      c.upstream === formatMetadataUpstream(this.upstream) &&
+      c.namespace === this.options.namespace &&
+      c.pidFile === this.pidFile
+    );
   }
 
   private async start(): Promise<void> {
-    const { namespace, routerId, port, upstream, logger } = this.options;
-    if (!this.adopted) {
-      await this.killLeftovers();
-      this.adopted = true;
-    }
-    const args = [this.script, "--router-id", routerId, "--port", String(port), "--upstream", formatMetadataUpstream(upstream)];
-    // Through core's runner (execa, argument arrays): `ip netns exec NS node SCRIPT ...`.
-    const child = this.options.runner.spawn("node", args, { namespace });
+    const { namespace, port, runner } = this.options;
+    const startTimeout = this.options.startTimeoutMs ?? 10_000;
+    mkdirSync(dirname(this.pidFile), { recursive: true, mode: 0o755 });
+    mkdirSync(dirname(this.logFile), { recursive: true, mode: 0o755 });
+    const upstream = formatMetadataUpstream(this.upstream);
+    const args = [this.script, "--router-id", this.routerId, "--namespace", namespace, "--port", String(port), "--upstream", upstream, "--pid-file", this.pidFile, "--log-file", this.logFile];
+    const logFrom = fileSize(this.logFile);
+    // Through core's runner (execa, argument arrays): `ip netns exec NS node SCRIPT ...`, as a daemon.
+    const child = runner.spawn("node", args, { namespace, detached: { logFile: this.logFile } });
     this.child = child;
-    child.unref();
-    for (const s of [child.stdin, child.stdout, child.stderr]) {
-      (s as unknown as { unref?: () => void } | null)?.unref?.();
-      // A pipe of a killed proxy may report EPIPE/ECONNRESET; the exit handler deals with the death.
-      s?.on("error", () => undefined);
-    }
-    child.stderr?.setEncoding("utf8");
-    child.stderr?.on("data", (chunk: string) => {
-      for (const line of chunk.split("\n").filter(Boolean)) logger.warn({ proxy: parseLine(line) ?? line }, "metadata proxy reported a problem");
-    });
-    await new Promise<void>((resolve, reject) => {
-      let buffered = "";
-      const timer = setTimeout(() => {
-        cleanup();
-        child.kill("SIGKILL");
-        reject(new Error(`metadata proxy of router ${routerId} did not start within ${this.options.startTimeoutMs ?? 10_000} ms`));
-      }, this.options.startTimeoutMs ?? 10_000);
-      const onData = (chunk: Buffer) => {
-        buffered += chunk.toString("utf8");
-        for (const line of buffered.split("\n").slice(0, -1)) {
-          if ((parseLine(line) as { event?: string } | undefined)?.event === "listening") {
-            cleanup();
-            resolve();
-            return;
-          }
-        }
-        buffered = buffered.slice(buffered.lastIndexOf("\n") + 1);
-      };
-      const onExit = (code: number | null, signal: string | null) => {
-        cleanup();
-        reject(new Error(`metadata proxy of router ${routerId} exited while starting (code ${code}, signal ${signal})`));
-      };
-      const onError = (err: Error) => {
-        cleanup();
-        reject(err);
-      };
-      const cleanup = () => {
-        clearTimeout(timer);
-        child.stdout?.off("data", onData);
-        child.off("exit", onExit);
-        child.off("error", onError);
-      };
-      child.stdout?.on("data", onData);
-      child.once("exit", onExit);
-      child.once("error", onError);
-    });
-    // Drain stdout from now on so the pipe never fills.
-    child.stdout?.resume();
-    this.failures = 0;
-    logger.info({ pid: child.pid, port, upstream: formatMetadataUpstream(upstream) }, "metadata proxy started");
+    let exited: string | undefined;
+    child.once("error", (err) => (exited ??= err.message));
     child.once("exit", (code, signal) => {
-      if (this.stopping || this.child !== child) return;
-      const delay = Math.min(MAX_RESPAWN_DELAY_MS, 500 * 2 ** this.failures++);
-      logger.warn({ pid: child.pid, code, signal, respawnInMs: delay }, "metadata proxy exited; restarting it");
-      this.respawnTimer = setTimeout(() => {
-        this.respawnTimer = undefined;
-        if (!this.stopping) this.ensureRunning().catch((err: unknown) => logger.error({ err }, "metadata proxy restart failed"));
-      }, delay);
-      this.respawnTimer.unref();
+      exited ??= signal ? `signal ${signal}` : `exit code ${code}`;
+      // Our own child: its death is seen at once, not at the next poll.
+      if (this.child === child && this.wanted && !this.stopped) void this.check();
     });
+    const deadline = Date.now() + startTimeout;
+    for (;;) {
+      if (child.pid !== undefined && readPidFile(this.pidFile) === child.pid && processAlive(child.pid)) break;
+      if (exited !== undefined) throw new MetadataProxyError(this.routerId, `its proxy exited while starting (${exited}): ${logTail(this.logFile, logFrom)}`);
+      if (Date.now() > deadline) {
+        child.kill("SIGKILL");
+        throw new MetadataProxyError(this.routerId, `its proxy did not listen within ${startTimeout} ms: ${logTail(this.logFile, logFrom)}`);
+      }
+      await sleep(20);
+    }
+    this.proxyPid = child.pid;
+    this.startedAt = Date.now();
+    if (this.respawnPending) this.monitor.countRespawn();
+    this.respawnPending = false;
+    this.logger.info({ proxyPid: child.pid, port, upstream, pidFile: this.pidFile, logFile: this.logFile }, "metadata proxy started; it runs on its own");
+    await this.reportUpstream();
   }
 
-  /** A proxy an earlier agent left in this namespace (it should have died with it; make sure). */
-  private async killLeftovers(): Promise<void> {
+  /** A router's proxy that cannot reach its upstream answers 502: say so, naming the router and the upstream. */
+  private async reportUpstream(): Promise<void> {
+    if (await this.monitor.probe(this.upstream)) return;
+    this.logger.warn({ upstream: formatMetadataUpstream(this.upstream), error: this.monitor.upstreamError(this.upstream) }, "metadata upstream unreachable; the router's proxy answers 502");
+  }
+
+  /** Kills the proxies of ours in the namespace that no pid file names; true when there was one. */
+  private async killLeftovers(): Promise<boolean> {
     const r = await this.options.runner.exec("ip", ["netns", "pids", this.options.namespace], { reject: false });
-    for (const pid of r.stdout.split(/\s+/).filter((p) => /^\d+$/.test(p))) {
-      let cmdline = "";
-      try {
-        cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-      } catch {
-        continue;
-      }
-      if (!cmdline.split("\0").includes(this.script)) continue;
-      this.options.logger.warn({ pid: Number(pid) }, "killing a metadata proxy left in the router namespace");
-      try {
-        process.kill(Number(pid), "SIGKILL");
-      } catch {
-        // gone already
-      }
+    let killed = false;
+    for (const pid of r.stdout.split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number)) {
+      if (!parseProxyCommandLine(readCommandLine(pid))) continue;
+      this.logger.warn({ proxyPid: pid }, "killing a metadata proxy left in the router namespace");
+      await this.terminate(pid, false, false);
+      killed = true;
     }
+    return killed;
+  }
+
+  /**
+   * Ends the proxy `pid`: SIGTERM and up to `stopTimeoutMs` when `graceful`, then SIGKILL; resolves once it is gone.
+   * Every signal goes only after `/proc` shows the pid still runs our script (for this router, when `sameRouter`).
+   */
+  private async terminate(pid: number, graceful: boolean, sameRouter = true): Promise<void> {
+    const ours = () => {
+      const c = processAlive(pid) ? parseProxyCommandLine(readCommandLine(pid)) : undefined;
+      return c !== undefined && (!sameRouter || c.routerId === this.routerId);
+    };
+    const signal = (s: NodeJS.Signals) => {
+      if (!ours()) return false;
+      try {
+        process.kill(pid, s);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (graceful && signal("SIGTERM")) {
+      const timeout = this.options.stopTimeoutMs ?? 5_000;
+      if (await waitGone(pid, timeout)) return;
+      this.logger.warn({ proxyPid: pid, timeoutMs: timeout }, "metadata proxy ignored SIGTERM; killing it");
+    }
+    if (signal("SIGKILL")) await waitGone(pid, 5_000);
+  }
+
+  private writePidFile(pid: number): void {
+    mkdirSync(dirname(this.pidFile), { recursive: true, mode: 0o755 });
+    const tmp = `${this.pidFile}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${pid}\n`, { mode: 0o644 });
+    renameSync(tmp, this.pidFile);
+  }
+
+  private removePidFile(): void {
+    rmSync(this.pidFile, { force: true });
   }
 }
 
-function parseLine(line: string): unknown {
-  try {
-    return JSON.parse(line);
-  } catch {
-    return undefined;
+/** 0 for the first respawn, then 1 s, 2 s, 4 s, … up to 30 s. */
+function respawnDelay(failures: number): number {
+  return failures <= 1 ? 0 : Math.min(MAX_RESPAWN_DELAY_MS, 1_000 * 2 ** (failures - 2));
+}
+
+async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (processAlive(pid)) {
+    if (Date.now() > end) return false;
+    await sleep(10);
   }
+  return true;
+}
+
+function readCommandLine(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, -1);
+  } catch {
+    return [];
+  }
+}
+
+function fileSize(path: string): number {
+  try {
+    const fd = openSync(path, "r");
+    try {
+      return fstatSync(fd).size;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return 0;
+  }
+}
+
+/** What the proxy (or `ip netns exec`) wrote since `from`: the last lines, for an error message. */
+function logTail(path: string, from: number): string {
+  let text = "";
+  try {
+    const fd = openSync(path, "r");
+    try {
+      const size = fstatSync(fd).size;
+      const start = Math.max(from > size ? 0 : from, size - 2048);
+      const buf = Buffer.alloc(size - start);
+      readSync(fd, buf, 0, buf.length, start);
+      text = buf.toString("utf8");
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return "(no log)";
+  }
+  const lines = text.split("\n").filter(Boolean).slice(-3);
+  const shown = lines.map((l) => {
+    try {
+      const j = JSON.parse(l) as { msg?: string; error?: string };
+      return j.error ?? j.msg ?? l;
+    } catch {
+      return l;
+    }
+  });
+  return shown.join("; ").slice(0, 500) || "(nothing logged)";
 }

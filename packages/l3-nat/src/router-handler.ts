@@ -134,6 +134,14 @@ export class RouterHandler implements ResourceHandler<Router> {
     for (const s of this.routers.values()) s.proxy = undefined;
   }
 
+  /**
+   * The loop stopped (the agent stops, `apply --once` ends): the metadata proxies run on, unwatched,
+   * as Neutron's l3 agent leaves haproxy; the next reconcile (or agent) adopts them by pid file.
+   */
+  async stop(): Promise<void> {
+    for (const s of this.routers.values()) s.proxy?.release?.();
+  }
+
   /** The routers this handler has set up on the host, with their namespaces and proxy pids. */
   liveRouters(): { id: string; namespace: string; proxyPid: number | undefined }[] {
     return [...this.routers].map(([id, s]) => ({ id, namespace: s.namespace, proxyPid: s.proxy?.pid }));
@@ -150,6 +158,8 @@ export class RouterHandler implements ResourceHandler<Router> {
     let created = false;
     if (!context.dryRun) {
       if (isNew || (full && !(await routerNamespaceExists(context.runner, namespace)))) {
+        // Deleted under us: a metadata proxy still in it holds it, and its devices, alive.
+        await state?.proxy?.namespaceGone?.();
         ({ created } = await ensureRouterNamespace(context.runner, namespace, { useIpv6: this.settings.useIpv6 }));
         // Nothing to adopt in a namespace made just now: the first apply need not read iptables-save.
         if (created) context.manager().assumeEmptyKernel();
@@ -198,6 +208,7 @@ export class RouterHandler implements ResourceHandler<Router> {
         upstream: this.settings.metadataUpstream,
         logger: logger.child({ component: "metadata-proxy" }),
         runner: context.runner,
+        statePath: this.settings.statePath,
       });
       try {
         await state!.proxy.ensureRunning();
