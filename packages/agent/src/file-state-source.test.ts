@@ -1,11 +1,15 @@
 import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Problem } from "./agent-errors.js";
+import { AgentMetrics } from "./agent-metrics.js";
 import type { StateDocument, StateSink } from "./extension-points.js";
-import { FileStateSource, mergeStateDocuments, parseStateText } from "./file-state-source.js";
+import { FileStateSource, mergeStateDocuments, parseStateText, type FileStateSourceOptions } from "./file-state-source.js";
+import { serveMetrics, type MetricsServer } from "./metrics-server.js";
+import { defaultStateFileWorkerScript } from "./state-file-reader.js";
 
 const logger = pino({ level: "silent" });
 
@@ -33,7 +37,11 @@ async function until(check: () => boolean, timeoutMs = 3_000): Promise<void> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe("FileStateSource", () => {
+// Every behaviour holds whether a file is parsed inline or in the worker thread (offThreadBytes: 0).
+describe.each([
+  { mode: "parsed inline", offThreadBytes: undefined },
+  { mode: "parsed in the worker thread", offThreadBytes: 0 },
+])("FileStateSource ($mode)", ({ offThreadBytes }) => {
   let dir: string;
   let source: FileStateSource | undefined;
 
@@ -48,7 +56,7 @@ describe("FileStateSource", () => {
 
   async function startOn(path: string, debounceMs = 30): Promise<RecordingSink> {
     const sink = new RecordingSink();
-    source = new FileStateSource({ path, logger, debounceMs });
+    source = new FileStateSource({ path, logger, debounceMs, ...(offThreadBytes !== undefined ? { offThreadBytes } : {}) });
     await source.start(sink);
     return sink;
   }
@@ -179,7 +187,7 @@ describe("FileStateSource", () => {
       const file = join(dir, "state.yaml");
       writeFileSync(file, "v: 1\n");
       const sink = new RecordingSink();
-      source = new FileStateSource({ path: file, logger, debounceMs: 10, pollMs: 50 });
+      source = new FileStateSource({ path: file, logger, debounceMs: 10, pollMs: 50, ...(offThreadBytes !== undefined ? { offThreadBytes } : {}) });
       await source.start(sink);
       writeFileSync(file, "v: 2\n");
       await until(() => sink.updates.length === 2);
@@ -257,6 +265,231 @@ describe("FileStateSource", () => {
     it("an empty directory is an empty document", async () => {
       const sink = await startOn(dir);
       expect(sink.updates).toEqual([{ document: {}, origin: dir }]);
+    });
+  });
+});
+
+describe("FileStateSource: bounded cost of input", () => {
+  let dir: string;
+  let source: FileStateSource | undefined;
+  let server: MetricsServer | undefined;
+  /** What the source logged at warn and above (a thrown error used to be logged, with its stack). */
+  let logged: string[];
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "cw-state-"));
+    logged = [];
+  });
+  afterEach(async () => {
+    await source?.stop();
+    source = undefined;
+    await server?.close();
+    server = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function startOn(path: string, options: Partial<FileStateSourceOptions> = {}): Promise<RecordingSink> {
+    const sink = new RecordingSink();
+    const recording = pino({ level: "warn" }, { write: (line: string) => void logged.push(line) });
+    source = new FileStateSource({ path, logger: recording, debounceMs: 30, ...options });
+    await source.start(sink);
+    return sink;
+  }
+
+  /** Events in the watched directory for a second (as a log file written beside the state would make). */
+  async function churnFor(ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    for (let i = 0; Date.now() < end; i++) {
+      writeFileSync(join(dir, "agent.log"), `line ${i}\n`);
+      await sleep(20);
+    }
+  }
+
+  it("an alias cycle is one problem with its position, not an error logged on every event", async () => {
+    const file = join(dir, "state.yaml");
+    writeFileSync(file, "a: &a [*a]\n");
+    const sink = await startOn(file);
+    expect(sink.problems).toEqual([
+      { source: file, path: "", message: "cannot parse at line 1, column 8: alias *a is inside the node that &a names (which starts at line 1, column 7): an alias cycle" },
+    ]);
+    await churnFor(1_000);
+    expect(sink.problems).toHaveLength(1);
+    expect(sink.updates).toEqual([]);
+    expect(logged).toEqual([]);
+  });
+
+  it("an alias cycle in one file of a directory: a problem, the other files still delivered", async () => {
+    writeFileSync(join(dir, "a.yaml"), "routers: [{ id: r1 }]\n");
+    writeFileSync(join(dir, "b.yaml"), "devices: &d { p1: { self: *d } }\n");
+    const sink = await startOn(dir);
+    expect(sink.updates).toEqual([{ document: { routers: [{ id: "r1" }] }, origin: dir }]);
+    expect(sink.problems).toHaveLength(1);
+    expect(sink.problems[0]).toEqual({
+      source: join(dir, "b.yaml"),
+      path: "",
+      message: "cannot parse at line 1, column 27: alias *d is inside the node that &d names (which starts at line 1, column 13): an alias cycle",
+    });
+    await churnFor(500);
+    expect(sink.problems).toHaveLength(1);
+    expect(logged).toEqual([]);
+  });
+
+  it("an alias bomb is a problem at the alias that crosses the limit; the last good state stays", async () => {
+    const file = join(dir, "state.yaml");
+    writeFileSync(file, "routers: [{ id: r1 }]\n");
+    const sink = await startOn(file);
+    const lol = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n';
+    const levels = "bcdefg".split("").map((x, i) => `${x}: &${x} [${Array(9).fill(`*${"abcdefg"[i]}`).join(",")}]\n`);
+    writeFileSync(file, lol + levels.join(""));
+    await until(() => sink.problems.length === 1);
+    expect(sink.problems[0]).toEqual({
+      source: file,
+      path: "",
+      message: "cannot parse at line 7, column 8: the aliases stand for more than 1000000 nodes when expanded (an alias bomb?)",
+    });
+    await sleep(200);
+    expect(sink.updates).toHaveLength(1);
+    expect(sink.last).toEqual({ routers: [{ id: "r1" }] });
+  });
+
+  it("a file over state_max_bytes is a problem naming it, its size and the limit; the last good state stays", async () => {
+    const file = join(dir, "state.yaml");
+    writeFileSync(file, "routers: [{ id: r1 }]\n");
+    const sink = await startOn(file, { maxBytes: 1_000 });
+    const big = `routers: [{ id: r2 }]\n# ${"x".repeat(2_000)}\n`;
+    writeFileSync(file, big);
+    await until(() => sink.problems.length === 1);
+    expect(sink.problems[0]).toEqual({
+      source: file,
+      path: "",
+      message: `state file ${file} is ${big.length} bytes, over the limit of 1000 bytes (state_max_bytes); it is not read; the last good state stays in force`,
+    });
+    // Written again, still too large: not reported again.
+    writeFileSync(file, big);
+    await churnFor(300);
+    expect(sink.problems).toHaveLength(1);
+    expect(sink.updates).toHaveLength(1);
+    expect(sink.last).toEqual({ routers: [{ id: "r1" }] });
+    // Small enough again: read.
+    writeFileSync(file, "routers: [{ id: r3 }]\n");
+    await until(() => sink.updates.length === 2);
+    expect(sink.last).toEqual({ routers: [{ id: "r3" }] });
+  });
+
+  it("a file of a directory over the limit keeps its last good content", async () => {
+    const a = join(dir, "a.yaml");
+    writeFileSync(a, "routers: [{ id: r1 }]\n");
+    writeFileSync(join(dir, "b.yaml"), "routers: [{ id: r2 }]\n");
+    const sink = await startOn(dir, { maxBytes: 1_000 });
+    const big = `routers: [{ id: r9 }]\n# ${"x".repeat(2_000)}\n`;
+    writeFileSync(a, big);
+    await until(() => sink.problems.length === 1);
+    expect(sink.problems[0]).toEqual({
+      source: a,
+      path: "",
+      message: `state file ${a} is ${big.length} bytes, over the limit of 1000 bytes (state_max_bytes); it is not read; its last good content stays in force`,
+    });
+    writeFileSync(join(dir, "b.yaml"), "routers: [{ id: r3 }]\n");
+    await until(() => sink.updates.length === 2);
+    expect(sink.last).toEqual({ routers: [{ id: "r1" }, { id: "r3" }] });
+  });
+
+  it("a .json file with a syntax error is a problem with line and column (it is JSON, not YAML)", async () => {
+    const file = join(dir, "state.json");
+    writeFileSync(file, '{\n  "routers": [\n    {"id": "r1"}\n  ]\n}\n');
+    const sink = await startOn(file);
+    // A trailing comma: the YAML parser took it.
+    writeFileSync(file, '{\n  "routers": [\n    {"id": "r1"},\n    {"id": "r2"},\n  ]\n}\n');
+    await until(() => sink.problems.length === 1);
+    expect(sink.problems[0]).toEqual({ source: file, path: "", message: "cannot parse at line 5, column 3: expected a value, found ']'" });
+    expect(sink.updates).toHaveLength(1);
+  });
+
+  it("a worker thread that dies is a problem, reported once", async () => {
+    const script = join(dir, "dying-worker.mjs");
+    writeFileSync(script, "process.exit(7);\n");
+    const file = join(dir, "state.yaml");
+    writeFileSync(file, "routers: [{ id: r1 }]\n");
+    const sink = await startOn(file, { offThreadBytes: 0, workerScript: script });
+    expect(sink.problems).toEqual([{ source: file, path: "", message: "cannot parse: the parser's worker thread exited (code 7); the last good state stays in force" }]);
+    await churnFor(300);
+    expect(sink.problems).toHaveLength(1);
+    expect(sink.updates).toEqual([]);
+  });
+
+  describe("a multi-megabyte file", () => {
+    // ~2 MB of YAML: 12,000 ports. Parsed on the event loop, this held it for seconds.
+    const PORTS = 12_000;
+    function writeLargeState(file: string): void {
+      const lines = ["devices:"];
+      for (let i = 0; i < PORTS; i++) {
+        lines.push(
+          `  port-${i}:`,
+          `    mac_address: "fa:16:3e:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}"`,
+          `    fixed_ips: ["10.0.${i >> 8}.${i & 255}"]`,
+          `    security_groups: [sg-${i % 50}]`,
+          "    device_owner: compute:nova",
+          "    admin_state_up: true",
+        );
+      }
+      writeFileSync(file, lines.join("\n") + "\n");
+    }
+
+    function getMetrics(port: number): Promise<number> {
+      return new Promise((resolve, reject) => {
+        const req = request({ host: "127.0.0.1", port, path: "/metrics" }, (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    }
+
+    it("is parsed off the event loop: /metrics keeps answering until the document is delivered", async () => {
+      expect(defaultStateFileWorkerScript(), "build @chainwarden/agent first: the worker runs from dist").toBeDefined();
+      const file = join(dir, "state.yaml");
+      writeLargeState(file);
+      const silent = pino({ level: "silent" });
+      server = await serveMetrics(new AgentMetrics(), "127.0.0.1:0", silent);
+      const port = server.port;
+      const answered: number[] = [];
+      let asking = true;
+      const asker = (async () => {
+        while (asking) {
+          expect(await getMetrics(port)).toBe(200);
+          answered.push(performance.now());
+        }
+      })();
+      await until(() => answered.length > 0);
+
+      const began = performance.now();
+      const sink = await startOn(file);
+      const delivered = performance.now();
+      asking = false;
+      await asker;
+
+      expect(sink.updates).toHaveLength(1);
+      const devices = sink.last!.devices as Record<string, Record<string, unknown>>;
+      expect(Object.keys(devices)).toHaveLength(PORTS);
+      expect(devices["port-4242"]).toEqual({ mac_address: "fa:16:3e:00:10:92", fixed_ips: ["10.0.16.146"], security_groups: ["sg-42"], device_owner: "compute:nova", admin_state_up: true });
+      // Answered in the second half of the read, not only before the parse began: the loop was free
+      // while the file was parsed. (No absolute time: only the order of events.)
+      const midway = began + (delivered - began) / 2;
+      expect(answered.filter((t) => t > midway && t < delivered).length).toBeGreaterThan(0);
+    });
+
+    it("stop() during the parse abandons it: nothing is delivered", async () => {
+      const file = join(dir, "state.yaml");
+      writeLargeState(file);
+      const sink = new RecordingSink();
+      source = new FileStateSource({ path: file, logger });
+      const starting = source.start(sink);
+      await sleep(50);
+      await source.stop();
+      await starting;
+      expect(sink.updates).toEqual([]);
+      expect(sink.problems).toEqual([]);
     });
   });
 });

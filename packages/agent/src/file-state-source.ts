@@ -1,10 +1,14 @@
 import { watch, type FSWatcher } from "node:fs";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { Logger } from "pino";
-import { parseDocument } from "yaml";
 import type { Problem } from "./agent-errors.js";
 import type { StateDocument, StateSink, StateSource } from "./extension-points.js";
+import { digestStateDocument } from "./state-file-digest.js";
+import { DEFAULT_STATE_FILE_LIMITS, isPlainObject, tooLargeMessage, type StateFileLimits } from "./state-file-parser.js";
+import { StateFileReader, type StateFileRead, type StateFileReaderOptions } from "./state-file-reader.js";
+
+export { parseStateText } from "./state-file-parser.js";
 
 export interface FileStateSourceOptions {
   /** A JSON or YAML file, or a directory of `*.json`, `*.yaml`, `*.yml` files. */
@@ -17,6 +21,14 @@ export interface FileStateSourceOptions {
    * container mounts). Off unless set.
    */
   pollMs?: number;
+  /** The largest state file read, in bytes (config `state_max_bytes`). Default 64 MiB. */
+  maxBytes?: number;
+  /** Nesting depth and YAML alias limits (see `StateFileLimits`); tests lower them. */
+  limits?: Partial<Omit<StateFileLimits, "maxBytes">>;
+  /** Files of at least this many bytes are parsed in a worker thread. Default 16 KiB. */
+  offThreadBytes?: number;
+  /** The parser worker's script (tests). Default: `state-file-worker.js` of this package's build. */
+  workerScript?: string;
 }
 
 const STATE_FILE = /\.(?:json|ya?ml)$/i;
@@ -25,26 +37,38 @@ const REWATCH_MS = 1_000;
 
 /** What one file last contributed. */
 interface FileEntry {
-  /** The raw text last read (undefined: could not be read). */
-  text: string | undefined;
+  /**
+   * What was last read: the SHA-256 of its bytes, or `too-large:SIZE` (undefined: could not be
+   * read). A file is parsed again, and a problem with it reported again, only when this changes.
+   */
+  seen: string | undefined;
   /** The last document that parsed, kept while the file is broken. */
   good: StateDocument | undefined;
+  /** Counts changes of `good`: the directory's merge is redone only when one of these moved. */
+  version: number;
 }
 
 /**
  * The default state source: one JSON/YAML file, or a directory of them, watched for changes.
  *
- * - A file is parsed with the `yaml` package (JSON is YAML). Its top level must be a mapping.
+ * - A file is parsed as JSON (`*.json`, or a first non-space character `{`; YAML if that fails) or
+ *   YAML, with bounded cost (`state-file-parser.ts`): at most `maxBytes` (config `state_max_bytes`,
+ *   64 MiB) per file, nesting at most 64 deep, in YAML at most 10,000 aliases standing for at most
+ *   1,000,000 nodes, and no alias cycles. Its top level must be a mapping. Files of `offThreadBytes`
+ *   (16 KiB) and more are read and parsed in a worker thread and their document handed over in
+ *   pieces, so the event loop (the metrics endpoint, the reconcile loop) is never held by a parse.
  * - A directory's files (`*.json|*.yaml|*.yml`, dotfiles skipped) are read in name order and merged
  *   key by key: arrays are concatenated, mappings shallow-merged. The same key in the mappings of two
  *   files (or a key whose values cannot be merged) is reported as a problem naming both files; the
  *   later file wins.
  * - Watching: a single file is watched through its parent directory, so editors that write a new
  *   file and rename it over the old one, and atomic replaces, are seen; a directory is watched
- *   itself. Events are debounced (`debounceMs`); `pollMs` adds a polling fallback. Every trigger
- *   re-reads the files, and only files whose text changed are parsed again.
+ *   itself. Events are debounced (`debounceMs`); `pollMs` adds a polling fallback (a poll while a
+ *   read is pending is dropped). Every trigger re-reads the files, and only files whose bytes
+ *   changed (SHA-256) are parsed again; a problem with a file is reported again only when it changes.
  * - Delivery: `sink.update(document, path)` only when the merged document differs from the one
- *   last delivered. A file that does not parse (or whose top level is not a mapping) is reported
+ *   last delivered (compared by a digest of its JSON, computed in slices). A file that does not
+ *   parse (or whose top level is not a mapping, or that breaks a limit) is reported once per content
  *   with `sink.problem` (file, line and column) and nothing else happens: the last good state stays
  *   in force. In a directory, a broken file keeps contributing its last good content, so one bad
  *   file neither blocks edits to the others nor deletes what it described; a file that never parsed
@@ -68,8 +92,14 @@ export class FileStateSource implements StateSource {
   private stopped = false;
 
   private readonly files = new Map<string, FileEntry>();
-  /** JSON of the last delivered document. */
+  private readonly readerOptions: StateFileReaderOptions;
+  /** Closed by stop(), a new one at start(). */
+  private reader: StateFileReader;
+  private readonly maxBytes: number;
+  /** Digest of the last delivered document. */
   private delivered: string | undefined;
+  /** The files and `good` versions the directory's last merge was made of. */
+  private merged: string | undefined;
   /** The "missing" problem was reported and nothing was read since. */
   private missingReported = false;
   private reading: Promise<void> | undefined;
@@ -80,12 +110,21 @@ export class FileStateSource implements StateSource {
     this.logger = options.logger;
     this.debounceMs = options.debounceMs ?? 50;
     this.pollMs = options.pollMs;
+    this.maxBytes = options.maxBytes ?? DEFAULT_STATE_FILE_LIMITS.maxBytes;
+    this.readerOptions = {
+      limits: { ...DEFAULT_STATE_FILE_LIMITS, ...options.limits, maxBytes: this.maxBytes },
+      logger: this.logger,
+      ...(options.offThreadBytes !== undefined ? { offThreadBytes: options.offThreadBytes } : {}),
+      ...(options.workerScript !== undefined ? { workerScript: options.workerScript } : {}),
+    };
+    this.reader = new StateFileReader(this.readerOptions);
   }
 
   async start(sink: StateSink): Promise<void> {
     if (this.sink) throw new Error("FileStateSource already started");
     this.sink = sink;
     this.stopped = false;
+    this.reader = new StateFileReader(this.readerOptions);
     try {
       this.isDirectory = (await stat(this.path)).isDirectory();
     } catch {
@@ -95,7 +134,11 @@ export class FileStateSource implements StateSource {
     // Watch before the first read so that a change made while reading is not missed.
     this.ensureWatcher();
     if (this.pollMs !== undefined && this.pollMs > 0) {
-      this.pollTimer = setInterval(() => this.trigger(), this.pollMs);
+      // A poll while a read is pending or running is dropped, not queued: a pass over large files
+      // may take longer than the interval, and polls must not chain reads back to back.
+      this.pollTimer = setInterval(() => {
+        if (!this.reading && !this.debounceTimer) this.trigger();
+      }, this.pollMs);
     }
     await this.read();
   }
@@ -107,6 +150,8 @@ export class FileStateSource implements StateSource {
     for (const t of [this.rewatchTimer, this.debounceTimer]) if (t) clearTimeout(t);
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.rewatchTimer = this.debounceTimer = this.pollTimer = undefined;
+    // A parse in flight is abandoned, not waited for.
+    this.reader.close();
     await this.reading;
     this.sink = undefined;
   }
@@ -182,31 +227,39 @@ export class FileStateSource implements StateSource {
 
   private async readOnce(): Promise<void> {
     const problems: Problem[] = [];
-    let document: StateDocument | undefined;
-    if (this.isDirectory) document = await this.readDirectory(problems);
-    else document = await this.readSingleFile(problems);
+    const conflicts: Problem[] = [];
+    let next: StateDocument | undefined;
+    try {
+      next = this.isDirectory ? await this.readDirectory(problems, conflicts) : await this.readSingleFile(problems);
+    } finally {
+      this.reader.release();
+    }
     if (this.stopped || !this.sink) return;
+    let digest: string | undefined;
+    if (next !== undefined) {
+      digest = await digestStateDocument(next);
+      if (this.stopped || !this.sink) return;
+      // A directory's merge conflicts are reported with the document they produced, not on every event.
+      if (digest !== this.delivered) problems.push(...conflicts);
+    }
     for (const p of problems) this.sink.problem(p);
-    if (document === undefined) return;
-    const json = JSON.stringify(document);
-    if (json === this.delivered) return;
-    this.delivered = json;
+    if (next === undefined || digest === this.delivered) return;
+    this.delivered = digest;
     this.logger.debug({ path: this.path, files: this.files.size }, "state changed");
-    this.sink.update(document, this.path);
+    this.sink.update(next, this.path);
   }
 
+  /** The file's new document, or undefined when nothing new parsed. */
   private async readSingleFile(problems: Problem[]): Promise<StateDocument | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.path, "utf8");
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const gone = code === "ENOENT";
+    const entry = this.files.get(this.path);
+    const read = await this.reader.read(this.path, entry?.seen);
+    if (read.kind === "stopped") return undefined;
+    if (read.kind === "missing" || read.kind === "unreadable" || read.kind === "not-a-file") {
+      const gone = read.kind === "missing";
       // A missing file is reported once, not on every event in its directory.
       if (gone && this.missingReported) return undefined;
       this.missingReported = gone;
-      const entry = this.files.get(this.path);
-      if (entry) entry.text = undefined;
+      if (entry) entry.seen = undefined;
       problems.push({
         source: this.path,
         path: "",
@@ -214,24 +267,48 @@ export class FileStateSource implements StateSource {
           ? this.delivered === undefined
             ? "state file does not exist"
             : "state file was deleted; the last good state stays in force"
-          : `cannot read state file: ${(err as Error).message}`,
+          : `cannot read state file: ${read.kind === "unreadable" ? read.message : "not a regular file"}`,
       });
       return undefined;
     }
     this.missingReported = false;
-    const entry = this.entry(this.path);
-    if (entry.text === text) return entry.good;
-    entry.text = text;
-    const parsed = parseStateText(text, this.path);
-    if ("problem" in parsed) {
-      problems.push(parsed.problem);
-      return undefined;
-    }
-    entry.good = parsed.document;
-    return parsed.document;
+    return this.take(this.entry(this.path), this.path, read, problems, "the last good state stays in force");
   }
 
-  private async readDirectory(problems: Problem[]): Promise<StateDocument | undefined> {
+  /**
+   * Applies one read to a file's entry: a new good document (returned), or a problem reported once
+   * per content (pushed). Undefined when nothing new parsed.
+   */
+  private take(entry: FileEntry, file: string, read: Exclude<StateFileRead, { kind: "missing" | "unreadable" | "not-a-file" | "stopped" }>, problems: Problem[], kept: string): StateDocument | undefined {
+    switch (read.kind) {
+      case "unchanged":
+        return undefined;
+      case "too-large": {
+        const seen = `too-large:${read.size}`;
+        if (entry.seen !== seen) problems.push({ source: file, path: "", message: `${tooLargeMessage(file, read.size, this.maxBytes)}; ${kept}` });
+        entry.seen = seen;
+        return undefined;
+      }
+      case "failed": {
+        const seen = read.hash ?? "failed";
+        if (entry.seen !== seen) problems.push({ source: file, path: "", message: `cannot parse: ${read.message}; ${kept}` });
+        entry.seen = seen;
+        return undefined;
+      }
+      case "parsed":
+        entry.seen = read.hash;
+        if ("problem" in read.result) {
+          problems.push(read.result.problem);
+          return undefined;
+        }
+        entry.good = read.result.document;
+        entry.version++;
+        return entry.good;
+    }
+  }
+
+  /** The directory's merged document, or undefined when no file's contribution changed. */
+  private async readDirectory(problems: Problem[], conflicts: Problem[]): Promise<StateDocument | undefined> {
     let names: string[];
     try {
       names = (await readdir(this.path)).filter((n) => STATE_FILE.test(n) && !n.startsWith(".")).sort();
@@ -256,78 +333,44 @@ export class FileStateSource implements StateSource {
     const present = new Set<string>();
     for (const name of names) {
       const file = join(this.path, name);
-      let text: string;
-      try {
-        const s = await stat(file);
-        if (!s.isFile()) continue;
-        text = await readFile(file, "utf8");
-      } catch (err) {
-        // Deleted between readdir and read: gone, as if not listed.
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
-        present.add(file);
-        const entry = this.entry(file);
-        if (entry.text !== undefined) {
-          entry.text = undefined;
-          problems.push({ source: file, path: "", message: `cannot read state file: ${(err as Error).message}; its last good content stays in force` });
+      const read = await this.reader.read(file, this.files.get(file)?.seen);
+      if (read.kind === "stopped") return undefined;
+      // Deleted between readdir and read: gone, as if not listed.
+      if (read.kind === "missing" || read.kind === "not-a-file") continue;
+      present.add(file);
+      const entry = this.entry(file);
+      if (read.kind === "unreadable") {
+        if (entry.seen !== undefined) {
+          entry.seen = undefined;
+          problems.push({ source: file, path: "", message: `cannot read state file: ${read.message}; its last good content stays in force` });
         }
         continue;
       }
-      present.add(file);
-      const entry = this.entry(file);
-      if (entry.text === text) continue;
-      entry.text = text;
-      const parsed = parseStateText(text, file);
-      if ("problem" in parsed) problems.push(parsed.problem);
-      else entry.good = parsed.document;
+      this.take(entry, file, read, problems, "its last good content stays in force");
     }
     for (const file of [...this.files.keys()]) if (!present.has(file)) this.files.delete(file);
 
     const parts: { file: string; document: StateDocument }[] = [];
+    const made: string[] = [];
     for (const file of [...this.files.keys()].sort()) {
-      const good = this.files.get(file)!.good;
+      const { good, version } = this.files.get(file)!;
       if (good) parts.push({ file, document: good });
+      made.push(`${file}\0${version}`);
     }
-    const { document, problems: conflicts } = mergeStateDocuments(parts);
-    const json = JSON.stringify(document);
-    // Conflicts are reported with the document they produced, not again on every event.
-    if (json !== this.delivered) problems.push(...conflicts);
-    return document;
+    // Nothing any file contributes changed: the merge would be the document already handled.
+    const key = made.join("\0");
+    if (key === this.merged) return undefined;
+    this.merged = key;
+    const merged = mergeStateDocuments(parts);
+    conflicts.push(...merged.problems);
+    return merged.document;
   }
 
   private entry(file: string): FileEntry {
     let e = this.files.get(file);
-    if (!e) this.files.set(file, (e = { text: undefined, good: undefined }));
+    if (!e) this.files.set(file, (e = { seen: undefined, good: undefined, version: 0 }));
     return e;
   }
-}
-
-/** Parses one state file's text: a YAML (or JSON) mapping, or a problem with line and column. */
-export function parseStateText(text: string, source: string): { document: StateDocument } | { problem: Problem } {
-  const fail = (message: string): { problem: Problem } => ({ problem: { source, path: "", message } });
-  if (text.trim() === "") return fail("cannot parse: the file is empty; expected a mapping at the top level (line 1, column 1)");
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  const error = doc.errors[0];
-  if (error) {
-    const reason = error.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
-    const pos = error.linePos?.[0];
-    const where = pos ? ` at line ${pos.line}, column ${pos.col}` : "";
-    const more = doc.errors.length > 1 ? ` (and ${doc.errors.length - 1} more error${doc.errors.length > 2 ? "s" : ""})` : "";
-    return fail(`cannot parse${where}: ${reason}${more}`);
-  }
-  let value: unknown;
-  try {
-    value = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    return fail(`cannot parse at line 1, column 1: ${(err as Error).message}`);
-  }
-  if (!isPlainObject(value)) {
-    const contents = doc.contents;
-    const range = contents && "range" in contents ? contents.range : undefined;
-    const [line, col] = range ? lineColumn(text, range[0]) : [1, 1];
-    const what = value === null ? "nothing" : Array.isArray(value) ? "a list" : `a ${typeof value}`;
-    return fail(`expected a mapping at the top level, found ${what} at line ${line}, column ${col}`);
-  }
-  return { document: value };
 }
 
 /**
@@ -382,10 +425,6 @@ export function mergeStateDocuments(parts: readonly { file: string; document: St
   return { document: out, problems };
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 function kindOf(v: unknown): string {
   return Array.isArray(v) ? "a list" : isPlainObject(v) ? "a mapping" : v === null ? "null" : `a ${typeof v}`;
 }
@@ -393,16 +432,4 @@ function kindOf(v: unknown): string {
 /** `obj[key] = value` that also works for `__proto__` (a legal YAML key) without touching prototypes. */
 function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
   Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
-}
-
-function lineColumn(text: string, offset: number): [number, number] {
-  let line = 1;
-  let start = 0;
-  for (let i = 0; i < offset && i < text.length; i++) {
-    if (text[i] === "\n") {
-      line++;
-      start = i + 1;
-    }
-  }
-  return [line, offset - start + 1];
 }
