@@ -293,7 +293,7 @@ export class Agent {
   private async startSources(loop: ReconcileLoop): Promise<StateSource[]> {
     const sources = [...this.extensions(stateSourceExtensionPoint)];
     if (this.config.state !== undefined) {
-      sources.push(new FileStateSource({ path: this.config.state, logger: this.logger.child({ stateSource: "file" }) }));
+      sources.push(new FileStateSource({ path: this.config.state, maxBytes: this.config.state_max_bytes, logger: this.logger.child({ stateSource: "file" }) }));
     }
     if (sources.length === 0) this.logger.warn({}, "no state source: set state in the config or install a plugin that provides one");
     const results = await Promise.allSettled(sources.map((source) => source.start(loop)));

@@ -11,6 +11,12 @@ export const baseConfigShape = {
   /** The default file state source: a JSON/YAML file or a directory of them. */
   state: z.string().min(1).optional(),
   /**
+   * The largest state file the file state source reads, in bytes (64 MiB); a larger file is a problem
+   * and the last good state stays in force. At most 256 MiB: a file is decoded into one string, and
+   * parsing YAML takes tens of times the file's size in memory.
+   */
+  state_max_bytes: z.number().int().min(1).max(256 * 1024 * 1024).default(64 * 1024 * 1024),
+  /**
    * Neutron's `state_path`: where the agent keeps what must outlive its process (metadata proxies'
    * pid files under `external/pids/`, as Neutron keeps them).
    */
