@@ -112,10 +112,10 @@ describe.concurrent("l3-agent: plugins from the config file", () => {
   const auditLog = { package: "@chainwarden/example-plugin-audit-log", options: { path: join(tmp, "audit.jsonl") } };
 
   it("loads the example plugins by package name", async () => {
-    // No state: nothing to plan, so nothing touches the kernel.
+    // No state: nothing to plan, so nothing touches the kernel; plan says so and fails.
     const r = await runCli(BIN, ["plan", "--config", plugins([staticChains, auditLog])]);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toBe("# no namespaces in the desired state: no changes\n");
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("# no desired state was read: nothing would be changed\n");
     expect(r.stderr).toContain('"plugin":"audit-log"');
   });
 

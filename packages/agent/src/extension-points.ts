@@ -78,7 +78,9 @@ export interface ReconcileContext {
   /**
    * The namespace's IptablesManager for a wrap name (default: the agent's `wrap_name`); created on
    * first use and kept between reconciles so applies stay incremental. Already inside the
-   * deferred apply that the loop runs for this namespace.
+   * deferred apply that the loop runs for this namespace. Handlers of one namespace share it: the
+   * options a caller gives must match the manager's (it throws otherwise); options left out take
+   * the manager as the first caller made it (defaults: stateful, nat, the agent's `use_ipv6`).
    */
   manager(options?: Pick<IptablesManagerOptions, "wrapName" | "stateless" | "nat" | "useIpv6">): IptablesManager;
   /** Forget this namespace's managers after the namespace itself was deleted. */

@@ -18,7 +18,7 @@ type ManagerOptions = Pick<IptablesManagerOptions, "wrapName" | "stateless" | "n
  * (`deferApplyOn`) until the loop applies it at the end.
  */
 export class LoopContext implements ReconcileContext {
-  private readonly managers = new Map<string, { manager: IptablesManager; options: string }>();
+  private readonly managers = new Map<string, { manager: IptablesManager; effective: { stateless: boolean; nat: boolean; useIpv6: boolean } }>();
   private applier: IptablesApplier | undefined;
   private touched: Set<IptablesManager> | undefined;
 
@@ -41,22 +41,25 @@ export class LoopContext implements ReconcileContext {
 
   manager(options: ManagerOptions = {}): IptablesManager {
     const wrapName = wrapNameFor(options.wrapName ?? this.config.wrap_name);
-    const effective = {
-      stateless: options.stateless ?? false,
-      nat: options.nat ?? true,
-      useIpv6: options.useIpv6 ?? this.config.use_ipv6,
-    };
-    const key = JSON.stringify(effective);
     const existing = this.managers.get(wrapName);
     if (existing) {
-      if (existing.options !== key) {
+      // Only what the caller asks for must match: a handler that names no tables (`manager()`)
+      // shares the namespace's manager as another handler made it (the l2 agent's is stateless).
+      const asked = { stateless: options.stateless, nat: options.nat, useIpv6: options.useIpv6 };
+      const clash = (Object.keys(asked) as (keyof typeof asked)[]).filter((k) => asked[k] !== undefined && asked[k] !== existing.effective[k]);
+      if (clash.length > 0) {
         throw new Error(
-          `the ${wrapName} manager of ${this.namespace ?? "the host namespace"} was created with ${existing.options}; it cannot also be used with ${key}`,
+          `the ${wrapName} manager of ${this.namespace ?? "the host namespace"} was created with ${JSON.stringify(existing.effective)}; it cannot also be used with ${JSON.stringify(asked)}`,
         );
       }
       this.touch(existing.manager);
       return existing.manager;
     }
+    const effective = {
+      stateless: options.stateless ?? false,
+      nat: options.nat ?? true,
+      useIpv6: options.useIpv6 ?? this.config.use_ipv6,
+    };
     const logger = this.coreLogger;
     this.applier ??= new IptablesApplier({
       runner: this.runner,
@@ -73,7 +76,7 @@ export class LoopContext implements ReconcileContext {
       applier: this.applier,
       ...effective,
     });
-    this.managers.set(wrapName, { manager, options: key });
+    this.managers.set(wrapName, { manager, effective });
     // A dry run never applies: its managers stay deferred, so even an explicit `apply()` is a no-op.
     if (this.dryRun) manager.deferApplyOn();
     else this.touch(manager);

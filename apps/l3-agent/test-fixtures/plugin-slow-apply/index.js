@@ -16,6 +16,7 @@ export default {
     const { marker, delay_ms } = env.options;
     env.addExtension(resourceHandlerExtensionPoint, {
       kind: "slow_apply",
+      documentKeys: ["slow_apply"],
       parse(document) {
         const value = document.slow_apply;
         const resources = new Map();
