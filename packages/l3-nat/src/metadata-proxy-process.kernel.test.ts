@@ -312,6 +312,8 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
     expect(existsSync(t.files.logFile)).toBe(false);
     expect((await t.netns.exec(["ss", "-ltn"])).stdout).not.toContain(":9697");
     expect(t.log.lines.find((l) => l.msg === "metadata proxy stopped")).toMatchObject({ proxyPid: pid });
+    // It went on SIGTERM (removing its own pid file), not on the SIGKILL after the timeout.
+    expect(t.log.msgs()).not.toContain("metadata proxy ignored SIGTERM; killing it");
     expect(alive(other.pid!)).toBe(true);
     await expect(proxy.ensureRunning()).rejects.toThrow(/stopped/);
   });
