@@ -761,6 +761,8 @@ export class ReconcileLoop implements StateSink {
     appliedHeld: ReadonlyMap<string, ReadonlySet<string>> | undefined,
     full: boolean,
     recheck: ReadonlySet<string> = new Set(),
+    /** Kinds called even with nothing to do here: their input is incomplete, or just turned complete. */
+    always: ReadonlySet<string> = new Set(),
   ): { work: Work[]; resources: string[]; held: string[]; heldByKind: Map<string, ReadonlySet<string>>; desired: ByKind } {
     const desired = this.desired.in(ns);
     const work: Work[] = [];
@@ -781,7 +783,7 @@ export class ReconcileLoop implements StateSink {
         if (full || !had.has(id) || !same(handler, had.get(id), r) || held.has(id) !== wasHeld.has(id)) changed.add(id);
       }
       for (const [id, r] of had) if (!want.has(id)) removed.set(id, r);
-      if (changed.size === 0 && removed.size === 0 && !recheck.has(handler.kind) && !home.has(handler)) continue;
+      if (changed.size === 0 && removed.size === 0 && !recheck.has(handler.kind) && !home.has(handler) && !always.has(handler.kind)) continue;
       for (const id of changed) resources.push(`${handler.kind}/${id}`);
       for (const id of removed.keys()) resources.push(`${handler.kind}/${id}`);
       work.push({ handler, request: { desired: want, changed, removed, full, held, complete: this.desired.complete(handler.kind) } });
@@ -792,13 +794,17 @@ export class ReconcileLoop implements StateSink {
   private async reconcileNamespace(st: NsState, full: boolean, verify: boolean, recheck: ReadonlySet<string>, pendingSince: number | undefined): Promise<Outcome> {
     const ns = st.key;
     const incomplete = new Set(this.handlers.filter((h) => !this.desired.complete(h.kind)).map((h) => h.kind));
-    if ([...st.appliedIncomplete].some((kind) => !incomplete.has(kind))) {
+    const completed = [...st.appliedIncomplete].filter((kind) => !incomplete.has(kind));
+    if (completed.length > 0) {
       // Input that was incomplete is complete now: what was kept for want of it (in the managers'
       // models, unknown to the loop) goes, so the run starts from fresh managers, as a full pass.
       this.dropContext(st);
       full = true;
     }
-    const { work, resources, heldByKind, desired } = this.work(ns, st.applied, st.appliedHeld, full, recheck);
+    // On a full pass a kind whose input is incomplete is called everywhere, even with nothing
+    // desired here, so that it keeps what the kernel has; and once more when it turned complete.
+    const always = new Set(full && this.desired.read ? [...incomplete, ...completed] : completed);
+    const { work, resources, heldByKind, desired } = this.work(ns, st.applied, st.appliedHeld, full, recheck, always);
     if (work.length === 0 && !(verify && st.context)) {
       // Nothing changed (e.g. a change reverted within the window).
       st.applied = desired;

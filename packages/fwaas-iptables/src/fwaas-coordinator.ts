@@ -3,7 +3,7 @@ import type { IptablesManager, IptablesRunner } from "@chainwarden/core";
 import type { L3RouterExtension, Router, RouterExtensionContext } from "@chainwarden/l3-nat";
 import { ConntrackCleaner, isEmptyConntrackPlan, mergeConntrackPlans, type ConntrackPlan } from "./conntrack-cleaner.js";
 import type { RouterBoundFirewall, RouterBoundGroup, RouterBoundResource } from "./fwaas-state.js";
-import { RouterFirewall } from "./router-firewall.js";
+import { RouterFirewall, type HeldFirewall, type KernelFilter } from "./router-firewall.js";
 
 type Logger = ReconcileContext["logger"];
 
@@ -11,7 +11,14 @@ type Logger = ReconcileContext["logger"];
 interface RouterFirewalls {
   firewalls: ReadonlyMap<string, RouterBoundFirewall>;
   groups: ReadonlyMap<string, RouterBoundGroup>;
+  /** Firewalls (v1) and groups (v2) to keep as the kernel has them, by resource id. */
+  heldFirewalls: ReadonlyMap<string, HeldFirewall>;
+  heldGroups: ReadonlyMap<string, HeldFirewall>;
+  /** The kinds whose input is incomplete: firewall chains no firewall explains stay. */
+  incomplete: ReadonlySet<string>;
 }
+
+const NONE: RouterFirewalls = { firewalls: new Map(), groups: new Map(), heldFirewalls: new Map(), heldGroups: new Map(), incomplete: new Set() };
 
 interface PendingConntrack {
   runner: IptablesRunner;
@@ -72,13 +79,24 @@ export class FwaasCoordinator {
   async reconcile<R extends RouterBoundResource>(kind: R["kind"], context: ReconcileContext, request: ReconcileRequest<R>): Promise<void> {
     const namespace = context.namespace;
     if (namespace === undefined) return;
-    const current = this.desired.get(namespace) ?? { firewalls: new Map(), groups: new Map() };
+    const current = this.desired.get(namespace) ?? NONE;
+    // Stand-ins of invalid input, and firewalls whose apply failed, are kept as the kernel has them.
+    const valid = new Map<string, RouterBoundResource>();
+    const held = new Map<string, HeldFirewall>();
+    for (const [key, r] of request.desired) {
+      if ("standIn" in r) held.set(key, { kind: r.kind === "firewall" ? "v1" : "v2", id: r.id, ports: r.ports });
+      else if (request.held.has(key)) held.set(key, r.kind === "firewall" ? { kind: "v1", id: r.firewall.id, ports: [] } : { kind: "v2", id: r.group.id, ports: r.group.ports });
+      else valid.set(key, r);
+    }
+    const incomplete = new Set(current.incomplete);
+    if (request.complete) incomplete.delete(kind);
+    else incomplete.add(kind);
     const next: RouterFirewalls =
       kind === "firewall"
-        ? { ...current, firewalls: request.desired as unknown as ReadonlyMap<string, RouterBoundFirewall> }
-        : { ...current, groups: request.desired as unknown as ReadonlyMap<string, RouterBoundGroup> };
+        ? { ...current, firewalls: valid as Map<string, RouterBoundFirewall>, heldFirewalls: held, incomplete }
+        : { ...current, groups: valid as Map<string, RouterBoundGroup>, heldGroups: held, incomplete };
     if (!context.dryRun) {
-      if (next.firewalls.size === 0 && next.groups.size === 0) this.desired.delete(namespace);
+      if (isEmpty(next)) this.desired.delete(namespace);
       else this.desired.set(namespace, next);
     }
     const router = this.routers.get(namespace);
@@ -87,8 +105,8 @@ export class FwaasCoordinator {
       return;
     }
     // A dry run of a router this agent has not set up yet uses the ports the document gives.
-    const ports = router ? interfacePorts(router) : [...firstRouterPorts(next)];
-    this.syncRouter(context.manager(), namespace, ports, next, { dryRun: context.dryRun, runner: context.runner, logger: context.logger, routerId: router?.id });
+    const ports = router ? interfacePorts(router) : [...firstRouterPorts([...request.desired.values(), ...next.groups.values(), ...next.firewalls.values()])];
+    await this.syncRouter(context.manager(), namespace, ports, next, { dryRun: context.dryRun, runner: context.runner, logger: context.logger, routerId: router?.id });
   }
 
   /** The apply observer: runs the conntrack cleanup queued for the namespace once its rules are in. */
@@ -113,10 +131,10 @@ export class FwaasCoordinator {
     }
   }
 
-  private routerChanged(context: RouterExtensionContext): void {
+  private async routerChanged(context: RouterExtensionContext): Promise<void> {
     if (!context.dryRun) this.routers.set(context.namespace, context.router);
-    const firewalls = this.desired.get(context.namespace) ?? { firewalls: new Map(), groups: new Map() };
-    this.syncRouter(context.iptables, context.namespace, interfacePorts(context.router), firewalls, {
+    const firewalls = this.desired.get(context.namespace) ?? NONE;
+    await this.syncRouter(context.iptables, context.namespace, interfacePorts(context.router), firewalls, {
       dryRun: context.dryRun,
       runner: context.runner,
       logger: context.logger,
@@ -124,22 +142,29 @@ export class FwaasCoordinator {
     });
   }
 
-  private syncRouter(
+  private async syncRouter(
     manager: IptablesManager,
     namespace: string,
     ports: readonly string[],
     firewalls: RouterFirewalls,
     env: { dryRun: boolean; runner: IptablesRunner; logger: Logger; routerId: string | undefined },
-  ): void {
+  ): Promise<void> {
     let driver = this.drivers.get(manager);
     if (!driver) {
       driver = new RouterFirewall(manager, env.routerId === undefined ? {} : { resource: `router/${env.routerId}` });
       this.drivers.set(manager, driver);
     }
+    const held = [...firewalls.heldGroups.values(), ...firewalls.heldFirewalls.values()];
+    const keepUnknown = firewalls.incomplete.size > 0;
+    // What the kernel has, for held firewalls the driver has not taken over yet and for incomplete input.
+    const kernel = keepUnknown || held.some((h) => !driver.holds(`${h.kind}:${h.id}`)) ? await kernelFilter(manager) : undefined;
     const result = driver.sync({
       ports,
       firewalls: [...firewalls.firewalls.values()].map((r) => r.firewall),
       groups: [...firewalls.groups.values()].map((r) => r.group),
+      held,
+      ...(kernel ? { kernel } : {}),
+      keepUnknown,
     });
     if (result.rewritten.length || result.removed.length) {
       env.logger.debug({ namespace, rewritten: result.rewritten, removed: result.removed, dryRun: env.dryRun }, "firewalls programmed");
@@ -155,8 +180,19 @@ function interfacePorts(router: Router): string[] {
   return router._interfaces.map((p) => p.id);
 }
 
-function firstRouterPorts(f: RouterFirewalls): readonly string[] {
-  for (const r of f.groups.values()) return r.routerPorts;
-  for (const r of f.firewalls.values()) return r.routerPorts;
+function firstRouterPorts(resources: Iterable<RouterBoundResource>): readonly string[] {
+  for (const r of resources) return r.routerPorts;
   return [];
+}
+
+function isEmpty(f: RouterFirewalls): boolean {
+  return f.firewalls.size === 0 && f.groups.size === 0 && f.heldFirewalls.size === 0 && f.heldGroups.size === 0 && f.incomplete.size === 0;
+}
+
+/** The kernel's filter table of both families, as the manager's view has them. */
+async function kernelFilter(manager: IptablesManager): Promise<KernelFilter> {
+  return new Map([
+    [4, await manager.kernelChains(4, "filter")],
+    [6, await manager.kernelChains(6, "filter")],
+  ] as const);
 }

@@ -32,11 +32,30 @@ export interface RouterBoundGroup {
   readonly fingerprint: string;
 }
 
-export type RouterBoundResource = RouterBoundFirewall | RouterBoundGroup;
+/**
+ * The stand-in of an invalid firewall (or group) on one router: what could be read of it, enough to
+ * keep what the kernel has of it or, where the kernel has nothing, to close its interfaces (its
+ * default-policy jumps without its own chains: everything through them is dropped, as for a
+ * firewall that is administratively down).
+ */
+export interface HeldFirewallStandIn {
+  readonly kind: "firewall" | "firewall_group";
+  readonly standIn: true;
+  /** The firewall's (or group's) id. */
+  readonly id: string;
+  readonly routerId: string;
+  readonly namespace: string;
+  readonly routerPorts: readonly string[];
+  /** A group's ports on this router (as far as they could be read); a v1 firewall covers `qr-+`. */
+  readonly ports: readonly string[];
+  readonly fingerprint: string;
+}
+
+export type RouterBoundResource = RouterBoundFirewall | RouterBoundGroup | HeldFirewallStandIn;
 
 export interface FwaasState {
-  readonly firewalls: ParsedResources<RouterBoundFirewall>;
-  readonly groups: ParsedResources<RouterBoundGroup>;
+  readonly firewalls: ParsedResources<RouterBoundFirewall | HeldFirewallStandIn>;
+  readonly groups: ParsedResources<RouterBoundGroup | HeldFirewallStandIn>;
 }
 
 export interface FwaasStateOptions {
@@ -55,7 +74,8 @@ interface RouterView extends RouterIdentity {
  *
  * Each firewall is validated on its own: a bad one is a Problem naming the firewall, the rule and
  * the field, and the others still apply. Its problem names the router-bound resources it would have
- * (`<id>@<router>`), so the reconcile loop keeps their last good version. Conflicts that Neutron's
+ * (`<id>@<router>`), so the reconcile loop keeps their last good version, and each has a stand-in
+ * (`HeldFirewallStandIn`) for a process that never had one. Conflicts that Neutron's
  * server would have refused are resolved here, the firewall with the smaller id winning, and
  * reported (naming the losing firewall only, so it is not kept): two v1 firewalls on one router, a
  * port in two groups, two firewalls on one router whose ids share the 8 characters chain names keep.
@@ -66,6 +86,8 @@ export function parseFwaasState(document: StateDocument, origin: string, options
   const groupProblems: Problem[] = [];
   const firewalls = new Map<string, RouterBoundFirewall>();
   const groups = new Map<string, RouterBoundGroup>();
+  const heldFirewalls = new Map<string, HeldFirewallStandIn>();
+  const heldGroups = new Map<string, HeldFirewallStandIn>();
 
   const v1 = readList(document, "firewalls", origin, fwProblems, "firewall", (raw) => {
     const { firewall, issues } = parseFirewall(raw);
@@ -77,14 +99,28 @@ export function parseFwaasState(document: StateDocument, origin: string, options
   });
 
   // Problems of invalid entries name the router-bound resources they would have had.
+  const standIn = (kind: HeldFirewallStandIn["kind"], id: string, router: RouterView, ports: readonly string[]): HeldFirewallStandIn => ({
+    kind,
+    standIn: true,
+    id,
+    routerId: router.id,
+    namespace: router.namespace,
+    routerPorts: router.ports,
+    ports,
+    fingerprint: JSON.stringify(["held", id, router.id, ports, router.ports]),
+  });
   for (const bad of v1.invalid) {
     const covered = routers.filter((r) => rawCovers(bad.raw, r));
     pushPerRouter(fwProblems, bad.problems, covered, bad.id);
+    if (bad.id !== undefined && RESOURCE_ID.test(bad.id)) for (const r of covered) heldFirewalls.set(`${bad.id}@${r.id}`, standIn("firewall", bad.id, r, []));
   }
   for (const bad of v2.invalid) {
     const ports = rawPorts(bad.raw);
     const covered = routers.filter((r) => r.ports.some((p) => ports.includes(p)));
     pushPerRouter(groupProblems, bad.problems, covered, bad.id);
+    if (bad.id !== undefined && RESOURCE_ID.test(bad.id)) {
+      for (const r of covered) heldGroups.set(`${bad.id}@${r.id}`, standIn("firewall_group", bad.id, r, ports.filter((p) => r.ports.includes(p) && RESOURCE_ID.test(p))));
+    }
   }
 
   for (const router of routers) {
@@ -158,7 +194,13 @@ export function parseFwaasState(document: StateDocument, origin: string, options
       });
     }
   }
-  return { firewalls: { resources: firewalls, problems: fwProblems }, groups: { resources: groups, problems: groupProblems } };
+  // A duplicate id's entry "is" the valid first one: no stand-in where a valid binding exists.
+  for (const id of firewalls.keys()) heldFirewalls.delete(id);
+  for (const id of groups.keys()) heldGroups.delete(id);
+  return {
+    firewalls: { resources: firewalls, problems: fwProblems, held: heldFirewalls },
+    groups: { resources: groups, problems: groupProblems, held: heldGroups },
+  };
 }
 
 // --- reading the document -----------------------------------------------------------------------------

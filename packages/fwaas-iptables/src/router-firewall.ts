@@ -38,7 +38,7 @@
  * be run after the apply (deleting entries before the new rules are in would let a packet re-create
  * them under the old rules).
  */
-import { kernelChainName, type IptablesManager, type IptablesTable } from "@chainwarden/core";
+import { kernelChainName, ruleJumpTarget, type IptablesManager, type IptablesTable } from "@chainwarden/core";
 import { conntrackFilterOf, EMPTY_CONNTRACK_PLAN, type ConntrackFilter, type ConntrackPlan } from "./conntrack-cleaner.js";
 import type { FirewallGroup } from "./firewall-group.js";
 import type { FirewallRule, IpVersion } from "./firewall-rule.js";
@@ -63,7 +63,32 @@ export interface RouterFirewallInput {
   readonly firewalls?: readonly Firewall[];
   /** v2 groups; each binds those of its ports that are this router's. Others are ignored. */
   readonly groups?: readonly FirewallGroup[];
+  /**
+   * Firewalls to keep as the kernel has them (invalid input, or a failed apply): their chains are
+   * taken from `kernel` as they are; where the kernel has none, only their default-policy jumps
+   * are written, so everything through their interfaces is dropped (closed, never open). A held
+   * firewall this driver already programs is left as it is.
+   */
+  readonly held?: readonly HeldFirewall[];
+  /** The kernel's filter tables (kernel chain name → rules), for held firewalls and `keepUnknown`. */
+  readonly kernel?: KernelFilter;
+  /**
+   * The input is incomplete: firewall chains the kernel has that no firewall here explains, and
+   * their FORWARD jumps, are kept as they are.
+   */
+  readonly keepUnknown?: boolean;
 }
+
+/** A firewall to keep as the kernel has it (see `RouterFirewallInput.held`). */
+export interface HeldFirewall {
+  readonly kind: "v1" | "v2";
+  readonly id: string;
+  /** v2: the group's ports (those of this router are used); v1: none, it covers `qr-+`. */
+  readonly ports: readonly string[];
+}
+
+/** Per IP version: kernel chain name → rules as iptables-save prints them. */
+export type KernelFilter = ReadonlyMap<IpVersion, ReadonlyMap<string, readonly string[]>>;
 
 export interface RouterFirewallOptions {
   /** The internal interface prefix, Neutron's `qr-`. */
@@ -110,6 +135,8 @@ interface Program {
   /** Enabled rules by direction, for the conntrack diff. */
   readonly ingress: readonly FirewallRule[];
   readonly egress: readonly FirewallRule[];
+  /** Kept as the kernel has it (or closed): never a reason to flush connections. */
+  readonly held?: boolean;
 }
 
 interface Jump {
@@ -118,6 +145,9 @@ interface Jump {
 }
 
 const JUMP_TAG = "fwaas-jump";
+const KEPT_TAG = "fwaas-kept-while-incomplete";
+/** The chains every firewall on a router shares. */
+const SHARED_CHAINS: readonly string[] = [DEFAULT_POLICY_CHAIN, ACCEPTED_CHAIN, DROPPED_CHAIN, REJECTED_CHAIN];
 const FAMILIES: readonly IpVersion[] = [4, 6];
 
 export class RouterFirewall {
@@ -170,7 +200,10 @@ export class RouterFirewall {
     const changed = chains.size > 0 || removed.size > 0;
     const sharedChanged = this.syncShared(desired);
 
-    const jumps = this.jumps(desired);
+    let jumps = this.jumps(desired);
+    // Incomplete input: the kernel's jumps stay, in the kernel's order (which firewall decides
+    // first depends on it); new ones follow them.
+    if (input.keepUnknown && input.kernel) jumps = this.withKernelJumps(jumps, input.kernel);
     const jumpsKey = jumps.map((j) => `${j.family} ${j.rule}`).join("\n");
     let jumpsRebuilt = false;
     if (changed || sharedChanged || jumpsKey !== this.jumpsKey) {
@@ -181,9 +214,72 @@ export class RouterFirewall {
       for (const family of FAMILIES) chains.add(`${family}/${kernelChainName(this.manager.wrapName, "FORWARD", true)}`);
     }
 
+    if (input.keepUnknown && input.kernel) this.keepUnknown(input.kernel);
+
     const conntrack = this.conntrackPlan(desired);
     this.programs = desired;
     return { rewritten: [...rewritten], removed: [...removed], jumpsRebuilt, chains: [...chains], conntrack };
+  }
+
+  /** Whether the driver already holds this firewall (`v1:<id>` / `v2:<id>`) as the kernel had it. */
+  holds(key: string): boolean {
+    return this.programs.get(key)?.held === true;
+  }
+
+  /**
+   * Firewall chains the kernel has and the manager does not (their names are firewall chains, or
+   * the shared ones), taken over as they are; the shared chains the kernel has keep its content.
+   */
+  private keepUnknown(kernel: KernelFilter): void {
+    const wrap = this.manager.wrapName;
+    const prefix = `${wrap}-`;
+    for (const family of FAMILIES) {
+      const table = this.filter(family);
+      const copy = kernel.get(family);
+      if (!copy) continue;
+      const adopted: [string, readonly string[]][] = [];
+      for (const [chain, rules] of copy) {
+        if (!this.isFirewallChain(chain)) continue;
+        // A shared chain by the name the driver declares it under (the kernel's is cut).
+        const shared = SHARED_CHAINS.find((c) => kernelChainName(wrap, c, true) === chain);
+        const name = shared ?? chain.slice(prefix.length);
+        if (table.isDeclared(chain)) {
+          if (shared === undefined) continue;
+          table.emptyChain(name);
+        } else {
+          table.addChain(name, this.opts());
+        }
+        adopted.push([name, rules]);
+      }
+      for (const [name, rules] of adopted) for (const rule of rules) table.addRule(name, rule, { tag: KEPT_TAG, ...this.opts() });
+    }
+    // The shared chains' content may differ from what the next complete sync writes.
+    this.sharedKey = "";
+  }
+
+  /** Whether a kernel chain name is one FWaaS writes (a firewall's, or a shared one). */
+  private isFirewallChain(chain: string): boolean {
+    const prefix = `${this.manager.wrapName}-`;
+    if (!chain.startsWith(prefix)) return false;
+    const name = chain.slice(prefix.length);
+    return /^[io]v[46]/.test(name) || SHARED_CHAINS.some((c) => kernelChainName(this.manager.wrapName, c, true) === chain);
+  }
+
+  /** The kernel's FWaaS jumps in FORWARD, in its order, then the wanted ones it does not have. */
+  private withKernelJumps(jumps: readonly Jump[], kernel: KernelFilter): Jump[] {
+    const wrap = this.manager.wrapName;
+    const expand = (rule: string) => rule.replace(/\$([A-Za-z0-9_.-]+)/g, (_, name: string) => kernelChainName(wrap, name, true));
+    const out: Jump[] = [];
+    for (const family of FAMILIES) {
+      const kept = (kernel.get(family)?.get(kernelChainName(wrap, "FORWARD", true)) ?? []).filter((rule) => {
+        const target = ruleJumpTarget(rule);
+        return target !== undefined && this.isFirewallChain(target);
+      });
+      const have = new Set(kept);
+      for (const rule of kept) out.push({ family, rule });
+      for (const j of jumps) if (j.family === family && !have.has(expand(j.rule))) out.push(j);
+    }
+    return out;
   }
 
   /** Removes everything this driver put into the manager (the router has no firewall any more). */
@@ -196,13 +292,41 @@ export class RouterFirewall {
   private compute(input: RouterFirewallInput): Map<string, Program> {
     const programs = new Map<string, Program>();
     const routerPorts = new Set(input.ports);
-    for (const group of [...(input.groups ?? [])].sort(byId)) {
-      const ports = group.ports.filter((p) => routerPorts.has(p));
-      if (ports.length === 0) continue;
-      programs.set(`v2:${group.id}`, this.v2Program(group, ports));
+    const held = input.held ?? [];
+    // Held firewalls take their places in the same order as the others (the FORWARD jumps follow it).
+    const groups = [
+      ...(input.groups ?? []).map((g) => ({ id: g.id, ports: g.ports, make: (ports: string[]) => this.v2Program(g, ports) })),
+      ...held.filter((h) => h.kind === "v2").map((h) => ({ id: h.id, ports: h.ports, make: (ports: string[]) => this.heldProgram(h, ports, input.kernel) })),
+    ].sort(byId);
+    for (const g of groups) {
+      const ports = g.ports.filter((p) => routerPorts.has(p));
+      if (ports.length > 0) programs.set(`v2:${g.id}`, g.make(ports));
     }
-    for (const fw of [...(input.firewalls ?? [])].sort(byId)) programs.set(`v1:${fw.id}`, this.v1Program(fw));
+    const v1 = [
+      ...(input.firewalls ?? []).map((f) => ({ id: f.id, make: () => this.v1Program(f) })),
+      ...held.filter((h) => h.kind === "v1").map((h) => ({ id: h.id, make: () => this.heldProgram(h, [], input.kernel) })),
+    ].sort(byId);
+    for (const f of v1) programs.set(`v1:${f.id}`, f.make());
     return programs;
+  }
+
+  /**
+   * A held firewall: the one this driver already holds, as it is; else its chains as the kernel has
+   * them; else none (closed: its default-policy jumps drop everything through its interfaces).
+   */
+  private heldProgram(h: HeldFirewall, ports: string[], kernel: KernelFilter | undefined): Program {
+    const key = `${h.kind}:${h.id}`;
+    const before = this.programs.get(key);
+    if (before?.held) return before;
+    const chains: ChainSpec[] = [];
+    for (const family of FAMILIES) {
+      for (const direction of ["ingress", "egress"] as const) {
+        const name = firewallChainName(direction, family, h.id);
+        const rules = kernel?.get(family)?.get(kernelChainName(this.manager.wrapName, name, true));
+        if (rules !== undefined) chains.push({ family, name, rules, text: rules.join("\n") });
+      }
+    }
+    return { ...program(h.kind, h.id, chains.length > 0, chains, h.kind === "v2" ? ports : [], [], []), held: true };
   }
 
   private v1Program(fw: Firewall): Program {
@@ -298,7 +422,7 @@ export class RouterFirewall {
     let flush = false;
     const filters: ConntrackFilter[] = [];
     for (const [key, now] of desired) {
-      if (!now.adminUp) continue;
+      if (!now.adminUp || now.held) continue;
       const old = this.programs.get(key);
       if (!old || !old.adminUp || now.ports.some((p) => !old.ports.includes(p))) {
         flush = true;
