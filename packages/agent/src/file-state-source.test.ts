@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -260,6 +261,14 @@ describe.each([
       await until(() => sink.updates.length === 2);
       expect(sink.last).toEqual({ routers: [{ id: "r1" }, { id: "r3" }] });
       expect(sink.problems).toHaveLength(1);
+    });
+
+    it("skips a FIFO named like a state file without opening it (an open would wait for a writer)", async () => {
+      writeFileSync(join(dir, "a.yaml"), "routers: [{ id: r1 }]\n");
+      execFileSync("mkfifo", [join(dir, "b.yaml")]);
+      const sink = await startOn(dir);
+      expect(sink.updates).toEqual([{ document: { routers: [{ id: "r1" }] }, origin: dir }]);
+      expect(sink.problems).toEqual([]);
     });
 
     it("an empty directory is an empty document", async () => {

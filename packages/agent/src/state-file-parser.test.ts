@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -130,5 +131,8 @@ describe("readStateFileBytes", () => {
     expect(await readStateFileBytes(file, hash, 4)).toEqual({ kind: "too-large", size: 5 });
     expect(await readStateFileBytes(join(dir, "none.yaml"), undefined, 5)).toEqual({ kind: "missing" });
     expect(await readStateFileBytes(dir, undefined, 5)).toEqual({ kind: "not-a-file" });
+    const fifo = join(dir, "fifo.yaml");
+    execFileSync("mkfifo", [fifo]);
+    expect(await readStateFileBytes(fifo, undefined, 5)).toEqual({ kind: "not-a-file" });
   });
 });

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import { isAlias, isMap, isPair, isScalar, isSeq, parseDocument, type Document } from "yaml";
 import type { Problem } from "./agent-errors.js";
@@ -61,7 +62,9 @@ export type StateFileBytes =
 export async function readStateFileBytes(file: string, knownHash: string | undefined, maxBytes: number): Promise<StateFileBytes> {
   let handle;
   try {
-    handle = await open(file, "r");
+    // O_NONBLOCK: should the file have been replaced by a FIFO since it was checked, the open does
+    // not wait for a writer (and the fstat below refuses it). No effect on regular files.
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     return openFailure(err);
   }

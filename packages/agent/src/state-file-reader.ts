@@ -84,7 +84,10 @@ export class StateFileReader {
     if (this.inFlight) throw new Error("StateFileReader.read: a read is in flight");
     let size = 0;
     try {
-      size = (await stat(file)).size;
+      const st = await stat(file);
+      // Never opened: a FIFO would block the open (and a thread of libuv's pool) until a writer comes.
+      if (!st.isFile()) return { kind: "not-a-file" };
+      size = st.size;
     } catch {
       // Reported by the read below.
     }
