@@ -518,6 +518,47 @@ export class IptablesManager {
     return this.applier.kernelTable(family, table);
   }
 
+  /**
+   * Takes what the kernel holds of this manager's chains into the model as it is, for keeping what
+   * the kernel has when which of it belongs to what cannot be told (a resource whose input is
+   * invalid, input that is incomplete): the wrapped chains the model does not declare, with their
+   * rules, and the rules of declared wrapped chains the model lacks (added after the model's own,
+   * or before them with `top`). `chain` picks the kernel chains to look at (`declared`: the model
+   * has the chain). Reads the kernel view if it is not loaded. Returns the chains declared and the
+   * rules added (kernel names and texts).
+   */
+  async keepKernelState(options: { tag?: string; top?: boolean; chain?: (kernelName: string, declared: boolean) => boolean } = {}): Promise<{ chains: string[]; rules: string[] }> {
+    const prefix = `${this.wrapName}-`;
+    const chains: string[] = [];
+    const rules: string[] = [];
+    for (const family of this.families()) {
+      for (const table of Object.values(this.tables(family))) {
+        const kernel = await this.kernelChains(family, table.name);
+        const taken: [string, readonly string[], boolean][] = [];
+        for (const [chain, list] of kernel) {
+          if (!chain.startsWith(prefix)) continue;
+          const declared = table.isDeclared(chain);
+          if (options.chain && !options.chain(chain, declared)) continue;
+          if (!declared) {
+            table.addChain(chain.slice(prefix.length));
+            chains.push(chain);
+          }
+          taken.push([chain, list, declared]);
+        }
+        // Rules after every chain is declared: they may jump to one another.
+        for (const [chain, list, declared] of taken) {
+          const have = declared ? new Set(table.renderChain(chain)) : new Set<string>();
+          for (const rule of list) {
+            if (have.has(rule)) continue;
+            table.addRule(chain.slice(prefix.length), rule, { ...(options.tag !== undefined ? { tag: options.tag } : {}), top: declared && (options.top ?? false) });
+            rules.push(rule);
+          }
+        }
+      }
+    }
+    return { chains, rules };
+  }
+
   /** Re-reads the kernel and repairs any drift from what this manager last applied. */
   async verify(): Promise<VerifyResult> {
     this.applier.invalidate();

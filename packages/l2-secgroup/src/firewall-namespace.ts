@@ -220,7 +220,7 @@ export class FirewallNamespace {
     if (!complete) {
       // Rare (the state has a problem no port owns): no streaming, the kernel's leftovers taken over.
       const summary = driver.sync(ports, trusted, held, kernel);
-      driver.keepUnknown(kernel!);
+      await driver.keepUnknown();
       if (!dryRun) {
         this.live = driver;
         this.pending.push(...driver.takeConntrackDeletions());

@@ -246,39 +246,14 @@ export class IptablesFirewallDriver {
   /**
    * While the input is incomplete: whatever the kernel has of this layout that the manager does not
    * (chains of ports the state may have lost, their rules in the shared chains) is taken over as
-   * it is, so that nothing is removed. Call after `sync`, with the kernel's copy.
+   * it is, so that nothing is removed. Call after `sync`.
    */
-  keepUnknown(kernel: KernelCopy): void {
+  async keepUnknown(): Promise<void> {
     const wrap = this.manager.wrapName;
-    const prefix = `${wrap}-`;
-    for (const v of this.families) {
-      for (const tableName of ["filter", "raw"] as const) {
-        const table = tableName === "filter" ? this.filter(v) : this.raw(v);
-        const copy = kernel.get(v)?.get(tableName);
-        if (!copy) continue;
-        const shared = new Set<string>(SHARED_CHAINS[tableName].map((c) => kernelChainName(wrap, c, true)));
-        const adopted: [string, readonly string[]][] = [];
-        for (const [chain, rules] of copy) {
-          if (!chain.startsWith(prefix) || shared.has(chain) || table.isDeclared(chain)) continue;
-          table.addChain(chain.slice(prefix.length));
-          adopted.push([chain, rules]);
-        }
-        for (const [chain, rules] of adopted) {
-          for (const rule of rules) {
-            table.addRule(chain.slice(prefix.length), rule, { tag: KEPT_TAG });
-            for (const set of ipsetsNamed(rule)) this.setsKeptUnknown.add(set);
-          }
-        }
-        for (const chain of shared) {
-          const have = new Set(table.renderChain(chain));
-          for (const rule of copy.get(chain) ?? []) {
-            if (have.has(rule)) continue;
-            table.addRule(chain.slice(prefix.length), rule, { top: tableName === "filter", tag: KEPT_TAG });
-            for (const set of ipsetsNamed(rule)) this.setsKeptUnknown.add(set);
-          }
-        }
-      }
-    }
+    const shared = new Set([...SHARED_CHAINS.filter, ...SHARED_CHAINS.raw].map((c) => kernelChainName(wrap, c, true)));
+    // A desired port's chains are as its input says; only chains no port has, and the shared ones.
+    const kept = await this.manager.keepKernelState({ tag: KEPT_TAG, top: true, chain: (chain, declared) => !declared || shared.has(chain) });
+    for (const rule of kept.rules) for (const set of ipsetsNamed(rule)) this.setsKeptUnknown.add(set);
   }
 
   /**

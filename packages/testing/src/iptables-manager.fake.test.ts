@@ -66,6 +66,26 @@ describe("IptablesManager with the fake iptables", () => {
     expect(fake.rules(t4, "filter", "neutron-l3-agent-kept")).toEqual(["-s 10.1.0.0/16 -j DROP"]);
   });
 
+  it("keepKernelState takes the kernel's chains the model lacks, and the missing rules of the chains it picks; a second apply sends nothing", async () => {
+    const { fake, manager, t4 } = setup({ wrapName: "neutron-l3-agent" });
+    await manager.apply();
+    fake.externalRestore(
+      t4,
+      "*filter\n:neutron-l3-agent-held - [0:0]\n-A neutron-l3-agent-held -s 10.1.0.0/16 -j DROP\n-A neutron-l3-agent-INPUT -j neutron-l3-agent-held\n-A neutron-l3-agent-local -j DROP\nCOMMIT\n",
+    );
+    manager.invalidate();
+    const kept = await manager.keepKernelState({ tag: "kept", chain: (chain, declared) => !declared || chain === "neutron-l3-agent-INPUT" });
+    expect(kept).toEqual({ chains: ["neutron-l3-agent-held"], rules: ["-j neutron-l3-agent-held", "-s 10.1.0.0/16 -j DROP"] });
+    const restores = fake.restoreCalls.length;
+    await manager.apply();
+    // Only the rule in `local` (a chain not picked) goes.
+    expect(fake.restoreCalls.slice(restores).map((c) => c.input)).toEqual(["*filter\n-D neutron-l3-agent-local 1\nCOMMIT\n"]);
+    expect(fake.rules(t4, "filter", "neutron-l3-agent-held")).toEqual(["-s 10.1.0.0/16 -j DROP"]);
+    manager.table(4, "filter").clearRulesByTag("kept");
+    await manager.apply();
+    expect(fake.rules(t4, "filter", "neutron-l3-agent-INPUT")).toEqual([]);
+  });
+
   it("kernelChains of a namespace that is not there is empty", async () => {
     const fake = new FakeIptablesRunner({ variant: "nft", namespaces: [] });
     const manager = new IptablesManager({ runner: fake, namespace: "qrouter-missing" });
