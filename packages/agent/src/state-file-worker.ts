@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { parentPort } from "node:worker_threads";
 import type { Problem } from "./agent-errors.js";
 import { parseStateText, readStateFileBytes, type StateFileBytes, type StateFileLimits } from "./state-file-parser.js";
@@ -12,6 +13,8 @@ import { documentBatches, type Placement } from "./state-file-transfer.js";
  *   ← { type: "bytes", bytes }        missing, not a file, unreadable, too large, or unchanged: done
  *   ← { type: "hashed", hash }        the content is new; parsing starts (a crash now belongs to it)
  *   ← { type: "problem", problem }    it does not parse: done
+ *   ← { type: "digest", digest }      it parsed: the SHA-256 of the document's JSON (what
+ *                                     `digestStateDocument` gives, computed here, off the loop)
  *   ← { type: "batch", batch, last }  a piece of the document; the main thread answers { type: "more" }
  *                                     for the next one, after a turn of its own event loop
  *   ← { type: "failed", message }     the parser threw (a bug, or V8's stack ran out): done
@@ -23,6 +26,7 @@ export type WorkerReply =
   | { type: "bytes"; bytes: Exclude<StateFileBytes, { kind: "read" }> }
   | { type: "hashed"; hash: string }
   | { type: "problem"; problem: Problem }
+  | { type: "digest"; digest: string }
   | { type: "batch"; batch: Placement[]; last: boolean }
   | { type: "failed"; message: string };
 
@@ -54,6 +58,7 @@ async function read(file: string, knownHash: string | undefined, limits: StateFi
     port.postMessage({ type: "problem", problem: parsed.problem } satisfies WorkerReply);
     return;
   }
+  port.postMessage({ type: "digest", digest: createHash("sha256").update(JSON.stringify(parsed.document)).digest("base64") } satisfies WorkerReply);
   pending = documentBatches(parsed.document);
   ahead = pending.next();
   sendNext();
