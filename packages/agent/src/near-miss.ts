@@ -5,8 +5,11 @@
  * missing while a near miss of it is present is worth naming (`floating_ip_adress`, `_interfacs`).
  */
 
-/** The known key closest to `key` within a typo's distance (about one edit per three characters), if any. */
-export function closestKey(key: string, known: Iterable<string>): string | undefined {
+/**
+ * The known key closest to `key` within a typo's distance (about one edit per three characters,
+ * at most `maxDistance`), if any.
+ */
+export function closestKey(key: string, known: Iterable<string>, maxDistance = Infinity): string | undefined {
   const wanted = key.toLowerCase().replaceAll("-", "_");
   let best: string | undefined;
   let bestDistance = Infinity;
@@ -17,7 +20,7 @@ export function closestKey(key: string, known: Iterable<string>): string | undef
       bestDistance = d;
     }
   }
-  return best !== undefined && best !== key && bestDistance <= Math.max(1, Math.floor(key.length / 3)) ? best : undefined;
+  return best !== undefined && best !== key && bestDistance <= Math.min(maxDistance, Math.max(1, Math.floor(key.length / 3))) ? best : undefined;
 }
 
 /** `; did you mean X?` for an unknown key, or "". */
@@ -35,9 +38,10 @@ export interface NearMissKey {
 }
 
 /**
- * The expected keys absent from `object` for which a present key is a near miss. Keys that are
- * present as expected, and unknown keys that resemble nothing we read, are not reported: a server
- * sends many keys an agent does not use.
+ * The expected keys absent from `object` for which a present key is a near miss (two edits at
+ * most: a server's own keys, such as `gw_port_id` beside `gw_port`, are further apart). Keys that
+ * are present as expected, and unknown keys that resemble nothing we read, are not reported: a
+ * server sends many keys an agent does not use.
  */
 export function nearMissKeys(object: Readonly<Record<string, unknown>>, expected: Iterable<string>): NearMissKey[] {
   const present = Object.keys(object);
@@ -46,7 +50,7 @@ export function nearMissKeys(object: Readonly<Record<string, unknown>>, expected
   if (missing.length === 0) return [];
   const out: NearMissKey[] = [];
   for (const given of present) {
-    const expectedKey = closestKey(given, missing);
+    const expectedKey = closestKey(given, missing, 2);
     if (expectedKey !== undefined) out.push({ given, expected: expectedKey });
   }
   return out;

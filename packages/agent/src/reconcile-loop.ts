@@ -312,7 +312,10 @@ export class ReconcileLoop implements StateSink {
     this.stopping = true;
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.resyncTimer = undefined;
-    for (const f of this.failing.values()) if (f.timer) clearTimeout(f.timer);
+    for (const f of this.failing.values()) {
+      if (f.timer) clearTimeout(f.timer);
+      f.timer = undefined;
+    }
     const stopped = new StoppedError();
     for (const st of this.states.values()) {
       if (st.phase === "coalescing" || st.phase === "retrying" || st.phase === "ready" || st.phase === "requeued") {
@@ -719,7 +722,10 @@ export class ReconcileLoop implements StateSink {
   }
 
   private isIdle(): boolean {
-    return this.phases.running === 0 && this.phases.ready === 0 && this.phases.coalescing === 0 && this.phases.retrying === 0;
+    if (this.phases.running > 0 || this.phases.ready > 0 || this.phases.coalescing > 0 || this.phases.retrying > 0) return false;
+    // A failed resource waiting for its retry is a retry backoff too.
+    for (const f of this.failing.values()) if (f.timer) return false;
+    return true;
   }
 
   private checkIdle(): void {

@@ -527,9 +527,11 @@ export class IptablesManager {
    * has the chain). Reads the kernel view if it is not loaded. Returns the chains declared and the
    * rules added (kernel names and texts).
    */
-  async keepKernelState(options: { tag?: string; top?: boolean; chain?: (kernelName: string, declared: boolean) => boolean } = {}): Promise<{ chains: string[]; rules: string[] }> {
+  async keepKernelState(
+    options: { tag?: string; top?: boolean; chain?: (kernelName: string, declared: boolean) => boolean } = {},
+  ): Promise<{ chains: { family: IpFamily; table: TableName; chain: string }[]; rules: string[] }> {
     const prefix = `${this.wrapName}-`;
-    const chains: string[] = [];
+    const chains: { family: IpFamily; table: TableName; chain: string }[] = [];
     const rules: string[] = [];
     for (const family of this.families()) {
       for (const table of Object.values(this.tables(family))) {
@@ -541,7 +543,7 @@ export class IptablesManager {
           if (options.chain && !options.chain(chain, declared)) continue;
           if (!declared) {
             table.addChain(chain.slice(prefix.length));
-            chains.push(chain);
+            chains.push({ family, table: table.name, chain });
           }
           taken.push([chain, list, declared]);
         }

@@ -96,7 +96,7 @@ describe.runIf(isRoot()).each(["nft", "legacy"] as Backend[])("datapath through 
     h = await createL3Agent({
       runner,
       initial: { routers: [router()] },
-      config: { namespace_prefix: prefix, backend, resync_interval: 0 },
+      config: { namespace_prefix: prefix, backend, resync_interval: 0, state_path: join(dir, "state") },
       options: { interface_driver: "linuxbridge", bridge_namespace: fabric.name, metadata_upstream: socketPath },
     });
     const report = await h.agent.start();

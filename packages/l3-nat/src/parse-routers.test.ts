@@ -34,7 +34,7 @@ describe("parseRouters", () => {
   });
 
   it("has nothing to say about a document without routers, and reports a routers key that is not a list", () => {
-    expect(parseRouters({ devices: {} }, "s.json", { namespacePrefix: "qrouter-" })).toEqual({ resources: new Map(), problems: [] });
+    expect(parseRouters({ devices: {} }, "s.json", { namespacePrefix: "qrouter-" })).toEqual({ resources: new Map(), problems: [], held: new Map() });
     expect(parse({ r1: {} }).problems).toEqual([{ source: "routers.json", path: "routers", message: "expected a list of routers" }]);
   });
 
@@ -107,7 +107,7 @@ describe("parseRouters", () => {
   it("leaves out a router that is administratively down, as the server does", () => {
     const r = clone();
     r.admin_state_up = false;
-    expect(parse([r])).toEqual({ resources: new Map(), problems: [] });
+    expect(parse([r])).toEqual({ resources: new Map(), problems: [], held: new Map() });
   });
 
   it("with a cache, an unchanged router keeps its parsed object and a bad one keeps its path by position", () => {

@@ -1,5 +1,5 @@
 import type { ParsedResources, Problem, StateDocument } from "@chainwarden/agent";
-import { parseRouter, type FloatingIpLookup, type ParseFloatingIpResult, type ParseRouterResult, type Router } from "./router.js";
+import { parseRouter, RESOURCE_ID, type FloatingIpLookup, type HeldRouter, type ParseFloatingIpResult, type ParseRouterResult, type Router } from "./router.js";
 
 /**
  * Results of earlier parses, by router id: the router's JSON text with its result (an unchanged
@@ -43,6 +43,12 @@ export interface ParseRoutersOptions {
   cache?: RouterParseCache;
 }
 
+/** The valid routers, the problems, and the stand-ins of invalid routers whose id could be read. */
+export interface ParsedRouters extends ParsedResources<Router | HeldRouter> {
+  resources: Map<string, Router>;
+  held: Map<string, HeldRouter>;
+}
+
 /** `ip netns` keeps names under /run/netns, and core refuses names longer than 64 characters. */
 const MAX_NAMESPACE = 64;
 
@@ -50,16 +56,19 @@ const MAX_NAMESPACE = 64;
  * Reads `{ "routers": [ router, ... ] }` (Neutron's `sync_routers` shape). Each router is validated
  * on its own: an invalid one becomes a Problem naming the router (`resource`) and the field
  * (`routers.<index>.<field>`), and the others still apply. A router with `admin_state_up: false` is
- * left out, as the server leaves it out of what it sends an agent: its namespace is removed.
+ * left out, as the server leaves it out of what it sends an agent: its namespace is removed. An
+ * invalid router whose id can be read has a stand-in (`HeldRouter`): its namespace stays as the
+ * kernel has it.
  */
-export function parseRouters(document: StateDocument, origin: string, options: ParseRoutersOptions): ParsedResources<Router> {
+export function parseRouters(document: StateDocument, origin: string, options: ParseRoutersOptions): ParsedRouters {
   const resources = new Map<string, Router>();
+  const held = new Map<string, HeldRouter>();
   const problems: Problem[] = [];
   const list = document["routers"];
-  if (list === undefined || list === null) return { resources, problems };
+  if (list === undefined || list === null) return { resources, problems, held };
   if (!Array.isArray(list)) {
     problems.push({ source: origin, path: "routers", message: "expected a list of routers" });
-    return { resources, problems };
+    return { resources, problems, held };
   }
   const maxId = MAX_NAMESPACE - options.namespacePrefix.length;
   const cache = options.cache;
@@ -106,7 +115,10 @@ export function parseRouters(document: StateDocument, origin: string, options: P
     }
     const { router, issues } = result;
     for (const issue of issues) problem(issue.path, issue.message);
-    if (!router) return;
+    if (!router) {
+      if (id !== undefined && RESOURCE_ID.test(id) && id.length <= maxId) held.set(id, { id, standIn: true });
+      return;
+    }
     if (router.id.length > maxId) {
       problem("id", `router id is longer than ${maxId} characters, so its namespace name would pass ${MAX_NAMESPACE}`);
       return;
@@ -122,5 +134,6 @@ export function parseRouters(document: StateDocument, origin: string, options: P
     cache.routers = seen;
     cache.floatingIps = seenFips;
   }
-  return { resources, problems };
+  for (const id of resources.keys()) held.delete(id);
+  return { resources, problems, held };
 }

@@ -1,19 +1,21 @@
-import type { ApplyEvent, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StaleCleanupContext, StateDocument } from "@chainwarden/agent";
-import { listNamespaces, type IptablesManager, type IptablesRunner, type IptablesVersion } from "@chainwarden/core";
+import type { ApplyEvent, HostAction, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StaleCleanupContext, StateDocument } from "@chainwarden/agent";
+import { listNamespaces, type IptablesManager, type IptablesRunner, type IptablesVersion, type TableName } from "@chainwarden/core";
 import { AddressScopeMarks } from "./address-scope-marks.js";
 import { externalDeviceName, internalDeviceName, routerNamespaceName } from "./device-names.js";
 import type { InterfaceDriver } from "./interface-driver.js";
 import { InterfaceDriverUnknownError, RouterDevicesMissingError, RouterExtensionError } from "./l3-nat-errors.js";
 import type { L3NatSettings } from "./l3-nat-settings.js";
-import { MetadataProxyProcess, type MetadataProxyFactory, type MetadataProxyHandle } from "./metadata-proxy-process.js";
+import { MetadataProxyProcess, removeMetadataProxyFiles, type MetadataProxyFactory, type MetadataProxyHandle } from "./metadata-proxy-process.js";
 import { parseRouters, RouterParseCache } from "./parse-routers.js";
-import type { Router } from "./router.js";
-
-const ROUTER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isHeldRouter, type HeldRouter, type Router } from "./router.js";
 import { syncRouterDevices, type PostApplyTask } from "./router-devices.js";
 import type { L3RouterExtension, RouterExtensionContext } from "./router-extension-point.js";
 import { deleteRouterNamespace, ensureRouterNamespace, routerNamespaceExists } from "./router-namespace.js";
 import { RouterRules } from "./router-rules.js";
+
+const ROUTER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** What a held router's namespace keeps of the kernel's rules, until the router is valid again. */
+const KEPT_TAG = "kept-for-held-router";
 
 /** The agent's pino logger type, without importing pino. */
 type Logger = ReconcileContext["logger"];
@@ -60,8 +62,9 @@ interface RouterState {
  * Dry runs (`plan`, `status`) do step 2 only, on the loop's fresh managers, and leave the handler's
  * state alone.
  */
-export class RouterHandler implements ResourceHandler<Router> {
+export class RouterHandler implements ResourceHandler<Router | HeldRouter> {
   readonly kind = "router";
+  readonly documentKeys = ["routers"];
   private readonly settings: L3NatSettings;
   private readonly routers = new Map<string, RouterState>();
   private readonly byNamespace = new Map<string, string>();
@@ -71,23 +74,29 @@ export class RouterHandler implements ResourceHandler<Router> {
   private driver: InterfaceDriver | undefined;
   /** Parse results by router JSON: a document re-read after one change re-validates one router. */
   private readonly parsed = new RouterParseCache();
+  /** Per manager: the kernel chains taken over for a held router (`holdRouter`), given back when it is valid again. */
+  private readonly kept = new WeakMap<IptablesManager, readonly { family: 4 | 6; table: TableName; chain: string }[]>();
 
   constructor(private readonly options: RouterHandlerOptions) {
     this.settings = options.settings;
   }
 
-  parse(document: StateDocument, origin: string): ParsedResources<Router> {
+  parse(document: StateDocument, origin: string): ParsedResources<Router | HeldRouter> {
     return parseRouters(document, origin, { namespacePrefix: this.settings.namespacePrefix, cache: this.parsed });
   }
 
-  namespaceOf(router: Router): string {
+  namespaceOf(router: Router | HeldRouter): string {
     return routerNamespaceName(this.settings.namespacePrefix, router.id);
   }
 
-  async reconcile(context: ReconcileContext, request: ReconcileRequest<Router>): Promise<void> {
+  async reconcile(context: ReconcileContext, request: ReconcileRequest<Router | HeldRouter>): Promise<void> {
     for (const [id, router] of request.removed) await this.removeRouter(context, id, router);
     const ids = request.full ? [...request.desired.keys()] : [...request.changed].filter((id) => request.desired.has(id));
-    for (const id of ids) await this.processRouter(context, request.desired.get(id)!, request.full);
+    for (const id of ids) {
+      const router = request.desired.get(id)!;
+      if (isHeldRouter(router) || request.held.has(id)) await this.holdRouter(context, id);
+      else await this.processRouter(context, router, request.full);
+    }
   }
 
   /**
@@ -95,16 +104,21 @@ export class RouterHandler implements ResourceHandler<Router> {
    * process does not know (the router was deleted while no agent ran) goes, with its rules, devices and
    * any proxy left in it. Routers this process knows leave through `reconcile`'s removal path.
    */
-  async cleanupStale(context: StaleCleanupContext, desired: ReadonlyMap<string, Router>): Promise<string[]> {
+  async cleanupStale(context: StaleCleanupContext, desired: ReadonlyMap<string, Router | HeldRouter>): Promise<HostAction[]> {
     const prefix = this.settings.namespacePrefix;
     const wanted = new Set([...desired.values()].map((r) => this.namespaceOf(r)));
-    const removed: string[] = [];
+    const removed: HostAction[] = [];
     for (const namespace of await listNamespaces(context.runner)) {
       if (!namespace.startsWith(prefix) || wanted.has(namespace) || this.byNamespace.has(namespace)) continue;
       // Only names a router of ours could have: Neutron's router ids are UUIDs.
-      if (!ROUTER_UUID.test(namespace.slice(prefix.length))) continue;
-      await deleteRouterNamespace(context.runner, namespace);
-      removed.push(namespace);
+      const id = namespace.slice(prefix.length);
+      if (!ROUTER_UUID.test(id)) continue;
+      if (!context.dryRun) {
+        // The namespace's processes (a metadata proxy) go with it; their files here.
+        await deleteRouterNamespace(context.runner, namespace);
+        removeMetadataProxyFiles(this.settings.statePath, id);
+      }
+      removed.push({ verb: "remove", object: "namespace", name: namespace, resource: `router/${id}` });
     }
     return removed;
   }
@@ -149,6 +163,37 @@ export class RouterHandler implements ResourceHandler<Router> {
 
   // ---- one router ---------------------------------------------------------------------------------------
 
+  /**
+   * A router held as the kernel has it (its input is invalid, or its apply failed): nothing is
+   * created, changed or removed for it. Its namespace's manager takes over everything the kernel
+   * holds of the l3 agent's chains, so that no apply in the namespace (another plugin's included)
+   * removes any of it. A router whose namespace does not exist is not set up until it is valid.
+   */
+  private async holdRouter(context: ReconcileContext, id: string): Promise<void> {
+    const namespace = context.namespace ?? routerNamespaceName(this.settings.namespacePrefix, id);
+    const resource = `router/${id}`;
+    if (!(await routerNamespaceExists(context.runner, namespace))) {
+      context.report?.({ verb: "keep", object: "router", name: id, resource, detail: "its namespace does not exist; nothing is set up until its input is valid" });
+      return;
+    }
+    const manager = context.manager();
+    if (!this.kept.has(manager)) {
+      const kept = await manager.keepKernelState({ tag: KEPT_TAG });
+      this.kept.set(manager, kept.chains);
+    }
+    context.report?.({ verb: "keep", object: "router", name: id, resource, detail: "kept as the kernel has it: rules, devices and metadata proxy" });
+  }
+
+  /** Gives back what `holdRouter` took over in this manager: the router's own rules replace it. */
+  private releaseKept(manager: IptablesManager): void {
+    const chains = this.kept.get(manager);
+    if (chains === undefined) return;
+    const prefix = `${manager.wrapName}-`;
+    for (const family of (manager.useIpv6 ? [4, 6] : [4]) as (4 | 6)[]) for (const table of Object.values(manager.tables(family))) table.clearRulesByTag(KEPT_TAG);
+    for (const { family, table, chain } of chains) manager.table(family, table).removeChain(chain.slice(prefix.length));
+    this.kept.delete(manager);
+  }
+
   private async processRouter(context: ReconcileContext, router: Router, full: boolean): Promise<void> {
     const namespace = context.namespace ?? this.namespaceOf(router);
     const logger = context.logger.child({ router: router.id });
@@ -163,7 +208,7 @@ export class RouterHandler implements ResourceHandler<Router> {
         ({ created } = await ensureRouterNamespace(context.runner, namespace, { useIpv6: this.settings.useIpv6 }));
         // Nothing to adopt in a namespace made just now: the first apply need not read iptables-save.
         if (created) context.manager().assumeEmptyKernel();
-        logger.info({ namespace, created }, isNew ? "router namespace ready" : "router namespace recreated");
+        logger.info({ created }, isNew ? "router namespace ready" : "router namespace recreated");
       }
       if (!state) {
         state = { namespace, marks: new AddressScopeMarks(), settled: undefined, pendingRouter: undefined, pending: [], proxy: undefined, logger };
@@ -173,6 +218,7 @@ export class RouterHandler implements ResourceHandler<Router> {
     }
 
     const manager = context.manager();
+    this.releaseKept(manager);
     let rules = this.rules.get(manager);
     const freshManager = rules === undefined;
     if (!rules) {
@@ -231,11 +277,16 @@ export class RouterHandler implements ResourceHandler<Router> {
     }
   }
 
-  private async removeRouter(context: ReconcileContext, id: string, router: Router): Promise<void> {
+  private async removeRouter(context: ReconcileContext, id: string, router: Router | HeldRouter): Promise<void> {
     const namespace = context.namespace ?? this.namespaceOf(router);
     const logger = context.logger.child({ router: id });
-    await this.callExtensions("deleteRouter", context, router, namespace, context.manager());
-    if (context.dryRun) return;
+    // A stand-in was never set up here: no extension knows it.
+    if (!isHeldRouter(router)) await this.callExtensions("deleteRouter", context, router, namespace, context.manager());
+    if (context.dryRun) {
+      context.report?.({ verb: "remove", object: "namespace", name: namespace, resource: `router/${id}` });
+      if (this.settings.runMetadataProxy) context.report?.({ verb: "stop", object: "metadata proxy", name: namespace, resource: `router/${id}` });
+      return;
+    }
     const state = this.routers.get(id);
     if (state) {
       cancelTasks(state.pending);
@@ -246,15 +297,17 @@ export class RouterHandler implements ResourceHandler<Router> {
     // namespace (an OVS bridge), and the kernel tears a deleted namespace's veths down only later.
     if (state) {
       const driver = this.interfaceDriver();
-      const devices = [...new Set([...routerDevices(state.settled), ...routerDevices(state.pendingRouter), ...routerDevices(router)])];
+      const devices = [...new Set([...routerDevices(state.settled), ...routerDevices(state.pendingRouter), ...(isHeldRouter(router) ? [] : routerDevices(router))])];
       for (const device of devices) await driver.unplug({ runner: context.runner, namespace, logger }, device);
     }
-    // The namespace takes the router's rules and conntrack entries with it.
+    // The namespace takes the router's rules and conntrack entries with it (and any process in it).
     await deleteRouterNamespace(context.runner, namespace);
+    if (this.settings.runMetadataProxy) removeMetadataProxyFiles(this.settings.statePath, id);
     context.forgetNamespace();
     this.routers.delete(id);
     this.byNamespace.delete(namespace);
-    logger.info({ namespace }, "router removed");
+    // The context's logger names the namespace.
+    logger.info({}, "router removed");
   }
 
   private async runPostApply(state: RouterState, tasks: readonly PostApplyTask[], settle = true): Promise<void> {

@@ -1,3 +1,4 @@
+import { nearMissKeys } from "@chainwarden/agent";
 import { z } from "zod";
 import { cidrContains, parseCidr, parseIp } from "@chainwarden/core";
 
@@ -44,6 +45,19 @@ export interface Subnet {
   readonly cidr: string;
   readonly gateway_ip: string | null;
   readonly [key: string]: unknown;
+}
+
+/**
+ * The stand-in of a router whose input is invalid (`ParsedResources.held`): its id, so its
+ * namespace is kept as the kernel has it until its input is valid or a complete state drops it.
+ */
+export interface HeldRouter {
+  readonly id: string;
+  readonly standIn: true;
+}
+
+export function isHeldRouter(router: Router | HeldRouter): router is HeldRouter {
+  return (router as HeldRouter).standIn === true;
 }
 
 export interface FloatingIp {
@@ -138,10 +152,34 @@ function atFloatingIp(i: number, issue: { path: string; message: string }): { pa
   return { path: issue.path ? `_floatingips.${i}.${issue.path}` : `_floatingips.${i}`, message: issue.message };
 }
 
+/**
+ * Keys of a Neutron dict that look like a typo of a key we read that is missing
+ * (`floating_ip_adress`): each is an issue, as the server never sends them (it sends many keys we
+ * do not read, and those are accepted).
+ */
+function misspelled(value: unknown, schema: z.ZodObject, path: string): { path: string; message: string }[] {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return [];
+  return nearMissKeys(value as Record<string, unknown>, Object.keys(schema.shape)).map((m) => ({
+    path: path ? `${path}.${m.given}` : m.given,
+    message: `unknown key ${JSON.stringify(m.given)}: did you mean ${m.expected}? (${m.expected} is missing)`,
+  }));
+}
+
+/** Typos in a port dict and its fixed IPs and subnets. */
+function misspelledInPort(value: unknown, path: string): { path: string; message: string }[] {
+  const out = misspelled(value, portSchema, path);
+  const p = value as { fixed_ips?: unknown; subnets?: unknown } | null;
+  if (Array.isArray(p?.fixed_ips)) p.fixed_ips.forEach((f, i) => out.push(...misspelled(f, fixedIpSchema, `${path}.fixed_ips.${i}`)));
+  if (Array.isArray(p?.subnets)) p.subnets.forEach((sn, i) => out.push(...misspelled(sn, subnetSchema, `${path}.subnets.${i}`)));
+  return out;
+}
+
 /** Validates one `_floatingips` entry and puts its addresses in canonical text. */
 export function parseFloatingIp(value: unknown): ParseFloatingIpResult {
+  const typos = misspelled(value, floatingIpSchema, "");
   const parsed = floatingIpSchema.safeParse(value);
-  if (!parsed.success) return { issues: parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message })) };
+  if (!parsed.success) return { issues: [...typos, ...parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }))] };
+  if (typos.length > 0) return { issues: typos };
   const f = parsed.data;
   return {
     floatingIp: {
@@ -160,9 +198,13 @@ export function parseFloatingIp(value: unknown): ParseFloatingIpResult {
  * the same device name, no floating IP address or fixed IP is used twice.
  */
 export function parseRouter(value: unknown, floatingIps?: FloatingIpLookup): ParseRouterResult {
+  const typos = misspelled(value, routerSchema, "");
+  const v = value as { gw_port?: unknown; _interfaces?: unknown } | null;
+  if (v?.gw_port) typos.push(...misspelledInPort(v.gw_port, "gw_port"));
+  if (Array.isArray(v?._interfaces)) v._interfaces.forEach((p, i) => typos.push(...misspelledInPort(p, `_interfaces.${i}`)));
   const parsed = routerSchema.safeParse(value);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
+    const issues = [...typos, ...parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }))];
     // The floating IPs are checked on their own below; report theirs too, as one schema would.
     const fips = (value as { _floatingips?: unknown } | null)?._floatingips;
     if (Array.isArray(fips)) {
@@ -173,7 +215,7 @@ export function parseRouter(value: unknown, floatingIps?: FloatingIpLookup): Par
     return { issues };
   }
   const raw = parsed.data;
-  const issues: { path: string; message: string }[] = [];
+  const issues: { path: string; message: string }[] = [...typos];
   const port = (p: RawPort, path: string): RouterPort => {
     // Addresses in canonical text (as iptables-save and `ip -j` print them), so comparisons with the kernel hold.
     const subnets: Subnet[] = (p.subnets ?? []).map((s) => ({ ...s, gateway_ip: s.gateway_ip ? parseIp(s.gateway_ip)!.text : null }));

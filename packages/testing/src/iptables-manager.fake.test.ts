@@ -75,7 +75,7 @@ describe("IptablesManager with the fake iptables", () => {
     );
     manager.invalidate();
     const kept = await manager.keepKernelState({ tag: "kept", chain: (chain, declared) => !declared || chain === "neutron-l3-agent-INPUT" });
-    expect(kept).toEqual({ chains: ["neutron-l3-agent-held"], rules: ["-j neutron-l3-agent-held", "-s 10.1.0.0/16 -j DROP"] });
+    expect(kept).toEqual({ chains: [{ family: 4, table: "filter", chain: "neutron-l3-agent-held" }], rules: ["-j neutron-l3-agent-held", "-s 10.1.0.0/16 -j DROP"] });
     const restores = fake.restoreCalls.length;
     await manager.apply();
     // Only the rule in `local` (a chain not picked) goes.

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Agent, baseConfigSchema, createPlugin, MemoryStateSource, stateSourceExtensionPoint, type AgentConfig, type StateDocument } from "@chainwarden/agent";
 import type { IptablesRunner } from "@chainwarden/core";
 import { pino } from "pino";
@@ -18,6 +21,16 @@ export interface L3AgentHarnessOptions {
   initial?: StateDocument;
 }
 
+let sharedStateDir: string | undefined;
+/** One scratch state directory per test process, removed when the process exits. */
+function stateDir(): string {
+  if (sharedStateDir === undefined) {
+    const dir = (sharedStateDir = mkdtempSync(join(tmpdir(), "cw-l3-harness-")));
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return sharedStateDir;
+}
+
 /**
  * A real agent (`Agent.create`, reconcile loop, apply observers) with `l3NatPlugin` and a test plugin
  * that provides the state and, optionally, router extensions and interface drivers.
@@ -36,6 +49,8 @@ export async function createL3Agent(options: L3AgentHarnessOptions) {
   });
   const config: AgentConfig = {
     ...baseConfigSchema.parse({ wrap_name: "neutron-l3-agent", coalesce_ms: 0, resync_interval: 0, retry_initial_delay_ms: 20, retry_max_delay_ms: 200, log_level: "silent" }),
+    // Never the host's own state directory (pid files of metadata proxies live there).
+    state_path: stateDir(),
     namespace_prefix: "qrouter-",
     metadata_port: 9697,
     enable_metadata_proxy: true,
