@@ -8,7 +8,7 @@ export { FileStateSource, parseStateText, mergeStateDocuments, type FileStateSou
 export { ReconcileLoop, type ReconcileLoopOptions, type SyncReport, type FailedResource, type NamespacePlan, type NamespaceStatus, type PlanReport, type StatusReport } from "./reconcile-loop.js";
 export { jsonEqual } from "./json-equal.js";
 export * from "./config-loader.js";
-export { closestKey, didYouMean, nearMissKeys, type NearMissKey } from "./near-miss.js";
+export { closestKey, didYouMean, misspelledKeys, nearMissKeys, type NearMissKey } from "./near-miss.js";
 export * from "./plugin-loader.js";
 export * from "./logging.js";
 export * from "./metrics-server.js";

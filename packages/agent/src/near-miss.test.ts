@@ -25,6 +25,7 @@ describe("nearMissKeys", () => {
   it("accepts keys it does not know when nothing expected is missing or they resemble nothing", () => {
     expect(nearMissKeys({ id: "r", _interfaces: [], description: "x", _interfacs: [] }, ["id", "_interfaces"])).toEqual([]);
     expect(nearMissKeys({ id: "r", tenant_id: "t", revision_number: 3 }, ["id", "gw_port"])).toEqual([]);
+    expect(nearMissKeys({ port_range_min: 22 }, ["port_range_min", "port_range_max"])).toEqual([]);
     // A router without a gateway: the server sends gw_port_id, not gw_port; that is no typo.
     expect(nearMissKeys({ id: "r", gw_port_id: null }, ["id", "gw_port"])).toEqual([]);
   });

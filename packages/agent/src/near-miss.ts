@@ -46,14 +46,30 @@ export interface NearMissKey {
 export function nearMissKeys(object: Readonly<Record<string, unknown>>, expected: Iterable<string>): NearMissKey[] {
   const present = Object.keys(object);
   const presentSet = new Set(present);
-  const missing = [...expected].filter((k) => !presentSet.has(k));
+  const wanted = new Set(expected);
+  const missing = [...wanted].filter((k) => !presentSet.has(k));
   if (missing.length === 0) return [];
   const out: NearMissKey[] = [];
   for (const given of present) {
+    // A key we read is no typo of another one (`port_range_min` beside a missing `port_range_max`).
+    if (wanted.has(given)) continue;
     const expectedKey = closestKey(given, missing, 2);
     if (expectedKey !== undefined) out.push({ given, expected: expectedKey });
   }
   return out;
+}
+
+/**
+ * The near misses of a Neutron dict (see `nearMissKeys`) as messages, one per misspelled key:
+ * `unknown key "floating_ip_adress": did you mean floating_ip_address? (floating_ip_address is
+ * missing)`. Nothing for a value that is not a mapping.
+ */
+export function misspelledKeys(value: unknown, expected: Iterable<string>): { key: string; message: string }[] {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return [];
+  return nearMissKeys(value as Record<string, unknown>, expected).map((m) => ({
+    key: m.given,
+    message: `unknown key ${JSON.stringify(m.given)}: did you mean ${m.expected}? (${m.expected} is missing)`,
+  }));
 }
 
 /** Levenshtein distance. */

@@ -1,3 +1,4 @@
+import { misspelledKeys } from "@chainwarden/agent";
 import { z } from "zod";
 import type { FirewallRule, ParseIssue } from "./firewall-rule.js";
 import { parseRuleList, RESOURCE_ID } from "./rule-list.js";
@@ -38,10 +39,12 @@ export const firewallGroupInputSchema = z.looseObject({
 
 /** Validates one v2 firewall group; issues name the rule and carry paths relative to the group. */
 export function parseFirewallGroup(input: unknown): { group?: FirewallGroup; issues: ParseIssue[] } {
+  // A misspelled key we read (`firewall_polcy`) is named; other keys a server sends pass.
+  const typos = misspelledKeys(input, Object.keys(firewallGroupInputSchema.shape)).map((m) => ({ path: m.key, message: m.message }));
   const shape = firewallGroupInputSchema.safeParse(input);
-  if (!shape.success) return { issues: shape.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })) };
+  if (!shape.success) return { issues: [...typos, ...shape.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }))] };
   const raw = shape.data;
-  const issues: ParseIssue[] = [];
+  const issues: ParseIssue[] = [...typos];
   const lists: Record<"ingress" | "egress", FirewallRule[] | undefined> = { ingress: undefined, egress: undefined };
   for (const direction of ["ingress", "egress"] as const) {
     const plain = raw[`${direction}_rules`];

@@ -1,3 +1,4 @@
+import { misspelledKeys } from "@chainwarden/agent";
 import { canonicalizeRule } from "@chainwarden/core";
 import { z } from "zod";
 import { parseIpNetwork, type IpNetwork } from "./ip-network.js";
@@ -77,12 +78,14 @@ const PORTED = new Set([6, 17]);
  * because a rule the tools read differently from what was meant must never reach iptables-restore.
  */
 export function parseFirewallRule(input: unknown): { rule?: FirewallRule; issues: ParseIssue[] } {
+  // A misspelled key we read (`destination_prot`) is named; other keys a server sends pass.
+  const typos = misspelledKeys(input, Object.keys(firewallRuleInputSchema.shape)).map((m) => ({ path: m.key, message: m.message }));
   const shape = firewallRuleInputSchema.safeParse(input);
   if (!shape.success) {
-    return { issues: shape.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })) };
+    return { issues: [...typos, ...shape.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }))] };
   }
   const raw = shape.data;
-  const issues: ParseIssue[] = [];
+  const issues: ParseIssue[] = [...typos];
   const issue = (path: string, message: string) => issues.push({ path, message });
 
   const action = raw.action.toLowerCase() as FirewallAction;

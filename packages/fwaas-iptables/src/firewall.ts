@@ -1,3 +1,4 @@
+import { misspelledKeys } from "@chainwarden/agent";
 import { z } from "zod";
 import type { FirewallRule, ParseIssue } from "./firewall-rule.js";
 import { parseRuleList, RESOURCE_ID } from "./rule-list.js";
@@ -35,10 +36,12 @@ export const firewallInputSchema = z.looseObject({
 
 /** Validates one v1 firewall; issues name the rule and carry paths relative to the firewall. */
 export function parseFirewall(input: unknown): { firewall?: Firewall; issues: ParseIssue[] } {
+  // A misspelled key we read (`firewall_polcy`) is named; other keys a server sends pass.
+  const typos = misspelledKeys(input, Object.keys(firewallInputSchema.shape)).map((m) => ({ path: m.key, message: m.message }));
   const shape = firewallInputSchema.safeParse(input);
-  if (!shape.success) return { issues: shape.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })) };
+  if (!shape.success) return { issues: [...typos, ...shape.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }))] };
   const raw = shape.data;
-  const issues: ParseIssue[] = [];
+  const issues: ParseIssue[] = [...typos];
   if (raw.firewall_policy?.firewall_rules !== undefined && raw.firewall_rule_list !== undefined) {
     return { issues: [{ path: "firewall_rule_list", message: "give the rules once: firewall_policy.firewall_rules or firewall_rule_list" }] };
   }

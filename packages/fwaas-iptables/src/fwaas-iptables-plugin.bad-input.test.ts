@@ -83,6 +83,15 @@ describe("fwaasIptablesPlugin: what bad input gets", () => {
     expect(fwLines(runner)).toContain("-A neutron-l3-agent-FORWARD -o qr-c0ffee00-11 -j neutron-l3-agent-fwaas-defau");
   });
 
+  it("a misspelled key of a firewall or a rule is named; the keys a server sends pass", async () => {
+    const runner = new FwaasFakeRunner({ variant: "nft" });
+    const typo = { ...allowWeb, destination_prot: "80" } as Record<string, unknown>;
+    delete typo["destination_port"];
+    const fw = { ...firewall([typo]), status: "ACTIVE", firewall_policy_id: "p1", description: "" };
+    const report = await applyOnce(runner, { routers: [router(R1, [P1])], firewalls: [fw] });
+    expect(report.problems.map((p) => p.message)).toEqual([`firewall ${FW}: rule allow-web: unknown key "destination_prot": did you mean destination_port? (destination_port is missing)`]);
+  });
+
   it("incomplete input (firewall_groups is not a list) keeps the kernel's firewalls", async () => {
     const runner = new FwaasFakeRunner({ variant: "nft" });
     await applyOnce(runner, { routers: [router(R1, [P1])], firewall_groups: [group([allowWeb])], firewalls: [firewall([allowWeb])] });

@@ -63,6 +63,21 @@ describe("parseL2State: stand-ins and limits", () => {
     ]);
   });
 
+  it("names a misspelled key of a port or a rule the server would never send; keys it does send pass", () => {
+    const doc = stateDocument({ ports: [a, b], groups: { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", protocol: "tcp", port_range_min: 22, port_rnage_max: 22 }] } });
+    const devices = doc["devices"] as Record<string, Record<string, unknown>>;
+    devices["aaaa"]!["mac_adress"] = devices["aaaa"]!["mac_address"];
+    delete devices["aaaa"]!["mac_address"];
+    devices["bbbb"]!["binding:host_id"] = "compute-1";
+    devices["bbbb"]!["security_group_source_groups"] = [];
+    const r = parse(doc);
+    expect(r.problems.map((p) => [p.resource, p.path, p.message])).toEqual([
+      ["aaaa", "devices.aaaa.mac_adress", 'unknown key "mac_adress": did you mean mac_address? (mac_address is missing)'],
+      ["aaaa", "devices.aaaa.mac_address", "mac_address is required"],
+      ["bbbb", `security_groups.${WEB_SG}.0.port_rnage_max`, expect.stringContaining('unknown key "port_rnage_max": did you mean port_range_max?')],
+    ]);
+  });
+
   it("a port on another valid port's device gets no stand-in (that port filters the tap)", () => {
     const r = parse(stateDocument({ ports: [a, { ...b, device: "tapaaaa" }] }));
     expect(r.problems.map((p) => p.resource)).toEqual(["bbbb"]);

@@ -12,7 +12,7 @@ import type { FirewallFlavor } from "./firewall-flavor.js";
 import { formatCidr, formatIp, parseIpAddress, parseIpPrefix, parseMac } from "./ip-address.js";
 import type { IpVersion } from "./neutron-constants.js";
 import { parseSecurityGroupRule, type SecurityGroupRule } from "./security-group-rule.js";
-import { describe, idSchema, zodIssues, type Issue } from "./validation.js";
+import { describe, idSchema, misspelledIssues, zodIssues, type Issue } from "./validation.js";
 
 export interface AllowedAddressPair {
   /** An address or a CIDR, canonical (host bits cleared for a CIDR). */
@@ -65,10 +65,11 @@ export type PortResult = { port: PortInfo } | { issues: Issue[] };
  * must agree). Issues carry paths below the port.
  */
 export function parsePortInfo(key: string, raw: unknown, flavor: FirewallFlavor): PortResult {
+  const typos = misspelledIssues(raw, portShape);
   const shaped = portShape.safeParse(raw);
-  if (!shaped.success) return { issues: zodIssues(shaped.error) };
+  if (!shaped.success) return { issues: [...typos, ...zodIssues(shaped.error)] };
   const p = shaped.data;
-  const issues: Issue[] = [];
+  const issues: Issue[] = [...typos];
   const issue = (path: (string | number)[], message: string) => issues.push({ path, message });
 
   if (p.id !== undefined && p.id !== key) issue(["id"], `id ${describe(p.id)} differs from its key in devices (${describe(key)})`);

@@ -8,7 +8,7 @@ import { z } from "zod";
 import { formatCidr, parseIpPrefix } from "./ip-address.js";
 import { ETHERTYPES, type Direction, type Ethertype } from "./neutron-constants.js";
 import { ICMP, ICMPV6, PORT_PROTOCOLS, resolveProtocol } from "./protocols.js";
-import { describe, idSchema, integerSchema, zodIssues, type Issue } from "./validation.js";
+import { describe, idSchema, integerSchema, misspelledIssues, zodIssues, type Issue } from "./validation.js";
 
 /** A validated rule. Prefixes are canonical CIDRs (host bits cleared); absent fields are absent. */
 export interface SecurityGroupRule {
@@ -60,10 +60,11 @@ export type RuleResult = { rule: SecurityGroupRule } | { issues: Issue[] };
 
 /** Validates one rule. Issues carry the field name as their path. */
 export function parseSecurityGroupRule(raw: unknown): RuleResult {
+  const typos = misspelledIssues(raw, ruleShape);
   const shaped = ruleShape.safeParse(raw);
-  if (!shaped.success) return { issues: zodIssues(shaped.error) };
+  if (!shaped.success) return { issues: [...typos, ...zodIssues(shaped.error)] };
   const r: RuleShape = shaped.data;
-  const issues: Issue[] = [];
+  const issues: Issue[] = [...typos];
   const issue = (field: string, message: string) => issues.push({ path: [field], message });
   const version = r.ethertype === "IPv4" ? 4 : 6;
 

@@ -2,6 +2,7 @@
  * Small shared pieces of input validation: the identifier and device-name shapes that may flow into
  * chain names, interface matches, ipset names and comments, and a collector for field-level issues.
  */
+import { misspelledKeys } from "@chainwarden/agent";
 import { z } from "zod";
 
 /**
@@ -48,3 +49,11 @@ export const integerSchema = z.union([
     .regex(/^(?:0|[1-9][0-9]{0,9})$/, "expected an integer")
     .transform(Number),
 ]);
+
+/**
+ * Keys of a Neutron dict that look like a typo of a key we read that is missing
+ * (`mac_adress`): an issue each. A server sends many keys we do not read; those are accepted.
+ */
+export function misspelledIssues(value: unknown, shape: z.ZodObject, prefix: readonly (string | number)[] = []): Issue[] {
+  return misspelledKeys(value, Object.keys(shape.shape)).map((m) => ({ path: [...prefix, m.key], message: m.message }));
+}

@@ -1,4 +1,4 @@
-import { nearMissKeys } from "@chainwarden/agent";
+import { misspelledKeys } from "@chainwarden/agent";
 import { z } from "zod";
 import { cidrContains, parseCidr, parseIp } from "@chainwarden/core";
 
@@ -158,11 +158,7 @@ function atFloatingIp(i: number, issue: { path: string; message: string }): { pa
  * do not read, and those are accepted).
  */
 function misspelled(value: unknown, schema: z.ZodObject, path: string): { path: string; message: string }[] {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return [];
-  return nearMissKeys(value as Record<string, unknown>, Object.keys(schema.shape)).map((m) => ({
-    path: path ? `${path}.${m.given}` : m.given,
-    message: `unknown key ${JSON.stringify(m.given)}: did you mean ${m.expected}? (${m.expected} is missing)`,
-  }));
+  return misspelledKeys(value, Object.keys(schema.shape)).map((m) => ({ path: path ? `${path}.${m.key}` : m.key, message: m.message }));
 }
 
 /** Typos in a port dict and its fixed IPs and subnets. */

@@ -58,7 +58,11 @@ export function stubL3Plugin(namespacePrefix = "qrouter-"): AgentPlugin {
       const handler: ResourceHandler<Router> = {
         kind: "router",
         documentKeys: ["routers"],
-        parse: (document, origin) => parseRouters(document, origin, { namespacePrefix }),
+        // Valid routers only: the stub never holds an invalid one (the real plugin does).
+        parse: (document, origin) => {
+          const { resources, problems } = parseRouters(document, origin, { namespacePrefix });
+          return { resources, problems };
+        },
         namespaceOf: (router) => `${namespacePrefix}${router.id}`,
         async reconcile(context: ReconcileContext, request: ReconcileRequest<Router>) {
           const ns = context.namespace!;
