@@ -89,7 +89,7 @@ describe("fwaasIptablesPlugin: what bad input gets", () => {
     delete typo["destination_port"];
     const fw = { ...firewall([typo]), status: "ACTIVE", firewall_policy_id: "p1", description: "" };
     const report = await applyOnce(runner, { routers: [router(R1, [P1])], firewalls: [fw] });
-    expect(report.problems.map((p) => p.message)).toEqual([`firewall ${FW}: rule allow-web: unknown key "destination_prot": did you mean destination_port? (destination_port is missing)`]);
+    expect(report.problems.map((p) => p.message)).toEqual([`firewall ${FW}: rule allow-web: destination_prot: unknown key "destination_prot": did you mean destination_port? (destination_port is missing)`]);
   });
 
   it("incomplete input (firewall_groups is not a list) keeps the kernel's firewalls", async () => {
