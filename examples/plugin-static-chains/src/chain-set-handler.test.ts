@@ -9,8 +9,7 @@ import type { ChainSet } from "./chain-set.js";
 const NS = "ns-static";
 
 /** Drives the handler as the reconcile loop does: one manager per namespace, reconcile inside deferApply. */
-function harness() {
-  const runner = new FakeIptablesRunner({ variant: "nft", namespaces: [NS] });
+function harness(runner = new FakeIptablesRunner({ variant: "nft", namespaces: [NS] })) {
   const manager = new IptablesManager({ runner, namespace: NS, wrapName: "test-agent", useIpv6: false });
   const handler = new ChainSetHandler();
   const context: ReconcileContext = {
@@ -23,17 +22,17 @@ function harness() {
     requeue: () => undefined,
   };
   let last = new Map<string, ChainSet>();
-  const reconcile = async (sets: ChainSet[], full = false) => {
+  const reconcile = async (sets: ChainSet[], full = false, input: { held?: string[]; complete?: boolean } = {}) => {
     const desired = new Map(sets.map((s) => [s.id, s]));
     const changed = new Set([...desired].filter(([id, s]) => full || JSON.stringify(last.get(id)) !== JSON.stringify(s)).map(([id]) => id));
     const removed = new Map([...last].filter(([id]) => !desired.has(id)));
-    const request: ReconcileRequest<ChainSet> = { desired, changed, removed, full, held: new Set(), complete: true };
+    const request: ReconcileRequest<ChainSet> = { desired, changed, removed, full, held: new Set(input.held ?? []), complete: input.complete ?? true };
     const { result } = await manager.deferApply(() => handler.reconcile(context, request));
     last = desired;
     return result;
   };
   const filter = () => runner.dump({ namespace: NS, family: 4 }).split("\n").filter((l) => l.includes("cs-"));
-  return { reconcile, filter };
+  return { reconcile, filter, runner };
 }
 
 const set = (id: string, rules: string[]): ChainSet => ({ id, namespace: NS, rules });
@@ -72,5 +71,22 @@ describe("ChainSetHandler", () => {
     await h.reconcile([set("a", ["-j ACCEPT"]), set("b", ["-j DROP"])], true);
     await h.reconcile([set("b", ["-j DROP"])], true);
     expect(h.filter()).toEqual([":test-agent-cs-b -", "-A test-agent-INPUT -j test-agent-cs-b", "-A test-agent-cs-b -j DROP"]);
+  });
+
+  it("after a restart, a held set keeps the kernel's chain, one the kernel lacks accepts nothing, and incomplete input keeps every set", async () => {
+    const first = harness();
+    await first.reconcile([set("web", ["-s 10.0.0.0/8 -j ACCEPT"]), set("admin", ["-j DROP"])], true);
+    const before = first.filter();
+
+    // A new agent: web's input is invalid now (its stand-in is held), admin is gone from a complete state.
+    const restarted = harness(first.runner);
+    const standIn: ChainSet = { id: "web", namespace: NS, rules: [], standIn: true };
+    await restarted.reconcile([standIn, { id: "new", namespace: NS, rules: [], standIn: true }], true, { held: ["web", "new"] });
+    expect(restarted.filter()).toEqual(before.filter((l) => !l.includes("cs-admin")));
+
+    // Incomplete input (a problem that names no set): what the kernel has stays.
+    const third = harness(first.runner);
+    await third.reconcile([], true, { complete: false });
+    expect(third.filter()).toEqual(before.filter((l) => !l.includes("cs-admin")));
   });
 });

@@ -9,6 +9,11 @@ export interface ChainSet {
   readonly namespace: string | undefined;
   /** IPv4 filter rules, as given (the core canonicalizes them when they are added). */
   readonly rules: readonly string[];
+  /**
+   * Set on the stand-in of an invalid entry (`ParsedResources.held`): its id and namespace only;
+   * the handler keeps what the kernel has of it.
+   */
+  readonly standIn?: true;
 }
 
 /**
@@ -40,10 +45,13 @@ export function resourceName(id: string): string {
 /**
  * Reads `{ "chain_sets": [ { id, namespace, rules } ] }`. Every entry is validated on its own: an
  * invalid one becomes a Problem naming it (file, field path, resource) and the others still apply.
- * A document without `chain_sets` has none (it may hold other kinds' resources).
+ * A document without `chain_sets` has none (it may hold other kinds' resources). An invalid entry
+ * whose id and namespace can be read has a stand-in in `held`, so that an agent that never saw it
+ * valid (a restart) keeps what the kernel has of it instead of removing it.
  */
 export function parseChainSets(document: StateDocument, origin: string): ParsedResources<ChainSet> {
   const resources = new Map<string, ChainSet>();
+  const held = new Map<string, ChainSet>();
   const problems: Problem[] = [];
   const raw = document["chain_sets"];
   if (raw === undefined || raw === null) return { resources, problems };
@@ -67,9 +75,15 @@ export function parseChainSets(document: StateDocument, origin: string): ParsedR
         ...(id !== undefined ? { resource: id } : {}),
       });
 
+    const standIn = () => {
+      const ns = (entry as { namespace?: unknown }).namespace;
+      if (id === undefined || !CHAIN_SET_ID.test(id) || (ns !== undefined && (typeof ns !== "string" || !NAMESPACE.test(ns)))) return;
+      held.set(id, { id, namespace: ns as string | undefined, rules: [], standIn: true });
+    };
     const parsed = chainSetSchema.safeParse(entry);
     if (!parsed.success) {
       for (const issue of parsed.error.issues) problem(issue.path.join("."), issue.message);
+      standIn();
       return;
     }
     const set = parsed.data;
@@ -89,6 +103,8 @@ export function parseChainSets(document: StateDocument, origin: string): ParsedR
       }
     });
     if (problems.length === before) resources.set(set.id, { id: set.id, namespace: set.namespace, rules: set.rules });
+    else standIn();
   });
-  return { resources, problems };
+  for (const id of resources.keys()) held.delete(id);
+  return { resources, problems, held };
 }

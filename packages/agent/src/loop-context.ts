@@ -109,7 +109,8 @@ export class LoopContext implements ReconcileContext {
 
   report(action: HostAction): void {
     if (this.dryRun) this.actions.push(action);
-    else this.logger.debug({ action: action.verb, object: action.object, name: action.name, resource: action.resource, detail: action.detail }, "host change");
+    // `name` is the logger's own key (the agent's name).
+    else this.logger.debug({ action: action.verb, object: action.object, target: action.name, resource: action.resource, detail: action.detail }, "host change");
   }
 
   forgetNamespace(): void {

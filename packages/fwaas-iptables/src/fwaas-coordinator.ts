@@ -1,5 +1,5 @@
 import type { ApplyEvent, ReconcileContext, ReconcileRequest } from "@chainwarden/agent";
-import type { IptablesManager, IptablesRunner } from "@chainwarden/core";
+import { silentLogger, type CoreLogger, type IptablesManager, type IptablesRunner } from "@chainwarden/core";
 import type { L3RouterExtension, Router, RouterExtensionContext } from "@chainwarden/l3-nat";
 import { ConntrackCleaner, isEmptyConntrackPlan, mergeConntrackPlans, type ConntrackPlan } from "./conntrack-cleaner.js";
 import type { RouterBoundFirewall, RouterBoundGroup, RouterBoundResource } from "./fwaas-state.js";
@@ -29,6 +29,8 @@ interface PendingConntrack {
 export interface FwaasCoordinatorOptions {
   /** Remove the connections a new or changed firewall forbids (neutron-fwaas does). Default true. */
   conntrackCleanup?: boolean;
+  /** For what names its namespace itself (the conntrack cleaner); default: silent. */
+  logger?: CoreLogger;
 }
 
 /**
@@ -58,8 +60,11 @@ export class FwaasCoordinator {
   private readonly pending = new Map<string, PendingConntrack>();
   private readonly conntrackCleanup: boolean;
 
+  private readonly logger: CoreLogger;
+
   constructor(options: FwaasCoordinatorOptions = {}) {
     this.conntrackCleanup = options.conntrackCleanup ?? true;
+    this.logger = options.logger ?? silentLogger;
   }
 
   /** The l3 plugin's router extension. */
@@ -101,7 +106,8 @@ export class FwaasCoordinator {
     }
     const router = this.routers.get(namespace);
     if (!router && !context.dryRun) {
-      context.logger.debug({ namespace, kind }, "router not set up by the l3 plugin; firewalls wait for it");
+      // The context's logger names the namespace.
+      context.logger.debug({ kind }, "router not set up by the l3 plugin; firewalls wait for it");
       return;
     }
     // A dry run of a router this agent has not set up yet uses the ports the document gives.
@@ -123,11 +129,12 @@ export class FwaasCoordinator {
     if (plans.length === 0) return;
     const plan = mergeConntrackPlans(plans);
     try {
-      const result = await new ConntrackCleaner(queued.runner, queued.logger).apply(event.namespace, plan);
-      queued.logger.info({ namespace: event.namespace, flushed: result.flushed, deleted: result.deleted }, "firewall conntrack cleanup done");
+      // The queued logger is the run's, bound to the namespace; the cleaner names it itself.
+      const result = await new ConntrackCleaner(queued.runner, this.logger).apply(event.namespace, plan);
+      queued.logger.info({ flushed: result.flushed, deleted: result.deleted }, "firewall conntrack cleanup done");
     } catch (err) {
       // The rules are in; stale connections only live until they end.
-      queued.logger.error({ err, namespace: event.namespace }, "firewall conntrack cleanup failed");
+      queued.logger.error({ err }, "firewall conntrack cleanup failed");
     }
   }
 
@@ -167,7 +174,7 @@ export class FwaasCoordinator {
       keepUnknown,
     });
     if (result.rewritten.length || result.removed.length) {
-      env.logger.debug({ namespace, rewritten: result.rewritten, removed: result.removed, dryRun: env.dryRun }, "firewalls programmed");
+      env.logger.debug({ rewritten: result.rewritten, removed: result.removed, dryRun: env.dryRun }, "firewalls programmed");
     }
     if (env.dryRun || !this.conntrackCleanup || isEmptyConntrackPlan(result.conntrack)) return;
     let queued = this.pending.get(namespace);

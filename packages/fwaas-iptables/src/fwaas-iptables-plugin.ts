@@ -37,7 +37,7 @@ export const fwaasIptablesPlugin = createPlugin<FwaasIptablesOptions>({
     if (typeof prefix !== "string" || !NAMESPACE_PREFIX.test(prefix)) {
       throw new Error(`invalid agent config for fwaas-iptables: namespace_prefix ${JSON.stringify(prefix)} must be 1 to 28 letters, digits, _ . - (not first)`);
     }
-    const coordinator = new FwaasCoordinator({ conntrackCleanup: env.options.conntrack_cleanup });
+    const coordinator = new FwaasCoordinator({ conntrackCleanup: env.options.conntrack_cleanup, logger: env.logger });
     const parser = new FwaasStateParser(prefix);
     env.addExtension(l3AgentRouterExtensionPoint, coordinator.routerExtension);
     env.addExtension(resourceHandlerExtensionPoint, new FwaasResourceHandler<RouterBoundFirewall>("firewall", coordinator, parser) as ResourceHandler);

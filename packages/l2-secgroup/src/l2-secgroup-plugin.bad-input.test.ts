@@ -6,6 +6,7 @@
  */
 import { Agent, MemoryStateSource, baseConfigSchema, createLogger, createPlugin, FRAMEWORK_VERSION, stateSourceExtensionPoint, type StateDocument } from "@chainwarden/agent";
 import { normalizeSave } from "@chainwarden/core";
+import { duplicateLogKeys } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { iptablesFlavor } from "./firewall-flavor.js";
 import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
@@ -25,7 +26,7 @@ afterEach(async () => {
 });
 
 /** A fresh agent on the host (a restart is a fresh agent on the same host). */
-async function agentOn(host: FakeL2Host, document: StateDocument, pluginOptions: Record<string, unknown> = {}) {
+async function agentOn(host: FakeL2Host, document: StateDocument, pluginOptions: Record<string, unknown> = {}, logger = createLogger({ level: "silent", name: "l2-agent" })) {
   const source = new MemoryStateSource(document);
   const agent = await Agent.create({
     name: "l2-agent",
@@ -36,7 +37,7 @@ async function agentOn(host: FakeL2Host, document: StateDocument, pluginOptions:
       { plugin: createPlugin({ name: "memory-state", version: "0.0.0", framework: `^${FRAMEWORK_VERSION}`, register: (env) => env.addExtension(stateSourceExtensionPoint, source) }) },
     ],
     runner: host,
-    logger: createLogger({ level: "silent", name: "l2-agent" }),
+    logger,
     defaultNamespace: NS,
   });
   agents.push(agent);
@@ -181,6 +182,22 @@ describe("l2SecgroupPlugin: what bad input gets", () => {
     const deadline = Date.now() + 5_000;
     while (!dump(host).includes("--match-set NIPv47a7a0000") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(dump(host)).toContain("--match-set NIPv47a7a0000");
+  });
+
+  it("logs each key once per line (held ports, waiting ports, ipsets, removals)", async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: "debug", name: "l2-agent", destination: { write: (l: string) => void lines.push(l) } });
+    const host = new FakeL2Host({ namespaces: [NS] });
+    host.addDevice(NS, a.device);
+    const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: REMOTE }] };
+    const doc = stateDocument({ ports: [a, b, c], groups, members: { [REMOTE]: { IPv4: [["10.1.0.1", "m"]] } } });
+    (doc["devices"] as Record<string, Record<string, unknown>>)["cccc"]!["mac_address"] = "bad";
+    const { agent, source } = await agentOn(host, doc, { enable_ipset: true, wait_for_devices: true }, logger);
+    await agent.start();
+    source.push(stateDocument({ ports: [] }));
+    await agent.idle();
+    expect(lines.length).toBeGreaterThan(5);
+    for (const line of lines) expect(duplicateLogKeys(line), line).toEqual([]);
   });
 
   it("plan names ports waiting for their tap", async () => {

@@ -69,6 +69,7 @@ export const l2SecgroupPlugin = createPlugin<L2SecgroupOptions>({
       enableIpset,
       waitForDevices,
       limits: { maxRulesPerPort: env.options.max_rules_per_port, maxMembersPerGroup: env.options.max_members_per_group },
+      logger: env.logger,
       ...(wrapName !== undefined ? { wrapName } : {}),
       ...(pollingSeconds !== undefined ? { devicePollIntervalMs: pollingSeconds * 1000 } : {}),
       ...(env.container.isRegistered(AGENT_METRICS) ? { metrics: env.container.resolve<AgentMetrics>(AGENT_METRICS) } : {}),

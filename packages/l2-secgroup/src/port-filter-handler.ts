@@ -32,6 +32,11 @@ export interface PortFilterHandlerOptions {
   readonly wrapName?: string;
   /** What one port's input may cost; default `DEFAULT_L2_LIMITS`. */
   readonly limits?: L2Limits;
+  /**
+   * For the namespaces' own logs, which name their namespace themselves (so not the reconcile
+   * context's, which is bound to it); default: the first context's.
+   */
+  readonly logger?: ReconcileContext["logger"];
   /** While a port waits for its tap, look again this often (default `DEVICE_POLL_INTERVAL_MS`). */
   readonly devicePollIntervalMs?: number;
   /**
@@ -58,6 +63,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
   readonly wrapName: string | undefined;
   readonly devicePollIntervalMs: number;
   readonly limits: L2Limits;
+  private readonly logger: ReconcileContext["logger"] | undefined;
   private readonly namespaces = new Map<NsKey, FirewallNamespace>();
   private readonly deviceWakes: { inc(): void } | undefined;
   /** Documents usually repeat most ports: only what changed is validated again. */
@@ -75,6 +81,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
     this.wrapName = options.wrapName;
     this.devicePollIntervalMs = options.devicePollIntervalMs ?? DEVICE_POLL_INTERVAL_MS;
     this.limits = options.limits ?? DEFAULT_L2_LIMITS;
+    this.logger = options.logger;
     const metrics = options.metrics;
     if (metrics && this.waitForDevices) {
       metrics.gauge({
@@ -111,7 +118,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
   }
 
   async reconcile(context: ReconcileContext, request: ReconcileRequest<L2Resource>): Promise<void> {
-    const ns = this.namespace(context.namespace, context.runner, context.logger);
+    const ns = this.namespace(context.namespace, context.runner, this.logger ?? context.logger);
     const manager = context.manager({ stateless: true, ...(this.wrapName !== undefined ? { wrapName: this.wrapName } : {}) });
     const waker = context.waker?.();
     const wakes = this.deviceWakes;

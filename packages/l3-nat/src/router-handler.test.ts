@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { normalizeSave, PREPARED_INPUT } from "@chainwarden/core";
-import { referenceDir } from "@chainwarden/testing";
+import { duplicateLogKeys, referenceDir } from "@chainwarden/testing";
+import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import type { MetadataProxyFactory } from "./metadata-proxy-process.js";
 import type { L3RouterExtension, RouterExtensionContext } from "./router-extension-point.js";
@@ -330,5 +331,21 @@ describe("RouterHandler through the agent (fake host)", () => {
     expect(commands.filter((e) => e.includes("link add"))).toEqual([]);
     expect(commands).toContain(`${NS}:   | address add 200.200.128.3/32 scope global dev ${QG}`);
     expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.2/24", "200.200.128.3/32"]);
+  });
+
+  it("logs each key once per line, and one info line per applied namespace", async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: "debug" }, { write: (l: string) => void lines.push(l) });
+    const host = new FakeL3Host();
+    const { agent, push } = await setup({ runner: host, initial: { routers: [seed] }, logger });
+    await agent.start();
+    const changed = { ...seed, _floatingips: [] };
+    await push({ routers: [changed] });
+    await push({ routers: [] });
+    for (const line of lines) expect(duplicateLogKeys(line), line).toEqual([]);
+    const applied = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l["msg"] === "namespace applied" && l["level"] === 30);
+    expect(applied.length).toBeGreaterThanOrEqual(3);
+    expect(applied[1]).toMatchObject({ namespace: NS, changed: 1, removed: 0, sent: true });
+    expect(applied.at(-1)).toMatchObject({ namespace: NS, removed: 1 });
   });
 });

@@ -341,7 +341,8 @@ export class RouterHandler implements ResourceHandler<Router | HeldRouter> {
         namespace,
         iptables,
         runner: context.runner,
-        logger: context.logger.child({ router: router.id, namespace, extension: extension.name }),
+        // The context's logger names the namespace.
+        logger: context.logger.child({ router: router.id, extension: extension.name }),
         dryRun: context.dryRun,
       };
       try {

@@ -28,6 +28,7 @@ export { createNetns, isRoot, withNetns, type NetnsExecOptions, type TestNetns }
 export type { RunResult } from "./run-command.js";
 export { holdXtablesLock, type HeldXtablesLock } from "./xtables-lock.js";
 export { AgentProcess, freePort, runCli, waitFor, type CliResult, type LogLine } from "./agent-process.js";
+export { duplicateLogKeys } from "./log-keys.js";
 export {
   parseReferenceExpected,
   readReferenceExpected,

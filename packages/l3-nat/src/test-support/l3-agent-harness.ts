@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, baseConfigSchema, createPlugin, MemoryStateSource, stateSourceExtensionPoint, type AgentConfig, type StateDocument } from "@chainwarden/agent";
 import type { IptablesRunner } from "@chainwarden/core";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { l3NatPlugin } from "../l3-nat-plugin.js";
 import type { L3NatOptions } from "../l3-nat-settings.js";
 import type { RouterHandler } from "../router-handler.js";
@@ -19,6 +19,8 @@ export interface L3AgentHarnessOptions {
   extensions?: L3RouterExtension[];
   drivers?: InterfaceDriver[];
   initial?: StateDocument;
+  /** Default: silent (or `L3_TEST_LOG`'s level). */
+  logger?: Logger;
 }
 
 let sharedStateDir: string | undefined;
@@ -62,7 +64,7 @@ export async function createL3Agent(options: L3AgentHarnessOptions) {
     config,
     plugins: [{ plugin: l3NatPlugin, options: options.options ?? {} }, { plugin: testPlugin }],
     runner: options.runner,
-    logger: pino({ level: process.env.L3_TEST_LOG ?? "silent" }),
+    logger: options.logger ?? pino({ level: process.env.L3_TEST_LOG ?? "silent" }),
   });
   const handler = agent.extensions(resourceHandlerExtensionPoint).find((h) => h.kind === "router") as RouterHandler;
   return {
