@@ -60,14 +60,14 @@ describe.skipIf(!isRoot()).each(["nft", "legacy"] as Backend[])("bad input with 
   const runner = new ExecaRunner({ backend });
 
   /** One pass of a fresh agent over the document: what `l2-agent apply --once` does. */
-  async function applyOnce(doc: StateDocument) {
+  async function applyOnce(doc: StateDocument, enableIpset = false) {
     const source = new MemoryStateSource(doc);
     const agent = await Agent.create({
       name: "l2-agent",
       version: "0.0.1",
       config: baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0 }),
       plugins: [
-        { plugin: l2SecgroupPlugin, options: { wait_for_devices: false, enable_ipset: false } },
+        { plugin: l2SecgroupPlugin, options: { wait_for_devices: false, enable_ipset: enableIpset } },
         { plugin: createPlugin({ name: "memory-state", version: "0.0.0", framework: `^${FRAMEWORK_VERSION}`, register: (env) => env.addExtension(stateSourceExtensionPoint, source) }) },
       ],
       runner,
@@ -122,5 +122,24 @@ describe.skipIf(!isRoot()).each(["nft", "legacy"] as Backend[])("bad input with 
     expect(empty.problems).toEqual([]);
     expect((await chains()).filter((l) => /-A neutron-linuxbri-[io]/.test(l))).toEqual([]);
     expect(await tcpConnects(vm3, vm1.ip, 23)).toBe(true);
+  });
+
+  it("a port whose ipset the kernel refuses is held closed; the other ports of the namespace are filtered all the same", async () => {
+    await applyOnce(document([]));
+    // vm2 alone names TARGET's members through an ipset; a set of another type already has its name.
+    const groups = { ...GROUPS, "bi-extra": [{ direction: "ingress", ethertype: "IPv4", protocol: "tcp", port_range_min: 23, port_range_max: 23, remote_group_id: TARGET }] };
+    const set = `NIPv4${TARGET}`;
+    await lab.bridgeNs.exec(["ipset", "create", set, "hash:ip", "family", "inet"]);
+    try {
+      const doc = { ...document([port(VMS[0]), port(VMS[1], { security_groups: [CLIENTS, "bi-extra"] }), port(VMS[2])], groups), sg_member_ips: { [TARGET]: { IPv4: [[VMS[0].ip, VMS[0].mac]] } } };
+      const report = await applyOnce(doc, true);
+      expect(report.failed).toEqual([]);
+      expect(report.failedResources.map((f) => f.resource)).toEqual([`port/${VMS[1].id}`]);
+      expect(await tcpConnects(vm3, vm1.ip, 22)).toBe(true);
+      expect(await tcpConnects(vm3, vm1.ip, 23)).toBe(false); // vm1 is filtered, not left open
+      expect(await tcpConnects(vm1, vm2.ip, 23)).toBe(false); // vm2 is closed
+    } finally {
+      await lab.bridgeNs.exec(["ipset", "destroy", set], { reject: false });
+    }
   });
 });

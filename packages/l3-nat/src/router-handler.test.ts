@@ -264,6 +264,10 @@ describe("RouterHandler through the agent (fake host)", () => {
     expect(plans).toHaveLength(1);
     expect(plans[0]!.namespace).toBe(NS);
     expect(plans[0]!.families[0]!.input).toContain("-A neutron-l3-agent-PREROUTING -d 200.200.128.3/32 -j DNAT --to-destination 10.10.10.2");
+    expect(plans[0]!.actions).toEqual([
+      { verb: "create", object: "namespace", name: NS, resource: `router/${ID}` },
+      { verb: "start", object: "metadata proxy", name: NS, resource: `router/${ID}` },
+    ]);
     expect(host.iptables.hasNamespace(NS)).toBe(false);
     expect(host.events.filter((e) => !e.endsWith("ip netns list"))).toEqual([]);
     expect(proxies.log).toEqual([]);

@@ -237,7 +237,13 @@ export class RouterHandler implements ResourceHandler<Router | HeldRouter> {
     const change = rules.update(router);
     await this.callExtensions(isNew || freshManager ? "addRouter" : "updateRouter", context, router, namespace, manager);
     logger.debug({ groups: change.groups.length, rulesAdded: change.rulesAdded, rulesRemoved: change.rulesRemoved, dryRun: context.dryRun }, "router rules computed");
-    if (context.dryRun) return;
+    if (context.dryRun) {
+      if (!(await routerNamespaceExists(context.runner, namespace))) {
+        context.report?.({ verb: "create", object: "namespace", name: namespace, resource: `router/${router.id}` });
+        if (this.settings.runMetadataProxy) context.report?.({ verb: "start", object: "metadata proxy", name: namespace, resource: `router/${router.id}` });
+      }
+      return;
+    }
 
     const driver = this.interfaceDriver();
     const devices = await syncRouterDevices({ runner: context.runner, namespace, logger, driver, router, settled: state!.settled, full: full || isNew, created });
