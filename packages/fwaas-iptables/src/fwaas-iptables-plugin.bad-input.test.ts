@@ -5,7 +5,7 @@
  * what the kernel has. Each agent here is a fresh one on the same host, as a restart is.
  */
 import { describe, expect, it } from "vitest";
-import { createFwaasAgent, FwaasFakeRunner } from "./test-support/fwaas-agent-harness.js";
+import { createFwaasAgent, FwaasFakeRunner, routerDict } from "./test-support/fwaas-agent-harness.js";
 
 const T1 = "tenant-1";
 const R1 = "1e4c5a7b-2f0d-4c0e-9a47-3b1f6e2d8c90";
@@ -14,21 +14,7 @@ const P2 = "c0ffee00-2222-4222-8333-444455556666";
 const FW = "80daec7b-8167-459e-b915-da02832a248b";
 const GROUP = "fa0e5c2b-7d1e-4e4e-8f8f-000000000001";
 
-function router(id: string, ports: string[]) {
-  return {
-    id,
-    tenant_id: T1,
-    enable_snat: true,
-    gw_port: null,
-    _interfaces: ports.map((p, i) => ({
-      id: p,
-      network_id: `net-${i}`,
-      fixed_ips: [{ ip_address: `10.${i}.0.1`, subnet_id: `s${i}`, prefixlen: 24 }],
-      subnets: [{ id: `s${i}`, cidr: `10.${i}.0.0/24`, gateway_ip: `10.${i}.0.1` }],
-    })),
-    _floatingips: [],
-  };
-}
+const router = (id: string, ports: string[]) => routerDict(id, T1, ports);
 
 const allowWeb = { id: "allow-web", protocol: "tcp", ip_version: 4, destination_port: "80", action: "allow" };
 const badRange = { id: "bad-range", protocol: "tcp", ip_version: 4, destination_port: "90:80", action: "allow" };

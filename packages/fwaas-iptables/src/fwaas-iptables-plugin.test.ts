@@ -6,7 +6,7 @@
  */
 import { l3NatPlugin } from "@chainwarden/l3-nat";
 import { describe, expect, it } from "vitest";
-import { createFwaasAgent, FwaasFakeRunner } from "./test-support/fwaas-agent-harness.js";
+import { createFwaasAgent, FwaasFakeRunner, routerDict } from "./test-support/fwaas-agent-harness.js";
 
 const T1 = "tenant-1";
 const R1 = "1e4c5a7b-2f0d-4c0e-9a47-3b1f6e2d8c90";
@@ -16,21 +16,7 @@ const P1 = "c0ffee00-1111-4222-8333-444455556666";
 const P2 = "c0ffee00-2222-4222-8333-444455556666";
 const P3 = "c0ffee00-3333-4222-8333-444455556666";
 
-function router(id: string, tenant: string, ports: string[]) {
-  return {
-    id,
-    tenant_id: tenant,
-    enable_snat: true,
-    gw_port: null,
-    _interfaces: ports.map((p, i) => ({
-      id: p,
-      network_id: `net-${i}`,
-      fixed_ips: [{ ip_address: `10.${i}.0.1`, subnet_id: `s${i}`, prefixlen: 24 }],
-      subnets: [{ id: `s${i}`, cidr: `10.${i}.0.0/24`, gateway_ip: `10.${i}.0.1` }],
-    })),
-    _floatingips: [],
-  };
-}
+const router = routerDict;
 
 const denyIcmp = { id: "deny-icmp", protocol: "icmp", ip_version: 4, action: "deny" };
 const allowTcp = { id: "allow-tcp", protocol: "tcp", ip_version: 4, action: "allow" };

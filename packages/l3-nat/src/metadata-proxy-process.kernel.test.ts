@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +15,7 @@ import { ExecaRunner } from "@chainwarden/core";
 import { createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { alive, pidsMentioning } from "./test-support/processes.js";
 import { MetadataProxyMonitor } from "./metadata-proxy-monitor.js";
 import { defaultMetadataProxyScript, MetadataProxyProcess, metadataProxyFiles, type MetadataProxyProcessOptions } from "./metadata-proxy-process.js";
 
@@ -29,28 +30,7 @@ afterEach(async () => {
   }
 });
 
-/** Every process whose command line mentions `text` (our proxies name their state path in `--pid-file`). */
-function pidsMentioning(text: string): number[] {
-  return readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(text);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return !/^\d+ \(.*\) [ZX]/.test(stat);
-  } catch {
-    return false;
-  }
-}
 
 async function waitFor(cond: () => boolean | Promise<boolean>, ms = 8_000, what = "condition"): Promise<void> {
   const end = Date.now() + ms;

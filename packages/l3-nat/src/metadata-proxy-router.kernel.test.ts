@@ -10,13 +10,14 @@
  * naming that state path and removes it, also when the test fails.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExecaRunner } from "@chainwarden/core";
 import { createRouterLab, isRoot, type RouterLab } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
+import { alive, pidsMentioning } from "./test-support/processes.js";
 import { bridgeName } from "./device-names.js";
 import { createL3Agent } from "./test-support/l3-agent-harness.js";
 
@@ -49,26 +50,7 @@ afterEach(async () => {
   }
 });
 
-function pidsMentioning(text: string): number[] {
-  return readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(text);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) [ZX]/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 function netnsInode(path: string): number | undefined {
   try {

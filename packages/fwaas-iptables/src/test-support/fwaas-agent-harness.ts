@@ -142,3 +142,20 @@ export async function createFwaasAgent(options: FwaasAgentOptions) {
     },
   };
 }
+
+/** A router dict as the server sends it: one internal port (and subnet) per port id, no gateway. */
+export function routerDict(id: string, tenant: string, ports: string[]) {
+  return {
+    id,
+    tenant_id: tenant,
+    enable_snat: true,
+    gw_port: null,
+    _interfaces: ports.map((p, i) => ({
+      id: p,
+      network_id: `net-${i}`,
+      fixed_ips: [{ ip_address: `10.${i}.0.1`, subnet_id: `s${i}`, prefixlen: 24 }],
+      subnets: [{ id: `s${i}`, cidr: `10.${i}.0.0/24`, gateway_ip: `10.${i}.0.1` }],
+    })),
+    _floatingips: [],
+  };
+}
