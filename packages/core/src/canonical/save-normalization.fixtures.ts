@@ -9,8 +9,9 @@
  *
  * save-normalization.kernel.test.ts replays every case on both backends; canonicalize-rule.test.ts
  * checks canonicalizeRule(input) === saved. Cases note why they are interesting; the ones marked
- * "Neutron reference" are every distinct rule of /work/shared/reference/*.expected.txt, those marked
- * "seeds/002" the iptables-save 1.4.12 dumps of /work/shared/seeds/002_*.txt.
+ * "Neutron reference" are every distinct rule of packages/testing/test-fixtures/reference/*.expected.txt,
+ * those marked "seeds/002" the iptables-save 1.4.12 dumps of packages/testing/test-fixtures/seeds/002_*.txt.
+ * Test data only: excluded from the build (tsconfig.lib.json).
  *
  * Sets used: cwset4 (hash:net inet), cwset6 (inet6) and Neutron's NIPv4.../NIPv6... names; user
  * chains: every -j/-g target that is not a verdict or a target extension.
