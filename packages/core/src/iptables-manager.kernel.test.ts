@@ -17,7 +17,9 @@ import { NamespaceGoneError, RestoreError } from "./errors.js";
 import { normalizeSave, parseSave } from "./save-format.js";
 import type { Backend, IpFamily, RestoreOptions, Target } from "./runner.js";
 
-const REFERENCE = join(import.meta.dirname, "../../../../shared/reference");
+// The repository's copy of the Neutron reference (packages/testing/test-fixtures/README.md); read as files,
+// since core cannot depend on the test kit.
+const REFERENCE = join(import.meta.dirname, "../../testing/test-fixtures/reference");
 
 /** The `--- iptables-save ---` / `--- ip6tables-save ---` sections of a reference step. */
 function referenceSections(file: string, step = 1): Record<string, string> {

@@ -1,7 +1,7 @@
 /**
  * Golden tests: the seed's v1 example must give the seed's filter table exactly, and every
- * `../shared/reference/fwaas_*` scenario (real neutron-fwaas Zed) replayed step by step must give
- * the reference's normalized iptables-save / ip6tables-save of each router. Both on the honest fake
+ * `fwaas_*` scenario of the Neutron reference (`referenceDir()`, real neutron-fwaas Zed) replayed step
+ * by step must give the reference's normalized iptables-save / ip6tables-save of each router. Both on the honest fake
  * and on the real kernel (nft and legacy), in namespaces the test creates and always deletes.
  *
  * The router's own l3 rules come from `@chainwarden/l3-nat`'s `RouterRules` on the same manager, as
@@ -19,7 +19,7 @@ import { RouterFirewall } from "./router-firewall.js";
 import { fakeHost, kernelHost, type GoldenHost } from "./test-support/golden-host.js";
 import { loadFwaasScenarios, type FwaasScenario, type RouterDict } from "./test-support/reference-scenario.js";
 
-const SEED = join(import.meta.dirname, "../../../../shared/seeds/002_e4aa6c92554ec131.txt");
+const SEED = join(import.meta.dirname, "../../testing/test-fixtures/seeds/002_e4aa6c92554ec131.txt");
 
 /** The seed's `ip netns exec qrouter-… iptables-save` listing (its only table), normalized. */
 function seedFilterListing(): string {

@@ -1,8 +1,8 @@
 /**
- * The seed document (shared/seeds/002_e4aa6c92554ec131.txt) lists the OVS-hybrid filter table an older
- * Neutron wrote for one port in the default group. For the same input (with the old server's DHCP
- * rule attached to the port, and comments off, as that Neutron had none) every rule it shows must be
- * in ours; comment text and the INVALID/ESTABLISHED order follow Zed.
+ * The seed document (packages/testing/test-fixtures/seeds/002_e4aa6c92554ec131.txt) lists the
+ * OVS-hybrid filter table an older Neutron wrote for one port in the default group. For the same
+ * input (with the old server's DHCP rule attached to the port, and comments off, as that Neutron had
+ * none) every rule it shows must be in ours; comment text and the INVALID/ESTABLISHED order follow Zed.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,7 +12,7 @@ import { FakeL2Host } from "./test-support/fake-l2-host.js";
 import { replayScenario } from "./test-support/replay.js";
 import { FIXTURE_DIR, loadScenario } from "./test-support/scenario.js";
 
-const SEED = join(import.meta.dirname, "../../../../shared/seeds/002_e4aa6c92554ec131.txt");
+const SEED = join(import.meta.dirname, "../../testing/test-fixtures/seeds/002_e4aa6c92554ec131.txt");
 
 /** The `*filter` listing of the security-group section, normalized like iptables-save 1.8.9 prints it. */
 function seedFilterListing(): string[] {

@@ -7,10 +7,10 @@ import { loadL3Scenarios, type L3Scenario } from "./test-support/reference-scena
 import { replayL3Scenario, type ScenarioHost } from "./test-support/scenario-driver.js";
 
 /**
- * Golden tests: every `l3_*` scenario of `../shared/reference` (real Neutron Zed's output) and of our
- * own `test-fixtures/neutron` (produced the same way by Debian's python3-neutron 21.0.0, see its
- * README) replayed step by step must give the same normalized iptables-save / ip6tables-save per
- * router, on the honest fake and on the real kernel (both backends).
+ * Golden tests: every `l3_*` scenario of the Neutron reference (`referenceDir()`, real Neutron Zed's
+ * output) and of our own `test-fixtures/neutron` (produced the same way by Debian's python3-neutron
+ * 21.0.0, see its README) replayed step by step must give the same normalized iptables-save /
+ * ip6tables-save per router, on the honest fake and on the real kernel (both backends).
  */
 const scenarios = loadL3Scenarios([referenceDir(), join(import.meta.dirname, "../test-fixtures/neutron")]);
 

@@ -5,8 +5,8 @@
  * - `createNetns` / `withNetns` / `isRoot`, `holdXtablesLock`: helpers for tests on a real kernel.
  * - `runCli` / `AgentProcess`: run a built agent binary as an operator would (argument arrays, no shell).
  * - `referenceDir`, `loadReferenceScenario(s)`, `readReferenceExpected`, `parseRouterStep`: the
- *   reader for the shared reference outputs of real Neutron (`../shared/reference`) and fixtures in
- *   their format.
+ *   reader for the reference outputs of real Neutron (the repository's copy in
+ *   `test-fixtures/reference`) and fixtures in their format.
  * - `createRouterLab` / `netToolPath`: a router lab on the real kernel (fabric with bridges, host
  *   namespaces, veths) and the traffic helper its hosts run.
  * - `@chainwarden/testing/contract`: `describeIptablesRunnerContract`, the vitest suite every runner

@@ -1,5 +1,5 @@
 /**
- * The `.expected.txt` files of the shared reference (`../shared/reference/README.md`) and of
+ * The `.expected.txt` files of the Neutron reference (`test-fixtures/reference/README.md`) and of
  * fixtures in the same format: one `=== after step N: <op> ===` block per step, holding
  * `--- <title> ---` sections (`iptables-save`, `ip6tables-save`, `ipset save`, `conntrack -D`, …);
  * l3 and FWaaS sections carry a router prefix (`--- router <id>: iptables-save ---`).

@@ -1,5 +1,5 @@
 /**
- * The router steps of `l3` (and `fwaas`) reference scenarios (`../shared/reference/README.md`):
+ * The router steps of `l3` (and `fwaas`) reference scenarios (`test-fixtures/reference/README.md`):
  * `add_router` / `update_router` with `router` or `routers`, `remove_router` with `router_id` or
  * `router_ids`.
  */

@@ -1,5 +1,5 @@
 /**
- * Scenarios in the format of the shared reference (`../shared/reference/README.md`): `NAME.json` (an
+ * Scenarios in the format of the Neutron reference (`test-fixtures/reference/README.md`): `NAME.json` (an
  * input in Neutron's own shapes, with `kind`, `description` and `steps`) and `NAME.expected.txt` (one
  * block per step, see `parseReferenceExpected`). The same format serves a plugin's own fixtures.
  */
@@ -8,10 +8,10 @@ import { join } from "node:path";
 import { parseReferenceExpected, type ReferenceStep } from "./reference-expected.js";
 
 /**
- * `<repo>/../shared/reference`: the reference outputs of real Neutron, checked out beside the
- * repository (as CI does). From `src/` and `dist/` of this package alike.
+ * `test-fixtures/reference` of this package: the repository's copy of the reference outputs of real
+ * Neutron (see `test-fixtures/README.md`). From `src/` and `dist/` of this package alike.
  */
-const REFERENCE_DIR = join(import.meta.dirname, "../../../../shared/reference");
+const REFERENCE_DIR = join(import.meta.dirname, "../test-fixtures/reference");
 
 export interface ReferenceScenario<Step = unknown> {
   /** The file name without `.json`. */
@@ -35,7 +35,7 @@ export interface LoadReferenceScenarioOptions<Step> {
 /** The reference directory; throws a message that says where it was looked for when it is missing. */
 export function referenceDir(): string {
   if (!existsSync(REFERENCE_DIR)) {
-    throw new Error(`the Neutron reference outputs are missing: expected ${REFERENCE_DIR} (the workspace's ../shared/reference, checked out beside the repository)`);
+    throw new Error(`the Neutron reference outputs are missing: expected ${REFERENCE_DIR} (packages/testing/test-fixtures/reference of a checkout of the repository)`);
   }
   return REFERENCE_DIR;
 }
@@ -43,7 +43,7 @@ export function referenceDir(): string {
 /** The scenario names (`NAME` of `NAME.json`) of a directory that start with `prefix`, in file-name order. */
 export function listReferenceScenarios(dir: string, prefix = ""): string[] {
   if (!existsSync(dir)) {
-    throw new Error(`scenario directory ${dir} does not exist (the shared reference checkout is expected beside the repository)`);
+    throw new Error(`scenario directory ${dir} does not exist`);
   }
   return readdirSync(dir)
     .filter((f) => f.startsWith(prefix) && f.endsWith(".json"))

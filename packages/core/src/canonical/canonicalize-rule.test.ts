@@ -273,7 +273,8 @@ describe("errors", () => {
 // 2013 blog post in seeds/002 must canonicalize to itself. The exceptions are lines that are not
 // iptables-save 1.8.9 output: the blog's hand-written templates (placeholders, trailing blanks,
 // pre-save spellings) and its 1.4.12 dump, which printed the MAC in upper case.
-const SHARED = process.env["CHAINWARDEN_SHARED_DIR"] ?? fileURLToPath(new URL("../../../../../shared/", import.meta.url));
+// The repository's copies (packages/testing/test-fixtures: reference/ and seeds/, see its README).
+const SHARED = process.env["CHAINWARDEN_SHARED_DIR"] ?? fileURLToPath(new URL("../../../testing/test-fixtures/", import.meta.url));
 
 const SEED_EXCEPTIONS: ReadonlyMap<string, { canonical: string } | { error: string }> = new Map<string, { canonical: string } | { error: string }>([
   ["-s 10.10.10.2/32 -m mac --mac-source FA:16:3E:31:E3:11 -j RETURN", { canonical: "-s 10.10.10.2/32 -m mac --mac-source fa:16:3e:31:e3:11 -j RETURN" }],

@@ -1,8 +1,9 @@
 /**
- * Scenarios in the reference format (`../shared/reference/README.md`): an l2 input in Neutron's shapes
- * plus steps (`add_ports`, `update_ports`, `update_security_groups`, `remove_ports`), and the expected
- * `iptables-save` / `ip6tables-save` / `ipset save` (and, in our own fixtures, `conntrack -D`) after
- * each step. `ScenarioState` turns the steps into the l2 state document the agent reads.
+ * Scenarios in the reference format (`packages/testing/test-fixtures/reference/README.md`): an l2
+ * input in Neutron's shapes plus steps (`add_ports`, `update_ports`, `update_security_groups`,
+ * `remove_ports`), and the expected `iptables-save` / `ip6tables-save` / `ipset save` (and, in our own
+ * fixtures, `conntrack -D`) after each step. `ScenarioState` turns the steps into the l2 state
+ * document the agent reads.
  */
 import { join } from "node:path";
 import { loadReferenceScenario, type ReferenceStep } from "@chainwarden/testing";
