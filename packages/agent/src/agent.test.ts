@@ -4,12 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExecaRunner } from "@chainwarden/core";
 import { FakeIptablesRunner } from "@chainwarden/testing";
-import { container as globalContainer, inject, injectable } from "tsyringe";
+import { container as globalContainer } from "tsyringe";
 import { afterAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { MemoryStateSource } from "./memory-state-source.js";
 import { AgentError, ExtensionPointClosedError, PluginError, type Problem } from "./agent-errors.js";
-import { Agent, AGENT_CONFIG, AGENT_LOGGER, AGENT_METRICS, FRAMEWORK_VERSION, IPTABLES_RUNNER, type AgentOptions } from "./agent.js";
+import { Agent, FRAMEWORK_VERSION, type AgentOptions } from "./agent.js";
+import { createServiceToken } from "./service-token.js";
 import { AgentMetrics } from "./agent-metrics.js";
 import { baseConfigSchema, type AgentConfig } from "./config-schema.js";
 import {
@@ -90,15 +91,13 @@ class MemorySource extends MemoryStateSource {
   }
 }
 
-const GREETER = Symbol("test.greeter");
-
-@injectable()
-class Greeter {
-  constructor(
-    @inject(AGENT_CONFIG) readonly config: AgentConfig,
-    @inject(AGENT_METRICS) readonly metrics: AgentMetrics,
-  ) {}
+interface Greeter {
+  readonly greeting: string;
+  readonly config: Readonly<AgentConfig>;
+  readonly metrics: AgentMetrics;
+  readonly runner: unknown;
 }
+const GREETER = createServiceToken<Greeter>({ id: "test-chains.greeter" });
 
 function chainPlugin(options: { handler?: TestChainHandler; source?: StateSource; events?: ApplyEvent[] } = {}) {
   return createPlugin<{ greeting: string }>({
@@ -108,7 +107,7 @@ function chainPlugin(options: { handler?: TestChainHandler; source?: StateSource
     options: z.strictObject({ greeting: z.string().default("hello") }),
     async register(env) {
       await Promise.resolve(); // register may be async
-      env.container.register(GREETER, { useClass: Greeter });
+      env.provide(GREETER, { greeting: env.options.greeting, config: env.config, metrics: env.metrics, runner: env.runner });
       env.addExtension(resourceHandlerExtensionPoint, (options.handler ?? new TestChainHandler()) as ResourceHandler);
       if (options.source) env.addExtension(stateSourceExtensionPoint, options.source);
       if (options.events) env.addExtension(applyObserverExtensionPoint, { onApply: (e) => void options.events?.push(e) });
@@ -162,16 +161,45 @@ describe("Agent.create", () => {
     const agent = await Agent.create(options([{ plugin: chainPlugin({ handler }) }], { logger, config: config({ plugin_options: { "test-chains": { greeting: "hi" } } }) }));
 
     expect(agent.extensions(resourceHandlerExtensionPoint)).toEqual([handler]);
-    expect(agent.container.resolveAll(resourceHandlerExtensionPoint.token)).toEqual([handler]);
     expect(agent.contributionsTo(resourceHandlerExtensionPoint)).toEqual([{ plugin: "test-chains", extension: handler }]);
-    const greeter = agent.container.resolve<Greeter>(GREETER);
-    expect(greeter.config).toBe(agent.config);
-    expect(greeter.metrics).toBe(agent.metrics);
-    expect(agent.container.resolve(AGENT_LOGGER)).toBe(logger);
-    expect(agent.container.resolve(IPTABLES_RUNNER)).toBe(agent.runner);
     expect(agent.plugins).toEqual([{ name: "test-chains", version: "1.0.0", source: "built into test-agent" }]);
     // The plugin's logger is bound to its name; its options came from plugin_options.
     expect(lines).toContainEqual(expect.objectContaining({ plugin: "test-chains", greeting: "hi", msg: "test plugin registered" }));
+  });
+
+  it("gives a plugin typed services: the agent's config, metrics and runner, and what an earlier plugin provides", async () => {
+    let seen: Greeter | undefined;
+    const user = createPlugin({ name: "greeter-user", version: "1.0.0", framework: `^${FRAMEWORK_VERSION}`, register: (env) => void (seen = env.use(GREETER)) });
+    const agent = await Agent.create(options([{ plugin: chainPlugin() }, { plugin: user }]));
+    expect(seen).toEqual({ greeting: "hello", config: agent.config, metrics: agent.metrics, runner: agent.runner });
+    expect(seen!.metrics).toBe(agent.metrics);
+    expect(seen!.runner).toBe(agent.runner);
+
+    // Used before anyone provides it: an error naming the plugin and the service.
+    const early = await createError(options([{ plugin: user }, { plugin: chainPlugin() }]));
+    expect(early.message).toBe("plugin greeter-user (built into test-agent) failed to register: plugin greeter-user uses service test-chains.greeter, which no plugin registered before it provides (list the plugin that provides it first)");
+    // Provided twice.
+    const twice = createPlugin({ name: "other-greeter", version: "1.0.0", framework: `^${FRAMEWORK_VERSION}`, register: (env) => env.provide(GREETER, seen!) });
+    expect((await createError(options([{ plugin: chainPlugin() }, { plugin: twice }]))).message).toContain("service test-chains.greeter is provided by plugin test-chains and by plugin other-greeter");
+  });
+
+  it("gives a built-in plugin its settings (defaults applied); a plugin loaded by package may not declare settings", async () => {
+    let got: unknown;
+    const withSettings = createPlugin({
+      name: "tuned",
+      version: "1.0.0",
+      framework: `^${FRAMEWORK_VERSION}`,
+      settings: { keys: { tuning: z.number().int().default(3), label: z.string().optional() } },
+      register: (env) => void (got = env.settings),
+    });
+    await Agent.create(options([{ plugin: withSettings }], { config: { ...config(), label: "x" } }));
+    expect(got).toEqual({ tuning: 3, label: "x" });
+    const fromPackage = await createError(options([{ plugin: withSettings, source: "@acme/tuned" }]));
+    expect(fromPackage.code).toBe("PLUGIN_INVALID");
+    expect(fromPackage.message).toContain("plugin tuned (@acme/tuned) declares settings");
+    const bad = await createError(options([{ plugin: withSettings }], { config: { ...config(), tuning: "many" } }));
+    expect(bad.code).toBe("PLUGIN_OPTIONS");
+    expect(bad.message).toMatch(/^invalid settings for plugin tuned \(1 problem\):\n {2}- tuning: /);
   });
 
   it("returns no extensions for a point nobody extended", async () => {
@@ -183,14 +211,14 @@ describe("Agent.create", () => {
   it("never registers anything in tsyringe's global container", async () => {
     const a = await Agent.create(options([{ plugin: chainPlugin() }]));
     const b = await Agent.create(options([{ plugin: chainPlugin() }]));
-    for (const token of [AGENT_CONFIG, AGENT_LOGGER, IPTABLES_RUNNER, AGENT_METRICS, GREETER, resourceHandlerExtensionPoint.token]) {
+    for (const token of [GREETER.token, resourceHandlerExtensionPoint.token]) {
       expect(globalContainer.isRegistered(token, true)).toBe(false);
     }
     // Each agent sees only its own.
     expect(a.extensions(resourceHandlerExtensionPoint)).toHaveLength(1);
     expect(b.extensions(resourceHandlerExtensionPoint)).toHaveLength(1);
     expect(a.extensions(resourceHandlerExtensionPoint)[0]).not.toBe(b.extensions(resourceHandlerExtensionPoint)[0]);
-    expect(a.container.resolve(AGENT_METRICS)).not.toBe(b.container.resolve(AGENT_METRICS));
+    expect(a.metrics).not.toBe(b.metrics);
   });
 
   it("defaults to an ExecaRunner and a logger at the configured level", async () => {

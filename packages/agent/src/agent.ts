@@ -13,22 +13,24 @@ import { FileStateSource } from "./file-state-source.js";
 import { createLogger } from "./logging.js";
 import { didYouMean } from "./near-miss.js";
 import { serveMetrics, type MetricsServer } from "./metrics-server.js";
+import { pluginSettings } from "./agent-config.js";
 import type { AgentPlugin, PluginEnvironment } from "./plugin.js";
+import { isServiceToken, type ServiceToken } from "./service-token.js";
 import { ReconcileLoop, type PlanReport, type StatusReport, type SyncReport } from "./reconcile-loop.js";
 
-/** Injection tokens of the services every agent's container holds (`@inject(AGENT_CONFIG)`). */
-export const AGENT_CONFIG: symbol = Symbol.for("@chainwarden/agent/config");
-export const AGENT_LOGGER: symbol = Symbol.for("@chainwarden/agent/logger");
-export const IPTABLES_RUNNER: symbol = Symbol.for("@chainwarden/agent/iptables-runner");
-export const AGENT_METRICS: symbol = Symbol.for("@chainwarden/agent/metrics");
+/** The agent's own services in its container (internal: plugins get them typed, in their environment). */
+const AGENT_CONFIG: symbol = Symbol.for("@chainwarden/agent/config");
+const AGENT_LOGGER: symbol = Symbol.for("@chainwarden/agent/logger");
+const IPTABLES_RUNNER: symbol = Symbol.for("@chainwarden/agent/iptables-runner");
+const AGENT_METRICS: symbol = Symbol.for("@chainwarden/agent/metrics");
 
 /** The version of this framework, which plugins' `framework` ranges are checked against. */
 export const FRAMEWORK_VERSION: string = (createRequire(import.meta.url)("../package.json") as { version: string }).version;
 
 /** One plugin to install, with its options and where it came from. */
 export interface AgentPluginEntry {
-  // `any`: each plugin has its own options type; the agent checks the options with the plugin's schema.
-  plugin: AgentPlugin<any>;
+  // `any`: each plugin has its own options and settings types; the agent checks them with the plugin's schemas.
+  plugin: AgentPlugin<any, any>;
   /** Options from the plugin's config entry; a default plugin's come from `config.plugin_options[name]`. */
   options?: unknown;
   /** For messages: the npm package, or the app for its built-in plugins. */
@@ -48,7 +50,7 @@ export interface AgentOptions {
   runner?: IptablesRunner;
   /** Default: `createLogger` at the configured level. */
   logger?: Logger;
-  /** Namespace for resources whose handler names none (l2-agent `--netns`). */
+  /** Namespace for resources whose handler names none; default: the config's `netns`. */
   defaultNamespace?: string;
 }
 
@@ -105,8 +107,10 @@ export class Agent {
   readonly logger: Logger;
   readonly runner: IptablesRunner;
   readonly metrics: AgentMetrics;
-  /** The agent's own container (plugins register their providers here). */
-  readonly container: DependencyContainer;
+  /** The agent's own container: extensions and services live here; plugins see typed services only. */
+  private readonly container: DependencyContainer;
+  /** Which plugin provided each service (for messages). */
+  private readonly providers = new Map<symbol, string>();
   readonly plugins: readonly InstalledPlugin[];
   private readonly defaultNamespace: string | undefined;
   private readonly contributions = new Map<symbol, Contribution<unknown>[]>();
@@ -121,7 +125,7 @@ export class Agent {
     this.logger = options.logger ?? createLogger({ level: options.config.log_level, name: options.name });
     this.runner = options.runner ?? new ExecaRunner({ backend: options.config.backend, lockWaitSeconds: options.config.lock_wait_seconds });
     this.metrics = new AgentMetrics();
-    this.defaultNamespace = options.defaultNamespace;
+    this.defaultNamespace = options.defaultNamespace ?? options.config.netns;
     this.plugins = plugins;
     this.container = rootContainer.createChildContainer();
     this.container.register(AGENT_CONFIG, { useValue: this.config });
@@ -141,15 +145,20 @@ export class Agent {
       options,
       checked.map(({ plugin, source }) => ({ name: plugin.name, version: plugin.version, source })),
     );
-    for (const { plugin, source, options: pluginOptions } of checked) {
+    for (const { plugin, source, options: pluginOptions, settings } of checked) {
       const name = plugin.name;
-      const env: PluginEnvironment<unknown> = {
+      const env: PluginEnvironment<unknown, Record<string, unknown>> = {
         plugin: name,
         options: pluginOptions,
+        settings,
         config: agent.config,
         logger: agent.logger.child({ plugin: name }),
-        container: agent.container,
+        metrics: agent.metrics,
+        runner: agent.runner,
         addExtension: (point, extension) => agent.addExtension(name, point, extension),
+        extensions: (point) => agent.extensions(point),
+        provide: (service, value) => agent.provide(name, service, value),
+        use: (service) => agent.use(name, service),
       };
       try {
         await plugin.register(env);
@@ -166,6 +175,23 @@ export class Agent {
   extensions<T>(point: ExtensionPoint<T>): T[] {
     // resolveAll throws when nothing is registered under the token.
     return this.container.isRegistered(point.token) ? this.container.resolveAll<T>(point.token) : [];
+  }
+
+  private provide<T>(plugin: string, service: ServiceToken<T>, value: T): void {
+    if (!isServiceToken(service)) throw new PluginError("PLUGIN_REGISTER", `plugin ${plugin} called provide with something that is not a service token`, plugin);
+    if (this.closed) throw new PluginError("PLUGIN_REGISTER", `plugin ${plugin} provided service ${service.id} after the agent started; provide in register()`, plugin);
+    const earlier = this.providers.get(service.token);
+    if (earlier !== undefined) throw new PluginError("PLUGIN_REGISTER", `service ${service.id} is provided by plugin ${earlier} and by plugin ${plugin}`, plugin);
+    this.providers.set(service.token, plugin);
+    this.container.register(service.token, { useValue: value });
+  }
+
+  private use<T>(plugin: string, service: ServiceToken<T>): T {
+    if (!isServiceToken(service) || !this.providers.has(service.token)) {
+      const id = isServiceToken(service) ? service.id : String(service);
+      throw new PluginError("PLUGIN_REGISTER", `plugin ${plugin} uses service ${id}, which no plugin registered before it provides (list the plugin that provides it first)`, plugin);
+    }
+    return this.container.resolve<T>(service.token);
   }
 
   /** The extensions added through `addExtension`, each with the plugin that added it. */
@@ -352,9 +378,10 @@ export class Agent {
 }
 
 interface CheckedPlugin {
-  plugin: AgentPlugin<unknown>;
+  plugin: AgentPlugin<unknown, any>;
   source: string;
   options: unknown;
+  settings: Record<string, unknown>;
 }
 
 /** Every check that can be made before any plugin runs; throws on the first failure. */
@@ -374,7 +401,7 @@ async function checkPlugins(options: AgentOptions): Promise<CheckedPlugin[]> {
         named,
       );
     }
-    const valid = plugin as AgentPlugin<unknown>;
+    const valid = plugin as AgentPlugin<unknown, any>;
     const earlier = seen.get(valid.name);
     if (earlier !== undefined) {
       throw new PluginError("PLUGIN_DUPLICATE", `two plugins are named ${valid.name}: one ${describeSource(earlier)}, one ${describeSource(source)}`, valid.name);
@@ -387,7 +414,14 @@ async function checkPlugins(options: AgentOptions): Promise<CheckedPlugin[]> {
         valid.name,
       );
     }
-    checked.push({ plugin: valid, source, options: entry.options });
+    if (valid.settings !== undefined && entry.source !== undefined) {
+      throw new PluginError(
+        "PLUGIN_INVALID",
+        `plugin ${valid.name} (${source}) declares settings (config keys of its own); only an app's built-in plugins may, a plugin loaded by package takes options`,
+        valid.name,
+      );
+    }
+    checked.push({ plugin: valid, source, options: entry.options, settings: pluginSettings(valid, options.config) });
   });
 
   const pluginOptions = options.config.plugin_options ?? {};
@@ -420,9 +454,12 @@ async function checkPlugins(options: AgentOptions): Promise<CheckedPlugin[]> {
     const result = await plugin.options.safeParseAsync(given ?? {});
     if (!result.success) {
       const known = pluginOptionKeys(plugin.options);
+      const settingKeys = Object.keys(plugin.settings?.keys ?? {});
+      const unknownKey = (k: string) =>
+        settingKeys.includes(k) ? `; ${k} is a top-level config key of the agent (a setting of this plugin), not an option` : didYouMean(k, known);
       const issues = result.error.issues.flatMap((i) =>
         i.code === "unrecognized_keys"
-          ? i.keys.map((k) => `  - ${[...i.path, k].map(String).join(".")}: unknown key${i.path.length === 0 ? didYouMean(k, known) : ""}`)
+          ? i.keys.map((k) => `  - ${[...i.path, k].map(String).join(".")}: unknown key${i.path.length === 0 ? unknownKey(k) : ""}`)
           : [`  - ${i.path.length > 0 ? i.path.map(String).join(".") : "(options)"}: ${i.message}`],
       );
       throw new PluginError(

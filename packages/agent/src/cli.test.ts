@@ -1,22 +1,31 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { z } from "zod";
 import { runAgentCli, type AgentApp } from "./cli.js";
-import { extendConfigSchema } from "./config-schema.js";
 import { createPlugin } from "./plugin.js";
+
+/** A built-in plugin that owns config keys (its settings) and their flags. */
+const builtin = createPlugin({
+  name: "builtin",
+  version: "0.0.1",
+  framework: "*",
+  settings: {
+    keys: { colour: z.enum(["red", "blue"]).default("red"), size: z.number().int().min(1).optional(), shiny: z.boolean().default(true) },
+    flags: [
+      { flag: "colour", key: "colour", type: "string", description: "the colour" },
+      { flag: "size", key: "size", type: "number", description: "the size" },
+      { flag: "shiny", key: "shiny", type: "boolean", description: "a boolean" },
+    ],
+  },
+  register() {},
+});
 
 const app: AgentApp = {
   name: "test-agent",
   version: "1.2.3",
   description: "an agent for tests",
-  configSchema: extendConfigSchema({ colour: z.enum(["red", "blue"]).default("red"), size: z.number().int().min(1).optional() }),
-  configDefaults: { wrap_name: "test-agent" },
-  defaultPlugins: [createPlugin({ name: "builtin", version: "0.0.1", framework: "*", register() {} })],
+  defaults: { wrap_name: "test-agent" },
+  plugins: [builtin],
   appDir: process.cwd(),
-  appFlags: [
-    { flag: "colour", key: "colour", type: "string", description: "the colour" },
-    { flag: "size", key: "size", type: "number", description: "the size" },
-    { flag: "shiny", key: "comment_iptables_rules", type: "boolean", description: "a boolean" },
-  ],
   notes: ["Notes are printed."],
 };
 
@@ -40,10 +49,11 @@ describe("runAgentCli", () => {
     expect(r.stdout).toMatch(/^test-agent 1\.2\.3: an agent for tests\n/);
     expect(r.stdout).toMatch(/--colour COLOUR +the colour\n +\(config key: colour; default: red\)/);
     expect(r.stdout).toMatch(/--size N +the size\n +\(config key: size; default: \(none\)\)/);
-    expect(r.stdout).toMatch(/--\[no-\]shiny +a boolean\n +\(config key: comment_iptables_rules; default: true\)/);
-    // A key without a flag, defaulted by the app (configDefaults) rather than the schema.
-    // Config-only keys are wrapped across lines: compare with the line breaks folded.
-    expect(r.stdout.replace(/\n +/g, " ")).toContain("wrap_name (default: test-agent)");
+    expect(r.stdout).toMatch(/--\[no-\]shiny +a boolean\n +\(config key: shiny; default: true\)/);
+    // A framework flag whose default the app sets (its defaults) rather than the schema.
+    expect(r.stdout).toMatch(/--wrap-name NAME +the prefix of this agent's chains \(at most 16 characters\)\n +\(config key: wrap_name; default: test-agent\)/);
+    // A key without a flag; config-only keys are wrapped across lines: compare with the line breaks folded.
+    expect(r.stdout.replace(/\n +/g, " ")).toContain("state_path (default: /var/lib/chainwarden)");
     expect(r.stdout).toContain("built in: builtin 0.0.1");
     expect(r.stdout).toContain("Notes are printed.");
   });

@@ -27,47 +27,32 @@ import pretty from "pino-pretty";
 import type { z } from "zod";
 import { Agent } from "./agent.js";
 import { AgentError, ConfigError } from "./agent-errors.js";
+import { composeAgentConfig, type ComposedConfig } from "./agent-config.js";
 import { loadConfig } from "./config-loader.js";
 import type { AgentConfig } from "./config-schema.js";
 import { createLogger } from "./logging.js";
-import type { AgentPlugin } from "./plugin.js";
+import type { AgentPlugin, SettingFlag } from "./plugin.js";
 import { loadPluginsFromConfig, type PluginEntry } from "./plugin-loader.js";
 import { applyFailures, applySucceeded, applySummary, describeError, formatPlan, formatStatus, planFailures, planSucceeded, statusFailures, statusInSync } from "./cli-reports.js";
 
-/** A flag an app adds; `key` is the config key it sets (`--namespace-prefix` ↔ `namespace_prefix`). */
-export interface AppFlag {
-  /** Without the dashes: `namespace-prefix`. */
-  flag: string;
-  key: string;
-  description: string;
-  /** Booleans also get `--no-<flag>`. Numbers arrive as text and are converted by the config loader. */
-  type: "string" | "number" | "boolean";
-}
-
-/** What an agent binary is: everything the shared CLI needs to know about it. */
+/** What an agent binary is: its name, its built-in plugins and defaults; the CLI builds the rest. */
 export interface AgentApp {
   /** The binary's name (`l3-agent`); also the logger's `name`. */
   name: string;
   version: string;
   /** One line for `--help`. */
   description: string;
-  /** `extendConfigSchema({...})`: the base keys plus the app's own, defaults included. */
-  configSchema: z.ZodType<AgentConfig>;
   /**
-   * Defaults for base keys the app sets differently (its `wrap_name`); the file and the flags win.
-   * (Overriding a base key inside `extendConfigSchema` would also work at run time, but its inferred
-   * type then loses the key.)
+   * Plugins built into the app, in order. Their settings are the app's config keys beside the
+   * framework's (and their flags the app's flags); their options go under `plugin_options.<name>`.
    */
-  configDefaults?: Readonly<Record<string, unknown>>;
-  /** Plugins that are always loaded (their options come from the config's `plugin_options`). */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  defaultPlugins: AgentPlugin<any>[];
+  plugins: AgentPlugin<any, any>[];
+  /** Defaults for framework keys the app sets differently (its `wrap_name`); the file and the flags win. */
+  defaults?: Readonly<Record<string, unknown>>;
   /** The app's package directory: plugins named in a config file are resolved from here. */
   appDir: string;
-  appFlags: AppFlag[];
-  /** The namespace resources without one are applied in (undefined: the host's own). */
-  defaultNamespace?: (config: AgentConfig) => string | undefined;
-  /** Extra paragraphs for `--help` (e.g. what the default plugin list will hold). */
+  /** Extra paragraphs for `--help` (what the built-in plugins do, the state's shape). */
   notes?: string[];
   /** Extra examples for the global `--help`, without the binary name: `apply --once --state s.yaml`. */
   examples?: string[];
@@ -88,26 +73,8 @@ interface FlagSpec {
   description: string;
 }
 
-/** The flags every agent has. Each but `--config` is also a config key. */
-const SHARED_FLAGS: readonly FlagSpec[] = [
-  { flag: "config", key: undefined, type: "string", placeholder: "FILE", description: "the config file: YAML, or JSON when the name ends in .json" },
-  {
-    flag: "state",
-    key: "state",
-    type: "string",
-    placeholder: "PATH",
-    description: "desired state: a JSON/YAML file or a directory of them (the default state source; `run` watches it)",
-  },
-  { flag: "backend", key: "backend", type: "string", placeholder: "nft|legacy|auto", description: "which iptables to drive; auto: what `iptables` is" },
-  { flag: "log-level", key: "log_level", type: "string", placeholder: "LEVEL", description: "trace, debug, info, warn, error, fatal or silent" },
-  {
-    flag: "metrics-address",
-    key: "metrics_address",
-    type: "string",
-    placeholder: "HOST:PORT",
-    description: "serve Prometheus metrics on http://HOST:PORT/metrics during `run` (a bare port binds 127.0.0.1); off unless set",
-  },
-];
+/** The one flag that is not a config key. */
+const CONFIG_FLAG: FlagSpec = { flag: "config", key: undefined, type: "string", placeholder: "FILE", description: "the config file: YAML, or JSON when the name ends in .json" };
 
 interface CommandSpec {
   usage: string;
@@ -165,7 +132,9 @@ class UsageError extends Error {}
  * broken `AgentApp` (a flag defined twice) throws.
  */
 export async function runAgentCli(app: AgentApp, argv: readonly string[] = process.argv.slice(2)): Promise<number> {
-  const flags: FlagSpec[] = [...SHARED_FLAGS, ...app.appFlags.map((f) => ({ ...f, placeholder: placeholderFor(f) }))];
+  // The framework's keys and flags plus the built-in plugins' (a clash is a broken app: it throws).
+  const composed = composeAgentConfig(app.plugins);
+  const flags: FlagSpec[] = [CONFIG_FLAG, ...composed.flags.map((f) => ({ ...f, placeholder: f.placeholder ?? placeholderFor(f) }))];
   let parsed: ReturnType<typeof parseCommandLine>;
   try {
     parsed = parseCommandLine(app, flags, argv);
@@ -176,7 +145,7 @@ export async function runAgentCli(app: AgentApp, argv: readonly string[] = proce
   const { command, values } = parsed;
 
   if (parsed.help) {
-    process.stdout.write(command ? commandHelp(app, flags, command) : globalHelp(app, flags));
+    process.stdout.write(command ? commandHelp(app, composed, flags, command) : globalHelp(app, composed, flags));
     return EXIT_OK;
   }
   if (parsed.version) {
@@ -192,7 +161,7 @@ export async function runAgentCli(app: AgentApp, argv: readonly string[] = proce
   for (const f of flags) if (f.key !== undefined && values[f.flag] !== undefined) overrides[f.key] = values[f.flag];
   let config: AgentConfig;
   try {
-    config = loadConfig({ schema: app.configSchema, file: values.config as string | undefined, overrides, defaults: app.configDefaults });
+    config = loadConfig({ schema: composed.schema, file: values.config as string | undefined, overrides, defaults: app.defaults });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${app.name}: ${err.message}\n${hint(app, command)}\n`);
@@ -304,7 +273,7 @@ function describeParseError(err: unknown): string {
   }
 }
 
-function placeholderFor(f: AppFlag): string | undefined {
+function placeholderFor(f: SettingFlag): string | undefined {
   if (f.type === "boolean") return undefined;
   return f.type === "number" ? "N" : f.key.toUpperCase().replace(/^.*_/, "");
 }
@@ -324,17 +293,9 @@ function createCommandLogger(app: AgentApp, command: CommandName, config: AgentC
 
 async function createAgent(app: AgentApp, config: AgentConfig, logger: Logger): Promise<Agent> {
   // A built-in plugin's options come from config.plugin_options.<name>; the agent reads them there.
-  const defaults = app.defaultPlugins.map((plugin) => ({ plugin }));
+  const builtIn = app.plugins.map((plugin) => ({ plugin }));
   const fromConfig = await loadPluginsFromConfig(config.plugins as PluginEntry[], app.appDir);
-  const defaultNamespace = app.defaultNamespace?.(config);
-  return Agent.create({
-    name: app.name,
-    version: app.version,
-    config,
-    plugins: [...defaults, ...fromConfig],
-    logger,
-    ...(defaultNamespace !== undefined ? { defaultNamespace } : {}),
-  });
+  return Agent.create({ name: app.name, version: app.version, config, plugins: [...builtIn, ...fromConfig], logger });
 }
 
 /** Problems an operator fixes in the config (exit 2), as opposed to failures at run time (exit 1). */
@@ -418,7 +379,7 @@ function frameworkVersion(): string {
 // ---------------------------------------------------------------------------------------------
 // Help
 
-function globalHelp(app: AgentApp, flags: readonly FlagSpec[]): string {
+function globalHelp(app: AgentApp, composed: ComposedConfig, flags: readonly FlagSpec[]): string {
   const commandWidth = Math.max(...Object.values(COMMANDS).map((c) => c.usage.replace(" [flags]", "").length));
   const lines = [
     `${app.name} ${app.version}: ${app.description}`,
@@ -431,9 +392,9 @@ function globalHelp(app: AgentApp, flags: readonly FlagSpec[]): string {
     "Commands:",
     ...Object.values(COMMANDS).map((c) => `  ${c.usage.replace(" [flags]", "").padEnd(commandWidth)}  ${c.summary}`),
     "",
-    ...flagHelp(app, flags),
+    ...flagHelp(app, composed, flags),
     "",
-    ...configOnlyHelp(app, flags),
+    ...configOnlyHelp(app, composed, flags),
     "",
     ...pluginHelp(app),
     "",
@@ -446,7 +407,7 @@ function globalHelp(app: AgentApp, flags: readonly FlagSpec[]): string {
   return `${lines.join("\n")}\n`;
 }
 
-function commandHelp(app: AgentApp, flags: readonly FlagSpec[], command: CommandName): string {
+function commandHelp(app: AgentApp, composed: ComposedConfig, flags: readonly FlagSpec[], command: CommandName): string {
   const c = COMMANDS[command];
   const lines = [
     `${app.name} ${command}: ${c.summary}`,
@@ -455,7 +416,7 @@ function commandHelp(app: AgentApp, flags: readonly FlagSpec[], command: Command
     "",
     ...c.details.flatMap((d) => [...wrap(d, 100), ""]),
     ...(command === "apply" ? ["  --once  required: apply once and exit", ""] : []),
-    ...flagHelp(app, flags),
+    ...flagHelp(app, composed, flags),
     "",
     ...pluginHelp(app),
     "",
@@ -465,8 +426,8 @@ function commandHelp(app: AgentApp, flags: readonly FlagSpec[], command: Command
   return `${lines.join("\n")}\n`;
 }
 
-function flagHelp(app: AgentApp, flags: readonly FlagSpec[]): string[] {
-  const shape = schemaShape(app.configSchema);
+function flagHelp(app: AgentApp, composed: ComposedConfig, flags: readonly FlagSpec[]): string[] {
+  const shape = schemaShape(composed.schema);
   const spelled = flags.map((f) => (f.type === "boolean" ? `--[no-]${f.flag}` : `--${f.flag} ${f.placeholder ?? "VALUE"}`));
   const width = Math.max(...spelled.map((s) => s.length));
   const out = ["Flags (each but --config is also a config key; a flag wins over the config file):"];
@@ -480,8 +441,8 @@ function flagHelp(app: AgentApp, flags: readonly FlagSpec[]): string[] {
   return out;
 }
 
-function configOnlyHelp(app: AgentApp, flags: readonly FlagSpec[]): string[] {
-  const shape = schemaShape(app.configSchema);
+function configOnlyHelp(app: AgentApp, composed: ComposedConfig, flags: readonly FlagSpec[]): string[] {
+  const shape = schemaShape(composed.schema);
   if (!shape) return [];
   const withFlag = new Set(flags.map((f) => f.key));
   const keys = Object.keys(shape).filter((k) => !withFlag.has(k));
@@ -493,8 +454,8 @@ function configOnlyHelp(app: AgentApp, flags: readonly FlagSpec[]): string[] {
 function pluginHelp(app: AgentApp): string[] {
   const out = ["Plugins:"];
   out.push(
-    app.defaultPlugins.length
-      ? `  built in: ${app.defaultPlugins.map((p) => `${p.name} ${p.version}`).join(", ")} (options under plugin_options.<name>)`
+    app.plugins.length
+      ? `  built in: ${app.plugins.map((p) => `${p.name} ${p.version}`).join(", ")} (options under plugin_options.<name>)`
       : "  built in: none yet",
   );
   for (const note of app.notes ?? []) for (const line of wrap(note, 98)) out.push(`  ${line}`);
@@ -512,8 +473,8 @@ function schemaShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
 
 /** The default the app or the schema fills in for a missing key: `(none)` when the key is optional without one. */
 function defaultText(app: AgentApp, shape: Record<string, z.ZodType> | undefined, key: string): string {
-  if (app.configDefaults && Object.hasOwn(app.configDefaults, key)) {
-    const v = app.configDefaults[key];
+  if (app.defaults && Object.hasOwn(app.defaults, key)) {
+    const v = app.defaults[key];
     return typeof v === "string" ? v : JSON.stringify(v);
   }
   const field = shape?.[key];

@@ -1,11 +1,15 @@
+import { NAMESPACE_NAME } from "@chainwarden/core";
 import { z } from "zod";
+
+/** A network namespace name as core accepts it (a file under /run/netns, an ip(8) argument). */
+export const namespaceNameSchema = z.string().regex(NAMESPACE_NAME, "not a valid network namespace name: letters, digits, _ . - (not first), at most 64");
 
 const HOST_PORT = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 
 /**
  * The options every agent has. Names follow Neutron's where Neutron has one (`comment_iptables_rules`,
- * `use_ipv6`); the rest are ours. Each is also a CLI flag: `log_level` ↔ `--log-level`.
- * Apps add their own keys with `extendConfigSchema`; unknown keys are an error.
+ * `use_ipv6`); the rest are ours. Some are also CLI flags: `log_level` ↔ `--log-level`. An app's
+ * configuration adds its built-in plugins' settings (`composeAgentConfig`); unknown keys are errors.
  */
 export const baseConfigShape = {
   /** The default file state source: a JSON/YAML file or a directory of them. */
@@ -29,6 +33,11 @@ export const baseConfigShape = {
     .transform((v) => (/^\d+$/.test(v) ? `127.0.0.1:${v}` : v))
     .pipe(z.string().regex(HOST_PORT, "expected HOST:PORT"))
     .optional(),
+  /**
+   * The namespace for resources that name none (the l2 agent's bridge namespace); unset: the
+   * host's own. A namespace of your own runs the agent isolated from the host's rules.
+   */
+  netns: namespaceNameSchema.optional(),
   /** The agent's wrap name (Neutron: the binary name cut to 16 characters). */
   wrap_name: z.string().min(1).max(16).regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only"),
   comment_iptables_rules: z.boolean().default(true),

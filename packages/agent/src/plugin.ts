@@ -1,42 +1,84 @@
-import type { DependencyContainer } from "tsyringe";
+import type { IptablesRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
 import type { z } from "zod";
+import type { AgentMetrics } from "./agent-metrics.js";
+import type { BaseConfig } from "./config-schema.js";
 import type { ExtensionPoint } from "./extension-point.js";
-import type { AgentConfig } from "./config-schema.js";
+import type { ServiceToken } from "./service-token.js";
 
 /**
- * A plugin: a value with a name, the framework versions it was built for, an options schema, and a
- * register step. `register` runs once, before the agent starts; there it adds providers to the
- * agent's own container and extensions to extension points. Nothing is registered anywhere else:
- * each agent has its own container, and tsyringe's global container is never used.
+ * A plugin: a value with a name, the framework versions it was built for, its settings and options
+ * schemas, and a register step. `register` runs once, before the agent starts; there it adds
+ * extensions to extension points and services for other plugins. It sees the agent through its
+ * environment only (typed services; the agent's DI container is its own business).
  */
-export interface AgentPlugin<TOptions = Record<string, never>> {
+export interface AgentPlugin<TOptions = Record<string, never>, TSettings extends z.ZodRawShape = {}> {
   /** Unique within an agent; kebab-case. */
   readonly name: string;
   /** The plugin's own version. */
   readonly version: string;
   /** semver range of `@chainwarden/agent` the plugin was built against, e.g. `^0.1.0`. */
   readonly framework: string;
-  /** Validates the plugin's options; unknown keys must be rejected (use `z.strictObject`). */
+  /** Validates the plugin's options (`plugin_options.<name>`); unknown keys must be rejected (use `z.strictObject`). */
   readonly options?: z.ZodType<TOptions>;
-  register(env: PluginEnvironment<TOptions>): void | Promise<void>;
+  /**
+   * Top-level agent config keys the plugin owns (Neutron's option names where Neutron has them), and
+   * flags for some of them. An app's configuration is the framework's keys plus its built-in
+   * plugins' keys; two plugins owning one key is a load error naming both. A plugin loaded from the
+   * config file by package name has options only.
+   */
+  readonly settings?: PluginSettings<TSettings>;
+  register(env: PluginEnvironment<TOptions, z.output<z.ZodObject<TSettings>>>): void | Promise<void>;
 }
 
-/** What a plugin sees while it registers. */
-export interface PluginEnvironment<TOptions> {
+/** A plugin's config keys (each a schema with its default) and the flags that set them. */
+export interface PluginSettings<S extends z.ZodRawShape = z.ZodRawShape> {
+  readonly keys: S;
+  readonly flags?: readonly SettingFlag[];
+}
+
+/** A flag for a config key (`--namespace-prefix` ↔ `namespace_prefix`). */
+export interface SettingFlag {
+  /** Without the dashes: `namespace-prefix`. */
+  readonly flag: string;
+  readonly key: string;
+  readonly description: string;
+  /** Booleans also get `--no-<flag>`. Numbers arrive as text and are converted by the config loader. */
+  readonly type: "string" | "number" | "boolean";
+}
+
+/** What a plugin sees while it registers: typed services, nothing else of the agent. */
+export interface PluginEnvironment<TOptions, TSettings = Record<string, never>> {
   /** The plugin's name (for messages). */
   readonly plugin: string;
+  /** Its options, validated by its `options` schema (defaults applied). */
   readonly options: TOptions;
-  /** The agent's validated configuration. */
-  readonly config: AgentConfig;
+  /** Its settings (the config keys it owns), validated, defaults applied. */
+  readonly settings: TSettings;
+  /** The framework's keys of the agent's configuration (`wrap_name`, `use_ipv6`, `state_path`, ...). */
+  readonly config: Readonly<BaseConfig>;
   /** A child logger bound to `{ plugin }`. */
   readonly logger: Logger;
-  /** The agent's own container: register providers here (`env.container.register(token, ...)`). */
-  readonly container: DependencyContainer;
+  /** The agent's metrics: serve gauges and counters of your own (`metrics.gauge`, `metrics.counter`). */
+  readonly metrics: AgentMetrics;
+  /** The agent's command runner (iptables, ip, ipset, conntrack, processes), as the agent uses it. */
+  readonly runner: IptablesRunner;
   addExtension<T>(point: ExtensionPoint<T>, extension: T): void;
+  /**
+   * The extensions added to a point so far, in registration order. Read them when you need them (in
+   * a handler): by then every plugin has registered.
+   */
+  extensions<T>(point: ExtensionPoint<T>): readonly T[];
+  /** Offers a service to the plugins registered after this one. */
+  provide<T>(service: ServiceToken<T>, value: T): void;
+  /**
+   * A service an earlier plugin provided. Throws a `PluginError` naming this plugin and the service
+   * when none did (a plugin that depends on another is listed after it).
+   */
+  use<T>(service: ServiceToken<T>): T;
 }
 
 /** Identity helper that gives a plugin literal its types. */
-export function createPlugin<TOptions = Record<string, never>>(plugin: AgentPlugin<TOptions>): AgentPlugin<TOptions> {
+export function createPlugin<TOptions = Record<string, never>, TSettings extends z.ZodRawShape = {}>(plugin: AgentPlugin<TOptions, TSettings>): AgentPlugin<TOptions, TSettings> {
   return plugin;
 }

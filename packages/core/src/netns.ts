@@ -1,13 +1,19 @@
 import { CommandError, InvalidNamespaceNameError } from "./errors.js";
 import type { IptablesRunner } from "./runner.js";
 
-// Namespace names become file names under /run/netns and arguments to ip(8).
-const SAFE_NETNS = /^[A-Za-z0-9_.-]{1,64}$/;
+/**
+ * Network namespace names as every part of Chainwarden accepts them: they become file names under
+ * /run/netns and arguments to ip(8), so letters, digits, `_ . -`, not first `.` or `-`, at most 64.
+ */
+export const NAMESPACE_NAME = /^(?![.-])[A-Za-z0-9_.-]{1,64}$/;
+
+export function isNamespaceName(name: string): boolean {
+  return NAMESPACE_NAME.test(name);
+}
 
 /** Throws unless `name` is safe as a file name under /run/netns and as an ip(8) argument. */
 export function validateNamespaceName(name: string): void {
-  if (!SAFE_NETNS.test(name) || name.startsWith(".") || name.startsWith("-"))
-    throw new InvalidNamespaceNameError(name);
+  if (!isNamespaceName(name)) throw new InvalidNamespaceNameError(name);
 }
 
 export async function listNamespaces(runner: IptablesRunner): Promise<string[]> {

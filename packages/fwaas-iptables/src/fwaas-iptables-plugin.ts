@@ -1,5 +1,5 @@
 import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type ResourceHandler } from "@chainwarden/agent";
-import { l3AgentRouterExtensionPoint } from "@chainwarden/l3-nat";
+import { l3AgentRouterExtensionPoint, l3NatSettingsService } from "@chainwarden/l3-nat";
 import { z } from "zod";
 import { FwaasCoordinator } from "./fwaas-coordinator.js";
 import { FwaasResourceHandler, FwaasStateParser } from "./fwaas-resource-handler.js";
@@ -13,8 +13,6 @@ export const fwaasIptablesOptionsSchema = z.strictObject({
 
 export type FwaasIptablesOptions = z.output<typeof fwaasIptablesOptionsSchema>;
 
-const NAMESPACE_PREFIX = /^(?![.-])[A-Za-z0-9_.-]{1,28}$/;
-
 /**
  * `@chainwarden/fwaas-iptables`: FWaaS v1 firewalls and v2 firewall groups on the l3 agent's
  * routers. Registers
@@ -24,8 +22,8 @@ const NAMESPACE_PREFIX = /^(?![.-])[A-Za-z0-9_.-]{1,28}$/;
  *   are added, rebuilt or changed get the firewalls covering them in the same apply,
  * - an apply observer that removes stale connections once the new rules are in.
  * Register it after `l3-nat` (the l3-agent app does): in a namespace the router handler then runs
- * first and the firewalls land in a router that is set up. Reads the agent config's
- * `namespace_prefix` (as l3-nat does) to know router namespaces.
+ * first and the firewalls land in a router that is set up. It knows router namespaces from
+ * l3-nat's settings (`l3NatSettingsService`), so the two can never disagree.
  */
 export const fwaasIptablesPlugin = createPlugin<FwaasIptablesOptions>({
   name: "fwaas-iptables",
@@ -33,10 +31,7 @@ export const fwaasIptablesPlugin = createPlugin<FwaasIptablesOptions>({
   framework: "^0.1.0",
   options: fwaasIptablesOptionsSchema,
   register(env) {
-    const prefix = env.config["namespace_prefix"] ?? "qrouter-";
-    if (typeof prefix !== "string" || !NAMESPACE_PREFIX.test(prefix)) {
-      throw new Error(`invalid agent config for fwaas-iptables: namespace_prefix ${JSON.stringify(prefix)} must be 1 to 28 letters, digits, _ . - (not first)`);
-    }
+    const prefix = env.use(l3NatSettingsService).namespacePrefix;
     const coordinator = new FwaasCoordinator({ conntrackCleanup: env.options.conntrack_cleanup, logger: env.logger });
     const parser = new FwaasStateParser(prefix);
     env.addExtension(l3AgentRouterExtensionPoint, coordinator.routerExtension);

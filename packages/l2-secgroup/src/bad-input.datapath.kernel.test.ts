@@ -65,9 +65,9 @@ describe.skipIf(!isRoot()).each(["nft", "legacy"] as Backend[])("bad input with 
     const agent = await Agent.create({
       name: "l2-agent",
       version: "0.0.1",
-      config: baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0 }),
+      config: { ...baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0 }), wait_for_devices: false, enable_ipset: enableIpset },
       plugins: [
-        { plugin: l2SecgroupPlugin, options: { wait_for_devices: false, enable_ipset: enableIpset } },
+        { plugin: l2SecgroupPlugin },
         { plugin: createPlugin({ name: "memory-state", version: "0.0.0", framework: `^${FRAMEWORK_VERSION}`, register: (env) => env.addExtension(stateSourceExtensionPoint, source) }) },
       ],
       runner,

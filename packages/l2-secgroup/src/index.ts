@@ -5,7 +5,16 @@
  */
 import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
 
-export { l2SecgroupPlugin, l2SecgroupOptionsSchema, type L2SecgroupOptions } from "./l2-secgroup-plugin.js";
+export { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
+export {
+  l2SecgroupOptionsSchema,
+  l2SecgroupSettingsKeys,
+  l2SecgroupSettingsFlags,
+  resolveL2SecgroupSettings,
+  type L2SecgroupOptions,
+  type L2SecgroupSettings,
+  type L2SecgroupAgentSettings,
+} from "./l2-secgroup-settings.js";
 export { PortFilterHandler, DEVICE_POLL_INTERVAL_MS, type PortFilterHandlerOptions } from "./port-filter-handler.js";
 export { FirewallNamespace, type FirewallNamespaceOptions, type NamespaceReconcileOptions, type NamespaceReconcileResult, type AfterApplyResult } from "./firewall-namespace.js";
 export { IptablesFirewallDriver, type IptablesFirewallDriverOptions, type IpsetUse, type SyncSummary, type HeldPortSpec } from "./iptables-firewall-driver.js";

@@ -26,14 +26,15 @@ afterEach(async () => {
 });
 
 /** A fresh agent on the host (a restart is a fresh agent on the same host). */
-async function agentOn(host: FakeL2Host, document: StateDocument, pluginOptions: Record<string, unknown> = {}, logger = createLogger({ level: "silent", name: "l2-agent" })) {
+/** `settings`: the plugin's config keys (`enable_ipset`, `wait_for_devices`, ...), top level in the agent's config. */
+async function agentOn(host: FakeL2Host, document: StateDocument, settings: Record<string, unknown> = {}, logger = createLogger({ level: "silent", name: "l2-agent" })) {
   const source = new MemoryStateSource(document);
   const agent = await Agent.create({
     name: "l2-agent",
     version: "0.0.1",
-    config: baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0, retry_initial_delay_ms: 20 }),
+    config: { ...baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0, retry_initial_delay_ms: 20 }), wait_for_devices: false, ...settings },
     plugins: [
-      { plugin: l2SecgroupPlugin, options: { wait_for_devices: false, ...pluginOptions } },
+      { plugin: l2SecgroupPlugin },
       { plugin: createPlugin({ name: "memory-state", version: "0.0.0", framework: `^${FRAMEWORK_VERSION}`, register: (env) => env.addExtension(stateSourceExtensionPoint, source) }) },
     ],
     runner: host,

@@ -8,7 +8,6 @@ import {
   baseConfigSchema,
   createLogger,
   createPlugin,
-  extendConfigSchema,
   FRAMEWORK_VERSION,
   PluginError,
   stateSourceExtensionPoint,
@@ -19,7 +18,6 @@ import {
 import { normalizeSave } from "@chainwarden/core";
 import { referenceDir } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { z } from "zod";
 import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
 import { FakeL2Host } from "./test-support/fake-l2-host.js";
 import { stateDocument, WEB_SG, type PortSpec } from "./test-support/fixtures.js";
@@ -42,14 +40,15 @@ afterEach(async () => {
   for (const a of agents.splice(0)) await a.stop();
 });
 
-async function agentWith(options: { document: StateDocument; pluginOptions?: unknown; config?: AgentConfig; host?: FakeL2Host }) {
+/** `settings`: the plugin's config keys (`firewall_driver`, `enable_ipset`, ...), top level in the agent's config. */
+async function agentWith(options: { document: StateDocument; settings?: Record<string, unknown>; pluginOptions?: unknown; config?: AgentConfig; host?: FakeL2Host }) {
   const host = options.host ?? new FakeL2Host({ namespaces: [NS] });
   const source = new MemoryStateSource(options.document);
   const plugins: AgentPluginEntry[] = [{ plugin: l2SecgroupPlugin, options: options.pluginOptions ?? {} }, { plugin: sourcePlugin(source) }];
   const agent = await Agent.create({
     name: "l2-agent",
     version: "0.0.1",
-    config: options.config ?? baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0 }),
+    config: { ...(options.config ?? baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0 })), ...options.settings },
     plugins,
     runner: host,
     logger: createLogger({ level: "silent", name: "l2-agent" }),
@@ -116,7 +115,7 @@ describe("l2SecgroupPlugin in an agent", () => {
     const ports = [{ id: "p1", device: "tapw01", ip: "10.0.0.21" }];
     const host = new FakeL2Host({ namespaces: [NS] });
     // A poll of a minute: whatever happens within the test is the monitor's doing.
-    const t = await agentWith({ document: stateDocument({ ports }), host, pluginOptions: { polling_interval: 60 } });
+    const t = await agentWith({ document: stateDocument({ ports }), host, settings: { polling_interval: 60 } });
     await t.agent.start();
     expect(t.dump()).not.toContain("tapw01");
     expect(host.monitorCount(NS)).toBe(1);
@@ -147,7 +146,7 @@ describe("l2SecgroupPlugin in an agent", () => {
     const ports = [{ id: "p1", device: "tapw02", ip: "10.0.0.22" }];
     // Nor listLinks: the device check reads `ip -o link show`.
     const host = new FakeL2Host({ namespaces: [NS], monitorUnsupported: true, listLinksUnsupported: true });
-    const t = await agentWith({ document: stateDocument({ ports }), host, pluginOptions: { polling_interval: 0.2 } });
+    const t = await agentWith({ document: stateDocument({ ports }), host, settings: { polling_interval: 0.2 } });
     await t.agent.start();
     host.addDevice(NS, "tapw02");
     await until("the poll to filter the port", () => t.dump().includes(":neutron-linuxbri-iw02 -"));
@@ -160,13 +159,13 @@ describe("l2SecgroupPlugin in an agent", () => {
     await once.agent.plan();
     expect(once.host.deviceLists).toBe(2);
     expect(once.host.monitorStarts).toBe(0);
-    const noWait = await agentWith({ document: stateDocument({ ports }), pluginOptions: { wait_for_devices: false } });
+    const noWait = await agentWith({ document: stateDocument({ ports }), settings: { wait_for_devices: false } });
     await noWait.agent.start();
     expect(noWait.host.monitorCount(NS)).toBe(0);
   });
 
   it("wait_for_devices: false filters every desired port at once and never lists devices", async () => {
-    const t = await agentWith({ document: stateDocument({ ports: [a, b] }), pluginOptions: { wait_for_devices: false } });
+    const t = await agentWith({ document: stateDocument({ ports: [a, b] }), settings: { wait_for_devices: false } });
     await t.agent.start();
     expect(t.dump()).toContain(":neutron-linuxbri-iaaaa -");
     expect(t.dump()).toContain(":neutron-linuxbri-ibbbb -");
@@ -178,9 +177,9 @@ describe("l2SecgroupPlugin in an agent", () => {
     const many: PortSpec[] = Array.from({ length: 80 }, (_, i) => ({ id: `port-${i}`, device: `tap${i.toString(16).padStart(8, "0")}-00`, ip: `10.0.${i >> 6}.${(i & 63) + 10}` }));
     const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: WEB_SG }, { direction: "egress", ethertype: "IPv4" }] };
     const document = stateDocument({ ports: many, groups, members: { [WEB_SG]: { IPv4: [["10.0.0.10", "m"], ["10.0.0.11", "m"]] } } });
-    const options = { wait_for_devices: false, enable_ipset: true };
-    const streamed = await agentWith({ document, pluginOptions: options });
-    const plain = await agentWith({ document, pluginOptions: options, host: new FakeL2Host({ namespaces: [NS], restoreStream: false }) });
+    const settings = { wait_for_devices: false, enable_ipset: true };
+    const streamed = await agentWith({ document, settings });
+    const plain = await agentWith({ document, settings, host: new FakeL2Host({ namespaces: [NS], restoreStream: false }) });
     for (const t of [streamed, plain]) await t.agent.start();
     expect(streamed.host.iptables.restoreCalls.filter((c) => c.streamed).map((c) => c.target.family).sort()).toEqual([4, 6]);
     expect(plain.host.iptables.restoreCalls.filter((c) => c.streamed)).toEqual([]);
@@ -190,7 +189,7 @@ describe("l2SecgroupPlugin in an agent", () => {
   });
 
   it("an invalid port is reported and the others still apply; it keeps its last good rules, and one never valid is filtered closed", async () => {
-    const t = await agentWith({ document: stateDocument({ ports: [a, b] }), pluginOptions: { wait_for_devices: false } });
+    const t = await agentWith({ document: stateDocument({ ports: [a, b] }), settings: { wait_for_devices: false } });
     await t.agent.start();
     const bad = stateDocument({ ports: [a, b] });
     (bad["devices"] as Record<string, Record<string, unknown>>)["bbbb"]!["mac_address"] = "not a mac";
@@ -212,7 +211,7 @@ describe("l2SecgroupPlugin in an agent", () => {
   it("after the apply: conntrack entries of a removed port are deleted in its zone, unused ipsets destroyed", async () => {
     const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: WEB_SG }] };
     const members = { [WEB_SG]: { IPv4: [["10.0.0.1", "m"], ["10.0.0.2", "m"]] } };
-    const t = await agentWith({ document: stateDocument({ ports: [a, b], groups, members }), pluginOptions: { wait_for_devices: false, enable_ipset: true } });
+    const t = await agentWith({ document: stateDocument({ ports: [a, b], groups, members }), settings: { wait_for_devices: false, enable_ipset: true } });
     await t.agent.start();
     expect(t.host.ipsetSave(NS)).toContain("add NIPv45a1e0000-0000-4000-8000- 10.0.0.2");
     // Connections in the zone: b's to a (which the member's removal makes illegal), and one of a's
@@ -237,7 +236,7 @@ describe("l2SecgroupPlugin in an agent", () => {
     const host = new FakeL2Host({ namespaces: [NS] });
     const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: WEB_SG }] };
     const doc = stateDocument({ ports: [a, { ...b, network: "other-net" }], groups, members: { [WEB_SG]: { IPv4: [] } } });
-    const t = await agentWith({ document: doc, host, pluginOptions: { wait_for_devices: false, enable_ipset: true } });
+    const t = await agentWith({ document: doc, host, settings: { wait_for_devices: false, enable_ipset: true } });
     const plans = (await t.agent.plan()).namespaces;
     expect(plans[0]!.families.map((f) => f.input).join("")).toContain("CT --zone 4098");
     // The sets are only listed (read), to say which the apply would create.
@@ -245,45 +244,45 @@ describe("l2SecgroupPlugin in an agent", () => {
     expect(plans[0]!.actions).toContainEqual({ verb: "create", object: "ipset", name: expect.stringMatching(/^NIPv4/) });
     expect(host.iptables.restoreCalls).toEqual([]);
     // The live agent later numbers from 4097 again.
-    const live = await agentWith({ document: stateDocument({ ports: [{ ...b, network: "other-net" }] }), host, pluginOptions: { wait_for_devices: false } });
+    const live = await agentWith({ document: stateDocument({ ports: [{ ...b, network: "other-net" }] }), host, settings: { wait_for_devices: false } });
     await live.agent.start();
     expect(live.dump()).toContain("CT --zone 4097");
   });
 
   it("iptables_hybrid: the OVS agent's wrap name, tap names from the port id", async () => {
     const id = "6bc18a88-9619-4fce-bf4e-49cae6df1715";
-    const t = await agentWith({ document: stateDocument({ ports: [{ id, device: id, ip: "10.10.10.2" }] }), pluginOptions: { firewall_driver: "iptables_hybrid", wait_for_devices: false } });
+    const t = await agentWith({ document: stateDocument({ ports: [{ id, device: id, ip: "10.10.10.2" }] }), settings: { firewall_driver: "iptables_hybrid", wait_for_devices: false } });
     await t.agent.start();
     expect(t.dump()).toContain("-A neutron-openvswi-sg-chain -m physdev --physdev-out tap6bc18a88-96 --physdev-is-bridged");
     expect(t.dump()).not.toContain("neutron-linuxbri");
   });
 
-  it("falls back to the app's config keys (firewall_driver, enable_ipset, wait_for_devices)", async () => {
-    const schema = extendConfigSchema({ firewall_driver: z.string().default("iptables"), enable_ipset: z.boolean().default(true), wait_for_devices: z.boolean().default(true) });
-    const config = schema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0, firewall_driver: "iptables_hybrid", wait_for_devices: false }) as AgentConfig;
+  it("reads its settings from the agent's config (the keys it declares: firewall_driver, enable_ipset, wait_for_devices)", async () => {
+    const config = { ...baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0 }), firewall_driver: "neutron.agent.linux.iptables_firewall.OVSHybridIptablesFirewallDriver", wait_for_devices: false };
     const id = "7cd29b99-0000-4000-8000-000000000004";
     const t = await agentWith({ document: stateDocument({ ports: [{ id, device: id, ip: "10.10.10.4" }] }), config });
     await t.agent.start();
     expect(t.dump()).toContain("tap7cd29b99-00");
   });
 
-  it("bad options fail at start and name the plugin", async () => {
-    const err = await agentWith({ document: {}, pluginOptions: { firewall_driver: "openvswitch" } }).then(
+  it("bad settings and options fail at start and name the plugin; a setting given as an option says where it belongs", async () => {
+    const err = await agentWith({ document: {}, settings: { firewall_driver: "openvswitch" } }).then(
       () => undefined,
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(PluginError);
-    expect((err as PluginError).message).toMatch(/invalid options for plugin l2-secgroup .*firewall_driver: expected one of iptables/s);
-    const err2 = await agentWith({ document: {}, pluginOptions: { enable_ipsets: true } }).then(
+    expect((err as PluginError).message).toMatch(/invalid settings for plugin l2-secgroup .*firewall_driver: expected one of iptables/s);
+    const err2 = await agentWith({ document: {}, pluginOptions: { enable_ipset: true, max_rule_per_port: 5 } }).then(
       () => undefined,
       (e: unknown) => e,
     );
-    expect((err2 as PluginError).message).toMatch(/l2-secgroup/);
+    expect((err2 as PluginError).message).toContain("  - enable_ipset: unknown key; enable_ipset is a top-level config key of the agent (a setting of this plugin), not an option");
+    expect((err2 as PluginError).message).toContain("  - max_rule_per_port: unknown key; did you mean max_rules_per_port?");
   });
 
   it("a failed apply is retried from a fresh manager; the conntrack deletions it queued run after the retry", async () => {
     const config = baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, coalesce_ms: 0, retry_initial_delay_ms: 10 });
-    const t = await agentWith({ document: stateDocument({ ports: [a, b] }), pluginOptions: { wait_for_devices: false }, config });
+    const t = await agentWith({ document: stateDocument({ ports: [a, b] }), settings: { wait_for_devices: false }, config });
     await t.agent.start();
     t.host.iptables.failNextRestore({ exitCode: 1, stderr: "iptables-restore: line 2 failed\n" });
     t.source.push(stateDocument({ ports: [a] }));

@@ -18,27 +18,20 @@ import type { AgentMetrics, ApplyEvent, ApplyObserver, ParsedResources, Reconcil
 import type { IptablesRunner } from "@chainwarden/core";
 import type { FirewallFlavor } from "./firewall-flavor.js";
 import { FirewallNamespace, type NamespaceReconcileResult } from "./firewall-namespace.js";
-import { DEFAULT_L2_LIMITS, L2ParseCache, parseL2State, type L2Limits, type L2Resource } from "./l2-state.js";
+import type { L2SecgroupSettings } from "./l2-secgroup-settings.js";
+import { L2ParseCache, parseL2State, type L2Limits, type L2Resource } from "./l2-state.js";
 
 /** How often ports waiting for their tap device are looked at again (Neutron's `polling_interval`). */
 export const DEVICE_POLL_INTERVAL_MS = 2_000;
 
 export interface PortFilterHandlerOptions {
-  readonly flavor: FirewallFlavor;
-  readonly enableIpset: boolean;
-  /** Filter a port only once its tap exists (default true); false: every desired port at once. */
-  readonly waitForDevices?: boolean;
-  /** The manager's wrap name; default: the agent's `wrap_name`. */
-  readonly wrapName?: string;
-  /** What one port's input may cost; default `DEFAULT_L2_LIMITS`. */
-  readonly limits?: L2Limits;
+  /** The plugin's resolved settings (driver flavor, ipsets, device wait and poll, wrap name, limits). */
+  readonly settings: L2SecgroupSettings;
   /**
    * For the namespaces' own logs, which name their namespace themselves (so not the reconcile
    * context's, which is bound to it); default: the first context's.
    */
   readonly logger?: ReconcileContext["logger"];
-  /** While a port waits for its tap, look again this often (default `DEVICE_POLL_INTERVAL_MS`). */
-  readonly devicePollIntervalMs?: number;
   /**
    * The agent's metrics, to serve the handler's own with them: `chainwarden_l2_ports_waiting_for_device`
    * and `chainwarden_l2_device_monitor_up` (per namespace, "" for the host's own, read at scrape
@@ -75,12 +68,13 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
   };
 
   constructor(options: PortFilterHandlerOptions) {
-    this.flavor = options.flavor;
-    this.enableIpset = options.enableIpset;
-    this.waitForDevices = options.waitForDevices ?? true;
-    this.wrapName = options.wrapName;
-    this.devicePollIntervalMs = options.devicePollIntervalMs ?? DEVICE_POLL_INTERVAL_MS;
-    this.limits = options.limits ?? DEFAULT_L2_LIMITS;
+    const settings = options.settings;
+    this.flavor = settings.flavor;
+    this.enableIpset = settings.enableIpset;
+    this.waitForDevices = settings.waitForDevices;
+    this.wrapName = settings.wrapName;
+    this.devicePollIntervalMs = settings.devicePollIntervalMs;
+    this.limits = settings.limits;
     this.logger = options.logger;
     const metrics = options.metrics;
     if (metrics && this.waitForDevices) {

@@ -16,7 +16,17 @@ export { RouterRules, FLOATING_IP_TAG, ROUTER_MARK_MASK, METADATA_V4_CIDR, METAD
 export { AddressScopeMarks, ADDRESS_SCOPE_MARK_MASK, DEFAULT_ADDRESS_SCOPE } from "./address-scope-marks.js";
 export { parseFloatingIp, parseRouter, RESOURCE_ID, type Router, type RouterPort, type FixedIp, type Subnet, type FloatingIp, type FloatingIpLookup, type ParseFloatingIpResult, type ParseRouterResult } from "./router.js";
 export { parseRouters, RouterParseCache, type ParseRoutersOptions } from "./parse-routers.js";
-export { l3NatOptionsSchema, resolveL3NatSettings, DEFAULT_METADATA_UPSTREAM, type L3NatOptions, type L3NatSettings } from "./l3-nat-settings.js";
+export {
+  l3NatOptionsSchema,
+  l3NatSettingsKeys,
+  l3NatSettingsFlags,
+  l3NatSettingsService,
+  resolveL3NatSettings,
+  DEFAULT_METADATA_UPSTREAM,
+  type L3NatOptions,
+  type L3NatSettings,
+  type L3NatAgentSettings,
+} from "./l3-nat-settings.js";
 export { L3NatError, RouterExtensionError, RouterDevicesMissingError, InterfaceDriverUnknownError, type L3NatErrorCode } from "./l3-nat-errors.js";
 export { createMetadataProxyServer, parseMetadataUpstream, formatMetadataUpstream, forwardedHeaders, type MetadataUpstream, type MetadataProxyOptions } from "./metadata-proxy.js";
 export { MetadataProxyProcess, defaultMetadataProxyScript, type MetadataProxyHandle, type MetadataProxyFactory, type MetadataProxyParams, type MetadataProxyProcessOptions } from "./metadata-proxy-process.js";

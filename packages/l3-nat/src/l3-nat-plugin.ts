@@ -1,6 +1,6 @@
-import { AGENT_METRICS, applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type AgentMetrics, type ExtensionPoint } from "@chainwarden/agent";
+import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint } from "@chainwarden/agent";
 import { l3InterfaceDriverExtensionPoint } from "./interface-driver.js";
-import { l3NatOptionsSchema, resolveL3NatSettings } from "./l3-nat-settings.js";
+import { l3NatOptionsSchema, l3NatSettingsFlags, l3NatSettingsKeys, l3NatSettingsService, resolveL3NatSettings } from "./l3-nat-settings.js";
 import { LinuxbridgeInterfaceDriver } from "./linuxbridge-interface-driver.js";
 import { MetadataProxyMonitor } from "./metadata-proxy-monitor.js";
 import { MetadataProxyProcess } from "./metadata-proxy-process.js";
@@ -16,44 +16,38 @@ import { RouterHandler } from "./router-handler.js";
  *   once its rules are applied.
  * It owns `l3AgentRouterExtensionPoint`, through which FWaaS and other plugins get the routers.
  *
- * Options (`plugin_options.l3-nat`): `interface_driver`, `bridge_namespace`, `metadata_upstream`,
- * `use_random_fully`, `metadata_access_mark`, `external_ingress_mark`, `check_child_processes_interval`.
- * Agent config keys read: `namespace_prefix`, `metadata_port`, `enable_metadata_proxy`, `use_ipv6`, `state_path`.
+ * Settings (the agent's keys it owns, with flags): `namespace_prefix`, `metadata_port`,
+ * `enable_metadata_proxy`. Options (`plugin_options.l3-nat`): `interface_driver`,
+ * `bridge_namespace`, `metadata_upstream`, `metadata_proxy`, `use_random_fully`,
+ * `metadata_access_mark`, `external_ingress_mark`, `check_child_processes_interval`. Framework keys
+ * read: `use_ipv6`, `state_path`. It provides its resolved settings as `l3NatSettingsService`.
  */
 export const l3NatPlugin = createPlugin({
   name: "l3-nat",
   version: "0.1.0",
   framework: "^0.1.0",
   options: l3NatOptionsSchema,
+  settings: { keys: l3NatSettingsKeys, flags: l3NatSettingsFlags },
   register(env) {
-    const settings = resolveL3NatSettings(env.config, env.options);
+    const settings = resolveL3NatSettings(env.settings, env.options, env.config);
+    env.provide(l3NatSettingsService, settings);
     env.addExtension(l3InterfaceDriverExtensionPoint, new LinuxbridgeInterfaceDriver({ bridgeNamespace: settings.bridgeNamespace }));
     env.addExtension(l3InterfaceDriverExtensionPoint, new NoopInterfaceDriver());
     // Neutron's ProcessMonitor for the metadata proxies: one per agent, its metrics in the agent's registry.
     const proxies = new MetadataProxyMonitor({
       checkIntervalMs: settings.checkChildProcessesIntervalMs,
       logger: env.logger.child({ component: "metadata-proxy" }),
-      ...(settings.runMetadataProxy && env.container.isRegistered(AGENT_METRICS) ? { metrics: env.container.resolve<AgentMetrics>(AGENT_METRICS) } : {}),
+      ...(settings.runMetadataProxy ? { metrics: env.metrics } : {}),
     });
     const handler = new RouterHandler({
       settings,
       proxyFactory: (params) => new MetadataProxyProcess({ ...params, monitor: proxies }),
       // Read when the first router is reconciled: by then every plugin has registered.
-      drivers: () => resolveAll(env.container, l3InterfaceDriverExtensionPoint),
-      extensions: () => resolveAll(env.container, l3AgentRouterExtensionPoint),
+      drivers: () => env.extensions(l3InterfaceDriverExtensionPoint),
+      extensions: () => env.extensions(l3AgentRouterExtensionPoint),
     });
     env.addExtension(resourceHandlerExtensionPoint, handler);
     env.addExtension(applyObserverExtensionPoint, { onApply: (event) => handler.afterApply(event) });
     env.logger.debug({ interfaceDriver: settings.interfaceDriver, namespacePrefix: settings.namespacePrefix, metadataProxy: settings.enableMetadataProxy }, "l3-nat registered");
   },
 });
-
-/** The agent's container, as far as reading an extension point goes. */
-interface ExtensionContainer {
-  isRegistered(token: symbol): boolean;
-  resolveAll<T>(token: symbol): T[];
-}
-
-function resolveAll<T>(container: ExtensionContainer, point: ExtensionPoint<T>): T[] {
-  return container.isRegistered(point.token) ? container.resolveAll<T>(point.token) : [];
-}

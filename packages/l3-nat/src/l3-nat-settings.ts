@@ -1,8 +1,7 @@
-import type { AgentConfig } from "@chainwarden/agent";
+import { createServiceToken, namespaceNameSchema, PluginError, type BaseConfig, type SettingFlag } from "@chainwarden/agent";
 import { z } from "zod";
 import { parseMetadataUpstream, type MetadataUpstream } from "./metadata-proxy.js";
 
-const NAMESPACE = /^(?![.-])[A-Za-z0-9_.-]{1,64}$/;
 const MARK = /^0x[0-9a-f]{1,4}$/;
 
 /** Neutron's default `metadata_proxy_socket` (`$state_path/metadata_proxy`), where its metadata agent listens. */
@@ -16,7 +15,7 @@ export const l3NatOptionsSchema = z.strictObject({
   /** Which interface driver plugs router ports: `linuxbridge`, `noop`, or one another plugin adds. */
   interface_driver: z.string().regex(/^[a-z][a-z0-9_-]*$/, "a driver name such as linuxbridge or noop").default("linuxbridge"),
   /** linuxbridge: the namespace that holds the bridges and the outer veth ends (default: the host's). */
-  bridge_namespace: z.string().regex(NAMESPACE, "not a valid network namespace name").optional(),
+  bridge_namespace: namespaceNameSchema.optional(),
   /** Where the metadata proxies forward to: a unix socket path (Neutron's metadata agent) or an http(s) URL. */
   metadata_upstream: z
     .string()
@@ -49,13 +48,32 @@ export const l3NatOptionsSchema = z.strictObject({
 
 export type L3NatOptions = z.output<typeof l3NatOptionsSchema>;
 
-/** The agent config keys the plugin reads (the l3-agent app declares them; other apps get the defaults). */
-const agentKeys = z.object({
+/**
+ * The agent config keys the plugin owns (Neutron's l3-agent options): they are the l3 agent's
+ * top-level keys and flags. Router namespaces are `<namespace_prefix><router id>`: a router id is a
+ * 36-character UUID and `ip netns` names stop at 64 characters, so the prefix keeps to 28.
+ */
+export const l3NatSettingsKeys = {
   namespace_prefix: z.string().regex(/^(?![.-])[A-Za-z0-9_.-]{1,28}$/, "1 to 28 letters, digits, _ . - (not first)").default("qrouter-"),
+  /** Neutron `metadata_port`: where the metadata proxy listens inside a router namespace. */
   metadata_port: z.number().int().min(1).max(65535).default(9697),
+  /** Neutron `enable_metadata_proxy`: redirect 169.254.169.254:80 to the proxy. */
   enable_metadata_proxy: z.boolean().default(true),
-  state_path: z.string().regex(/^\/[^\0]*$/, "an absolute path").default("/var/lib/chainwarden"),
-});
+};
+
+export type L3NatAgentSettings = z.output<z.ZodObject<typeof l3NatSettingsKeys>>;
+
+/** The flags of those keys. */
+export const l3NatSettingsFlags: readonly SettingFlag[] = [
+  {
+    flag: "namespace-prefix",
+    key: "namespace_prefix",
+    type: "string",
+    description: "router namespaces are PREFIX<router id>; a prefix of your own runs isolated from the host's routers",
+  },
+  { flag: "metadata-port", key: "metadata_port", type: "number", description: "port of the metadata proxy inside a router namespace" },
+  { flag: "enable-metadata-proxy", key: "enable_metadata_proxy", type: "boolean", description: "redirect 169.254.169.254:80 to the metadata proxy" },
+];
 
 export interface L3NatSettings {
   readonly namespacePrefix: string;
@@ -76,23 +94,16 @@ export interface L3NatSettings {
   readonly checkChildProcessesIntervalMs: number;
 }
 
-/** Options plus the agent's keys; throws naming the bad key. */
-export function resolveL3NatSettings(config: AgentConfig, options: L3NatOptions): L3NatSettings {
-  const keys = agentKeys.safeParse({
-    namespace_prefix: config["namespace_prefix"],
-    metadata_port: config["metadata_port"],
-    enable_metadata_proxy: config["enable_metadata_proxy"],
-    state_path: config["state_path"],
-  });
-  if (!keys.success) {
-    throw new Error(`invalid agent config for l3-nat: ${keys.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+/** The plugin's settings, options and the framework keys it reads, resolved once. */
+export function resolveL3NatSettings(settings: L3NatAgentSettings, options: L3NatOptions, config: Pick<BaseConfig, "use_ipv6" | "state_path">): L3NatSettings {
+  if (options.metadata_access_mark === options.external_ingress_mark) {
+    throw new PluginError("PLUGIN_OPTIONS", "invalid options for plugin l3-nat: metadata_access_mark and external_ingress_mark must differ", "l3-nat");
   }
-  if (options.metadata_access_mark === options.external_ingress_mark) throw new Error("metadata_access_mark and external_ingress_mark must differ");
   return {
-    namespacePrefix: keys.data.namespace_prefix,
-    metadataPort: keys.data.metadata_port,
-    enableMetadataProxy: keys.data.enable_metadata_proxy,
-    runMetadataProxy: keys.data.enable_metadata_proxy && options.metadata_proxy === "process",
+    namespacePrefix: settings.namespace_prefix,
+    metadataPort: settings.metadata_port,
+    enableMetadataProxy: settings.enable_metadata_proxy,
+    runMetadataProxy: settings.enable_metadata_proxy && options.metadata_proxy === "process",
     useIpv6: config.use_ipv6,
     metadataUpstream: parseMetadataUpstream(options.metadata_upstream),
     useRandomFully: options.use_random_fully,
@@ -100,7 +111,13 @@ export function resolveL3NatSettings(config: AgentConfig, options: L3NatOptions)
     externalIngressMark: options.external_ingress_mark,
     interfaceDriver: options.interface_driver,
     bridgeNamespace: options.bridge_namespace,
-    statePath: keys.data.state_path,
+    statePath: config.state_path,
     checkChildProcessesIntervalMs: Math.round(options.check_child_processes_interval * 1000),
   };
 }
+
+/**
+ * The l3 plugin's resolved settings, for plugins that work on its routers (FWaaS reads the namespace
+ * prefix here instead of declaring it again): `env.use(l3NatSettingsService)` after l3-nat.
+ */
+export const l3NatSettingsService = createServiceToken<L3NatSettings>({ id: "l3-nat.settings" });

@@ -95,8 +95,8 @@ export async function benchDevices(options: DevicesBenchOptions): Promise<Device
       const agent = await Agent.create({
         name: "l2-agent",
         version: "bench",
-        config: baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, log_level: "silent" }),
-        plugins: [{ plugin: l2SecgroupPlugin, options: { enable_ipset: false } }, { plugin: observe }],
+        config: { ...baseConfigSchema.parse({ wrap_name: "neutron-linuxbri", resync_interval: 0, log_level: "silent" }), enable_ipset: false },
+        plugins: [{ plugin: l2SecgroupPlugin }, { plugin: observe }],
         runner,
         logger: createLogger({ level: "silent", name: "devices-bench" }),
         defaultNamespace: ns,

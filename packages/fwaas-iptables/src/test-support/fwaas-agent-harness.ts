@@ -14,7 +14,7 @@ import {
   type StateDocument,
 } from "@chainwarden/agent";
 import { addNamespace, deleteNamespace, type AuxCommand, type ExecOptions, type ExecResult, type IptablesManager, type IptablesRunner } from "@chainwarden/core";
-import { l3AgentRouterExtensionPoint, parseRouters, type L3RouterExtension, type Router } from "@chainwarden/l3-nat";
+import { l3AgentRouterExtensionPoint, l3NatSettingsService, parseRouters, type L3NatSettings, type L3RouterExtension, type Router } from "@chainwarden/l3-nat";
 import { FakeIptablesRunner } from "@chainwarden/testing";
 import { pino } from "pino";
 import { fwaasIptablesPlugin } from "../fwaas-iptables-plugin.js";
@@ -53,7 +53,9 @@ export function stubL3Plugin(namespacePrefix = "qrouter-"): AgentPlugin {
     version: "0.0.0",
     framework: "^0.1.0",
     register(env) {
-      const extensions = () => (env.container.isRegistered(l3AgentRouterExtensionPoint.token) ? env.container.resolveAll<L3RouterExtension>(l3AgentRouterExtensionPoint.token) : []);
+      // What FWaaS reads of the l3 plugin's settings.
+      env.provide(l3NatSettingsService, { namespacePrefix } as L3NatSettings);
+      const extensions = (): readonly L3RouterExtension[] => env.extensions(l3AgentRouterExtensionPoint);
       const seen = new WeakSet<IptablesManager>();
       const handler: ResourceHandler<Router> = {
         kind: "router",

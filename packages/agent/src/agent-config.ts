@@ -1,0 +1,96 @@
+import { z } from "zod";
+import { PluginError } from "./agent-errors.js";
+import { baseConfigShape, type AgentConfig } from "./config-schema.js";
+import type { AgentPlugin, SettingFlag } from "./plugin.js";
+
+/** The framework's own flags besides `--config` (each sets the config key of the same name). */
+export const FRAMEWORK_FLAGS: readonly (SettingFlag & { placeholder?: string })[] = [
+  {
+    flag: "state",
+    key: "state",
+    type: "string",
+    placeholder: "PATH",
+    description: "desired state: a JSON/YAML file or a directory of them (the default state source; `run` watches it)",
+  },
+  { flag: "backend", key: "backend", type: "string", placeholder: "nft|legacy|auto", description: "which iptables to drive; auto: what `iptables` is" },
+  { flag: "log-level", key: "log_level", type: "string", placeholder: "LEVEL", description: "trace, debug, info, warn, error, fatal or silent" },
+  {
+    flag: "metrics-address",
+    key: "metrics_address",
+    type: "string",
+    placeholder: "HOST:PORT",
+    description: "serve Prometheus metrics on http://HOST:PORT/metrics during `run` (a bare port binds 127.0.0.1); off unless set",
+  },
+  {
+    flag: "netns",
+    key: "netns",
+    type: "string",
+    placeholder: "NETNS",
+    description: "the network namespace for resources that name none (default: the host's own); a namespace of your own runs isolated from the host's rules",
+  },
+  { flag: "wrap-name", key: "wrap_name", type: "string", placeholder: "NAME", description: "the prefix of this agent's chains (at most 16 characters)" },
+];
+
+/** An app's configuration, put together from the framework's keys and its built-in plugins' settings. */
+export interface ComposedConfig {
+  /** Strict: a key no one declares is an error. */
+  readonly schema: z.ZodType<AgentConfig>;
+  /** The framework's flags, then each plugin's, in plugin order. */
+  readonly flags: readonly (SettingFlag & { placeholder?: string })[];
+  /** Who declares each key (a plugin's name, or "the framework"). */
+  readonly owners: ReadonlyMap<string, string>;
+}
+
+const FRAMEWORK = "the framework";
+
+/**
+ * The configuration of an agent with these built-in plugins: the framework's keys plus every
+ * plugin's settings keys, and their flags. A key or a flag declared twice is a `PluginError`
+ * naming both declarers: the app cannot be built.
+ */
+export function composeAgentConfig(plugins: readonly AgentPlugin<any, any>[]): ComposedConfig {
+  const owners = new Map<string, string>(Object.keys(baseConfigShape).map((k) => [k, FRAMEWORK]));
+  const shape: Record<string, z.ZodType> = { ...baseConfigShape };
+  const flagOwners = new Map<string, string>(FRAMEWORK_FLAGS.map((f) => [f.flag, FRAMEWORK]));
+  flagOwners.set("config", FRAMEWORK);
+  const flags = [...FRAMEWORK_FLAGS];
+  const by = (owner: string) => (owner === FRAMEWORK ? FRAMEWORK : `plugin ${owner}`);
+  for (const plugin of plugins) {
+    const settings = plugin.settings;
+    if (!settings) continue;
+    for (const [key, schema] of Object.entries(settings.keys as z.ZodRawShape)) {
+      const owner = owners.get(key);
+      if (owner !== undefined) {
+        throw new PluginError("PLUGIN_INVALID", `config key ${key} is declared by ${by(owner)} and by plugin ${plugin.name}`, plugin.name);
+      }
+      owners.set(key, plugin.name);
+      shape[key] = schema as z.ZodType;
+    }
+    for (const flag of settings.flags ?? []) {
+      const owner = flagOwners.get(flag.flag);
+      if (owner !== undefined) throw new PluginError("PLUGIN_INVALID", `flag --${flag.flag} is declared by ${by(owner)} and by plugin ${plugin.name}`, plugin.name);
+      if (owners.get(flag.key) !== plugin.name) {
+        throw new PluginError("PLUGIN_INVALID", `plugin ${plugin.name} declares flag --${flag.flag} for config key ${flag.key}, which is not one of its settings`, plugin.name);
+      }
+      flagOwners.set(flag.flag, plugin.name);
+      flags.push(flag);
+    }
+  }
+  return { schema: z.strictObject(shape) as unknown as z.ZodType<AgentConfig>, flags, owners };
+}
+
+/**
+ * A plugin's settings out of a validated configuration (defaults applied to what is missing, as
+ * when the agent is built from code without the CLI).
+ * @throws PluginError (`PLUGIN_OPTIONS`) listing every problem.
+ */
+export function pluginSettings(plugin: AgentPlugin<any, any>, config: AgentConfig): Record<string, unknown> {
+  const keys = plugin.settings?.keys as z.ZodRawShape | undefined;
+  if (!keys) return {};
+  const given: Record<string, unknown> = {};
+  for (const key of Object.keys(keys)) if (config[key] !== undefined) given[key] = config[key];
+  const result = z.object(keys).safeParse(given);
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((i) => `  - ${i.path.map(String).join(".")}: ${i.message}`);
+  throw new PluginError("PLUGIN_OPTIONS", `invalid settings for plugin ${plugin.name} (${issues.length} problem${issues.length === 1 ? "" : "s"}):\n${issues.join("\n")}`, plugin.name);
+}

@@ -1,0 +1,71 @@
+import type { SettingFlag } from "@chainwarden/agent";
+import { z } from "zod";
+import { FIREWALL_DRIVERS, firewallFlavor, type FirewallFlavor } from "./firewall-flavor.js";
+import { DEFAULT_L2_LIMITS, type L2Limits } from "./l2-state.js";
+
+const driverAlias = z.string().refine((v) => FIREWALL_DRIVERS.has(v), { message: `expected one of ${[...FIREWALL_DRIVERS.keys()].join(", ")}` });
+
+/**
+ * The agent config keys the plugin owns (Neutron's names where Neutron has them): the l2 agent's
+ * top-level keys and flags, declared once here.
+ */
+export const l2SecgroupSettingsKeys = {
+  /** Neutron `[securitygroup] firewall_driver`: `iptables`, `iptables_hybrid`, or Neutron's class paths for them. */
+  firewall_driver: driverAlias.default("iptables"),
+  /** Neutron `enable_ipset`: remote-group members as ipsets instead of one rule per address. */
+  enable_ipset: z.boolean().default(true),
+  /** Filter a port once its tap exists (Neutron's behaviour); off: every port in the state at once. */
+  wait_for_devices: z.boolean().default(true),
+  /**
+   * Neutron `polling_interval` (seconds): while a port waits for its tap, look for it this often too
+   * (a device monitor reports taps as they appear; this is the safety net). An hour at most.
+   */
+  polling_interval: z.number().positive().max(3_600).default(2),
+};
+
+export type L2SecgroupAgentSettings = z.output<z.ZodObject<typeof l2SecgroupSettingsKeys>>;
+
+export const l2SecgroupSettingsFlags: readonly SettingFlag[] = [
+  { flag: "firewall-driver", key: "firewall_driver", type: "string", description: "iptables or iptables_hybrid (or Neutron's class paths for them)" },
+  { flag: "enable-ipset", key: "enable_ipset", type: "boolean", description: "match remote security group members with ipsets" },
+  { flag: "wait-for-devices", key: "wait_for_devices", type: "boolean", description: "filter a port only once its tap device exists (off: filter every port in the state at once)" },
+  { flag: "polling-interval", key: "polling_interval", type: "number", description: "seconds between looks for a waiting port's tap, besides the device monitor's events" },
+];
+
+/** The plugin's options (`plugin_options.l2-secgroup`): what is not a Neutron option. */
+export const l2SecgroupOptionsSchema = z.strictObject({
+  /** The chain prefix; default the agent's `wrap_name` for `iptables`, `neutron-openvswi` (Neutron's OVS agent) for `iptables_hybrid`. */
+  wrap_name: z
+    .string()
+    .min(1)
+    .max(16)
+    .regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only")
+    .optional(),
+  max_rules_per_port: z.number().int().min(1).max(1_000_000).default(DEFAULT_L2_LIMITS.maxRulesPerPort),
+  max_members_per_group: z.number().int().min(1).max(DEFAULT_L2_LIMITS.maxMembersPerGroup).default(DEFAULT_L2_LIMITS.maxMembersPerGroup),
+});
+
+export type L2SecgroupOptions = z.output<typeof l2SecgroupOptionsSchema>;
+
+/** Everything the plugin's handler needs, resolved once from its settings and options. */
+export interface L2SecgroupSettings {
+  readonly flavor: FirewallFlavor;
+  readonly enableIpset: boolean;
+  readonly waitForDevices: boolean;
+  readonly devicePollIntervalMs: number;
+  /** Undefined: the agent's `wrap_name`. */
+  readonly wrapName: string | undefined;
+  readonly limits: L2Limits;
+}
+
+export function resolveL2SecgroupSettings(settings: L2SecgroupAgentSettings, options: L2SecgroupOptions): L2SecgroupSettings {
+  const flavor = firewallFlavor(settings.firewall_driver);
+  return {
+    flavor,
+    enableIpset: settings.enable_ipset,
+    waitForDevices: settings.wait_for_devices,
+    devicePollIntervalMs: settings.polling_interval * 1000,
+    wrapName: options.wrap_name ?? (flavor.alias === "iptables" ? undefined : flavor.defaultWrapName),
+    limits: { maxRulesPerPort: options.max_rules_per_port, maxMembersPerGroup: options.max_members_per_group },
+  };
+}
