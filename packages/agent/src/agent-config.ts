@@ -52,7 +52,8 @@ export function composeAgentConfig(plugins: readonly AgentPlugin<any, any>[]): C
   const owners = new Map<string, string>(Object.keys(baseConfigShape).map((k) => [k, FRAMEWORK]));
   const shape: Record<string, z.ZodType> = { ...baseConfigShape };
   const flagOwners = new Map<string, string>(FRAMEWORK_FLAGS.map((f) => [f.flag, FRAMEWORK]));
-  flagOwners.set("config", FRAMEWORK);
+  // The CLI's own flags.
+  for (const own of ["config", "help", "version", "once"]) flagOwners.set(own, FRAMEWORK);
   const flags = [...FRAMEWORK_FLAGS];
   const by = (owner: string) => (owner === FRAMEWORK ? FRAMEWORK : `plugin ${owner}`);
   for (const plugin of plugins) {

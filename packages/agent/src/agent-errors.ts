@@ -1,6 +1,8 @@
-import { ChainwardenError } from "@chainwarden/core";
+import { ChainwardenError, type ChainwardenErrorOptions } from "@chainwarden/core";
 
 export type AgentErrorCode =
+  | "AGENT_STATE"
+  | "MANAGER_CONFLICT"
   | "PLUGIN_INVALID"
   | "PLUGIN_DUPLICATE"
   | "PLUGIN_INCOMPATIBLE"
@@ -11,16 +13,15 @@ export type AgentErrorCode =
   | "CONFIG_INVALID"
   | "STATE_INVALID";
 
-/** Base of the agent's errors: a stable `code` and, where one is to blame, the plugin. */
-export class AgentError extends Error {
+/** Base of the agent's errors (a `ChainwardenError`): a stable `code` and, where one is to blame, the plugin. */
+export class AgentError extends ChainwardenError<AgentErrorCode> {
   constructor(
-    readonly code: AgentErrorCode,
+    code: AgentErrorCode,
     message: string,
     readonly plugin?: string,
-    options?: { cause?: unknown },
+    options: ChainwardenErrorOptions = {},
   ) {
-    super(message, options);
-    this.name = new.target.name;
+    super(code, message, options);
   }
 }
 

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { AgentError } from "./agent-errors.js";
 
 /**
  * The agent's Prometheus metrics, in a registry of its own (never prom-client's global one, so two
@@ -113,8 +114,8 @@ export class AgentMetrics {
   }
 
   private checkName(name: string): void {
-    if (!/^chainwarden_[a-z0-9_]+$/.test(name)) throw new Error(`metric ${JSON.stringify(name)}: a plugin's metric is named chainwarden_<lowercase, digits, _>`);
-    if (this.registry.getSingleMetric(name)) throw new Error(`metric ${name} is already registered in this agent`);
+    if (!/^chainwarden_[a-z0-9_]+$/.test(name)) throw new AgentError("PLUGIN_INVALID", `metric ${JSON.stringify(name)}: a plugin's metric is named chainwarden_<lowercase, digits, _>`);
+    if (this.registry.getSingleMetric(name)) throw new AgentError("PLUGIN_INVALID", `metric ${name} is already registered in this agent`);
   }
 
   metricsText(): Promise<string> {

@@ -4,7 +4,7 @@ import { ExecaRunner, type IptablesRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
 import semver from "semver";
 import { container as rootContainer, type DependencyContainer } from "tsyringe";
-import { ExtensionPointClosedError, PluginError } from "./agent-errors.js";
+import { AgentError, ExtensionPointClosedError, PluginError } from "./agent-errors.js";
 import { AgentMetrics } from "./agent-metrics.js";
 import type { AgentConfig } from "./config-schema.js";
 import { isExtensionPoint, type ExtensionPoint } from "./extension-point.js";
@@ -299,7 +299,7 @@ export class Agent {
   }
 
   private enter(activity: Activity): void {
-    if (this.activity !== "idle") throw new Error(`agent ${this.name} is ${this.activity}; cannot start ${activity === "one-shot" ? "a one-shot run" : "again"}`);
+    if (this.activity !== "idle") throw new AgentError("AGENT_STATE", `agent ${this.name} is ${this.activity}; cannot start ${activity === "one-shot" ? "a one-shot run" : "again"}`);
     this.activity = activity;
   }
 

@@ -77,3 +77,19 @@ describe("runAgentCli", () => {
     expect(r.stderr).toMatch(/- --backend backend: /);
   });
 });
+
+describe("exit codes by error code", () => {
+  it("one error family: what an operator fixes in the config is 2, anything else 1", async () => {
+    const { exitCodeFor } = await import("./cli.js");
+    const { AgentError, ConfigError, PluginError } = await import("./agent-errors.js");
+    const { ChainwardenError, InvalidNamespaceNameError, RestoreError } = await import("@chainwarden/core");
+    expect(exitCodeFor(new ConfigError([{ source: "f", path: "k", message: "m" }]))).toBe(2);
+    expect(exitCodeFor(new PluginError("PLUGIN_OPTIONS", "bad"))).toBe(2);
+    expect(exitCodeFor(new PluginError("PLUGIN_REGISTER", "threw"))).toBe(1);
+    expect(exitCodeFor(new InvalidNamespaceNameError("../x"))).toBe(2);
+    expect(exitCodeFor(new RestoreError({ exitCode: 1, stderr: "x", input: "" }))).toBe(1);
+    expect(exitCodeFor(new Error("a bug"))).toBe(1);
+    // The agent's errors are core's errors.
+    expect(new AgentError("AGENT_STATE", "x")).toBeInstanceOf(ChainwardenError);
+  });
+});

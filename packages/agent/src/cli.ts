@@ -26,6 +26,7 @@ import { pino, type DestinationStream, type Logger } from "pino";
 import pretty from "pino-pretty";
 import type { z } from "zod";
 import { Agent } from "./agent.js";
+import { isChainwardenError } from "@chainwarden/core";
 import { AgentError, ConfigError } from "./agent-errors.js";
 import { composeAgentConfig, type ComposedConfig } from "./agent-config.js";
 import { loadConfig } from "./config-loader.js";
@@ -175,7 +176,7 @@ export async function runAgentCli(app: AgentApp, argv: readonly string[] = proce
   try {
     agent = await createAgent(app, config, logger);
   } catch (err) {
-    if (isStartupConfigError(err)) {
+    if (isUsageError(err)) {
       process.stderr.write(`${app.name}: ${(err as Error).message}\n${hint(app, command)}\n`);
       return EXIT_USAGE;
     }
@@ -209,7 +210,7 @@ export async function runAgentCli(app: AgentApp, argv: readonly string[] = proce
         return usageError(app, `unknown command ${String(command satisfies never)}`, undefined);
     }
   } catch (err) {
-    if (isStartupConfigError(err)) {
+    if (isUsageError(err)) {
       process.stderr.write(`${app.name}: ${(err as Error).message}\n${hint(app, command)}\n`);
       return EXIT_USAGE;
     }
@@ -228,7 +229,8 @@ function parseCommandLine(app: AgentApp, flags: readonly FlagSpec[], argv: reado
     once: { type: "boolean" },
   };
   for (const f of flags) {
-    if (Object.hasOwn(options, f.flag)) throw new Error(`${app.name}: flag --${f.flag} is defined twice`);
+    // composeAgentConfig refuses a flag declared twice: this is a guard for the CLI's own table.
+    if (Object.hasOwn(options, f.flag)) throw new AgentError("PLUGIN_INVALID", `${app.name}: flag --${f.flag} is defined twice`);
     options[f.flag] = { type: f.type === "boolean" ? "boolean" : "string" };
   }
   let result: { values: Record<string, string | boolean | undefined>; positionals: string[] };
@@ -298,10 +300,27 @@ async function createAgent(app: AgentApp, config: AgentConfig, logger: Logger): 
   return Agent.create({ name: app.name, version: app.version, config, plugins: [...builtIn, ...fromConfig], logger });
 }
 
-/** Problems an operator fixes in the config (exit 2), as opposed to failures at run time (exit 1). */
-function isStartupConfigError(err: unknown): boolean {
-  if (!(err instanceof AgentError)) return false;
-  return err.code === "CONFIG_INVALID" || (err.code.startsWith("PLUGIN_") && err.code !== "PLUGIN_REGISTER");
+/**
+ * Exit codes by error code: what an operator fixes in the configuration or the plugin list is a
+ * usage error (2); any other error, ours (`ChainwardenError`) or not, is a runtime failure (1).
+ */
+export const EXIT_CODE_BY_ERROR: Readonly<Record<string, number>> = {
+  CONFIG_INVALID: EXIT_USAGE,
+  PLUGIN_INVALID: EXIT_USAGE,
+  PLUGIN_DUPLICATE: EXIT_USAGE,
+  PLUGIN_INCOMPATIBLE: EXIT_USAGE,
+  PLUGIN_OPTIONS: EXIT_USAGE,
+  PLUGIN_LOAD: EXIT_USAGE,
+  INVALID_NAMESPACE_NAME: EXIT_USAGE,
+};
+
+/** The exit code an error gets (`EXIT_CODE_BY_ERROR`). */
+export function exitCodeFor(err: unknown): number {
+  return isChainwardenError(err) ? (EXIT_CODE_BY_ERROR[err.code] ?? EXIT_FAILURE) : EXIT_FAILURE;
+}
+
+function isUsageError(err: unknown): boolean {
+  return exitCodeFor(err) === EXIT_USAGE;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import { AgentError } from "./agent-errors.js";
 /**
  * Extension points are typed handles, not strings: `createExtensionPoint<T>({ id })` gives a value
  * that carries the type `T` of its extensions and a unique injection token. Plugins add extensions
@@ -19,7 +20,7 @@ export interface ExtensionPoint<T> {
 const ID = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/;
 
 export function createExtensionPoint<T>(options: { id: string }): ExtensionPoint<T> {
-  if (!ID.test(options.id)) throw new Error(`extension point id ${JSON.stringify(options.id)} must look like "plugin.name"`);
+  if (!ID.test(options.id)) throw new AgentError("PLUGIN_INVALID", `extension point id ${JSON.stringify(options.id)} must look like "plugin.name"`);
   return Object.freeze({ id: options.id, token: Symbol.for(`@chainwarden/extension-point/${options.id}`), $$type: "@chainwarden/ExtensionPoint" as const });
 }
 

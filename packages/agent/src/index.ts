@@ -13,7 +13,7 @@ export * from "./plugin-loader.js";
 export * from "./logging.js";
 export * from "./metrics-server.js";
 export * from "./agent.js";
-export { runAgentCli, EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_IN_SYNC, type AgentApp } from "./cli.js";
+export { runAgentCli, exitCodeFor, EXIT_CODE_BY_ERROR, EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_IN_SYNC, type AgentApp } from "./cli.js";
 export { composeAgentConfig, pluginSettings, FRAMEWORK_FLAGS, type ComposedConfig } from "./agent-config.js";
 export * from "./service-token.js";
 export { formatPlan, formatStatus, describeAction } from "./cli-reports.js";

@@ -7,6 +7,7 @@ import {
   type IptablesRunner,
 } from "@chainwarden/core";
 import type { Logger } from "pino";
+import { AgentError } from "./agent-errors.js";
 import type { AgentConfig } from "./config-schema.js";
 import type { HostAction, ReconcileContext } from "./extension-points.js";
 
@@ -48,7 +49,8 @@ export class LoopContext implements ReconcileContext {
       const asked = { stateless: options.stateless, nat: options.nat, useIpv6: options.useIpv6 };
       const clash = (Object.keys(asked) as (keyof typeof asked)[]).filter((k) => asked[k] !== undefined && asked[k] !== existing.effective[k]);
       if (clash.length > 0) {
-        throw new Error(
+        throw new AgentError(
+          "MANAGER_CONFLICT",
           `the ${wrapName} manager of ${this.namespace ?? "the host namespace"} was created with ${JSON.stringify(existing.effective)}; it cannot also be used with ${JSON.stringify(asked)}`,
         );
       }

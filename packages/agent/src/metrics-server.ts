@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { AgentMetrics } from "./agent-metrics.js";
+import { AgentError } from "./agent-errors.js";
 
 /** A running metrics endpoint. */
 export interface MetricsServer {
@@ -71,6 +72,6 @@ async function handle(metrics: AgentMetrics, request: IncomingMessage, response:
 function parseAddress(address: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
   const port = Number(m?.[3]);
-  if (!m || port > 65535) throw new Error(`metrics address ${JSON.stringify(address)} is not HOST:PORT`);
+  if (!m || port > 65535) throw new AgentError("CONFIG_INVALID", `metrics address ${JSON.stringify(address)} is not HOST:PORT`);
   return { host: m[1] ?? m[2] ?? "", port };
 }

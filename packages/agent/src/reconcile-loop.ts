@@ -1,6 +1,6 @@
 import { listNamespaces, type ApplyResult, type FamilyApplyResult, type FamilyPlan, type IpFamily, type IptablesRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
-import type { Problem } from "./agent-errors.js";
+import { AgentError, type Problem } from "./agent-errors.js";
 import type { AgentMetrics } from "./agent-metrics.js";
 import type { AgentConfig } from "./config-schema.js";
 import { DesiredState, same, type ByKind, type NsKey } from "./desired-state.js";
@@ -230,9 +230,9 @@ export class ReconcileLoop implements StateSink {
     this.defaultNamespace = options.defaultNamespace;
     const kinds = new Set<string>();
     for (const h of this.handlers) {
-      if (kinds.has(h.kind)) throw new Error(`two resource handlers for kind ${JSON.stringify(h.kind)}`);
+      if (kinds.has(h.kind)) throw new AgentError("PLUGIN_INVALID", `two resource handlers for kind ${JSON.stringify(h.kind)}`);
       if (!Array.isArray(h.documentKeys) || !h.documentKeys.every((k) => typeof k === "string")) {
-        throw new Error(`the resource handler for kind ${JSON.stringify(h.kind)} must list the top-level state keys it reads in documentKeys`);
+        throw new AgentError("PLUGIN_INVALID", `the resource handler for kind ${JSON.stringify(h.kind)} must list the top-level state keys it reads in documentKeys`);
       }
       kinds.add(h.kind);
     }
@@ -287,8 +287,8 @@ export class ReconcileLoop implements StateSink {
 
   /** One full pass over every namespace, then keeps reconciling changes, retries and resyncs. */
   async start(): Promise<SyncReport> {
-    if (this.started) throw new Error("the reconcile loop was already started");
-    if (this.stopping) throw new Error("the reconcile loop was stopped");
+    if (this.started) throw new AgentError("AGENT_STATE", "the reconcile loop was already started");
+    if (this.stopping) throw new AgentError("AGENT_STATE", "the reconcile loop was stopped");
     this.started = true;
     const report = await this.pass({ verify: false, label: "initial sync" });
     // Resources that failed in the pass are retried alone from now on.

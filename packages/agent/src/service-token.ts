@@ -1,3 +1,4 @@
+import { AgentError } from "./agent-errors.js";
 /**
  * Services one plugin offers another, as typed handles: `createServiceToken<T>({ id })` gives a value
  * that carries the service's type `T`. A plugin offers one in its register step
@@ -17,7 +18,7 @@ export interface ServiceToken<T> {
 const ID = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/;
 
 export function createServiceToken<T>(options: { id: string }): ServiceToken<T> {
-  if (!ID.test(options.id)) throw new Error(`service id ${JSON.stringify(options.id)} must look like "plugin.name"`);
+  if (!ID.test(options.id)) throw new AgentError("PLUGIN_INVALID", `service id ${JSON.stringify(options.id)} must look like "plugin.name"`);
   return Object.freeze({ id: options.id, token: Symbol.for(`@chainwarden/service/${options.id}`), $$type: "@chainwarden/ServiceToken" as const });
 }
 

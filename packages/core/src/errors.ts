@@ -1,6 +1,7 @@
 /**
- * Typed errors of the core. Every error has a stable `code` callers can branch on, names the
- * resource it is about when there is one, and keeps its `cause`.
+ * Typed errors, rooted here for every package: each has a stable `code` callers (and the CLI's exit
+ * codes) branch on, names the resource and namespace it is about when there are ones, and keeps its
+ * `cause`. Other packages extend `ChainwardenError` with codes of their own.
  */
 export type ChainwardenErrorCode =
   | "INVALID_RULE"
@@ -25,13 +26,13 @@ export interface ChainwardenErrorOptions {
   family?: 4 | 6;
 }
 
-export class ChainwardenError extends Error {
-  readonly code: ChainwardenErrorCode;
+export class ChainwardenError<C extends string = ChainwardenErrorCode> extends Error {
+  readonly code: C;
   readonly resource: string | undefined;
   readonly namespace: string | undefined;
   readonly family: 4 | 6 | undefined;
 
-  constructor(code: ChainwardenErrorCode, message: string, options: ChainwardenErrorOptions = {}) {
+  constructor(code: C, message: string, options: ChainwardenErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -39,6 +40,11 @@ export class ChainwardenError extends Error {
     this.namespace = options.namespace;
     this.family = options.family;
   }
+}
+
+/** Whether a value is one of our errors (by shape, so two installed copies of core agree). */
+export function isChainwardenError(err: unknown): err is ChainwardenError<string> {
+  return err instanceof Error && typeof (err as { code?: unknown }).code === "string" && "resource" in err && "namespace" in err;
 }
 
 /** Rule text or a comment that cannot be placed in iptables-save form, or is unsafe to send. */

@@ -20,6 +20,8 @@
  *   hands over each line it prints as it prints it.
  * - `listLinks` (optional) names the namespace's network devices.
  */
+import { BackendUnavailableError } from "./errors.js";
+
 export type IpFamily = 4 | 6;
 export type Backend = "nft" | "legacy";
 export type BackendChoice = Backend | "auto";
@@ -227,7 +229,7 @@ export interface IptablesRunner {
 /** Parses `iptables v1.8.9 (nf_tables)` / `iptables-restore v1.8.9 (legacy)`. */
 export function parseIptablesVersion(text: string, fallbackBackend: Backend): IptablesVersion {
   const m = /v(\d+)\.(\d+)(?:\.(\d+))?(?:\s+\((nf_tables|legacy)\))?/.exec(text);
-  if (!m) throw new Error(`cannot parse iptables version from ${JSON.stringify(text.trim())}`);
+  if (!m) throw new BackendUnavailableError(`cannot parse iptables version from ${JSON.stringify(text.trim())}`);
   const major = Number(m[1]);
   const minor = Number(m[2]);
   const patch = Number(m[3] ?? 0);

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
+import { BackendUnavailableError } from "./errors.js";
 
 /** What one command printed and how it ended. */
 export interface HelperResult {
@@ -121,6 +122,6 @@ export class SpawnHelper {
 /** `bin/spawn-helper.mjs` of this package: the same path from `src/` (tests) and `dist/`. */
 export function defaultSpawnHelperScript(): string {
   const script = fileURLToPath(new URL("../bin/spawn-helper.mjs", import.meta.url));
-  if (!existsSync(script)) throw new Error(`the spawn helper script is missing: ${script}`);
+  if (!existsSync(script)) throw new BackendUnavailableError(`the spawn helper script is missing: ${script} (a broken install)`);
   return script;
 }

@@ -10,6 +10,7 @@
  */
 import { DEVICE_NAME } from "./validation.js";
 import { CHAIN_PREFIX, LINUX_DEV_LEN, LINUX_DEV_PREFIX_LEN, MAX_DEVICE_NAME_LENGTH } from "./neutron-constants.js";
+import { PluginError } from "@chainwarden/agent";
 
 /** The wrapped chain names are cut to 11 characters, as Neutron's `get_chain_name` cuts them. */
 const CHAIN_PART_LENGTH = 11;
@@ -93,6 +94,6 @@ export const FIREWALL_DRIVERS: ReadonlyMap<string, FirewallFlavor> = new Map([
 
 export function firewallFlavor(alias: string): FirewallFlavor {
   const flavor = FIREWALL_DRIVERS.get(alias);
-  if (!flavor) throw new Error(`unknown firewall_driver ${JSON.stringify(alias)} (known: ${[...FIREWALL_DRIVERS.keys()].join(", ")})`);
+  if (!flavor) throw new PluginError("PLUGIN_OPTIONS", `unknown firewall_driver ${JSON.stringify(alias)} (known: ${[...FIREWALL_DRIVERS.keys()].join(", ")})`, "l2-secgroup");
   return flavor;
 }

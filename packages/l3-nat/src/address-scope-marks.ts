@@ -1,3 +1,4 @@
+import { L3NatError } from "./l3-nat-errors.js";
 /** Neutron's `ADDRESS_SCOPE_MARK_MASK`: address scopes use the upper 16 bits of the fwmark. */
 export const ADDRESS_SCOPE_MARK_MASK = "0xffff0000";
 const MARK_ID_MIN = 1024;
@@ -37,7 +38,7 @@ export class AddressScopeMarks {
 
   private allocate(scope: string): number {
     // Neutron raises KeyError from set.pop() here; 1024 scopes on one router is not a real case.
-    if (this.next >= MARK_ID_MAX) throw new Error(`router has more than ${MARK_ID_MAX - MARK_ID_MIN} address scopes`);
+    if (this.next >= MARK_ID_MAX) throw new L3NatError("ADDRESS_SCOPES_EXHAUSTED", `router has more than ${MARK_ID_MAX - MARK_ID_MIN} address scopes`);
     const id = this.next++;
     this.ids.set(scope, id);
     return id;

@@ -1,18 +1,21 @@
-export type L3NatErrorCode = "ROUTER_EXTENSION_FAILED" | "ROUTER_DEVICES_MISSING" | "INTERFACE_DRIVER_UNKNOWN";
+import { ChainwardenError } from "@chainwarden/core";
+
+export type L3NatErrorCode =
+  | "ROUTER_EXTENSION_FAILED"
+  | "ROUTER_DEVICES_MISSING"
+  | "INTERFACE_DRIVER_UNKNOWN"
+  | "ADDRESS_SCOPES_EXHAUSTED"
+  | "METADATA_UPSTREAM_INVALID"
+  | "METADATA_PROXY_MISSING";
 
 /**
- * Errors of the l3 NAT plugin: a stable `code`, the router (`resource`, `router/<id>`) and the cause.
- * The reconcile loop logs these fields and retries the router's namespace.
+ * Errors of the l3 NAT plugin (`ChainwardenError`s): a stable `code`, the router (`resource`,
+ * `router/<id>`) and the cause. The reconcile loop logs these fields, and holds the router it names
+ * while the rest of its namespace applies.
  */
-export class L3NatError extends Error {
-  constructor(
-    readonly code: L3NatErrorCode,
-    message: string,
-    readonly resource?: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = new.target.name;
+export class L3NatError extends ChainwardenError<L3NatErrorCode> {
+  constructor(code: L3NatErrorCode, message: string, resource?: string, options: { cause?: unknown } = {}) {
+    super(code, message, { ...options, ...(resource !== undefined ? { resource } : {}) });
   }
 }
 

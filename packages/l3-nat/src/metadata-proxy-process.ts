@@ -7,6 +7,7 @@ import { MetadataProxyError } from "./metadata-proxy-error.js";
 import { inspectProxyProcess, parseProxyCommandLine, processAlive, readPidFile, type ProxyProcessInfo } from "./metadata-proxy-inspect.js";
 import { MetadataProxyMonitor, type MonitoredMetadataProxy } from "./metadata-proxy-monitor.js";
 import { formatMetadataUpstream, type MetadataUpstream } from "./metadata-proxy.js";
+import { L3NatError } from "./l3-nat-errors.js";
 
 /** The agent's pino logger type, without importing pino. */
 type Logger = ReconcileContext["logger"];
@@ -18,7 +19,7 @@ export function defaultMetadataProxyScript(): string {
   if (existsSync(beside)) return beside;
   const built = beside.replace(/\/src\/([^/]+)$/, "/dist/$1");
   if (existsSync(built)) return built;
-  throw new Error(`the metadata proxy script is missing (looked for ${beside} and ${built}); build @chainwarden/l3-nat first`);
+  throw new L3NatError("METADATA_PROXY_MISSING", `the metadata proxy script is missing (looked for ${beside} and ${built}); build @chainwarden/l3-nat first`);
 }
 
 /**

@@ -1,6 +1,7 @@
 import { createServer, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
+import { L3NatError } from "./l3-nat-errors.js";
 
 /** Where the proxy sends requests: Neutron's metadata agent socket, or an HTTP(S) URL. */
 export type MetadataUpstream = { readonly kind: "unix"; readonly socketPath: string } | { readonly kind: "url"; readonly url: URL };
@@ -12,17 +13,17 @@ export type MetadataUpstream = { readonly kind: "unix"; readonly socketPath: str
 export function parseMetadataUpstream(text: string): MetadataUpstream {
   if (text.startsWith("unix:")) text = text.slice("unix:".length);
   if (text.startsWith("/")) {
-    if (text.includes("\0") || text.length > 107) throw new Error(`metadata upstream ${JSON.stringify(text)}: a unix socket path must be absolute and at most 107 bytes`);
+    if (text.includes("\0") || text.length > 107) throw new L3NatError("METADATA_UPSTREAM_INVALID", `metadata upstream ${JSON.stringify(text)}: a unix socket path must be absolute and at most 107 bytes`);
     return { kind: "unix", socketPath: text };
   }
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new Error(`metadata upstream ${JSON.stringify(text)} is neither an absolute unix socket path nor an http(s) URL`);
+    throw new L3NatError("METADATA_UPSTREAM_INVALID", `metadata upstream ${JSON.stringify(text)} is neither an absolute unix socket path nor an http(s) URL`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`metadata upstream ${JSON.stringify(text)}: only http and https URLs`);
-  if (url.search || url.hash || url.username || url.password) throw new Error(`metadata upstream ${JSON.stringify(text)}: no query, fragment or credentials`);
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new L3NatError("METADATA_UPSTREAM_INVALID", `metadata upstream ${JSON.stringify(text)}: only http and https URLs`);
+  if (url.search || url.hash || url.username || url.password) throw new L3NatError("METADATA_UPSTREAM_INVALID", `metadata upstream ${JSON.stringify(text)}: no query, fragment or credentials`);
   return { kind: "url", url };
 }
 
