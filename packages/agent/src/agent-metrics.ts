@@ -90,9 +90,9 @@ export class AgentMetrics {
   });
 
   /**
-   * A gauge of a plugin's own, served with the agent's (resolve `AGENT_METRICS` from the container
-   * in `register`); `collect` sets it at each scrape. The name must start with `chainwarden_` and
-   * be new in this agent: a clash is a bug, so it throws at registration, naming the metric.
+   * A gauge of a plugin's own, served with the agent's (`env.metrics` in `register`); `collect`
+   * sets it at each scrape. The name must start with `chainwarden_` and be new in this agent: a
+   * clash is a bug, so it throws at registration, naming the metric.
    */
   gauge<L extends string = never>(spec: { name: string; help: string; labelNames?: readonly L[]; collect?: (gauge: Gauge<L>) => void }): Gauge<L> {
     this.checkName(spec.name);

@@ -16,7 +16,8 @@ import { serveMetrics, type MetricsServer } from "./metrics-server.js";
 import { pluginSettings } from "./agent-config.js";
 import type { AgentPlugin, PluginEnvironment } from "./plugin.js";
 import { isServiceToken, type ServiceToken } from "./service-token.js";
-import { ReconcileLoop, type PlanReport, type StatusReport, type SyncReport } from "./reconcile-loop.js";
+import type { PlanReport, StatusReport, SyncReport } from "./loop-reports.js";
+import { ReconcileLoop } from "./reconcile-loop.js";
 
 /** The agent's own services in its container (internal: plugins get them typed, in their environment). */
 const AGENT_CONFIG: symbol = Symbol.for("@chainwarden/agent/config");

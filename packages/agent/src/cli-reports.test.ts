@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { applySucceeded, applySummary, formatPlan, formatStatus, planSucceeded, statusInSync } from "./cli-reports.js";
-import type { PlanReport, StatusReport, SyncReport } from "./reconcile-loop.js";
+import type { PlanReport, StatusReport, SyncReport } from "./loop-reports.js";
 
 const family = (f: 4 | 6, input: string, lines: number) => ({ family: f, namespace: "ns", input, lines, tables: [], changes: [], full: true });
 const problem = { source: "state.yaml", path: "routers.0._floatingips.0", resource: "r1", message: "router r1: floating_ip_adress: did you mean floating_ip_address?" };

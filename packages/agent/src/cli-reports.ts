@@ -6,7 +6,7 @@
  */
 import { formatProblems, type Problem } from "./agent-errors.js";
 import type { HostAction } from "./extension-points.js";
-import type { PlanReport, StatusReport, SyncReport } from "./reconcile-loop.js";
+import type { PlanReport, StatusReport, SyncReport } from "./loop-reports.js";
 
 /** `apply --once` succeeded: a state was read, every namespace and resource applied, every input valid. */
 export function applySucceeded(report: SyncReport): boolean {

@@ -1,5 +1,6 @@
 import type { Problem } from "./agent-errors.js";
 import type { ResourceHandler, StateDocument } from "./extension-points.js";
+import { errorMessage } from "./error-fields.js";
 import { jsonEqual } from "./json-equal.js";
 import { didYouMean } from "./near-miss.js";
 
@@ -228,8 +229,4 @@ export function same(handler: ResourceHandler, a: unknown, b: unknown): boolean 
   } catch {
     return false;
   }
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

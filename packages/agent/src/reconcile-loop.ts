@@ -1,11 +1,18 @@
-import { listNamespaces, type ApplyResult, type FamilyApplyResult, type FamilyPlan, type IpFamily, type IptablesRunner } from "@chainwarden/core";
+import type { ApplyResult, FamilyApplyResult, IptablesRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
 import { AgentError, type Problem } from "./agent-errors.js";
 import type { AgentMetrics } from "./agent-metrics.js";
 import type { AgentConfig } from "./config-schema.js";
-import { DesiredState, same, type ByKind, type NsKey } from "./desired-state.js";
-import type { ApplyEvent, ApplyObserver, HostAction, ReconcileRequest, ResourceHandler, StateDocument, StateSink } from "./extension-points.js";
+import { DesiredState, type ByKind, type NsKey } from "./desired-state.js";
+import { DryRun } from "./dry-run.js";
+import { asError, errorCode, errorFields } from "./error-fields.js";
+import type { ApplyEvent, ApplyObserver, HostAction, ResourceHandler, StateDocument, StateSink } from "./extension-points.js";
+import { FailedResources } from "./failed-resources.js";
 import { LoopContext } from "./loop-context.js";
+import type { PlanReport, StatusReport, SyncReport } from "./loop-reports.js";
+import { NamespaceScheduler, type RunOutcome, type RunRequest, type RunWaiter } from "./namespace-scheduler.js";
+import { namespaceWork, type NamespaceWork } from "./namespace-work.js";
+import { countRules, familyLabel, RuleTotals } from "./rule-counts.js";
 
 export interface ReconcileLoopOptions {
   /** In registration order: within one namespace they reconcile in this order. */
@@ -19,92 +26,8 @@ export interface ReconcileLoopOptions {
   defaultNamespace?: string;
 }
 
-/** A resource whose apply failed: held as the kernel has it and retried alone. */
-export interface FailedResource {
-  namespace: string | undefined;
-  /** `kind/id`. */
-  resource: string;
-  error: Error;
-}
-
-export interface SyncReport {
-  /** Namespaces in the pass. */
-  namespaces: number;
-  /** Namespaces applied successfully (resources held in them included). */
-  applied: number;
-  failed: { namespace: string | undefined; error: Error }[];
-  /** Resources whose apply failed: the rest of their namespace applied; they are retried alone. */
-  failedResources: FailedResource[];
-  /**
-   * The invalid resources of the current desired state, plus the problems state sources reported
-   * since the previous report.
-   */
-  problems: Problem[];
-  /** False when no state source has delivered a document: nothing was changed. */
-  stateRead: boolean;
-}
-
-export interface NamespacePlan {
-  namespace: string | undefined;
-  /** `kind/id` of every desired resource in the namespace. */
-  resources: string[];
-  /** `kind/id` of the resources kept as the kernel has them (invalid input). */
-  held: string[];
-  /** One entry per manager and IP family; `input` is exactly what would be sent. */
-  families: FamilyPlan[];
-  /** What handlers would change on the host besides iptables (namespaces, ipsets, proxies), and ports waiting. */
-  actions: HostAction[];
-  /** Left by an earlier run and no longer desired: the stale cleanup would remove it. */
-  stale?: boolean;
-  /** Set when a handler (or reading the kernel) failed; `families` is then empty. */
-  error?: string;
-}
-
-export interface PlanReport {
-  namespaces: NamespacePlan[];
-  /** Problems of the desired state (invalid resources, unknown keys, an unreadable source). */
-  problems: Problem[];
-  stateRead: boolean;
-}
-
-export interface NamespaceStatus {
-  namespace: string | undefined;
-  resources: string[];
-  /** `kind/id` of the resources kept as the kernel has them (invalid input). */
-  held: string[];
-  /** The namespace exists (`ip netns list`); always true for the host's own. */
-  exists: boolean;
-  /** Nothing would be sent, nothing would be removed, nothing is held, and nothing failed. */
-  inSync: boolean;
-  /** Edit lines a pass would send now. */
-  pendingLines: number;
-  /** Left by an earlier run and no longer desired: the stale cleanup would remove it. */
-  stale?: boolean;
-  /** Rules and chains the agent wants there (all managers, tables and families). */
-  rules: number;
-  chains: number;
-  error?: string;
-}
-
-export interface StatusReport {
-  namespaces: NamespaceStatus[];
-  problems: Problem[];
-  stateRead: boolean;
-}
-
-interface Outcome {
-  ok: boolean;
-  error?: Error;
-  /** Resources the failure was tied to: now held, the namespace runs again at once without them. */
-  isolated?: string[];
-}
-type Waiter = (outcome: Outcome) => void;
-
-/** `requeued`: idle, but a handler asked for another pass later (it does not hold `idle()` up). */
-type Phase = "idle" | "coalescing" | "ready" | "running" | "retrying" | "requeued";
-
-interface NsState {
-  readonly key: NsKey;
+/** What the loop keeps of a namespace between runs. */
+interface NamespaceRun {
   /** The live context and its managers (kept between runs; dropped after a failure). */
   context: LoopContext | undefined;
   /** What the last successful run reconciled, per kind. */
@@ -113,52 +36,6 @@ interface NsState {
   appliedHeld: Map<string, ReadonlySet<string>>;
   /** The kinds whose input was incomplete at the last successful run. */
   appliedIncomplete: ReadonlySet<string>;
-  phase: Phase;
-  timer: NodeJS.Timeout | undefined;
-  /** The next run must be a full pass. */
-  full: boolean;
-  /** The next run must also verify every manager. */
-  verify: boolean;
-  /** A change arrived while running: run again after. */
-  again: boolean;
-  /**
-   * Handler kinds the next run calls even with nothing changed: they asked to look again
-   * (`requeue`, or their waker: a device appeared). No kernel re-read, unlike a full pass.
-   */
-  recheck: Set<string>;
-  /** Consecutive failures (backoff exponent). */
-  failures: number;
-  /** Earliest arrival of a change not yet applied (performance.now()). */
-  pendingSince: number | undefined;
-  /** Resolved by the next run to start. */
-  waiters: Waiter[];
-  /** Rules/chains per `family/table` last counted, for the gauges. */
-  counts: Map<string, { rules: number; chains: number }>;
-}
-
-/** A resource whose apply failed, by `kind/id`. */
-interface Failing {
-  readonly ns: NsKey;
-  readonly kind: string;
-  readonly id: string;
-  error: Error;
-  /** Consecutive failures (backoff exponent). */
-  failures: number;
-  /** Held until its retry: the rest of the namespace applies meanwhile. */
-  held: boolean;
-  timer: NodeJS.Timeout | undefined;
-}
-
-interface Work {
-  handler: ResourceHandler;
-  request: ReconcileRequest<unknown>;
-}
-
-class StoppedError extends Error {
-  constructor() {
-    super("the reconcile loop is stopping");
-    this.name = "StoppedError";
-  }
 }
 
 /**
@@ -193,6 +70,11 @@ class StoppedError extends Error {
  *
  * Observers run in the namespace's worker after each run (success or failure), in order; their
  * errors are logged and never propagate. A slow observer delays that namespace's next run only.
+ *
+ * This file runs one namespace and the passes; its parts: `DesiredState` (what is wanted, bad
+ * input worked in), `NamespaceScheduler` (when each namespace runs), `namespaceWork` (what a run
+ * asks each handler), `FailedResources` (held failures and their retries), `DryRun` (plan and
+ * status), `RuleTotals` (the rule gauges).
  */
 export class ReconcileLoop implements StateSink {
   private readonly handlers: readonly ResourceHandler[];
@@ -205,20 +87,15 @@ export class ReconcileLoop implements StateSink {
 
   private readonly desired: DesiredState;
   private sourceProblems: Problem[] = [];
-  /** Resources whose apply failed, by `kind/id`. */
-  private readonly failing = new Map<string, Failing>();
+  private readonly failing: FailedResources;
+  private readonly dryRun: DryRun;
 
-  private readonly states = new Map<NsKey, NsState>();
-  private readonly ready: NsState[] = [];
-  /** How many namespaces are in each phase. */
-  private readonly phases: Record<Phase, number> = { idle: 0, coalescing: 0, ready: 0, running: 0, retrying: 0, requeued: 0 };
-  private readonly inflight = new Set<Promise<void>>();
-  private idleWaiters: (() => void)[] = [];
+  private readonly scheduler: NamespaceScheduler;
+  private readonly runs = new Map<NsKey, NamespaceRun>();
   private started = false;
   private stopping = false;
   private resyncTimer: NodeJS.Timeout | undefined;
-  /** Per `family/table`: rules and chains over all namespaces. */
-  private readonly totals = new Map<string, { rules: number; chains: number }>();
+  private readonly ruleTotals: RuleTotals;
 
   constructor(options: ReconcileLoopOptions) {
     this.handlers = options.handlers;
@@ -237,6 +114,43 @@ export class ReconcileLoop implements StateSink {
       kinds.add(h.kind);
     }
     this.desired = new DesiredState(this.handlers, this.defaultNamespace);
+    this.ruleTotals = new RuleTotals(this.metrics);
+    this.scheduler = new NamespaceScheduler({
+      config: this.config,
+      logger: this.logger,
+      run: (ns, request) => this.reconcileNamespace(ns, request),
+      started: () => this.started,
+      busy: () => this.failing.waiting(),
+      forgettable: (ns) => !this.desired.has(ns) && !hasAny(this.runs.get(ns)?.applied) && this.homeOf(ns).length === 0,
+      forget: (ns) => {
+        const run = this.runs.get(ns);
+        if (run) this.dropContext(ns, run);
+        this.runs.delete(ns);
+      },
+      retried: () => this.metrics.retries.inc(),
+    });
+    this.failing = new FailedResources({
+      logger: this.logger,
+      backoff: (failures) => this.scheduler.backoff(failures),
+      live: () => this.started && !this.stopping,
+      retry: (f) => {
+        this.metrics.retries.inc();
+        this.scheduler.request(f.ns, { immediate: true });
+      },
+      changed: () => this.updateHeldGauge(),
+    });
+    this.dryRun = new DryRun({
+      runner: this.runner,
+      logger: this.logger,
+      config: this.config,
+      source: {
+        namespaces: () => this.allNamespaces(),
+        work: (ns) => this.work(ns, { full: true }),
+        staleActions: () => this.cleanupStale(true),
+        problems: () => this.takeProblems(),
+        stateRead: () => this.desired.read,
+      },
+    });
   }
 
   // ---- StateSink -------------------------------------------------------------------------------
@@ -257,21 +171,13 @@ export class ReconcileLoop implements StateSink {
       this.logger.child({ kind, resource: p.resource, source: p.source, path: p.path }).warn({ problem: p.message, keptAs }, message);
     }
     // Failed resources that are no longer desired are not retried.
-    for (const [key, f] of this.failing) {
-      if (this.desired.ofKind(f.kind).has(f.id)) continue;
-      if (f.timer) clearTimeout(f.timer);
-      this.failing.delete(key);
-    }
+    this.failing.forgetUndesired((kind, id) => this.desired.ofKind(kind).has(id));
     this.updateHeldGauge();
 
     if (affected.size === 0) return;
     this.logger.debug({ origin, namespaces: affected.size }, "desired state changed");
     if (!this.started || this.stopping) return;
-    for (const ns of affected) {
-      const st = this.state(ns);
-      st.pendingSince ??= arrival;
-      this.request(st, { full: false, verify: false, immediate: false });
-    }
+    for (const ns of affected) this.scheduler.request(ns, { immediate: false, pendingSince: arrival });
   }
 
   problem(problem: Problem): void {
@@ -292,7 +198,7 @@ export class ReconcileLoop implements StateSink {
     this.started = true;
     const report = await this.pass({ verify: false, label: "initial sync" });
     // Resources that failed in the pass are retried alone from now on.
-    for (const f of this.failing.values()) if (f.held && !f.timer) this.scheduleResourceRetry(f);
+    this.failing.scheduleAll();
     this.scheduleResync();
     return report;
   }
@@ -303,7 +209,7 @@ export class ReconcileLoop implements StateSink {
    * it is an extra full pass, and failures are retried as usual.
    */
   syncOnce(): Promise<SyncReport> {
-    if (this.stopping) return Promise.reject(new Error("the reconcile loop was stopped"));
+    if (this.stopping) return Promise.reject(new AgentError("AGENT_STATE", "the reconcile loop was stopped"));
     return this.pass({ verify: false, label: "sync" });
   }
 
@@ -312,24 +218,8 @@ export class ReconcileLoop implements StateSink {
     this.stopping = true;
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.resyncTimer = undefined;
-    for (const f of this.failing.values()) {
-      if (f.timer) clearTimeout(f.timer);
-      f.timer = undefined;
-    }
-    const stopped = new StoppedError();
-    for (const st of this.states.values()) {
-      if (st.phase === "coalescing" || st.phase === "retrying" || st.phase === "ready" || st.phase === "requeued") {
-        if (st.timer) clearTimeout(st.timer);
-        st.timer = undefined;
-        this.setPhase(st, "idle");
-      }
-      if (st.phase !== "running") {
-        for (const w of st.waiters.splice(0)) w({ ok: false, error: stopped });
-      }
-    }
-    this.ready.length = 0;
-    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
-    for (const st of this.states.values()) for (const w of st.waiters.splice(0)) w({ ok: false, error: stopped });
+    this.failing.stop();
+    await this.scheduler.stop();
     for (const handler of this.handlers) {
       try {
         await handler.stop?.();
@@ -337,100 +227,23 @@ export class ReconcileLoop implements StateSink {
         this.logger.error({ err, kind: handler.kind }, "resource handler failed to stop");
       }
     }
-    this.checkIdle();
   }
 
   /** Resolves when nothing is queued, waiting (coalescing or retry backoff) or running. */
   idle(): Promise<void> {
-    if (this.isIdle()) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.scheduler.idle();
   }
 
   // ---- plan and status ---------------------------------------------------------------------------
 
-  /**
-   * A dry run: per namespace, fresh managers (never the live ones) in a `dryRun` context, every
-   * handler reconciles everything as a full pass, and `manager.plan()` reads the kernel and says
-   * what would be sent; what the stale cleanup would remove is listed too. Nothing is applied.
-   */
-  async plan(): Promise<PlanReport> {
-    const stale = await this.staleNamespaces();
-    const keys = this.allNamespaces().filter((ns) => ns === undefined || !stale.has(ns));
-    const plans = await mapLimit(keys, this.config.max_parallel_namespaces, async (ns) => (await this.dryRun(ns)).plan);
-    for (const [namespace, actions] of stale) plans.push({ namespace, resources: [], held: [], families: [], actions, stale: true });
-    return { namespaces: plans, problems: this.takeProblems(), stateRead: this.desired.read };
+  /** A dry run of every namespace: what would be sent and removed; nothing is applied (see DryRun). */
+  plan(): Promise<PlanReport> {
+    return this.dryRun.plan();
   }
 
-  async status(): Promise<StatusReport> {
-    const stale = await this.staleNamespaces();
-    const keys = this.allNamespaces().filter((ns) => ns === undefined || !stale.has(ns));
-    let existing: Set<string> | undefined;
-    if (keys.some((k) => k !== undefined)) {
-      try {
-        existing = new Set(await listNamespaces(this.runner));
-      } catch (err) {
-        this.logger.warn({ err }, "cannot list network namespaces; inferring from the plans");
-      }
-    }
-    const rows = await mapLimit(keys, this.config.max_parallel_namespaces, async (ns) => {
-      const { plan, counts } = await this.dryRun(ns);
-      const pendingLines = plan.families.reduce((n, f) => n + f.lines, 0);
-      let rules = 0;
-      let chains = 0;
-      for (const c of counts.values()) {
-        rules += c.rules;
-        chains += c.chains;
-      }
-      const exists = ns === undefined ? true : existing ? existing.has(ns) : !plan.families.some((f) => f.namespaceMissing);
-      const removals = plan.actions.some((a) => a.verb === "remove" || a.verb === "stop");
-      const status: NamespaceStatus = {
-        namespace: ns,
-        resources: plan.resources,
-        held: plan.held,
-        exists,
-        inSync: plan.error === undefined && pendingLines === 0 && plan.held.length === 0 && !removals,
-        pendingLines,
-        rules,
-        chains,
-      };
-      if (plan.error !== undefined) status.error = plan.error;
-      return status;
-    });
-    for (const namespace of stale.keys()) {
-      rows.push({ namespace, resources: [], held: [], exists: true, inSync: false, pendingLines: 0, stale: true, rules: 0, chains: 0 });
-    }
-    return { namespaces: rows, problems: this.takeProblems(), stateRead: this.desired.read };
-  }
-
-  private async dryRun(ns: NsKey): Promise<{ plan: NamespacePlan; counts: Map<string, { rules: number; chains: number }> }> {
-    const context = new LoopContext(ns, this.runner, this.logger.child({ namespace: ns ?? null, dryRun: true }), this.logger, true, this.config);
-    const { work, resources, held } = this.work(ns, undefined, undefined, true);
-    const plan: NamespacePlan = { namespace: ns, resources, held, families: [], actions: context.actions };
-    try {
-      for (const w of work) {
-        context.handlerKind = w.handler.kind;
-        await w.handler.reconcile(context, w.request);
-      }
-      context.handlerKind = undefined;
-      for (const m of context.managerList()) plan.families.push(...(await m.plan()).families);
-    } catch (err) {
-      plan.families = [];
-      plan.error = errorMessage(err);
-      // The logger is bound to the namespace already.
-      context.logger.warn(errorFields(err), "plan failed");
-    }
-    return { plan, counts: countRules(context) };
-  }
-
-  /** What the stale cleanups would remove, by namespace (other objects under their own name). */
-  private async staleNamespaces(): Promise<Map<string, HostAction[]>> {
-    const out = new Map<string, HostAction[]>();
-    for (const action of await this.cleanupStale(true)) {
-      const list = out.get(action.name) ?? [];
-      list.push(action);
-      out.set(action.name, list);
-    }
-    return out;
+  /** Per namespace: in sync or not, what is pending, held or stale (a dry run; see DryRun). */
+  status(): Promise<StatusReport> {
+    return this.dryRun.status();
   }
 
   // ---- passes -------------------------------------------------------------------------------------
@@ -448,8 +261,7 @@ export class ReconcileLoop implements StateSink {
     const outcomes = keys.map(
       (ns) =>
         new Promise<void>((resolve) => {
-          const st = this.state(ns);
-          const waiter: Waiter = (outcome) => {
+          const waiter: RunWaiter = (outcome) => {
             if (!outcome.ok) failed.push({ namespace: ns, error: outcome.error ?? new Error("failed") });
             done++;
             const now = performance.now();
@@ -460,15 +272,12 @@ export class ReconcileLoop implements StateSink {
             }
             resolve();
           };
-          if (this.stopping) waiter({ ok: false, error: new StoppedError() });
-          else this.request(st, { full: true, verify: options.verify, immediate: true, waiter });
+          this.scheduler.request(ns, { full: true, verify: options.verify, immediate: true, waiter });
         }),
     );
     await Promise.all(outcomes);
     const durationMs = performance.now() - started;
-    const failedResources = [...this.failing.values()]
-      .filter((f) => f.held)
-      .map((f) => ({ namespace: f.ns, resource: `${f.kind}/${f.id}`, error: f.error }));
+    const failedResources = this.failing.held().map((f) => ({ namespace: f.ns, resource: `${f.kind}/${f.id}`, error: f.error }));
     if (failed.length === 0 && failedResources.length === 0) this.metrics.lastSuccessfulSync.set(Date.now() / 1000);
     const clean = failed.length === 0 && failedResources.length === 0;
     const log = clean ? this.logger.info.bind(this.logger) : this.logger.warn.bind(this.logger);
@@ -515,227 +324,11 @@ export class ReconcileLoop implements StateSink {
     }, interval * 1000);
   }
 
-  // ---- scheduling ---------------------------------------------------------------------------------
-
-  private state(ns: NsKey): NsState {
-    let st = this.states.get(ns);
-    if (!st) {
-      st = {
-        key: ns,
-        context: undefined,
-        applied: new Map(),
-        appliedHeld: new Map(),
-        appliedIncomplete: new Set(),
-        phase: "idle",
-        timer: undefined,
-        full: false,
-        verify: false,
-        again: false,
-        recheck: new Set(),
-        failures: 0,
-        pendingSince: undefined,
-        waiters: [],
-        counts: new Map(),
-      };
-      this.states.set(ns, st);
-      this.phases.idle++;
-    }
-    return st;
-  }
-
-  /**
-   * Asks for a run of a namespace. `immediate` skips the coalesce window (and a pending retry's
-   * backoff): full passes use it. Requests for a namespace that is already queued, waiting or
-   * running are merged into its next run.
-   */
-  private request(st: NsState, r: { full: boolean; verify: boolean; immediate: boolean; waiter?: Waiter }): void {
-    st.full ||= r.full;
-    st.verify ||= r.verify;
-    if (r.waiter) st.waiters.push(r.waiter);
-    switch (st.phase) {
-      case "running":
-        st.again = true;
-        return;
-      case "ready":
-        return;
-      case "coalescing":
-      case "retrying":
-        if (r.immediate) this.makeReady(st);
-        return;
-      case "requeued":
-        if (st.timer) clearTimeout(st.timer);
-        st.timer = undefined;
-        this.setPhase(st, "idle");
-      // falls through: a requested run replaces the requeued one
-      case "idle":
-        if (r.immediate || this.config.coalesce_ms === 0) this.makeReady(st);
-        else {
-          this.setPhase(st, "coalescing");
-          st.timer = setTimeout(() => {
-            st.timer = undefined;
-            this.makeReady(st);
-          }, this.config.coalesce_ms);
-        }
-    }
-  }
-
-  private makeReady(st: NsState): void {
-    if (st.timer) clearTimeout(st.timer);
-    st.timer = undefined;
-    this.setPhase(st, "ready");
-    this.ready.push(st);
-    this.pump();
-  }
-
-  private setPhase(st: NsState, phase: Phase): void {
-    if (st.timer && phase !== "coalescing" && phase !== "retrying") {
-      clearTimeout(st.timer);
-      st.timer = undefined;
-    }
-    this.phases[st.phase]--;
-    this.phases[phase]++;
-    st.phase = phase;
-  }
-
-  private pump(): void {
-    while (!this.stopping && this.phases.running < this.config.max_parallel_namespaces && this.ready.length > 0) {
-      const st = this.ready.shift()!;
-      if (st.phase !== "ready") continue;
-      const p = this.run(st);
-      this.inflight.add(p);
-      void p.finally(() => this.inflight.delete(p));
-    }
-  }
-
-  private async run(st: NsState): Promise<void> {
-    this.setPhase(st, "running");
-    const waiters = st.waiters.splice(0);
-    const full = st.full;
-    const verify = st.verify;
-    const recheck = st.recheck;
-    const pendingSince = st.pendingSince;
-    st.full = st.verify = st.again = false;
-    st.recheck = new Set();
-    st.pendingSince = undefined;
-    let outcome: Outcome;
-    try {
-      outcome = await this.reconcileNamespace(st, full, verify, recheck, pendingSince);
-    } catch (err) {
-      // reconcileNamespace handles its own errors; this is a bug guard.
-      outcome = { ok: false, error: asError(err) };
-      this.logger.error({ err, namespace: st.key }, "reconcile loop error");
-    }
-    this.setPhase(st, "idle");
-
-    if (outcome.isolated && !this.stopping) {
-      // The resources to blame are held now: the same run again at once lands the rest of the
-      // namespace, and its waiters (a pass) hear of that run, not of this one.
-      st.waiters.unshift(...waiters);
-      st.full = true;
-      st.verify ||= verify;
-      for (const kind of recheck) st.recheck.add(kind);
-      if (pendingSince !== undefined) st.pendingSince = Math.min(pendingSince, st.pendingSince ?? Infinity);
-      this.makeReady(st);
-      this.checkIdle();
-      return;
-    }
-    for (const w of waiters) w(outcome);
-
-    if (!outcome.ok) {
-      st.failures++;
-      st.full = true;
-      if (pendingSince !== undefined) st.pendingSince = Math.min(pendingSince, st.pendingSince ?? Infinity);
-    } else {
-      st.failures = 0;
-    }
-    const requeue = st.context?.takeRequeue();
-    if (!this.stopping) {
-      if (st.waiters.length > 0) this.makeReady(st);
-      else if (!outcome.ok && this.started) this.scheduleRetry(st);
-      else if (st.again) this.request(st, { full: false, verify: false, immediate: false });
-      else if (requeue !== undefined && this.started) this.scheduleRequeue(st, requeue);
-    }
-    this.maybeForget(st);
-    this.pump();
-    this.checkIdle();
-  }
-
-  private scheduleRetry(st: NsState): void {
-    const delay = this.backoff(st.failures);
-    this.setPhase(st, "retrying");
-    this.logger.info({ namespace: st.key, delayMs: delay, failures: st.failures }, "namespace apply will be retried");
-    st.timer = setTimeout(() => {
-      st.timer = undefined;
-      this.metrics.retries.inc();
-      this.makeReady(st);
-    }, delay);
-  }
-
-  private backoff(failures: number): number {
-    return Math.min(this.config.retry_initial_delay_ms * 2 ** Math.min(failures - 1, 30), this.config.retry_max_delay_ms);
-  }
-
-  /** A held failed resource is tried again alone after its backoff (the namespace's other resources are applied). */
-  private scheduleResourceRetry(f: Failing): void {
-    if (!this.started || this.stopping) return;
-    const delay = this.backoff(f.failures);
-    this.logger.info({ namespace: f.ns ?? null, kind: f.kind, resource: f.id, delayMs: delay, failures: f.failures }, "failed resource will be retried");
-    f.timer = setTimeout(() => {
-      f.timer = undefined;
-      if (this.failing.get(`${f.kind}/${f.id}`) !== f || this.stopping) return;
-      f.held = false;
-      this.updateHeldGauge();
-      this.metrics.retries.inc();
-      this.request(this.state(f.ns), { full: false, verify: false, immediate: true });
-    }, delay);
-    f.timer.unref?.();
-  }
-
-  private scheduleRequeue(st: NsState, requeue: { afterMs: number; kinds: ReadonlySet<string> }): void {
-    this.setPhase(st, "requeued");
-    // Kept for whichever run comes first: the timer's, or a change's that replaces it.
-    for (const kind of requeue.kinds) st.recheck.add(kind);
-    st.timer = setTimeout(() => {
-      st.timer = undefined;
-      this.makeReady(st);
-    }, requeue.afterMs);
-    st.timer.unref?.();
-  }
-
-  /** A handler's waker: call it again in this namespace soon (coalesced like a change), nothing re-read. */
-  private wake(ns: NsKey, kind: string): void {
-    if (!this.started || this.stopping) return;
-    const st = this.states.get(ns);
-    // A forgotten namespace has nothing desired and nothing applied: nothing to look at again.
-    if (!st) return;
-    st.recheck.add(kind);
-    this.request(st, { full: false, verify: false, immediate: false });
-  }
-
-  /** A namespace with nothing desired, nothing applied and nothing pending is forgotten. */
-  private maybeForget(st: NsState): void {
-    if (st.phase !== "idle" || st.waiters.length > 0 || st.again || st.failures > 0) return;
-    if (this.desired.has(st.key) || hasAny(st.applied) || this.homeOf(st.key).length > 0) return;
-    this.dropContext(st);
-    this.states.delete(st.key);
-    this.phases.idle--;
-  }
-
-  private isIdle(): boolean {
-    if (this.phases.running > 0 || this.phases.ready > 0 || this.phases.coalescing > 0 || this.phases.retrying > 0) return false;
-    // A failed resource waiting for its retry is a retry backoff too.
-    for (const f of this.failing.values()) if (f.timer) return false;
-    return true;
-  }
-
-  private checkIdle(): void {
-    if (this.idleWaiters.length === 0 || !this.isIdle()) return;
-    for (const w of this.idleWaiters.splice(0)) w();
-  }
+  // ---- namespaces ---------------------------------------------------------------------------------
 
   private allNamespaces(): NsKey[] {
     const keys = new Set<NsKey>(this.desired.namespaces());
-    for (const [k, st] of this.states) if (hasAny(st.applied) || st.context) keys.add(k);
+    for (const [k, run] of this.runs) if (hasAny(run.applied) || run.context) keys.add(k);
     for (const h of this.handlers) if (this.desired.complete(h.kind)) for (const ns of this.homeNamespaces(h)) keys.add(ns);
     return [...keys];
   }
@@ -754,63 +347,50 @@ export class ReconcileLoop implements StateSink {
 
   /** Ids held in a namespace for a kind: stand-ins of invalid input, and failed resources waiting for their retry. */
   private heldIn(ns: NsKey, kind: string, desired: ReadonlyMap<string, unknown>): Set<string> {
-    const held = new Set<string>();
+    const held = new Set<string>(this.failing.heldIn(ns, kind, desired));
     for (const id of desired.keys()) if (this.desired.isHeld(kind, id)) held.add(id);
-    for (const f of this.failing.values()) if (f.held && f.kind === kind && f.ns === ns && desired.has(f.id)) held.add(f.id);
     return held;
   }
 
-  /** What each handler has to do in a namespace: the desired state now against what `applied` holds. */
+  /** What each handler has to do in a namespace (see namespaceWork); the home handlers join full passes. */
   private work(
     ns: NsKey,
-    applied: ByKind | undefined,
-    appliedHeld: ReadonlyMap<string, ReadonlySet<string>> | undefined,
-    full: boolean,
-    recheck: ReadonlySet<string> = new Set(),
-    /** Kinds called even with nothing to do here: their input is incomplete, or just turned complete. */
-    always: ReadonlySet<string> = new Set(),
-  ): { work: Work[]; resources: string[]; held: string[]; heldByKind: Map<string, ReadonlySet<string>>; desired: ByKind } {
-    const desired = this.desired.in(ns);
-    const work: Work[] = [];
-    const resources: string[] = [];
-    const heldList: string[] = [];
-    const heldByKind = new Map<string, ReadonlySet<string>>();
-    const home = new Set(full ? this.homeOf(ns) : []);
-    for (const handler of this.handlers) {
-      const want = desired.get(handler.kind) ?? new Map<string, unknown>();
-      const had = applied?.get(handler.kind) ?? new Map<string, unknown>();
-      const held = this.heldIn(ns, handler.kind, want);
-      const wasHeld = appliedHeld?.get(handler.kind) ?? new Set<string>();
-      heldByKind.set(handler.kind, held);
-      for (const id of held) heldList.push(`${handler.kind}/${id}`);
-      const changed = new Set<string>();
-      const removed = new Map<string, unknown>();
-      for (const [id, r] of want) {
-        if (full || !had.has(id) || !same(handler, had.get(id), r) || held.has(id) !== wasHeld.has(id)) changed.add(id);
-      }
-      for (const [id, r] of had) if (!want.has(id)) removed.set(id, r);
-      if (changed.size === 0 && removed.size === 0 && !recheck.has(handler.kind) && !home.has(handler) && !always.has(handler.kind)) continue;
-      for (const id of changed) resources.push(`${handler.kind}/${id}`);
-      for (const id of removed.keys()) resources.push(`${handler.kind}/${id}`);
-      work.push({ handler, request: { desired: want, changed, removed, full, held, complete: this.desired.complete(handler.kind) } });
-    }
-    return { work, resources, held: heldList, heldByKind, desired };
+    run: { full: boolean; applied?: ByKind; appliedHeld?: ReadonlyMap<string, ReadonlySet<string>>; recheck?: ReadonlySet<string>; always?: ReadonlySet<string> },
+  ): NamespaceWork {
+    return namespaceWork({
+      ...run,
+      handlers: this.handlers,
+      desired: this.desired.in(ns),
+      home: new Set(run.full ? this.homeOf(ns) : []),
+      heldIn: (kind, desired) => this.heldIn(ns, kind, desired),
+      complete: (kind) => this.desired.complete(kind),
+    });
   }
 
-  private async reconcileNamespace(st: NsState, full: boolean, verify: boolean, recheck: ReadonlySet<string>, pendingSince: number | undefined): Promise<Outcome> {
-    const ns = st.key;
+  /** One run of a namespace (the scheduler's `run`); the handlers' requeue requests go back with the outcome. */
+  private async reconcileNamespace(ns: NsKey, request: RunRequest): Promise<RunOutcome> {
+    let run = this.runs.get(ns);
+    if (!run) this.runs.set(ns, (run = { context: undefined, applied: new Map(), appliedHeld: new Map(), appliedIncomplete: new Set() }));
+    const outcome = await this.runNamespace(ns, run, request);
+    const requeue = run.context?.takeRequeue();
+    return requeue ? { ...outcome, requeue } : outcome;
+  }
+
+  private async runNamespace(ns: NsKey, st: NamespaceRun, request: RunRequest): Promise<RunOutcome> {
+    const { verify, recheck, pendingSince } = request;
+    let full = request.full;
     const incomplete = new Set(this.handlers.filter((h) => !this.desired.complete(h.kind)).map((h) => h.kind));
     const completed = [...st.appliedIncomplete].filter((kind) => !incomplete.has(kind));
     if (completed.length > 0) {
       // Input that was incomplete is complete now: what was kept for want of it (in the managers'
       // models, unknown to the loop) goes, so the run starts from fresh managers, as a full pass.
-      this.dropContext(st);
+      this.dropContext(ns, st);
       full = true;
     }
     // On a full pass a kind whose input is incomplete is called everywhere, even with nothing
     // desired here, so that it keeps what the kernel has; and once more when it turned complete.
     const always = new Set(full && this.desired.read ? [...incomplete, ...completed] : completed);
-    const { work, resources, heldByKind, desired } = this.work(ns, st.applied, st.appliedHeld, full, recheck, always);
+    const { work, resources, heldByKind, desired } = this.work(ns, { full, applied: st.applied, appliedHeld: st.appliedHeld, recheck, always });
     if (work.length === 0 && !(verify && st.context)) {
       // Nothing changed (e.g. a change reverted within the window).
       st.applied = desired;
@@ -825,7 +405,9 @@ export class ReconcileLoop implements StateSink {
     // A full pass re-reads the kernel; with `verify` the verify after the apply does that (and counts the drift).
     if (context && full && !verify) for (const m of context.managerList()) m.invalidate();
     context ??= st.context = new LoopContext(ns, this.runner, logger, this.logger, false, this.config, {
-      wake: (kind) => this.wake(ns, kind),
+      wake: (kind) => {
+        if (this.started && !this.stopping) this.scheduler.wake(ns, kind);
+      },
       live: () => this.started && !this.stopping,
     });
     const results: ApplyResult[] = [];
@@ -863,19 +445,22 @@ export class ReconcileLoop implements StateSink {
         // Only removals were left, and the namespace went away with its rules: nothing to do.
         st.applied = desired;
         st.appliedHeld = heldByKind;
-        this.dropContext(st);
+        this.dropContext(ns, st);
         logger.info({ resources: resources.length }, "namespace is gone; nothing left to remove");
         await this.notify({ namespace: ns, resources, durationMs, full });
         return { ok: true };
       }
       // The managers may be half-changed (a handler threw) or out of step with the kernel: the retry
       // starts from fresh ones, which re-read the kernel.
-      this.dropContext(st);
+      this.dropContext(ns, st);
       const code = errorCode(error) ?? (failingKind ? "HANDLER_FAILED" : "UNKNOWN");
       this.metrics.restoreErrors.inc({ code });
-      const culprits = this.culprits(error, desired, heldByKind);
+      const culprits = this.failing.culprits(error, desired, heldByKind);
       if (culprits.length > 0) {
-        for (const { kind, id } of culprits) this.holdFailed(ns, kind, id, error);
+        for (const { kind, id } of culprits) {
+          this.metrics.resourceFailures.inc({ kind });
+          this.failing.hold(ns, kind, id, error);
+        }
         logger.error(
           { ...errorFields(error), code, kind: failingKind, held: culprits.map((c) => `${c.kind}/${c.id}`), durationMs: Math.round(durationMs) },
           "resource failed to apply; held as the kernel has it, the rest of the namespace applies now, it is retried alone",
@@ -895,7 +480,7 @@ export class ReconcileLoop implements StateSink {
     st.applied = desired;
     st.appliedHeld = heldByKind;
     st.appliedIncomplete = incomplete;
-    this.settleFailing(ns, heldByKind);
+    this.failing.settle(ns, heldByKind);
     const result = mergeResults(results);
     this.metrics.applyDuration.observe({ kind: full ? "full" : "partial" }, durationMs / 1000);
     let lockRetries = 0;
@@ -911,9 +496,9 @@ export class ReconcileLoop implements StateSink {
     if (pendingSince !== undefined) this.metrics.eventToApplied.observe((performance.now() - pendingSince) / 1000);
     if (!this.desired.has(ns) && desired.size === 0 && this.homeOf(ns).length === 0) {
       // Nothing left here: forget the managers (their rules were removed by this run).
-      this.dropContext(st);
+      this.dropContext(ns, st);
     } else {
-      this.setCounts(st, countRules(context));
+      this.ruleTotals.set(ns, countRules(context.managerList()));
     }
     const removed = work.reduce((n, w) => n + w.request.removed.size, 0);
     const changed = work.reduce((n, w) => n + (w.request.full ? 0 : w.request.changed.size), 0);
@@ -925,78 +510,17 @@ export class ReconcileLoop implements StateSink {
     return { ok: true };
   }
 
-  /**
-   * The resources a failure is tied to, as its error names them (`resource` or `resources`,
-   * `kind/id`, along the `cause` chain): those desired in this namespace and not held yet.
-   */
-  private culprits(error: Error, desired: ByKind, held: ReadonlyMap<string, ReadonlySet<string>>): { kind: string; id: string }[] {
-    const out: { kind: string; id: string }[] = [];
-    const seen = new Set<string>();
-    for (const name of resourcesOf(error)) {
-      const slash = name.indexOf("/");
-      if (slash <= 0 || seen.has(name)) continue;
-      seen.add(name);
-      const kind = name.slice(0, slash);
-      const id = name.slice(slash + 1);
-      if (!desired.get(kind)?.has(id) || held.get(kind)?.has(id)) continue;
-      const f = this.failing.get(name);
-      if (f?.held) continue;
-      out.push({ kind, id });
-    }
-    return out;
-  }
-
-  private holdFailed(ns: NsKey, kind: string, id: string, error: Error): void {
-    const key = `${kind}/${id}`;
-    const before = this.failing.get(key);
-    if (before?.timer) clearTimeout(before.timer);
-    const f: Failing = { ns, kind, id, error, failures: (before?.failures ?? 0) + 1, held: true, timer: undefined };
-    this.failing.set(key, f);
-    this.metrics.resourceFailures.inc({ kind });
-    this.updateHeldGauge();
-    this.scheduleResourceRetry(f);
-  }
-
-  /** After a successful run: failed resources it applied (not held any more) have recovered. */
-  private settleFailing(ns: NsKey, held: ReadonlyMap<string, ReadonlySet<string>>): void {
-    let changed = false;
-    for (const [key, f] of this.failing) {
-      if (f.ns !== ns || f.held || held.get(f.kind)?.has(f.id)) continue;
-      this.failing.delete(key);
-      this.logger.info({ namespace: ns ?? null, kind: f.kind, resource: f.id, failures: f.failures }, "failed resource applied");
-      changed = true;
-    }
-    if (changed) this.updateHeldGauge();
-  }
-
   private updateHeldGauge(): void {
     let invalid = 0;
     for (const h of this.handlers) for (const id of this.desired.ofKind(h.kind).keys()) if (this.desired.isHeld(h.kind, id)) invalid++;
-    let failed = 0;
-    for (const f of this.failing.values()) if (f.held) failed++;
+    const failed = this.failing.held().length;
     this.metrics.heldResources.set({ reason: "invalid" }, invalid);
     this.metrics.heldResources.set({ reason: "failed" }, failed);
   }
 
-  private dropContext(st: NsState): void {
-    st.context = undefined;
-    if (!hasAny(st.applied) && !this.desired.has(st.key)) this.setCounts(st, new Map());
-  }
-
-  private setCounts(st: NsState, counts: Map<string, { rules: number; chains: number }>): void {
-    const labels = new Set([...st.counts.keys(), ...counts.keys()]);
-    for (const label of labels) {
-      const before = st.counts.get(label) ?? { rules: 0, chains: 0 };
-      const after = counts.get(label) ?? { rules: 0, chains: 0 };
-      const t = this.totals.get(label) ?? { rules: 0, chains: 0 };
-      t.rules += after.rules - before.rules;
-      t.chains += after.chains - before.chains;
-      this.totals.set(label, t);
-      const [family, table] = label.split("/") as [string, string];
-      this.metrics.rules.set({ family, table }, t.rules);
-      this.metrics.chains.set({ family, table }, t.chains);
-    }
-    st.counts = counts;
+  private dropContext(ns: NsKey, run: NamespaceRun): void {
+    run.context = undefined;
+    if (!hasAny(run.applied) && !this.desired.has(ns)) this.ruleTotals.set(ns, new Map());
   }
 
   private async notify(event: ApplyEvent): Promise<void> {
@@ -1018,89 +542,12 @@ export class ReconcileLoop implements StateSink {
   }
 }
 
-function countRules(context: LoopContext): Map<string, { rules: number; chains: number }> {
-  const counts = new Map<string, { rules: number; chains: number }>();
-  for (const m of context.managerList()) {
-    for (const family of (m.useIpv6 ? [4, 6] : [4]) as IpFamily[]) {
-      for (const table of Object.values(m.tables(family))) {
-        const label = `${familyLabel(family)}/${table.name}`;
-        const c = counts.get(label) ?? { rules: 0, chains: 0 };
-        c.chains += [...table.declaredChains()].length;
-        for (const chain of table.chainsWithRules()) c.rules += table.renderChain(chain).length;
-        counts.set(label, c);
-      }
-    }
-  }
-  return counts;
-}
-
-function familyLabel(family: IpFamily): string {
-  return family === 4 ? "ipv4" : "ipv6";
-}
-
 function mergeResults(results: readonly ApplyResult[]): ApplyResult {
   const families: FamilyApplyResult[] = results.flatMap((r) => r.families);
   return { families, sent: results.some((r) => r.sent), lines: results.reduce((n, r) => n + r.lines, 0), deferred: false };
 }
 
-function hasAny(byKind: ByKind): boolean {
-  for (const m of byKind.values()) if (m.size > 0) return true;
+function hasAny(byKind: ByKind | undefined): boolean {
+  for (const m of byKind?.values() ?? []) if (m.size > 0) return true;
   return false;
-}
-
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
-function errorCode(err: Error): string | undefined {
-  const code = (err as unknown as { code?: unknown }).code;
-  return typeof code === "string" ? code : undefined;
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** The resources an error names (`resources`, else `resource`), along its `cause` chain. */
-function resourcesOf(err: unknown): string[] {
-  const out: string[] = [];
-  for (let e: unknown = err, depth = 0; typeof e === "object" && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    const { resources, resource } = e as { resources?: unknown; resource?: unknown };
-    if (Array.isArray(resources)) out.push(...resources.filter((r): r is string => typeof r === "string"));
-    else if (typeof resource === "string") out.push(resource);
-  }
-  return out;
-}
-
-/**
- * The fields of an error worth a log line. Typed errors (with a `code`) give their fields (code,
- * resource, line, context, ...) and the first line of their message; anything else (a handler's
- * bug) is logged whole, stack included. `namespace` is left to the caller's logger bindings.
- */
-function errorFields(err: unknown): Record<string, unknown> {
-  if (typeof err !== "object" || err === null) return { error: String(err) };
-  const e = err as Record<string, unknown>;
-  if (typeof e.code !== "string") return { err };
-  const out: Record<string, unknown> = { error: String(e.message ?? "").split("\n")[0], type: e.name };
-  for (const k of ["code", "resource", "resources", "line", "lineText", "chain", "table", "exitCode", "plugin"]) {
-    if (e[k] !== undefined) out[k] = e[k];
-  }
-  if (typeof e.stderr === "string" && e.stderr) out.stderr = e.stderr.trim();
-  if (Array.isArray(e.context) && e.context.length > 0) {
-    out.context = (e.context as { number: number; text: string; failing: boolean }[]).map((c) => `${c.failing ? ">" : " "}${c.number}: ${c.text}`);
-  }
-  return out;
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

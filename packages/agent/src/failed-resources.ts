@@ -1,0 +1,144 @@
+import type { Logger } from "pino";
+import type { ByKind, NsKey } from "./desired-state.js";
+import { resourcesOf } from "./error-fields.js";
+
+/** A resource whose apply failed, by `kind/id`. */
+export interface FailingResource {
+  readonly ns: NsKey;
+  readonly kind: string;
+  readonly id: string;
+  readonly error: Error;
+  /** Consecutive failures (backoff exponent). */
+  readonly failures: number;
+  /** Held until its retry: the rest of the namespace applies meanwhile. */
+  readonly held: boolean;
+}
+
+interface Entry extends FailingResource {
+  held: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export interface FailedResourcesOptions {
+  logger: Logger;
+  /** Delay before the retry after the given number of consecutive failures. */
+  backoff(failures: number): number;
+  /** False while the loop is not started or is stopping: no retry is scheduled or fires. */
+  live(): boolean;
+  /** A held resource's backoff ran out: it is not held any more; run its namespace. */
+  retry(resource: FailingResource): void;
+  /** The number of held resources may have changed (for the gauge). */
+  changed(): void;
+}
+
+/**
+ * The resources whose apply failed (DESIGN §5a, failure isolation). A failure whose error names
+ * resources holds them: their namespace runs again at once without them, so the rest of it lands,
+ * and they keep what the kernel has. Each is retried alone after its own capped exponential
+ * backoff; it leaves this set when a run applies it, or when it is no longer desired.
+ */
+export class FailedResources {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly options: FailedResourcesOptions) {}
+
+  /**
+   * The resources a failure is tied to, as its error names them (`resource` or `resources`,
+   * `kind/id`, along the `cause` chain): those desired in the namespace and not held already.
+   */
+  culprits(error: unknown, desired: ByKind, held: ReadonlyMap<string, ReadonlySet<string>>): { kind: string; id: string }[] {
+    const out: { kind: string; id: string }[] = [];
+    const seen = new Set<string>();
+    for (const name of resourcesOf(error)) {
+      const slash = name.indexOf("/");
+      if (slash <= 0 || seen.has(name)) continue;
+      seen.add(name);
+      const kind = name.slice(0, slash);
+      const id = name.slice(slash + 1);
+      if (!desired.get(kind)?.has(id) || held.get(kind)?.has(id)) continue;
+      if (this.entries.get(name)?.held) continue;
+      out.push({ kind, id });
+    }
+    return out;
+  }
+
+  /** Holds a resource after a failure and schedules its retry. */
+  hold(ns: NsKey, kind: string, id: string, error: Error): void {
+    const key = `${kind}/${id}`;
+    const before = this.entries.get(key);
+    if (before?.timer) clearTimeout(before.timer);
+    const entry: Entry = { ns, kind, id, error, failures: (before?.failures ?? 0) + 1, held: true, timer: undefined };
+    this.entries.set(key, entry);
+    this.options.changed();
+    this.schedule(entry);
+  }
+
+  /** Schedules the retry of every held resource that has none (the loop just started). */
+  scheduleAll(): void {
+    for (const e of this.entries.values()) if (e.held && !e.timer) this.schedule(e);
+  }
+
+  /** The failed resources held in a namespace for a kind, among `desired`. */
+  heldIn(ns: NsKey, kind: string, desired: ReadonlyMap<string, unknown>): string[] {
+    const out: string[] = [];
+    for (const e of this.entries.values()) if (e.held && e.kind === kind && e.ns === ns && desired.has(e.id)) out.push(e.id);
+    return out;
+  }
+
+  /** After a successful run of a namespace: the failed resources it applied (not held) have recovered. */
+  settle(ns: NsKey, held: ReadonlyMap<string, ReadonlySet<string>>): void {
+    let changed = false;
+    for (const [key, e] of this.entries) {
+      if (e.ns !== ns || e.held || held.get(e.kind)?.has(e.id)) continue;
+      this.entries.delete(key);
+      this.options.logger.info({ namespace: ns ?? null, kind: e.kind, resource: e.id, failures: e.failures }, "failed resource applied");
+      changed = true;
+    }
+    if (changed) this.options.changed();
+  }
+
+  /** Failed resources that are no longer desired are not retried. */
+  forgetUndesired(desired: (kind: string, id: string) => boolean): void {
+    for (const [key, e] of this.entries) {
+      if (desired(e.kind, e.id)) continue;
+      if (e.timer) clearTimeout(e.timer);
+      this.entries.delete(key);
+    }
+  }
+
+  /** The held ones, for reports. */
+  held(): FailingResource[] {
+    return [...this.entries.values()].filter((e) => e.held);
+  }
+
+  /** A retry is waiting for its backoff (the loop is not idle). */
+  waiting(): boolean {
+    for (const e of this.entries.values()) if (e.timer) return true;
+    return false;
+  }
+
+  /** Cancels every pending retry; the resources stay held. */
+  stop(): void {
+    for (const e of this.entries.values()) {
+      if (e.timer) clearTimeout(e.timer);
+      e.timer = undefined;
+    }
+  }
+
+  private schedule(entry: Entry): void {
+    if (!this.options.live()) return;
+    const delay = this.options.backoff(entry.failures);
+    this.options.logger.info(
+      { namespace: entry.ns ?? null, kind: entry.kind, resource: entry.id, delayMs: delay, failures: entry.failures },
+      "failed resource will be retried",
+    );
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      if (this.entries.get(`${entry.kind}/${entry.id}`) !== entry || !this.options.live()) return;
+      entry.held = false;
+      this.options.changed();
+      this.options.retry(entry);
+    }, delay);
+    entry.timer.unref?.();
+  }
+}
