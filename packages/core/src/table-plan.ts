@@ -200,7 +200,7 @@ function checkJumpTargets(
     });
   };
   // A new chain's rules all jump somewhere new (their targets are known from the table); in a chain
-  // that was there only the inserted rules can: one port added to a 4,000-rule FORWARD checks two.
+  // that was there only the inserted rules can: one port added to a long FORWARD checks its two.
   for (const chain of created) for (const target of table.jumpTargets(chain)) check(chain, target);
   for (const { chain, rules } of inserted) for (const text of rules) check(chain, ruleJumpTarget(text));
 }
