@@ -1,6 +1,6 @@
 import "reflect-metadata";
 import { createRequire } from "node:module";
-import { ExecaRunner, type IptablesRunner } from "@chainwarden/core";
+import { ExecaRunner, type HostRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
 import semver from "semver";
 import { container as rootContainer, type DependencyContainer } from "tsyringe";
@@ -48,7 +48,7 @@ export interface AgentOptions {
   /** The app's default plugins first, then those the config names (`loadPluginsFromConfig`). */
   plugins: readonly AgentPluginEntry[];
   /** Default: an `ExecaRunner` with the configured backend and lock wait. */
-  runner?: IptablesRunner;
+  runner?: HostRunner;
   /** Default: `createLogger` at the configured level. */
   logger?: Logger;
   /** Namespace for resources whose handler names none; default: the config's `netns`. */
@@ -106,7 +106,7 @@ export class Agent {
   readonly version: string;
   readonly config: AgentConfig;
   readonly logger: Logger;
-  readonly runner: IptablesRunner;
+  readonly runner: HostRunner;
   readonly metrics: AgentMetrics;
   /** The agent's own container: extensions and services live here; plugins see typed services only. */
   private readonly container: DependencyContainer;

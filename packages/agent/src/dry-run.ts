@@ -1,4 +1,4 @@
-import { listNamespaces, type IptablesRunner } from "@chainwarden/core";
+import { listNamespaces, type HostRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
 import type { Problem } from "./agent-errors.js";
 import type { AgentConfig } from "./config-schema.js";
@@ -26,7 +26,7 @@ export interface DryRunSource {
 
 export interface DryRunOptions {
   source: DryRunSource;
-  runner: IptablesRunner;
+  runner: HostRunner;
   logger: Logger;
   config: AgentConfig;
 }

@@ -1,4 +1,4 @@
-import type { ApplyResult, IptablesManager, IptablesManagerOptions, IptablesRunner } from "@chainwarden/core";
+import type { ApplyResult, IptablesManager, IptablesManagerOptions, HostRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
 import { createExtensionPoint } from "./extension-point.js";
 import type { Problem } from "./agent-errors.js";
@@ -71,7 +71,12 @@ export interface HostAction {
 export interface ReconcileContext {
   /** The network namespace (undefined: the agent's default, e.g. the host's own). */
   readonly namespace: string | undefined;
-  readonly runner: IptablesRunner;
+  /**
+   * Every tool on the host. Take the narrowest runner you use in your own code (`IpsetRunner`,
+   * `ConntrackRunner`, `IpRunner`, `ProcessRunner`, `IptablesRunner`): its tests then need only the
+   * fakes of those tools.
+   */
+  readonly runner: HostRunner;
   readonly logger: Logger;
   /** True for `plan` and `status`: compute rules, change nothing on the host (no namespaces, no processes). */
   readonly dryRun: boolean;
@@ -177,7 +182,7 @@ export interface ResourceHandler<R = unknown> {
 }
 
 export interface StaleCleanupContext {
-  readonly runner: IptablesRunner;
+  readonly runner: HostRunner;
   readonly logger: Logger;
   /** Say what would be removed; remove nothing. */
   readonly dryRun: boolean;

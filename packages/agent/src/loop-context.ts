@@ -4,7 +4,7 @@ import {
   wrapNameFor,
   type CoreLogger,
   type IptablesManagerOptions,
-  type IptablesRunner,
+  type HostRunner,
 } from "@chainwarden/core";
 import type { Logger } from "pino";
 import { AgentError } from "./agent-errors.js";
@@ -25,7 +25,7 @@ export class LoopContext implements ReconcileContext {
 
   constructor(
     readonly namespace: string | undefined,
-    readonly runner: IptablesRunner,
+    readonly runner: HostRunner,
     readonly logger: Logger,
     /** Core logs name the namespace themselves: its logger is not bound to it. */
     private readonly coreLogger: CoreLogger,

@@ -1,4 +1,4 @@
-import type { IptablesRunner } from "@chainwarden/core";
+import type { HostRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
 import type { z } from "zod";
 import type { AgentMetrics } from "./agent-metrics.js";
@@ -61,8 +61,8 @@ export interface PluginEnvironment<TOptions, TSettings = Record<string, never>> 
   readonly logger: Logger;
   /** The agent's metrics: serve gauges and counters of your own (`metrics.gauge`, `metrics.counter`). */
   readonly metrics: AgentMetrics;
-  /** The agent's command runner (iptables, ip, ipset, conntrack, processes), as the agent uses it. */
-  readonly runner: IptablesRunner;
+  /** Every tool on the host (iptables, ip, ipset, conntrack, node), as the agent runs them; pass on the narrowest runner your code uses. */
+  readonly runner: HostRunner;
   addExtension<T>(point: ExtensionPoint<T>, extension: T): void;
   /**
    * The extensions added to a point so far, in registration order. Read them when you need them (in

@@ -1,4 +1,4 @@
-import type { ApplyResult, FamilyApplyResult, IptablesRunner } from "@chainwarden/core";
+import type { ApplyResult, FamilyApplyResult, HostRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
 import { AgentError, type Problem } from "./agent-errors.js";
 import type { AgentMetrics } from "./agent-metrics.js";
@@ -18,7 +18,7 @@ export interface ReconcileLoopOptions {
   /** In registration order: within one namespace they reconcile in this order. */
   handlers: readonly ResourceHandler[];
   observers: readonly ApplyObserver[];
-  runner: IptablesRunner;
+  runner: HostRunner;
   logger: Logger;
   metrics: AgentMetrics;
   config: AgentConfig;
@@ -79,7 +79,7 @@ interface NamespaceRun {
 export class ReconcileLoop implements StateSink {
   private readonly handlers: readonly ResourceHandler[];
   private readonly observers: readonly ApplyObserver[];
-  private readonly runner: IptablesRunner;
+  private readonly runner: HostRunner;
   private readonly logger: Logger;
   private readonly metrics: AgentMetrics;
   private readonly config: AgentConfig;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CanonicalCache } from "./canonical-cache.js";
 import { IptablesManager } from "./iptables-manager.js";
-import type { IptablesRunner } from "./runner.js";
+import type { IptablesRunner } from "./iptables-runner.js";
 
 // The manager only needs a runner to apply; these tests never apply.
 const runner = {} as IptablesRunner;

@@ -1,4 +1,4 @@
-import type { IpFamily } from "./runner.js";
+import type { IpFamily } from "./iptables-runner.js";
 
 /**
  * Canonical rule text by rule and comment, per IP family and strictness.

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { CommandError, NamespaceGoneError } from "./errors.js";
 import { namespacePerTest } from "./test-support/namespace-per-test.js";
-import { PREPARED_INPUT } from "./runner.js";
+import { PREPARED_INPUT } from "./command-runner.js";
 
 describe("ExecaRunner.prepare (real commands in a namespace)", () => {
   const lab = namespacePerTest("cw-prep");

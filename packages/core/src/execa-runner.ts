@@ -7,29 +7,11 @@ import { execa, type Options, type ResultPromise } from "execa";
 import { BackendUnavailableError, CommandError, NamespaceGoneError, SaveError, XtablesLockError } from "./errors.js";
 import { FifoInput } from "./fifo-input.js";
 import { classifyRestoreFailure } from "./restore-failure.js";
+import type { HostRunner } from "./host-runner.js";
 import { SpawnHelper } from "./spawn-helper.js";
-import {
-  parseIptablesVersion,
-  type AuxCommand,
-  type Backend,
-  type BackendChoice,
-  type ExecOptions,
-  type ExecResult,
-  type IptablesRunner,
-  type IptablesVersion,
-  PREPARED_INPUT,
-  type PreparedCommand,
-  type PrepareOptions,
-  type RestoreOptions,
-  type RestoreStream,
-  type SaveOptions,
-  type SpawnedProcess,
-  type SpawnOptions,
-  type Target,
-  type WatchedCommand,
-  type WatchOptions,
-  type XtablesLockHold,
-} from "./runner.js";
+import { type AuxCommand, type ExecOptions, type ExecResult, PREPARED_INPUT, type PreparedCommand, type PrepareOptions, type WatchedCommand, type WatchOptions } from "./command-runner.js";
+import { parseIptablesVersion, type Backend, type BackendChoice, type IptablesVersion, type RestoreOptions, type RestoreStream, type SaveOptions, type Target, type XtablesLockHold } from "./iptables-runner.js";
+import type { SpawnedProcess, SpawnOptions } from "./process-runner.js";
 import { lockDescriptor, takeXtablesLock, waitsForLock } from "./xtables-lock-hold.js";
 import { XTABLES_LOCK_HELD } from "./xtables-lock-message.js";
 
@@ -55,10 +37,10 @@ const HELPER_INPUT_LIMIT = 1 << 20;
 const NAMESPACE_GONE = /Cannot open network namespace "[^"]*": No such file or directory/;
 
 /**
- * The production `IptablesRunner`: runs the iptables tools with execa (argument arrays, never a
- * shell), inside `ip netns exec NS` when a namespace is named.
+ * The production runner of every tool (`HostRunner`: iptables, ip, ipset, conntrack, node) with
+ * execa (argument arrays, never a shell), inside `ip netns exec NS` when a namespace is named.
  */
-export class ExecaRunner implements IptablesRunner {
+export class ExecaRunner implements HostRunner {
   private readonly choice: BackendChoice;
   private readonly env: Record<string, string>;
   private readonly lockWaitSeconds: number;

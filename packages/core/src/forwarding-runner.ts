@@ -1,20 +1,10 @@
-import type {
-  AuxCommand,
-  Backend,
-  ExecOptions,
-  ExecResult,
-  IptablesRunner,
-  IptablesVersion,
-  RestoreOptions,
-  SaveOptions,
-  SpawnedProcess,
-  SpawnOptions,
-  Target,
-  XtablesLockHold,
-} from "./runner.js";
+import type { AuxCommand, ExecOptions, ExecResult } from "./command-runner.js";
+import type { HostRunner } from "./host-runner.js";
+import type { Backend, IptablesVersion, RestoreOptions, SaveOptions, Target, XtablesLockHold } from "./iptables-runner.js";
+import type { SpawnedProcess, SpawnOptions } from "./process-runner.js";
 
 /**
- * An `IptablesRunner` that passes every call to another one. Extend it and override the calls you
+ * A `HostRunner` that passes every call to another one. Extend it and override the calls you
  * want to watch or change — timing restores, recording conntrack commands, a fake host that models
  * `ip` itself — instead of writing the other five delegations again.
  *
@@ -24,7 +14,7 @@ import type {
  * `holdXtablesLock` (and `holdRefusal`) are passed on when the inner runner has it: the restores
  * it lets run side by side still come through `restore`.
  */
-export class ForwardingRunner<R extends IptablesRunner = IptablesRunner> implements IptablesRunner {
+export class ForwardingRunner<R extends HostRunner = HostRunner> implements HostRunner {
   constructor(protected readonly inner: R) {}
 
   backend(): Promise<Backend> {

@@ -1,5 +1,8 @@
 export * from "./errors.js";
-export * from "./runner.js";
+export * from "./iptables-runner.js";
+export * from "./command-runner.js";
+export * from "./process-runner.js";
+export type { HostRunner } from "./host-runner.js";
 export * from "./execa-runner.js";
 export { ForwardingRunner } from "./forwarding-runner.js";
 export * from "./save-format.js";

@@ -69,7 +69,7 @@ import { validateNamespaceName } from "./netns.js";
 import { renderFamilyPlan, type FamilyPlan } from "./restore-render.js";
 import { StreamedRestore } from "./restore-stream.js";
 import { RestoreWriter, type LockRetryPolicy } from "./restore-writer.js";
-import type { IpFamily, IptablesRunner } from "./runner.js";
+import type { IpFamily, IptablesRunner } from "./iptables-runner.js";
 import { SharedXtablesHold } from "./shared-xtables-hold.js";
 import { planTables, type FamilyDesire, type TablePlan } from "./table-plan.js";
 

@@ -15,7 +15,7 @@ import { IptablesManager, type IptablesManagerOptions } from "./iptables-manager
 import { addNamespace, deleteNamespace, namespaceExists } from "./netns.js";
 import { NamespaceGoneError, RestoreError } from "./errors.js";
 import { normalizeSave, parseSave } from "./save-format.js";
-import type { Backend, IpFamily, RestoreOptions, Target } from "./runner.js";
+import type { Backend, IpFamily, RestoreOptions, Target } from "./iptables-runner.js";
 
 // The repository's copy of the Neutron reference (packages/testing/test-fixtures/README.md); read as files,
 // since core cannot depend on the test kit.

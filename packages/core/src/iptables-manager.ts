@@ -2,7 +2,7 @@ import { kernelChainName, wrapNameFor } from "./chain-names.js";
 import { IptablesApplier, type FamilyApplyResult, type FamilyPlan, type LockRetryPolicy } from "./iptables-applier.js";
 import { IptablesTable, type TableName } from "./iptables-table.js";
 import { silentLogger, type CoreLogger } from "./logger.js";
-import type { IpFamily, IptablesRunner } from "./runner.js";
+import type { IpFamily, IptablesRunner } from "./iptables-runner.js";
 import { UnknownTableError } from "./errors.js";
 import { canonicalizeRule } from "./canonical/canonicalize-rule.js";
 import { commentRule } from "./canonical/comment.js";

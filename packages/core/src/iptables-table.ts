@@ -3,7 +3,7 @@ import { validateComment } from "./canonical/comment.js";
 import { isTargetExtension } from "./canonical/module-specs.js";
 import { ruleJumpTarget } from "./canonical/rule-tokens.js";
 import { ChainNameCollisionError, UnknownChainError } from "./errors.js";
-import type { IpFamily } from "./runner.js";
+import type { IpFamily } from "./iptables-runner.js";
 
 export type TableName = "filter" | "nat" | "mangle" | "raw";
 

@@ -2,7 +2,7 @@ import { describe, expect, it, vi } from "vitest";
 import { NamespaceGoneError } from "./errors.js";
 import { KernelView } from "./kernel-view.js";
 import { silentLogger } from "./logger.js";
-import type { IptablesRunner, SaveOptions, Target } from "./runner.js";
+import type { IptablesRunner, SaveOptions, Target } from "./iptables-runner.js";
 
 const SAVE = `*filter
 :INPUT ACCEPT [0:0]

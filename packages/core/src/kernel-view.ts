@@ -16,7 +16,7 @@
  */
 import { NamespaceGoneError } from "./errors.js";
 import type { CoreLogger } from "./logger.js";
-import type { IpFamily, IptablesRunner } from "./runner.js";
+import type { IpFamily, IptablesRunner } from "./iptables-runner.js";
 import { parseSave } from "./save-format.js";
 
 /** One table of the view: chain → rule texts. */

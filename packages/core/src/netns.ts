@@ -1,5 +1,5 @@
 import { CommandError, InvalidNamespaceNameError } from "./errors.js";
-import type { IptablesRunner } from "./runner.js";
+import type { IpRunner } from "./command-runner.js";
 
 /**
  * Network namespace names as every part of Chainwarden accepts them: they become file names under
@@ -16,7 +16,7 @@ export function validateNamespaceName(name: string): void {
   if (!isNamespaceName(name)) throw new InvalidNamespaceNameError(name);
 }
 
-export async function listNamespaces(runner: IptablesRunner): Promise<string[]> {
+export async function listNamespaces(runner: IpRunner): Promise<string[]> {
   const r = await runner.exec("ip", ["netns", "list"]);
   return r.stdout
     .split("\n")
@@ -24,19 +24,19 @@ export async function listNamespaces(runner: IptablesRunner): Promise<string[]> 
     .filter(Boolean);
 }
 
-export async function namespaceExists(runner: IptablesRunner, name: string): Promise<boolean> {
+export async function namespaceExists(runner: IpRunner, name: string): Promise<boolean> {
   return (await listNamespaces(runner)).includes(name);
 }
 
 /** Creates a network namespace with `lo` up; an existing one is kept (adds are idempotent). */
-export async function addNamespace(runner: IptablesRunner, name: string): Promise<void> {
+export async function addNamespace(runner: IpRunner, name: string): Promise<void> {
   validateNamespaceName(name);
   if (!(await namespaceExists(runner, name))) await runner.exec("ip", ["netns", "add", name]);
   await runner.exec("ip", ["link", "set", "lo", "up"], { namespace: name });
 }
 
 /** Kills what still runs inside, then deletes the namespace. Missing namespaces are fine. */
-export async function deleteNamespace(runner: IptablesRunner, name: string): Promise<void> {
+export async function deleteNamespace(runner: IpRunner, name: string): Promise<void> {
   validateNamespaceName(name);
   const pids = await runner.exec("ip", ["netns", "pids", name], { reject: false });
   for (const pid of pids.stdout.split("\n").map((p) => p.trim()).filter((p) => /^\d+$/.test(p))) {

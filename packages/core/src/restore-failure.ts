@@ -1,5 +1,5 @@
 import { NamespaceGoneError, ResourceProblemError, RestoreError, XtablesLockError } from "./errors.js";
-import type { Target } from "./runner.js";
+import type { Target } from "./iptables-runner.js";
 import { XTABLES_LOCK_HELD } from "./xtables-lock-message.js";
 
 const NAMESPACE_GONE = /Cannot open network namespace "[^"]*": No such file or directory/;

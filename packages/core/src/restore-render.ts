@@ -5,7 +5,7 @@
  * input is as atomic as one table. The result (`FamilyPlan`) is what `plan` shows and `apply` sends,
  * byte for byte.
  */
-import type { IpFamily } from "./runner.js";
+import type { IpFamily } from "./iptables-runner.js";
 import type { ChainChange, TablePlan } from "./table-plan.js";
 
 export interface FamilyPlan {

@@ -4,7 +4,7 @@ import type { FamilyView } from "./kernel-view.js";
 import { silentLogger } from "./logger.js";
 import type { FamilyPlan } from "./restore-render.js";
 import { StreamedRestore } from "./restore-stream.js";
-import type { IptablesRunner, RestoreStream, XtablesLockHold } from "./runner.js";
+import type { IptablesRunner, RestoreStream, XtablesLockHold } from "./iptables-runner.js";
 import { SharedXtablesHold } from "./shared-xtables-hold.js";
 import type { TablePlan } from "./table-plan.js";
 

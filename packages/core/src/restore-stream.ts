@@ -15,7 +15,7 @@ import { isTargetExtension } from "./canonical/module-specs.js";
 import type { TableName, TableState } from "./iptables-table.js";
 import type { FamilyView } from "./kernel-view.js";
 import { closeRestoreInput, type FamilyPlan } from "./restore-render.js";
-import type { RestoreStream, XtablesLockHold } from "./runner.js";
+import type { RestoreStream, XtablesLockHold } from "./iptables-runner.js";
 import { isBuiltinChain } from "./save-format.js";
 import type { SharedXtablesHold } from "./shared-xtables-hold.js";
 import type { ChainChange, TablePlan } from "./table-plan.js";

@@ -4,7 +4,7 @@ import { IptablesTable } from "./iptables-table.js";
 import { silentLogger } from "./logger.js";
 import type { FamilyPlan } from "./restore-render.js";
 import { RestoreWriter } from "./restore-writer.js";
-import type { IptablesRunner, RestoreOptions, RestoreStream, Target, XtablesLockHold } from "./runner.js";
+import type { IptablesRunner, RestoreOptions, RestoreStream, Target, XtablesLockHold } from "./iptables-runner.js";
 import { SharedXtablesHold } from "./shared-xtables-hold.js";
 
 const PLAN: FamilyPlan = { family: 4, namespace: "ns-1", input: "*filter\n-A INPUT -j ACCEPT\nCOMMIT\n", lines: 1, tables: ["filter"], changes: [], full: false };

@@ -12,7 +12,7 @@ import { ResourceProblemError, RestoreError, XtablesLockError } from "./errors.j
 import type { TableState } from "./iptables-table.js";
 import type { CoreLogger } from "./logger.js";
 import type { FamilyPlan } from "./restore-render.js";
-import type { IpFamily, IptablesRunner, RestoreOptions, RestoreStream, XtablesLockHold } from "./runner.js";
+import type { IpFamily, IptablesRunner, RestoreOptions, RestoreStream, XtablesLockHold } from "./iptables-runner.js";
 import type { SharedXtablesHold } from "./shared-xtables-hold.js";
 
 export interface LockRetryPolicy {

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { XtablesLockError } from "./errors.js";
 import type { CoreLogger } from "./logger.js";
-import type { IptablesRunner, XtablesLockHold } from "./runner.js";
+import type { IptablesRunner, XtablesLockHold } from "./iptables-runner.js";
 import { SharedXtablesHold } from "./shared-xtables-hold.js";
 
 function lock() {

@@ -12,7 +12,7 @@
  * restores take turns at the lock as usual.
  */
 import type { CoreLogger } from "./logger.js";
-import type { IptablesRunner, XtablesLockHold } from "./runner.js";
+import type { IptablesRunner, XtablesLockHold } from "./iptables-runner.js";
 
 export interface SharedXtablesHoldOptions {
   runner: IptablesRunner;

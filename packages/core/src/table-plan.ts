@@ -19,7 +19,7 @@ import { ruleJumpTarget } from "./canonical/rule-tokens.js";
 import { UnknownChainError } from "./errors.js";
 import type { TableName, TableState } from "./iptables-table.js";
 import type { FamilyView, KernelTable, OwnershipMemory, TableCommit } from "./kernel-view.js";
-import type { IpFamily } from "./runner.js";
+import type { IpFamily } from "./iptables-runner.js";
 import { isBuiltinChain } from "./save-format.js";
 
 /** What one family of a manager wants, as the applier sees it. */

@@ -1,7 +1,7 @@
 import { closeSync, constants, openSync, readFileSync, statSync } from "node:fs";
 import { execa } from "execa";
 import { CommandError, XtablesLockError } from "./errors.js";
-import type { XtablesLockHold } from "./runner.js";
+import type { XtablesLockHold } from "./iptables-runner.js";
 import { XTABLES_LOCK_HELD } from "./xtables-lock-message.js";
 
 /**

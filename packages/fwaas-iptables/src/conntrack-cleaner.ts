@@ -1,4 +1,4 @@
-import { CommandError, silentLogger, type CoreLogger, type IptablesRunner } from "@chainwarden/core";
+import { CommandError, silentLogger, type ConntrackRunner, type CoreLogger } from "@chainwarden/core";
 import { deleteEntryArgs, parseConntrackEntries, type ConntrackEntry } from "./conntrack-entry.js";
 import type { FirewallRule, IpVersion, PortRange } from "./firewall-rule.js";
 import { networkContains, type IpNetwork } from "./ip-network.js";
@@ -81,7 +81,7 @@ export interface ConntrackResult {
  */
 export class ConntrackCleaner {
   constructor(
-    private readonly runner: IptablesRunner,
+    private readonly runner: ConntrackRunner,
     private readonly logger: CoreLogger = silentLogger,
   ) {}
 

@@ -1,5 +1,5 @@
 import type { ApplyEvent, ReconcileContext, ReconcileRequest } from "@chainwarden/agent";
-import { silentLogger, type CoreLogger, type IptablesManager, type IptablesRunner } from "@chainwarden/core";
+import { silentLogger, type CoreLogger, type ConntrackRunner, type IptablesManager } from "@chainwarden/core";
 import type { L3RouterExtension, Router, RouterExtensionContext } from "@chainwarden/l3-nat";
 import { ConntrackCleaner, isEmptyConntrackPlan, mergeConntrackPlans, type ConntrackPlan } from "./conntrack-cleaner.js";
 import type { RouterBoundFirewall, RouterBoundGroup, RouterBoundResource } from "./fwaas-state.js";
@@ -21,7 +21,7 @@ interface RouterFirewalls {
 const NONE: RouterFirewalls = { firewalls: new Map(), groups: new Map(), heldFirewalls: new Map(), heldGroups: new Map(), incomplete: new Set() };
 
 interface PendingConntrack {
-  runner: IptablesRunner;
+  runner: ConntrackRunner;
   logger: Logger;
   items: { plan: ConntrackPlan; chains: string[] }[];
 }
@@ -154,7 +154,7 @@ export class FwaasCoordinator {
     namespace: string,
     ports: readonly string[],
     firewalls: RouterFirewalls,
-    env: { dryRun: boolean; runner: IptablesRunner; logger: Logger; routerId: string | undefined },
+    env: { dryRun: boolean; runner: ConntrackRunner; logger: Logger; routerId: string | undefined },
   ): Promise<void> {
     let driver = this.drivers.get(manager);
     if (!driver) {

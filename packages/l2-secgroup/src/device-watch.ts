@@ -1,5 +1,5 @@
 /**
- * The device events of one namespace, from `ip -o monitor link` (`IptablesRunner.watch`), so a port
+ * The device events of one namespace, from `ip -o monitor link` (`IpRunner.watch`), so a port
  * is filtered as soon as its tap appears and unfiltered as soon as it goes, instead of at the next
  * poll (Neutron's agent only polls, every `polling_interval` = 2 s, and a port waits that long).
  *
@@ -9,7 +9,7 @@
  * doubles with each end not preceded by an event (up to a minute), so a monitor that cannot run
  * costs one attempt and one warning per back-off, not one per poll.
  */
-import { silentLogger, type CoreLogger, type IptablesRunner, type WatchedCommand } from "@chainwarden/core";
+import { silentLogger, type CoreLogger, type IpRunner, type WatchedCommand } from "@chainwarden/core";
 
 /** One line of `ip -o monitor link`: a device added or changed (`deleted` false), or deleted. */
 export interface LinkEvent {
@@ -30,14 +30,14 @@ const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 60_000;
 
 export interface DeviceWatchOptions {
-  readonly runner: IptablesRunner;
+  readonly runner: IpRunner;
   readonly namespace: string | undefined;
   readonly logger?: CoreLogger;
   readonly onEvent: (event: LinkEvent) => void;
 }
 
 export class DeviceWatch {
-  private readonly runner: IptablesRunner;
+  private readonly runner: IpRunner;
   private readonly namespace: string | undefined;
   private readonly logger: CoreLogger;
   private readonly onEvent: (event: LinkEvent) => void;

@@ -15,7 +15,7 @@
  * Order of one change: `reconcile` (rules into the manager, sets created/refreshed) → the caller
  * applies the manager → `afterApply` (unused sets destroyed, conntrack entries deleted).
  */
-import { NamespaceGoneError, silentLogger, type CoreLogger, type IptablesManager, type IptablesRunner } from "@chainwarden/core";
+import { NamespaceGoneError, silentLogger, type CoreLogger, type ConntrackRunner, type IptablesManager, type IptablesRunner, type IpRunner, type IpsetRunner } from "@chainwarden/core";
 import { conntrackCommands, type ConntrackDeletion } from "./conntrack-cleanup.js";
 import { deletionMayMatch, parseConntrackListing } from "./conntrack-listing.js";
 import { ConntrackZones } from "./conntrack-zones.js";
@@ -28,8 +28,12 @@ import type { KernelCopy } from "./kernel-port-rules.js";
 import type { L2Resource, PortFilterResource } from "./l2-state.js";
 import type { IpVersion } from "./neutron-constants.js";
 
+/** The tools a namespace's firewall runs. */
+export type FirewallRunner = IptablesRunner & IpsetRunner & ConntrackRunner & IpRunner;
+
 export interface FirewallNamespaceOptions {
-  readonly runner: IptablesRunner;
+  /** iptables for the rules, ipset for remote groups, conntrack for cleanups, ip for the devices. */
+  readonly runner: FirewallRunner;
   readonly namespace: string | undefined;
   readonly flavor: FirewallFlavor;
   readonly enableIpset: boolean;
@@ -85,7 +89,7 @@ const STREAM_MIN_PORTS = 64;
 export class FirewallNamespace {
   readonly namespace: string | undefined;
   readonly ipsets: IpsetManager;
-  private readonly runner: IptablesRunner;
+  private readonly runner: FirewallRunner;
   private readonly flavor: FirewallFlavor;
   private readonly enableIpset: boolean;
   private readonly waitForDevices: boolean;

@@ -11,7 +11,7 @@
  *
  * Names and members come from validated input only (ids of safe characters, canonical addresses).
  */
-import { CommandError, silentLogger, type CoreLogger, type IptablesRunner } from "@chainwarden/core";
+import { CommandError, silentLogger, type CoreLogger, type IpsetRunner } from "@chainwarden/core";
 import { formatCidr, formatIp, parseIpPrefix } from "./ip-address.js";
 import { IPSET_PREFIX, IPSET_SWAP_SUFFIX } from "./neutron-constants.js";
 import type { IpsetUse } from "./iptables-firewall-driver.js";
@@ -21,13 +21,13 @@ import { IpsetError } from "./ipset-error.js";
 const OURS = new RegExp(`^${IPSET_PREFIX}IPv[46]`);
 
 export interface IpsetManagerOptions {
-  readonly runner: IptablesRunner;
+  readonly runner: IpsetRunner;
   readonly namespace?: string | undefined;
   readonly logger?: CoreLogger;
 }
 
 export class IpsetManager {
-  private readonly runner: IptablesRunner;
+  private readonly runner: IpsetRunner;
   private readonly namespace: string | undefined;
   private readonly logger: CoreLogger;
   /** Set name → members as last written (sanitized, sorted, joined). */

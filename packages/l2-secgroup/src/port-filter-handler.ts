@@ -15,7 +15,7 @@
  * monitor missed. Neither re-reads the kernel: a port whose fingerprint is unchanged costs a lookup.
  */
 import type { AgentMetrics, ApplyEvent, ApplyObserver, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
-import type { IptablesRunner } from "@chainwarden/core";
+import type { FirewallRunner } from "./firewall-namespace.js";
 import type { FirewallFlavor } from "./firewall-flavor.js";
 import { FirewallNamespace, type NamespaceReconcileResult } from "./firewall-namespace.js";
 import type { L2SecgroupSettings } from "./l2-secgroup-settings.js";
@@ -164,7 +164,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
     return this.namespaces.get(namespace);
   }
 
-  private namespace(key: NsKey, runner: IptablesRunner, logger: ReconcileContext["logger"]): FirewallNamespace {
+  private namespace(key: NsKey, runner: FirewallRunner, logger: ReconcileContext["logger"]): FirewallNamespace {
     let ns = this.namespaces.get(key);
     if (!ns) {
       ns = new FirewallNamespace({ runner, namespace: key, flavor: this.flavor, enableIpset: this.enableIpset, waitForDevices: this.waitForDevices, logger });

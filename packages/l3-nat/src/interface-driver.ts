@@ -1,6 +1,6 @@
 import type { ReconcileContext } from "@chainwarden/agent";
 import { createExtensionPoint } from "@chainwarden/agent";
-import type { IptablesRunner } from "@chainwarden/core";
+import type { IpRunner } from "@chainwarden/core";
 import type { RouterPort } from "./router.js";
 
 /** The agent's pino logger type, without importing pino. */
@@ -8,7 +8,7 @@ type Logger = ReconcileContext["logger"];
 
 /** What a driver gets to plug or unplug one router port. */
 export interface InterfaceDriverContext {
-  readonly runner: IptablesRunner;
+  readonly runner: IpRunner;
   /** The router's namespace, where the port's device must end up. */
   readonly namespace: string;
   readonly logger: Logger;

@@ -2,7 +2,7 @@ import type { ReconcileContext } from "@chainwarden/agent";
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { IptablesRunner, SpawnedProcess } from "@chainwarden/core";
+import type { IpRunner, ProcessRunner, SpawnedProcess } from "@chainwarden/core";
 import { MetadataProxyError } from "./metadata-proxy-error.js";
 import { inspectProxyProcess, parseProxyCommandLine, processAlive, readPidFile, type ProxyProcessInfo } from "./metadata-proxy-inspect.js";
 import { MetadataProxyMonitor, type MonitoredMetadataProxy } from "./metadata-proxy-monitor.js";
@@ -59,7 +59,8 @@ export interface MetadataProxyParams {
   port: number;
   upstream: MetadataUpstream;
   logger: Logger;
-  runner: IptablesRunner;
+  /** node for the proxy; ip for the processes left in its namespace. */
+  runner: ProcessRunner & IpRunner;
   /** Neutron's `state_path` (agent config): where pid files and logs live, see `metadataProxyFiles`. */
   statePath: string;
 }

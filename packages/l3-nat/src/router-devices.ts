@@ -1,5 +1,5 @@
 import type { ReconcileContext } from "@chainwarden/agent";
-import { cidrContains, CommandError, parseCidr, parseIp, PREPARED_INPUT, type IptablesRunner } from "@chainwarden/core";
+import { cidrContains, CommandError, parseCidr, parseIp, PREPARED_INPUT, type ConntrackRunner, type IpRunner } from "@chainwarden/core";
 import { EXTERNAL_DEV_PREFIX, externalDeviceName, INTERNAL_DEV_PREFIX, internalDeviceName } from "./device-names.js";
 import type { InterfaceDriver } from "./interface-driver.js";
 import type { FloatingIp, Router, RouterPort } from "./router.js";
@@ -23,7 +23,7 @@ export interface PostApplyTask {
 }
 
 export interface DeviceSyncOptions {
-  readonly runner: IptablesRunner;
+  readonly runner: IpRunner & ConntrackRunner;
   readonly namespace: string;
   readonly logger: Logger;
   readonly driver: InterfaceDriver;
@@ -240,7 +240,7 @@ function portsKey(router: Router): string {
  * after the rules for one address in the l3 benchmark, against 28–31 ms for two processes started
  * after the apply).
  */
-function conntrackCleanup(runner: IptablesRunner, namespace: string, connections: ReadonlyMap<string, string>): PostApplyTask {
+function conntrackCleanup(runner: ConntrackRunner, namespace: string, connections: ReadonlyMap<string, string>): PostApplyTask {
   const lines = [...connections.keys()].flatMap((ip) => [`-D -d ${ip}`, `-D -q ${ip}`]);
   const prepared = runner.prepare?.("conntrack", ["-R", PREPARED_INPUT], { namespace, reject: false });
   return {
@@ -279,7 +279,7 @@ function isHostCidr(cidr: string): boolean {
 }
 
 /** Every device of the namespace with its addresses (`ip -j addr show`, one command). */
-export async function readAddresses(runner: IptablesRunner, namespace: string): Promise<Map<string, DeviceAddress[]>> {
+export async function readAddresses(runner: IpRunner, namespace: string): Promise<Map<string, DeviceAddress[]>> {
   const r = await runner.exec("ip", ["-j", "addr", "show"], { namespace });
   const out = new Map<string, DeviceAddress[]>();
   for (const link of parseJsonList(r.stdout) as { ifname?: string; addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string }[] }[]) {

@@ -1,6 +1,6 @@
 import type { ReconcileContext } from "@chainwarden/agent";
 import { createExtensionPoint } from "@chainwarden/agent";
-import type { IptablesManager, IptablesRunner } from "@chainwarden/core";
+import type { HostRunner, IptablesManager } from "@chainwarden/core";
 import type { Router } from "./router.js";
 
 /** The agent's pino logger type, without importing pino. */
@@ -15,7 +15,7 @@ export interface RouterExtensionContext {
    * what the extension changes is applied together with the router's own rules, in one restore.
    */
   readonly iptables: IptablesManager;
-  readonly runner: IptablesRunner;
+  readonly runner: HostRunner;
   /** Bound to `{ router, namespace, extension }`. */
   readonly logger: Logger;
   /** `plan`/`status`: compute rules, change nothing else on the host. */

@@ -1,4 +1,4 @@
-import { CommandError, deleteNamespace, namespaceExists, validateNamespaceName, type IptablesRunner } from "@chainwarden/core";
+import { CommandError, deleteNamespace, namespaceExists, validateNamespaceName, type IpRunner } from "@chainwarden/core";
 
 /**
  * Creates a router namespace (idempotent) and turns routing on inside it, as Neutron's
@@ -10,7 +10,7 @@ import { CommandError, deleteNamespace, namespaceExists, validateNamespaceName, 
  * starts thousands, so all of it is one `ip -force -batch`: `netns add` (an existing namespace is
  * fine: -force goes on), then `netns exec` of `ip` and `sysctl` inside it, which ip itself starts.
  */
-export async function ensureRouterNamespace(runner: IptablesRunner, namespace: string, options: { useIpv6: boolean }): Promise<{ created: boolean }> {
+export async function ensureRouterNamespace(runner: IpRunner, namespace: string, options: { useIpv6: boolean }): Promise<{ created: boolean }> {
   validateNamespaceName(namespace);
   const settings = ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"];
   if (options.useIpv6) settings.push("net.ipv6.conf.all.forwarding=1");
@@ -29,11 +29,11 @@ export async function ensureRouterNamespace(runner: IptablesRunner, namespace: s
 }
 
 /** True when the namespace is there (a full pass recreates one deleted behind the agent's back). */
-export function routerNamespaceExists(runner: IptablesRunner, namespace: string): Promise<boolean> {
+export function routerNamespaceExists(runner: IpRunner, namespace: string): Promise<boolean> {
   return namespaceExists(runner, namespace);
 }
 
 /** Deletes the namespace with everything in it (devices, rules, conntrack, leftover processes). */
-export function deleteRouterNamespace(runner: IptablesRunner, namespace: string): Promise<void> {
+export function deleteRouterNamespace(runner: IpRunner, namespace: string): Promise<void> {
   return deleteNamespace(runner, namespace);
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { CanonicalCache, ExecaRunner, ForwardingRunner, IptablesManager, type Backend, type IptablesRunner, type RestoreOptions, type Target } from "@chainwarden/core";
+import { CanonicalCache, ExecaRunner, ForwardingRunner, IptablesManager, type Backend, type HostRunner, type IptablesRunner, type RestoreOptions, type Target } from "@chainwarden/core";
 import { parseFirewall, parseFirewallGroup, RouterFirewall, type RouterFirewallInput } from "@chainwarden/fwaas-iptables";
 import { ms, ourCpuMs, type HelperOwner } from "./netns.js";
 
@@ -57,7 +57,7 @@ export interface FwaasBenchRow {
 }
 
 /** Counts and times the restores a runner makes. */
-class TimedRunner extends ForwardingRunner<IptablesRunner & HelperOwner> {
+class TimedRunner extends ForwardingRunner<HostRunner & HelperOwner> {
   restoreMs = 0;
   restoreCalls = 0;
   restoreCpuMs = 0;

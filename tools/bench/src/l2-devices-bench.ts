@@ -20,7 +20,7 @@ import {
   stateSourceExtensionPoint,
   type ApplyEvent,
 } from "@chainwarden/agent";
-import { ExecaRunner, ForwardingRunner, type Backend, type IptablesRunner } from "@chainwarden/core";
+import { ExecaRunner, ForwardingRunner, type Backend, type HostRunner } from "@chainwarden/core";
 import { l2SecgroupPlugin } from "@chainwarden/l2-secgroup";
 import { groupRules, portDict } from "./l2-bench.js";
 import { withNamespace } from "./netns.js";
@@ -66,7 +66,7 @@ export async function benchDevices(options: DevicesBenchOptions): Promise<Device
   const inner = new ExecaRunner({ backend: options.backend });
   await inner.version();
   // Polling only: everything the runner offers but `watch`.
-  const runner: IptablesRunner = monitor
+  const runner: HostRunner = monitor
     ? inner
     : Object.assign(new ForwardingRunner(inner), { restoreStream: inner.restoreStream.bind(inner), prepare: inner.prepare.bind(inner), listLinks: inner.listLinks.bind(inner) });
   try {

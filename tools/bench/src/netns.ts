@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { IptablesRunner } from "@chainwarden/core";
+import type { IpRunner } from "@chainwarden/core";
 
 /** A throwaway namespace for one measurement; always deleted. */
-export async function withNamespace<T>(runner: IptablesRunner, fn: (ns: string) => Promise<T>): Promise<T> {
+export async function withNamespace<T>(runner: IpRunner, fn: (ns: string) => Promise<T>): Promise<T> {
   const ns = `cw-bench-${randomBytes(4).toString("hex")}`;
   await runner.exec("ip", ["netns", "add", ns]);
   try {

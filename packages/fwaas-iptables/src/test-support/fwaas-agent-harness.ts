@@ -13,7 +13,7 @@ import {
   type ResourceHandler,
   type StateDocument,
 } from "@chainwarden/agent";
-import { addNamespace, deleteNamespace, type AuxCommand, type ExecOptions, type ExecResult, type IptablesManager, type IptablesRunner } from "@chainwarden/core";
+import { addNamespace, deleteNamespace, type AuxCommand, type ExecOptions, type ExecResult, type HostRunner, type IptablesManager } from "@chainwarden/core";
 import { l3AgentRouterExtensionPoint, l3NatSettingsService, parseRouters, type L3NatSettings, type L3RouterExtension, type Router } from "@chainwarden/l3-nat";
 import { FakeIptablesRunner } from "@chainwarden/testing";
 import { pino } from "pino";
@@ -100,7 +100,7 @@ export function stubL3Plugin(namespacePrefix = "qrouter-"): AgentPlugin {
 }
 
 export interface FwaasAgentOptions {
-  runner: IptablesRunner;
+  runner: HostRunner;
   initial: StateDocument;
   /** The l3 plugin to run with (default: the stub). */
   l3?: AgentPluginEntry;

@@ -3,7 +3,8 @@
  * reconcile the namespace into a strict stateless manager inside one deferred apply, then the
  * post-apply work — and returns, per step, the normalized save output to compare with the reference.
  */
-import { IptablesManager, normalizeSave, type IptablesRunner } from "@chainwarden/core";
+import { IptablesManager, normalizeSave } from "@chainwarden/core";
+import type { FirewallRunner } from "../firewall-namespace.js";
 import { firewallFlavor } from "../firewall-flavor.js";
 import { FirewallNamespace } from "../firewall-namespace.js";
 import { parseL2State } from "../l2-state.js";
@@ -20,7 +21,7 @@ export interface StepOutput {
 }
 
 export interface ReplayOptions {
-  runner: IptablesRunner;
+  runner: FirewallRunner;
   namespace: string;
   /** Reads `ipset save` (normalized) in the namespace; omit when the scenario has no ipsets. */
   ipsetSave?: () => Promise<string>;

@@ -7,7 +7,8 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { IptablesManager, normalizeSave, type IptablesRunner } from "@chainwarden/core";
+import { IptablesManager, normalizeSave } from "@chainwarden/core";
+import type { FirewallRunner } from "../firewall-namespace.js";
 import { readReferenceExpected, type ReferenceStep } from "@chainwarden/testing";
 import { firewallFlavor } from "../firewall-flavor.js";
 import { FirewallNamespace } from "../firewall-namespace.js";
@@ -40,7 +41,7 @@ export interface PayloadOutput {
 }
 
 export interface ApplyPayloadOptions {
-  runner: IptablesRunner;
+  runner: FirewallRunner;
   namespace: string;
   enableIpset: boolean;
   /** Reads `ipset save` (normalized) in the namespace. */

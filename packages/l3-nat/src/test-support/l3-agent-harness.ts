@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, baseConfigSchema, createPlugin, MemoryStateSource, stateSourceExtensionPoint, type AgentConfig, type StateDocument } from "@chainwarden/agent";
-import type { IptablesRunner } from "@chainwarden/core";
+import type { HostRunner } from "@chainwarden/core";
 import { pino, type Logger } from "pino";
 import { l3NatPlugin } from "../l3-nat-plugin.js";
 import type { L3NatOptions } from "../l3-nat-settings.js";
@@ -13,7 +13,7 @@ import { resourceHandlerExtensionPoint } from "@chainwarden/agent";
 
 
 export interface L3AgentHarnessOptions {
-  runner: IptablesRunner;
+  runner: HostRunner;
   options?: Partial<L3NatOptions>;
   config?: Record<string, unknown>;
   extensions?: L3RouterExtension[];
