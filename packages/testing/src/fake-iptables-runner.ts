@@ -1,6 +1,5 @@
 import {
   classifyRestoreFailure,
-  CommandError,
   NamespaceGoneError,
   SaveError,
   canonicalizeRule,
@@ -24,6 +23,8 @@ import {
   type XtablesLockHold,
 } from "@chainwarden/core";
 import { FakeFamily } from "./fake-family.js";
+import { settleExec } from "./fake-exec.js";
+import { FakeNetns } from "./fake-netns.js";
 import { runRestore, ToolFailureSignal, type RestoreContext } from "./fake-restore.js";
 import { FakeTable, KNOWN_TABLES, type RuleRef } from "./fake-table.js";
 import { NotModelledError } from "./not-modelled-error.js";
@@ -38,6 +39,8 @@ export interface FakeIptablesRunnerOptions {
   version?: string;
   /** Network namespaces that exist from the start (the host's always does). */
   namespaces?: readonly string[];
+  /** The host's namespaces, shared with the fakes of the other tools (default: a new one with `namespaces`). */
+  netns?: FakeNetns;
   /** `-w` seconds when `restore` is given none, as ExecaRunner's default (5). */
   lockWaitSeconds?: number;
   /** The lock file named in the legacy lock error; default `/run/xtables.lock`. */
@@ -90,9 +93,6 @@ interface NamespaceState {
   families: Record<IpFamily, FakeFamily>;
 }
 
-const HOST = "\u0000host";
-const key = (namespace: string | undefined): string => namespace ?? HOST;
-
 /**
  * An honest in-memory iptables (the kube-proxy / knftables model): it keeps the kernel state per
  * network namespace and IP family, interprets `iptables-restore --noflush` input the way iptables
@@ -126,7 +126,8 @@ export class FakeIptablesRunner implements IptablesRunner {
   private readonly lockWaitSeconds: number;
   private readonly lockFile: string;
   private readonly canonicalizeFn: (rule: string, family: IpFamily) => string;
-  private readonly namespaces = new Map<string, NamespaceState>();
+  /** The host's namespaces (shared with the other tools' fakes). */
+  readonly netns: FakeNetns;
   private readonly hooks: BeforeRestoreHook[] = [];
   private injected: InjectedRestoreFailure[] = [];
   private lockHeldUntil = 0;
@@ -140,7 +141,7 @@ export class FakeIptablesRunner implements IptablesRunner {
     this.lockWaitSeconds = options.lockWaitSeconds ?? 5;
     this.lockFile = options.lockFile ?? "/run/xtables.lock";
     this.canonicalizeFn = options.canonicalize ?? ((rule, family) => canonicalizeRule(rule, { family }));
-    this.namespaces.set(HOST, newNamespace());
+    this.netns = options.netns ?? new FakeNetns();
     for (const ns of options.namespaces ?? []) this.addNamespace(ns);
     if (options.restoreStream === false) this.restoreStream = undefined;
   }
@@ -233,36 +234,28 @@ export class FakeIptablesRunner implements IptablesRunner {
   async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     this.execCalls.push({ command, args: [...args], options: { ...options } });
     const file = command === "iptables" || command === "ip6tables" ? `${command}-${this.variant}` : command;
-    const result = this.runExec(command, args, options);
-    if (result.exitCode !== 0 && options.reject !== false) {
-      if (options.namespace !== undefined && result.exitCode === 255 && result.stderr.startsWith("Cannot open network namespace")) {
-        throw new NamespaceGoneError(options.namespace, result.stderr);
-      }
-      throw new CommandError([file, ...args], result.exitCode, result.stderr, { namespace: options.namespace });
-    }
-    return result;
+    return settleExec(file, args, options, this.runExec(command, args, options));
   }
 
   // ---- namespaces ------------------------------------------------------------------------------
 
   /** Like `ip netns add NAME`: a fresh namespace, no tables. */
   addNamespace(name: string): void {
-    if (this.namespaces.has(key(name))) throw new Error(`Cannot create namespace file "/run/netns/${name}": File exists`);
-    this.namespaces.set(key(name), newNamespace());
+    this.netns.add(name);
   }
 
   /** Like `ip netns del NAME`: everything in it is gone; later calls get NamespaceGoneError. */
   deleteNamespace(name: string): void {
-    if (!this.namespaces.delete(key(name))) throw new Error(`Cannot remove namespace file "/run/netns/${name}": No such file or directory`);
+    this.netns.delete(name);
   }
 
   hasNamespace(name: string): boolean {
-    return this.namespaces.has(key(name));
+    return this.netns.has(name);
   }
 
   /** The named namespaces, in creation order (the host's is not listed). */
   listNamespaces(): string[] {
-    return [...this.namespaces.keys()].filter((k) => k !== HOST);
+    return this.netns.list();
   }
 
   // ---- test setup and assertions ---------------------------------------------------------------
@@ -447,13 +440,18 @@ export class FakeIptablesRunner implements IptablesRunner {
   }
 
   private familyOrGone(target: Target, gone: (f: ToolFailure) => never): FakeFamily {
-    const ns = this.namespaces.get(key(target.namespace));
+    const ns = this.state(target.namespace);
     if (!ns) return gone(namespaceGoneFailure(target.namespace!));
     return ns.families[target.family];
   }
 
+  /** The namespace's iptables state (created empty on first use); undefined when it does not exist. */
+  private state(namespace: string | undefined): NamespaceState | undefined {
+    return this.netns.state(this, namespace, newNamespace);
+  }
+
   private familyOrThrow(target: Target): FakeFamily {
-    const ns = this.namespaces.get(key(target.namespace));
+    const ns = this.state(target.namespace);
     if (!ns) throw new Error(`FakeIptablesRunner: namespace ${JSON.stringify(target.namespace)} does not exist`);
     return ns.families[target.family];
   }
@@ -461,24 +459,24 @@ export class FakeIptablesRunner implements IptablesRunner {
   private runExec(command: AuxCommand, args: readonly string[], options: ExecOptions): ExecResult {
     const ok = (stdout = ""): ExecResult => ({ stdout, stderr: "", exitCode: 0 });
     const failed = (f: ToolFailure): ExecResult => ({ stdout: "", stderr: f.stderr, exitCode: f.exitCode });
-    if (options.namespace !== undefined && !this.namespaces.has(key(options.namespace))) return failed(namespaceGoneFailure(options.namespace));
+    if (options.namespace !== undefined && !this.netns.has(options.namespace)) return failed(namespaceGoneFailure(options.namespace));
 
     if (command === "ip" && args[0] === "netns") {
       const [, verb, name] = args;
       if ((verb === "list" || verb === "ls") && args.length === 2) return ok(this.listNamespaces().map((n) => `${n}\n`).join(""));
       if (verb === "add" && name !== undefined && args.length === 3) {
-        if (this.namespaces.has(key(name))) return failed({ exitCode: 1, stderr: `Cannot create namespace file "/run/netns/${name}": File exists\n` });
+        if (this.netns.has(name)) return failed({ exitCode: 1, stderr: `Cannot create namespace file "/run/netns/${name}": File exists\n` });
         this.addNamespace(name);
         return ok();
       }
       if ((verb === "del" || verb === "delete") && name !== undefined && args.length === 3) {
-        if (!this.namespaces.has(key(name))) return failed({ exitCode: 1, stderr: `Cannot remove namespace file "/run/netns/${name}": No such file or directory\n` });
+        if (!this.netns.has(name)) return failed({ exitCode: 1, stderr: `Cannot remove namespace file "/run/netns/${name}": No such file or directory\n` });
         this.deleteNamespace(name);
         return ok();
       }
       if (verb === "pids" && name !== undefined && args.length === 3) {
         // No processes run in a fake namespace.
-        return this.namespaces.has(key(name)) ? ok() : failed({ exitCode: 1, stderr: "Cannot open network namespace: No such file or directory\n" });
+        return this.netns.has(name) ? ok() : failed({ exitCode: 1, stderr: "Cannot open network namespace: No such file or directory\n" });
       }
     }
     // Every namespace has a loopback device; the fake keeps no link state, and nothing it models depends on it.
@@ -515,7 +513,7 @@ export class FakeIptablesRunner implements IptablesRunner {
     if ((cmd === "--version" || cmd === "-V") && rest.length === 0) return { stdout: `${header}\n`, stderr: "", exitCode: 0 };
     if (cmd !== "-S" && cmd !== "--list-rules" && cmd !== "-C" && cmd !== "--check") return notModelled();
 
-    const fam = this.namespaces.get(key(options.namespace))!.families[family];
+    const fam = this.state(options.namespace)!.families[family];
     if (!KNOWN_TABLES.includes(table)) {
       const stderr =
         this.variant === "nft"

@@ -23,6 +23,7 @@ export {
   type RestoreCall,
   type SaveCall,
 } from "./fake-iptables-runner.js";
+export { FakeNetns } from "./fake-netns.js";
 export { NotModelledError } from "./not-modelled-error.js";
 export { createNetns, isRoot, withNetns, type NetnsExecOptions, type TestNetns } from "./netns.js";
 export type { RunResult } from "./run-command.js";
