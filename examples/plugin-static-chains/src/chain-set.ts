@@ -1,4 +1,4 @@
-import { canonicalizeRule, ruleTarget } from "@chainwarden/core";
+import { canonicalizeRule, isNamespaceName, NAMESPACE_NAME, ruleTarget } from "@chainwarden/core";
 import type { ParsedResources, Problem, StateDocument } from "@chainwarden/agent";
 import { z } from "zod";
 
@@ -23,14 +23,12 @@ export interface ChainSet {
  * whole namespace at apply time.
  */
 export const CHAIN_SET_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,7}$/;
-/** The names `ip netns` accepts for a file under /run/netns (as core's validateNamespaceName). */
-const NAMESPACE = /^(?![.-])[A-Za-z0-9_.-]{1,64}$/;
 /** Rules may end the packet's walk or log it; jumping to chains this plugin does not own is refused. */
 export const ALLOWED_TARGETS: ReadonlySet<string> = new Set(["ACCEPT", "DROP", "REJECT", "RETURN", "LOG"]);
 
 const chainSetSchema = z.strictObject({
   id: z.string().regex(CHAIN_SET_ID, "1 to 8 letters, digits, _ or - (not first)"),
-  namespace: z.string().regex(NAMESPACE, "not a valid network namespace name").optional(),
+  namespace: z.string().regex(NAMESPACE_NAME, "not a valid network namespace name").optional(),
   rules: z.array(z.string().min(1, "empty rule")).max(10_000),
 });
 
@@ -77,7 +75,7 @@ export function parseChainSets(document: StateDocument, origin: string): ParsedR
 
     const standIn = () => {
       const ns = (entry as { namespace?: unknown }).namespace;
-      if (id === undefined || !CHAIN_SET_ID.test(id) || (ns !== undefined && (typeof ns !== "string" || !NAMESPACE.test(ns)))) return;
+      if (id === undefined || !CHAIN_SET_ID.test(id) || (ns !== undefined && (typeof ns !== "string" || !isNamespaceName(ns)))) return;
       held.set(id, { id, namespace: ns as string | undefined, rules: [], standIn: true });
     };
     const parsed = chainSetSchema.safeParse(entry);
