@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { diffChain } from "./iptables-applier.js";
+import { diffChain } from "./chain-diff.js";
 
 /** Plays an edit script the way iptables-restore would on one chain. */
 function play(chain: string, start: readonly string[], lines: readonly string[]): string[] {

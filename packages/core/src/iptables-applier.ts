@@ -73,11 +73,6 @@ import type { IpFamily, IptablesRunner } from "./iptables-runner.js";
 import { SharedXtablesHold } from "./shared-xtables-hold.js";
 import { planTables, type FamilyDesire, type TablePlan } from "./table-plan.js";
 
-export { diffChain } from "./chain-diff.js";
-export type { ChainChange, FamilyDesire } from "./table-plan.js";
-export type { FamilyPlan } from "./restore-render.js";
-export type { LockRetryPolicy } from "./restore-writer.js";
-
 /**
  * How long a stream may stay open before it is abandoned (its apply never came): on legacy, the
  * longest the host-wide xtables lock is held for an unfinished stream.

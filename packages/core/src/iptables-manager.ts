@@ -1,5 +1,7 @@
 import { kernelChainName, wrapNameFor } from "./chain-names.js";
-import { IptablesApplier, type FamilyApplyResult, type FamilyPlan, type LockRetryPolicy } from "./iptables-applier.js";
+import { IptablesApplier, type FamilyApplyResult } from "./iptables-applier.js";
+import type { FamilyPlan } from "./restore-render.js";
+import type { LockRetryPolicy } from "./restore-writer.js";
 import { IptablesTable, type TableName } from "./iptables-table.js";
 import { silentLogger, type CoreLogger } from "./logger.js";
 import type { IpFamily, IptablesRunner } from "./iptables-runner.js";
