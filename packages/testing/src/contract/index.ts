@@ -4,3 +4,5 @@ export {
   type IptablesRunnerContractSubject,
   type TrafficHit,
 } from "./iptables-runner-contract.js";
+export { describeIpsetRunnerContract, type IpsetRunnerContractSubject } from "./ipset-runner-contract.js";
+export { describeConntrackRunnerContract, type ConntrackRunnerContractSubject } from "./conntrack-runner-contract.js";
