@@ -1,5 +1,5 @@
 import type { AuxCommand, ExecOptions, ExecResult } from "@chainwarden/core";
-import { FakeIptablesRunner } from "@chainwarden/testing";
+import { FakeConntrack, FakeIptablesRunner, FakeNetns } from "@chainwarden/testing";
 import { describe, expect, it } from "vitest";
 import { ConntrackCleaner, conntrackFilterMatches, conntrackFilterOf, mergeConntrackPlans } from "./conntrack-cleaner.js";
 import { deleteEntryArgs, parseConntrackEntries } from "./conntrack-entry.js";
@@ -26,6 +26,17 @@ describe("conntrack entries", () => {
     expect(deleteEntryArgs(entries[0]!)).toEqual(["-D", "-f", "ipv4", "-p", "tcp", "-s", "10.10.10.2", "-d", "203.0.113.9", "--sport", "40000", "--dport", "5001"]);
     expect(deleteEntryArgs(entries[2]!)).toEqual(["-D", "-f", "ipv4", "-p", "icmp", "-s", "10.10.10.2", "-d", "203.0.113.9", "--icmp-type", "8", "--icmp-code", "0", "--icmp-id", "77"]);
     expect(deleteEntryArgs(entries[3]!)).toContain("--zone");
+  });
+
+  it("deletes an ICMPv6 entry by its own fields (conntrack refuses --icmp-* after -p icmpv6)", async () => {
+    const netns = new FakeNetns(["qrouter-1"]);
+    const conntrack = new FakeConntrack({ netns });
+    conntrack.addConnection("qrouter-1", { protocol: "icmpv6", src: "fd00::2", dst: "2001:db8::9", icmpId: 7 });
+    conntrack.addConnection("qrouter-1", { protocol: "icmp", src: "10.10.10.2", dst: "203.0.113.9", icmpId: 8 });
+    const [entry] = parseConntrackEntries(conntrack.listing("qrouter-1").filter((l) => l.startsWith("icmpv6")).join("\n"), 6);
+    expect(deleteEntryArgs(entry!)).toEqual(["-D", "-f", "ipv6", "-p", "icmpv6", "-s", "fd00::2", "-d", "2001:db8::9", "--icmpv6-type", "128", "--icmpv6-code", "0", "--icmpv6-id", "7"]);
+    await conntrack.exec("conntrack", deleteEntryArgs(entry!), { namespace: "qrouter-1" });
+    expect(conntrack.count("qrouter-1")).toBe(1);
   });
 
   it("matches by protocol, port ranges and addresses (the DNATed destination too)", () => {

@@ -82,9 +82,11 @@ export function deleteEntryArgs(entry: ConntrackEntry): string[] {
   if (entry.sourcePort !== undefined && entry.destinationPort !== undefined) {
     args.push("--sport", String(entry.sourcePort), "--dport", String(entry.destinationPort));
   }
-  if (entry.icmpType !== undefined) args.push("--icmp-type", String(entry.icmpType));
-  if (entry.icmpCode !== undefined) args.push("--icmp-code", String(entry.icmpCode));
-  if (entry.icmpId !== undefined) args.push("--icmp-id", String(entry.icmpId));
+  // conntrack names the ICMPv6 fields apart and refuses `--icmp-*` after `-p icmpv6`.
+  const icmp = entry.protocolNumber === 58 ? "--icmpv6" : "--icmp";
+  if (entry.icmpType !== undefined) args.push(`${icmp}-type`, String(entry.icmpType));
+  if (entry.icmpCode !== undefined) args.push(`${icmp}-code`, String(entry.icmpCode));
+  if (entry.icmpId !== undefined) args.push(`${icmp}-id`, String(entry.icmpId));
   if (entry.zone !== undefined) args.push("--zone", String(entry.zone));
   return args;
 }

@@ -1,7 +1,8 @@
 /**
  * @chainwarden/testing: the test kit for Chainwarden and for third-party driver authors.
- * - `FakeIptablesRunner`: an honest in-memory iptables (nft or legacy flavour) behind core's
- *   `IptablesRunner` interface.
+ * - An honest fake of each tool, on one `FakeNetns`, each checked against the real tool by its
+ *   contract suite: `FakeIptablesRunner` (iptables-save/restore, nft or legacy flavour),
+ *   `FakeIpset`, `FakeConntrack`.
  * - `createNetns` / `withNetns` / `isRoot`, `holdXtablesLock`: helpers for tests on a real kernel.
  * - `runCli` / `AgentProcess`: run a built agent binary as an operator would (argument arrays, no shell).
  * - `referenceDir`, `loadReferenceScenario(s)`, `readReferenceExpected`, `parseRouterStep`: the
@@ -24,6 +25,8 @@ export {
   type SaveCall,
 } from "./fake-iptables-runner.js";
 export { FakeNetns } from "./fake-netns.js";
+export { FakeIpset, type FakeIpsetOptions, type IpsetCall, type IpsetFamily } from "./fake-ipset.js";
+export { FakeConntrack, type FakeConnection, type FakeConntrackOptions, type ConntrackCall } from "./fake-conntrack.js";
 export { NotModelledError } from "./not-modelled-error.js";
 export { createNetns, isRoot, withNetns, type NetnsExecOptions, type TestNetns } from "./netns.js";
 export type { RunResult } from "./run-command.js";
