@@ -40,7 +40,7 @@ describe("parsePortInfo on real Neutron server port dicts", () => {
     });
     // The provider rules: router advertisements (ICMPv6 type 134), then DHCP to each fixed IP and
     // broadcast, DHCPv6 to each fixed IP and link-local.
-    expect(rules[0]).toEqual({ direction: "ingress", ethertype: "IPv6", protocol: 58, conntrack_protocol: "ipv6-icmp", port_range_min: 134, stateful: true });
+    expect(rules[0]).toEqual({ direction: "ingress", ethertype: "IPv6", protocol: 58, conntrack_protocol: "icmpv6", port_range_min: 134, stateful: true });
     expect(rules.slice(1).map((x) => [x.ethertype, x.dest_ip_prefix, x.source_port_range_min, x.port_range_min])).toEqual([
       ["IPv4", "10.30.0.5/32", 67, 68],
       ["IPv4", "255.255.255.255/32", 67, 68],

@@ -40,7 +40,7 @@ export function portMatchModule(protocol: number, version: 4 | 6): string | unde
 export interface ResolvedProtocol {
   /** IP protocol number; undefined for "any" (Neutron's null, 0, `ip`, `hopopt`). */
   readonly number: number | undefined;
-  /** The text Neutron hands to `conntrack -p` (the API value, `0` as `ip`), undefined for any. */
+  /** What we hand to `conntrack -p`: conntrack's own name, or the number; undefined for any. */
   readonly conntrackName: string | undefined;
 }
 
@@ -76,8 +76,18 @@ export function resolveProtocol(value: unknown, ethertype: Ethertype): ResolvedP
     text = "ipv6-icmp";
   }
   if (number === 0) return { number: undefined, conntrackName: undefined };
-  return { number, conntrackName: text };
+  return { number, conntrackName: CONNTRACK_NAMES.get(number) ?? String(number) };
 }
+
+/**
+ * The protocols conntrack knows by a name of its own, which means the same protocol as Neutron's
+ * name. Any other protocol goes to `conntrack -p` as its number: Neutron hands the API's name over
+ * as it is, and conntrack then refuses some (`ipv6-encap`, `pgm`: "unsupported protocol") or reads
+ * others through /etc/protocols as a different protocol (`ipip` is 94 there, 4 in Neutron).
+ */
+const CONNTRACK_NAMES: ReadonlyMap<number, string> = new Map([
+  [1, "icmp"], [6, "tcp"], [17, "udp"], [33, "dccp"], [47, "gre"], [58, "icmpv6"], [132, "sctp"], [136, "udplite"],
+]);
 
 const saveNames = new Map<string, string>();
 

@@ -27,10 +27,19 @@ describe("parseSecurityGroupRule", () => {
       source_ip_prefix: "10.1.0.0/16",
       stateful: true,
     });
-    expect(ok({ direction: "egress", ethertype: "IPv6", protocol: "icmp", remote_ip_prefix: "2001:DB8::1" })).toMatchObject({ protocol: 58, conntrack_protocol: "ipv6-icmp", dest_ip_prefix: "2001:db8::1/128" });
+    expect(ok({ direction: "egress", ethertype: "IPv6", protocol: "icmp", remote_ip_prefix: "2001:DB8::1" })).toMatchObject({ protocol: 58, conntrack_protocol: "icmpv6", dest_ip_prefix: "2001:db8::1/128" });
     expect(ok({ direction: "egress", ethertype: "IPv6", protocol: 1 })).toMatchObject({ protocol: 58 });
     expect(ok({ direction: "ingress", ethertype: "IPv4", protocol: "0" })).not.toHaveProperty("protocol");
     expect(ok({ direction: "ingress", ethertype: "IPv4", protocol: null, stateful: false })).toEqual({ direction: "ingress", ethertype: "IPv4", stateful: false });
+  });
+
+  it("hands conntrack a protocol it reads as Neutron means it: its own name, else the number", () => {
+    // conntrack refuses `ipv6-encap` and `pgm`, and reads `ipip` as 94 through /etc/protocols.
+    expect(ok({ direction: "ingress", ethertype: "IPv4", protocol: "ipip" })).toMatchObject({ protocol: 4, conntrack_protocol: "4" });
+    expect(ok({ direction: "ingress", ethertype: "IPv6", protocol: "ipv6-encap" })).toMatchObject({ protocol: 41, conntrack_protocol: "41" });
+    expect(ok({ direction: "ingress", ethertype: "IPv4", protocol: "pgm" })).toMatchObject({ protocol: 113, conntrack_protocol: "113" });
+    expect(ok({ direction: "ingress", ethertype: "IPv4", protocol: "17" })).toMatchObject({ protocol: 17, conntrack_protocol: "udp" });
+    expect(ok({ direction: "ingress", ethertype: "IPv6", protocol: "ipv6-icmp" })).toMatchObject({ protocol: 58, conntrack_protocol: "icmpv6" });
   });
 
   it.each([
@@ -64,7 +73,7 @@ describe("parseSecurityGroupRule", () => {
 describe("ICMP type/code in source_port_range_min/max (the server's RA rule)", () => {
   it("takes the server's RA rule for IPv6 ports, which Neutron writes as an ICMPv6 type match", () => {
     const ra = ok({ direction: "ingress", ethertype: "IPv6", protocol: "ipv6-icmp", source_port_range_min: 134 });
-    expect(ra).toEqual({ direction: "ingress", ethertype: "IPv6", protocol: 58, conntrack_protocol: "ipv6-icmp", port_range_min: 134, stateful: true });
+    expect(ra).toEqual({ direction: "ingress", ethertype: "IPv6", protocol: 58, conntrack_protocol: "icmpv6", port_range_min: 134, stateful: true });
     expect(securityGroupRuleText(ra)).toBe("-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN");
     // The same type given in either range is the same rule.
     expect(ok({ direction: "ingress", ethertype: "IPv6", protocol: "ipv6-icmp", port_range_min: 134 })).toEqual(ra);
