@@ -4,8 +4,9 @@
  * the real tools do not have.
  */
 export class NotModelledError extends Error {
-  constructor(what: string) {
-    super(`${what} is not modelled by FakeIptablesRunner`);
+  /** `fake`: the fake that refused, by class name. */
+  constructor(what: string, fake = "FakeIptablesRunner") {
+    super(`${what} is not modelled by ${fake}`);
     this.name = "NotModelledError";
   }
 }

@@ -6,3 +6,4 @@ export {
 } from "./iptables-runner-contract.js";
 export { describeIpsetRunnerContract, type IpsetRunnerContractSubject } from "./ipset-runner-contract.js";
 export { describeConntrackRunnerContract, type ConntrackRunnerContractSubject } from "./conntrack-runner-contract.js";
+export { describeIpRunnerContract, type IpRunnerContractSubject } from "./ip-runner-contract.js";
