@@ -234,8 +234,8 @@ export class FakeConntrack implements ConntrackRunner {
 
   async exec(command: "conntrack", args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     this.calls.push({ namespace: options.namespace, args: [...args] });
-    if (command !== "conntrack") throw new NotModelledError(`FakeConntrack: exec(${JSON.stringify([command, ...args].join(" "))})`);
-    if (options.input !== undefined) throw new NotModelledError(`FakeConntrack: conntrack ${args.join(" ")} with an input`);
+    if (command !== "conntrack") throw new NotModelledError(`exec(${JSON.stringify([command, ...args].join(" "))})`, "FakeConntrack");
+    if (options.input !== undefined) throw new NotModelledError(`conntrack ${args.join(" ")} with an input`, "FakeConntrack");
     const table = this.table(options.namespace);
     if (!table) return settleExec(command, args, options, gone(options.namespace!));
     let result: ExecResult;
@@ -259,7 +259,7 @@ export class FakeConntrack implements ConntrackRunner {
   private prepareCommand(command: "conntrack", args: readonly string[], options: PrepareOptions): PreparedCommand {
     if (!args.includes(PREPARED_INPUT)) throw new CommandError([command, ...args], undefined, "prepare() needs PREPARED_INPUT among the arguments: the command reads its input from it");
     if (command !== "conntrack" || args.length !== 2 || args[0] !== "-R" || args[1] !== PREPARED_INPUT) {
-      throw new NotModelledError(`FakeConntrack: prepare(${JSON.stringify([command, ...args].join(" "))})`);
+      throw new NotModelledError(`prepare(${JSON.stringify([command, ...args].join(" "))})`, "FakeConntrack");
     }
     const namespace = options.namespace;
     const startFailure = this.startFailure;
@@ -340,7 +340,7 @@ function gone(namespace: string): ExecResult {
  */
 function parseCommand(args: readonly string[], loadFile: boolean): Command {
   const notModelled = (): never => {
-    throw new NotModelledError(`FakeConntrack: conntrack ${loadFile ? "-R line " : ""}${args.join(" ")}`);
+    throw new NotModelledError(`conntrack ${loadFile ? "-R line " : ""}${args.join(" ")}`, "FakeConntrack");
   };
   const [command, ...rest] = args;
   if (loadFile && command === "-L") throw usage("Cannot use command `-L' with --load-file");
@@ -418,7 +418,7 @@ function protocol(text: string): { protonum: number; options: readonly string[] 
   if (named !== undefined) return { protonum: named, options: [] };
   if (/[A-Z]/.test(text) || text === "mptcp" || /^0[0-9xX]/.test(text)) {
     // An alias, a protocol above 255, or a number strtoul reads in another base.
-    throw new NotModelledError(`FakeConntrack: conntrack -p ${text}`);
+    throw new NotModelledError(`conntrack -p ${text}`, "FakeConntrack");
   }
   if (!/^(0|[1-9][0-9]*)$/.test(text) || Number(text) > 255) return undefined;
   const protonum = Number(text);
@@ -441,7 +441,7 @@ function matches(f: Filter, e: Entry): boolean {
 /** Fills in the defaults and checks what the fake can make; throws for the rest. */
 function complete(c: FakeConnection): Entry {
   const bad = (why: string): never => {
-    throw new NotModelledError(`FakeConntrack: a connection ${why} (${JSON.stringify(c)})`);
+    throw new NotModelledError(`a connection ${why} (${JSON.stringify(c)})`, "FakeConntrack");
   };
   const protonum = typeof c.protocol === "number" ? c.protocol : HANDLERS.get(c.protocol)!.protonum;
   if (typeof c.protocol === "number" && (PRINTED_NAMES.has(c.protocol) || !Number.isInteger(c.protocol) || c.protocol < 1 || c.protocol > 255)) {

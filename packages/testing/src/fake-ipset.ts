@@ -98,7 +98,7 @@ export class FakeIpset implements IpsetRunner {
 
   async exec(command: "ipset", args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     this.calls.push({ namespace: options.namespace, args: [...args], ...(options.input !== undefined ? { input: options.input } : {}) });
-    if (command !== "ipset") throw new NotModelledError(`FakeIpset: exec(${JSON.stringify([command, ...args].join(" "))})`);
+    if (command !== "ipset") throw new NotModelledError(`exec(${JSON.stringify([command, ...args].join(" "))})`, "FakeIpset");
     const slots = this.slots(options.namespace);
     if (!slots) {
       const gone = namespaceGoneFailure(options.namespace!);
@@ -173,7 +173,7 @@ export class FakeIpset implements IpsetRunner {
 
   private run(namespace: string | undefined, slots: Slots, rawArgs: readonly string[], input: string | undefined): ExecResult {
     const notModelled = (): never => {
-      throw new NotModelledError(`FakeIpset: ipset ${rawArgs.join(" ")}`);
+      throw new NotModelledError(`ipset ${rawArgs.join(" ")}`, "FakeIpset");
     };
     // -exist is a global option: the tool takes it anywhere on the line.
     const exist = rawArgs.includes("-exist");
@@ -232,12 +232,12 @@ export class FakeIpset implements IpsetRunner {
     if (words.length === 1) throw usage("Missing second mandatory argument to command create");
     const [name, type, ...options] = words as [string, string, ...string[]];
     if (name.length > MAX_NAME) throw problem(`Syntax error: setname '${name}' is longer than ${MAX_NAME} characters`, line);
-    if (type !== "hash:net") throw new NotModelledError(`FakeIpset: create of type ${type}`);
+    if (type !== "hash:net") throw new NotModelledError(`create of type ${type}`, "FakeIpset");
     if (options.length === 0) return { name, family: "inet" };
     if (options.length === 1 && options[0] === "family") throw usage("Missing mandatory argument of option `family'");
     if (options.length === 2 && options[0] === "family" && (options[1] === "inet" || options[1] === "ipv4")) return { name, family: "inet" };
     if (options.length === 2 && options[0] === "family" && (options[1] === "inet6" || options[1] === "ipv6")) return { name, family: "inet6" };
-    throw new NotModelledError(`FakeIpset: create options ${options.join(" ")}`);
+    throw new NotModelledError(`create options ${options.join(" ")}`, "FakeIpset");
   }
 
   private create(slots: Slots, name: string, family: IpsetFamily, exist: boolean, line?: number): void {
@@ -292,7 +292,7 @@ export class FakeIpset implements IpsetRunner {
       const line = i + 1;
       const words = raw.trim().split(/\s+/).filter(Boolean);
       if (words.length === 0 || words[0]!.startsWith("#")) continue;
-      if (words.includes("-exist") || words.includes("-!")) throw new NotModelledError(`FakeIpset: restore line ${JSON.stringify(raw)}`);
+      if (words.includes("-exist") || words.includes("-!")) throw new NotModelledError(`restore line ${JSON.stringify(raw)}`, "FakeIpset");
       const [cmd, ...rest] = words as [string, ...string[]];
       if (cmd === "create") {
         // Read first (a bad line drops the waiting adds), then sent after them.
@@ -300,7 +300,7 @@ export class FakeIpset implements IpsetRunner {
         send();
         this.create(slots, name, family, exist, line);
       } else if (cmd === "flush") {
-        if (rest.length !== 1) throw new NotModelledError(`FakeIpset: restore line ${JSON.stringify(raw)}`);
+        if (rest.length !== 1) throw new NotModelledError(`restore line ${JSON.stringify(raw)}`, "FakeIpset");
         send();
         const s = this.find(slots, rest[0]!);
         if (!s) throw problem("The set with the given name does not exist", line);
@@ -319,7 +319,7 @@ export class FakeIpset implements IpsetRunner {
         }
         batch.adds.push({ line, ...element });
       } else if (OTHER_COMMANDS.has(cmd)) {
-        throw new NotModelledError(`FakeIpset: restore line ${JSON.stringify(raw)}`);
+        throw new NotModelledError(`restore line ${JSON.stringify(raw)}`, "FakeIpset");
       } else {
         throw usage(`No command specified: unknown argument ${cmd}`);
       }
@@ -333,7 +333,7 @@ export class FakeIpset implements IpsetRunner {
     const ip = parseIp(address!);
     if (!ip || more.length > 0 || (length !== undefined && !/^\d+$/.test(length))) {
       // The tool would resolve it as a host name.
-      throw new NotModelledError(`FakeIpset: element ${JSON.stringify(text)}`);
+      throw new NotModelledError(`element ${JSON.stringify(text)}`, "FakeIpset");
     }
     const family = set.family === "inet" ? 4 : 6;
     if (ip.family !== family) throw problem(`Syntax error: cannot parse ${text}: resolving to IPv${family} address failed`, line);

@@ -41,6 +41,11 @@ export interface FakeIptablesRunnerOptions {
   namespaces?: readonly string[];
   /** The host's namespaces, shared with the fakes of the other tools (default: a new one with `namespaces`). */
   netns?: FakeNetns;
+  /**
+   * Whether an ipset exists in a namespace (`FakeIpset.has`): a rule naming a missing one with
+   * `--match-set` is refused as the tool refuses it. Default: sets are not modelled, any passes.
+   */
+  setExists?: (namespace: string | undefined, name: string) => boolean;
   /** `-w` seconds when `restore` is given none, as ExecaRunner's default (5). */
   lockWaitSeconds?: number;
   /** The lock file named in the legacy lock error; default `/run/xtables.lock`. */
@@ -128,6 +133,7 @@ export class FakeIptablesRunner implements IptablesRunner {
   private readonly canonicalizeFn: (rule: string, family: IpFamily) => string;
   /** The host's namespaces (shared with the other tools' fakes). */
   readonly netns: FakeNetns;
+  private readonly setExists: ((namespace: string | undefined, name: string) => boolean) | undefined;
   private readonly hooks: BeforeRestoreHook[] = [];
   private injected: InjectedRestoreFailure[] = [];
   private lockHeldUntil = 0;
@@ -142,6 +148,7 @@ export class FakeIptablesRunner implements IptablesRunner {
     this.lockFile = options.lockFile ?? "/run/xtables.lock";
     this.canonicalizeFn = options.canonicalize ?? ((rule, family) => canonicalizeRule(rule, { family }));
     this.netns = options.netns ?? new FakeNetns();
+    this.setExists = options.setExists;
     for (const ns of options.namespaces ?? []) this.addNamespace(ns);
     if (options.restoreStream === false) this.restoreStream = undefined;
   }
@@ -389,6 +396,7 @@ export class FakeIptablesRunner implements IptablesRunner {
       messages: this.messages(target.family),
       canonicalize: (rule) => this.canonicalizeFn(rule, target.family),
       ruleTarget: (text) => this.refOf(text),
+      ...(this.setExists ? { setExists: (name: string) => this.setExists!(target.namespace, name) } : {}),
     };
     try {
       runRestore(input, fam, ctx);

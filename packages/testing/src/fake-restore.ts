@@ -21,6 +21,11 @@ export interface RestoreContext {
   /** Rule text → iptables-save form; throws InvalidRuleError for rules the tool would reject. */
   canonicalize(rule: string): string;
   ruleTarget(text: string): RuleRef | undefined;
+  /**
+   * Whether an ipset exists (undefined: sets are not modelled, any name passes). The tool looks a
+   * `--match-set` up when it parses the rule, whatever the command, and refuses a missing one.
+   */
+  setExists?(name: string): boolean;
 }
 
 type Command =
@@ -212,6 +217,14 @@ function parseCommand(text: string, line: number, ctx: RestoreContext): Command 
       // it marks as unsupported is known to be such a case.
       if (/unsupported/.test(err.message)) throw new NotModelledError(`restore line ${line}: ${err.message}`);
       throw new ToolFailureSignal(m.parameterProblem(err.message, line));
+    }
+    if (ctx.setExists) {
+      tokens.forEach((t, i) => {
+        const name = tokens[i + 1]?.value;
+        if (t.value === "--match-set" && name !== undefined && !ctx.setExists!(name)) {
+          throw new ToolFailureSignal(m.parameterProblem(`Set ${name} doesn't exist.\n`, line));
+        }
+      });
     }
     return { rule: canonical, ref: canonical === "" ? undefined : ctx.ruleTarget(canonical) };
   };

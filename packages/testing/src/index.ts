@@ -2,7 +2,8 @@
  * @chainwarden/testing: the test kit for Chainwarden and for third-party driver authors.
  * - An honest fake of each tool, on one `FakeNetns`, each checked against the real tool by its
  *   contract suite: `FakeIptablesRunner` (iptables-save/restore, nft or legacy flavour),
- *   `FakeIpset`, `FakeConntrack`.
+ *   `FakeIp`, `FakeIpset`, `FakeConntrack`; `FakeHost` composes them into a `HostRunner`, tied as
+ *   the kernel ties them (an iptables rule naming a missing ipset is refused, and so on).
  * - `createNetns` / `withNetns` / `isRoot`, `holdXtablesLock`: helpers for tests on a real kernel.
  * - `runCli` / `AgentProcess`: run a built agent binary as an operator would (argument arrays, no shell).
  * - `referenceDir`, `loadReferenceScenario(s)`, `readReferenceExpected`, `parseRouterStep`: the
@@ -27,6 +28,8 @@ export {
 export { FakeNetns } from "./fake-netns.js";
 export { FakeIpset, type FakeIpsetOptions, type IpsetCall, type IpsetFamily } from "./fake-ipset.js";
 export { FakeConntrack, type FakeConnection, type FakeConntrackOptions, type ConntrackCall } from "./fake-conntrack.js";
+export { FakeIp, type FakeIpCommand, type FakeIpDevice, type FakeIpOptions, type LinkKind } from "./fake-ip.js";
+export { FakeHost, type FakeHostEvent, type FakeHostOptions } from "./fake-host.js";
 export { NotModelledError } from "./not-modelled-error.js";
 export { createNetns, isRoot, withNetns, type NetnsExecOptions, type TestNetns } from "./netns.js";
 export type { RunResult } from "./run-command.js";
