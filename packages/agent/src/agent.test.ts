@@ -3,7 +3,7 @@ import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExecaRunner } from "@chainwarden/core";
-import { FakeIptablesRunner } from "@chainwarden/testing";
+import { FakeHost } from "@chainwarden/testing";
 import { container as globalContainer } from "tsyringe";
 import { afterAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -136,7 +136,7 @@ function options(plugins: AgentOptions["plugins"], extra: Partial<AgentOptions> 
     version: "0.0.1",
     config: config(),
     plugins,
-    runner: new FakeIptablesRunner({ variant: "nft" }),
+    runner: new FakeHost(),
     logger: capture().logger,
     ...extra,
   };
@@ -328,10 +328,11 @@ describe("Agent.create", () => {
 
 describe("Agent run modes (real reconcile loop, fake iptables)", () => {
   it("applyOnce: reads the sources, applies, reports, tells the observers, stops the sources", async () => {
-    const runner = new FakeIptablesRunner({ variant: "nft" });
+    const host = new FakeHost({ variant: "nft" });
+    const runner = host.iptables;
     const source = new MemorySource({ test_chains: { a: ["-s 10.0.0.1/32 -j ACCEPT"] } });
     const events: ApplyEvent[] = [];
-    const agent = await Agent.create(options([{ plugin: chainPlugin({ source, events }) }], { runner }));
+    const agent = await Agent.create(options([{ plugin: chainPlugin({ source, events }) }], { runner: host }));
     const report = await agent.applyOnce();
     expect(report).toMatchObject({ namespaces: 1, applied: 1, failed: [], problems: [] });
     expect(runner.rules({ family: 4 }, "filter", "test-agent-tc-a")).toEqual(["-s 10.0.0.1/32 -j ACCEPT"]);
@@ -351,18 +352,20 @@ describe("Agent run modes (real reconcile loop, fake iptables)", () => {
   });
 
   it("plan on a fresh host shows what would be sent and changes nothing", async () => {
-    const runner = new FakeIptablesRunner({ variant: "nft" });
+    const host = new FakeHost({ variant: "nft" });
+    const runner = host.iptables;
     const source = new MemorySource({ test_chains: { a: ["-s 10.0.0.1/32 -j ACCEPT"] } });
-    const agent = await Agent.create(options([{ plugin: chainPlugin({ source }) }], { runner }));
+    const agent = await Agent.create(options([{ plugin: chainPlugin({ source }) }], { runner: host }));
     const [plan] = (await agent.plan()).namespaces;
     expect(plan?.families.map((f) => f.input).join("\n")).toContain("-A test-agent-tc-a -s 10.0.0.1/32 -j ACCEPT");
     expect(runner.restoreCalls).toEqual([]);
   });
 
   it("puts resources without a namespace into defaultNamespace", async () => {
-    const runner = new FakeIptablesRunner({ variant: "nft", namespaces: ["qdhcp-1"] });
+    const host = new FakeHost({ variant: "nft", namespaces: ["qdhcp-1"] });
+    const runner = host.iptables;
     const source = new MemorySource({ test_chains: { a: ["-j DROP"] } });
-    const agent = await Agent.create(options([{ plugin: chainPlugin({ source }) }], { runner, defaultNamespace: "qdhcp-1" }));
+    const agent = await Agent.create(options([{ plugin: chainPlugin({ source }) }], { runner: host, defaultNamespace: "qdhcp-1" }));
     expect(await agent.applyOnce()).toMatchObject({ applied: 1, failed: [] });
     expect(runner.rules({ family: 4, namespace: "qdhcp-1" }, "filter", "test-agent-tc-a")).toEqual(["-j DROP"]);
     expect(runner.rules({ family: 4 }, "filter", "test-agent-tc-a")).toBeUndefined();
@@ -371,16 +374,18 @@ describe("Agent run modes (real reconcile loop, fake iptables)", () => {
   it("reads config.state with the default file source", async () => {
     const state = join(dir, "state.yaml");
     writeFileSync(state, "test_chains:\n  f:\n    - -p tcp -m tcp --dport 22 -j ACCEPT\n");
-    const runner = new FakeIptablesRunner({ variant: "legacy" });
-    const agent = await Agent.create(options([{ plugin: chainPlugin() }], { runner, config: config({ state }) }));
+    const host = new FakeHost({ variant: "legacy" });
+    const runner = host.iptables;
+    const agent = await Agent.create(options([{ plugin: chainPlugin() }], { runner: host, config: config({ state }) }));
     expect(await agent.applyOnce()).toMatchObject({ applied: 1, failed: [] });
     expect(runner.rules({ family: 4 }, "filter", "test-agent-tc-f")).toEqual(["-p tcp -m tcp --dport 22 -j ACCEPT"]);
   });
 
   it("start → changes applied as they arrive → stop; serves metrics while running", async () => {
-    const runner = new FakeIptablesRunner({ variant: "nft" });
+    const host = new FakeHost({ variant: "nft" });
+    const runner = host.iptables;
     const source = new MemorySource({ test_chains: { a: ["-j ACCEPT"] } });
-    const agent = await Agent.create(options([{ plugin: chainPlugin({ source }) }], { runner, config: config({ metrics_address: "127.0.0.1:0" }) }));
+    const agent = await Agent.create(options([{ plugin: chainPlugin({ source }) }], { runner: host, config: config({ metrics_address: "127.0.0.1:0" }) }));
     expect(await agent.start()).toMatchObject({ namespaces: 1, applied: 1 });
     await expect(agent.applyOnce()).rejects.toThrow(/is running/);
 
@@ -411,7 +416,8 @@ describe("Agent run modes (real reconcile loop, fake iptables)", () => {
   });
 
   it("stop during the first sync lets the apply in flight finish", async () => {
-    const runner = new FakeIptablesRunner({ variant: "nft" });
+    const host = new FakeHost({ variant: "nft" });
+    const runner = host.iptables;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const handler = new TestChainHandler();
@@ -421,7 +427,7 @@ describe("Agent run modes (real reconcile loop, fake iptables)", () => {
       await reconcile(context, request);
     };
     const source = new MemorySource({ test_chains: { a: ["-j ACCEPT"] } });
-    const agent = await Agent.create(options([{ plugin: chainPlugin({ handler, source }) }], { runner }));
+    const agent = await Agent.create(options([{ plugin: chainPlugin({ handler, source }) }], { runner: host }));
     const started = agent.start();
     await new Promise((r) => setTimeout(r, 20));
     const stopped = agent.stop();

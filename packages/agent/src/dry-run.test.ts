@@ -1,4 +1,4 @@
-import { FakeIptablesRunner } from "@chainwarden/testing";
+import { FakeHost } from "@chainwarden/testing";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { DesiredState, type NsKey } from "./desired-state.js";
@@ -9,7 +9,8 @@ import { namespaceWork } from "./namespace-work.js";
 import { config, doc, rs, ruleSetHandler, WRAP } from "./rule-set-handler.test-support.js";
 
 function setup(options: { stale?: HostAction[]; throwIn?: string } = {}) {
-  const fake = new FakeIptablesRunner({ variant: "nft", namespaces: ["ns-a"] });
+  const host = new FakeHost({ namespaces: ["ns-a"] });
+  const fake = host.iptables;
   const { handler } = ruleSetHandler({
     beforeReconcile: (ns) => {
       if (ns === options.throwIn) throw new Error(`cannot plan ${ns}`);
@@ -18,7 +19,7 @@ function setup(options: { stale?: HostAction[]; throwIn?: string } = {}) {
   const handlers = [handler as ResourceHandler];
   const desired = new DesiredState(handlers, undefined);
   const dryRun = new DryRun({
-    runner: fake,
+    runner: host,
     logger: pino({ level: "silent" }),
     config: config(),
     source: {

@@ -1,4 +1,4 @@
-import { FakeIptablesRunner } from "@chainwarden/testing";
+import { FakeHost } from "@chainwarden/testing";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { LoopContext } from "./loop-context.js";
@@ -7,9 +7,10 @@ import { config } from "./rule-set-handler.test-support.js";
 const logger = pino({ level: "silent" });
 
 function context(options: { dryRun?: boolean; live?: boolean } = {}) {
-  const fake = new FakeIptablesRunner({ variant: "nft", namespaces: ["ns-a"] });
+  const host = new FakeHost({ namespaces: ["ns-a"] });
+  const fake = host.iptables;
   const woken: string[] = [];
-  const ctx = new LoopContext("ns-a", fake, logger, logger, options.dryRun ?? false, config(), {
+  const ctx = new LoopContext("ns-a", host, logger, logger, options.dryRun ?? false, config(), {
     wake: (kind) => woken.push(kind),
     live: () => options.live ?? true,
   });

@@ -1,4 +1,4 @@
-import { FakeIptablesRunner } from "@chainwarden/testing";
+import { FakeHost } from "@chainwarden/testing";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { AgentMetrics } from "./agent-metrics.js";
@@ -112,7 +112,7 @@ describe("ReconcileLoop", () => {
     const loop = new ReconcileLoop({
       handlers: [first.handler as ResourceHandler, other as ResourceHandler],
       observers: [],
-      runner: new FakeIptablesRunner({ variant: "nft", namespaces: ["ns-a"] }),
+      runner: new FakeHost({ namespaces: ["ns-a"] }),
       logger: pino({ level: "silent" }),
       metrics: new AgentMetrics(),
       config: config(),

@@ -3,7 +3,7 @@
  * handler contract (stand-ins for invalid input, held ids kept as the kernel has them or failed
  * closed, nothing removed while the input is incomplete, a stale cleanup) on the fake iptables.
  */
-import { FakeIptablesRunner, type RestoreCall } from "@chainwarden/testing";
+import { FakeHost, type RestoreCall } from "@chainwarden/testing";
 import { pino } from "pino";
 import { afterEach } from "vitest";
 import { AgentMetrics } from "./agent-metrics.js";
@@ -158,14 +158,15 @@ afterEach(async () => {
 });
 
 export function setup(options: { config?: Partial<AgentConfig>; namespaces?: string[]; handler?: Omit<ReturnType<typeof ruleSetHandler>, "leftovers"> & { leftovers?: Set<string> }; defaultNamespace?: string } = {}) {
-  const fake = new FakeIptablesRunner({ variant: "nft", namespaces: options.namespaces ?? ["ns-a", "ns-b"] });
+  const host = new FakeHost({ namespaces: options.namespaces ?? ["ns-a", "ns-b"] });
+  const fake = host.iptables;
   const metrics = new AgentMetrics();
   const events: ApplyEvent[] = [];
   const { handler, calls, leftovers = new Set<string>() } = options.handler ?? ruleSetHandler();
   const loop = new ReconcileLoop({
     handlers: [handler as ResourceHandler],
     observers: [{ onApply: (e) => void events.push(e) }],
-    runner: fake,
+    runner: host,
     logger: pino({ level: "silent" }),
     metrics,
     config: config(options.config),
@@ -174,6 +175,6 @@ export function setup(options: { config?: Partial<AgentConfig>; namespaces?: str
   loops.push(loop);
   const rules = (ns: string | undefined, id: string) => fake.rules({ namespace: ns, family: 4 }, "filter", kernelChain(id));
   const input = (ns: string | undefined) => fake.rules({ namespace: ns, family: 4 }, "filter", `${WRAP}-INPUT`);
-  return { fake, metrics, events, loop, calls, leftovers, rules, input };
+  return { host, fake, metrics, events, loop, calls, leftovers, rules, input };
 }
 
