@@ -13,7 +13,7 @@ import {
   stateSourceExtensionPoint,
   type ResourceHandler,
 } from "@chainwarden/agent";
-import { FakeIptablesRunner } from "@chainwarden/testing";
+import { FakeHost } from "@chainwarden/testing";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { auditLogPlugin, type AuditRecord } from "./index.js";
@@ -62,13 +62,13 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 describe("audit-log in an agent", () => {
   it("writes one line per namespace applied, with its resources and the lines sent", async () => {
     const path = join(dir, "audit.jsonl");
-    const runner = new FakeIptablesRunner({ variant: "nft", namespaces: ["ns1", "ns2"] });
+    const host = new FakeHost({ namespaces: ["ns1", "ns2"] });
     const agent = await Agent.create({
       name: "test-agent",
       version: "0.0.0",
       config: baseConfigSchema.parse({ wrap_name: "test-agent", use_ipv6: false, log_level: "silent" }),
       plugins: [{ plugin: testPlugin }, { plugin: auditLogPlugin, options: { path } }],
-      runner,
+      runner: host,
       logger: pino({ level: "silent" }),
     });
     const report = await agent.applyOnce();
@@ -78,7 +78,7 @@ describe("audit-log in an agent", () => {
     expect(records.map((r) => r.namespace).sort()).toEqual(["ns1", "ns2"]);
     const ns1 = records.find((r) => r.namespace === "ns1")!;
     expect(ns1).toMatchObject({ resources: ["allow/a"], full: true, error: null });
-    const sent = runner.restoreCalls.filter((c) => c.target.namespace === "ns1");
+    const sent = host.iptables.restoreCalls.filter((c) => c.target.namespace === "ns1");
     expect(sent).toHaveLength(1);
     expect(ns1.families).toEqual([{ family: 4, sent: true, lines: expect.any(Number), tables: expect.arrayContaining(["filter"]) }]);
     expect(ns1.lines_sent).toBeGreaterThan(0);
@@ -91,7 +91,7 @@ describe("audit-log in an agent", () => {
         version: "0.0.0",
         config: baseConfigSchema.parse({ wrap_name: "test-agent" }),
         plugins: [{ plugin: auditLogPlugin, options }],
-        runner: new FakeIptablesRunner({ variant: "nft" }),
+        runner: new FakeHost(),
         logger: pino({ level: "silent" }),
       });
     await expect(create({})).rejects.toThrow(/invalid options for plugin audit-log/);

@@ -1,6 +1,6 @@
 import { IptablesManager } from "@chainwarden/core";
 import type { ReconcileContext, ReconcileRequest } from "@chainwarden/agent";
-import { FakeIptablesRunner } from "@chainwarden/testing";
+import { FakeHost } from "@chainwarden/testing";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { ChainSetHandler } from "./chain-set-handler.js";
@@ -9,12 +9,13 @@ import type { ChainSet } from "./chain-set.js";
 const NS = "ns-static";
 
 /** Drives the handler as the reconcile loop does: one manager per namespace, reconcile inside deferApply. */
-function harness(runner = new FakeIptablesRunner({ variant: "nft", namespaces: [NS] })) {
-  const manager = new IptablesManager({ runner, namespace: NS, wrapName: "test-agent", useIpv6: false });
+function harness(host = new FakeHost({ namespaces: [NS] })) {
+  const runner = host.iptables;
+  const manager = new IptablesManager({ runner: host, namespace: NS, wrapName: "test-agent", useIpv6: false });
   const handler = new ChainSetHandler();
   const context: ReconcileContext = {
     namespace: NS,
-    runner,
+    runner: host,
     logger: pino({ level: "silent" }),
     dryRun: false,
     manager: () => manager,
@@ -32,7 +33,7 @@ function harness(runner = new FakeIptablesRunner({ variant: "nft", namespaces: [
     return result;
   };
   const filter = () => runner.dump({ namespace: NS, family: 4 }).split("\n").filter((l) => l.includes("cs-"));
-  return { reconcile, filter, runner };
+  return { reconcile, filter, runner, host };
 }
 
 const set = (id: string, rules: string[]): ChainSet => ({ id, namespace: NS, rules });
@@ -79,13 +80,13 @@ describe("ChainSetHandler", () => {
     const before = first.filter();
 
     // A new agent: web's input is invalid now (its stand-in is held), admin is gone from a complete state.
-    const restarted = harness(first.runner);
+    const restarted = harness(first.host);
     const standIn: ChainSet = { id: "web", namespace: NS, rules: [], standIn: true };
     await restarted.reconcile([standIn, { id: "new", namespace: NS, rules: [], standIn: true }], true, { held: ["web", "new"] });
     expect(restarted.filter()).toEqual(before.filter((l) => !l.includes("cs-admin")));
 
     // Incomplete input (a problem that names no set): what the kernel has stays.
-    const third = harness(first.runner);
+    const third = harness(first.host);
     await third.reconcile([], true, { complete: false });
     expect(third.filter()).toEqual(before.filter((l) => !l.includes("cs-admin")));
   });
