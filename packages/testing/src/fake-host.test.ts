@@ -1,4 +1,4 @@
-import { listNamespaces, NamespaceGoneError, RestoreError } from "@chainwarden/core";
+import { listNamespaces, NamespaceGoneError, PREPARED_INPUT, RestoreError } from "@chainwarden/core";
 import { describe, expect, it } from "vitest";
 import { FakeHost } from "./fake-host.js";
 import { NotModelledError } from "./not-modelled-error.js";
@@ -41,6 +41,30 @@ describe("FakeHost", () => {
     await host.restore(t, rule);
     const busy = await host.exec("ipset", ["destroy", "s1"], { namespace: "ns-a", reject: false });
     expect(busy).toEqual({ stdout: "", stderr: "ipset v7.17: Set cannot be destroyed: it is in use by a kernel component\n", exitCode: 1 });
+  });
+
+  it("logs what a command read, and a prepared command's run and cancel where they happen", async () => {
+    const host = new FakeHost({ namespaces: ["ns-a"] });
+    const ns = { namespace: "ns-a" };
+    host.conntrack.addConnection("ns-a", { protocol: "tcp", src: "10.0.0.1", dst: "10.0.0.2", sport: 1000, dport: 22 });
+    const dropped = host.prepare!("conntrack", ["-R", PREPARED_INPUT], ns);
+    const used = host.prepare!("conntrack", ["-R", PREPARED_INPUT], ns);
+    await host.exec("ip", ["-batch", "-"], { ...ns, input: "link add br0 type bridge\n" });
+    dropped.cancel();
+    dropped.cancel();
+    const r = await used.run("-D -d 10.0.0.2\n");
+    expect(r.stdout).toContain("src=10.0.0.1 dst=10.0.0.2");
+    await expect(used.run("-D -d 10.0.0.2\n")).rejects.toThrow(/run twice/);
+    expect(host.events.map(({ what, args, input, step }) => [what, args?.join(" "), input, step])).toEqual([
+      ["conntrack", `-R ${PREPARED_INPUT}`, undefined, undefined],
+      ["conntrack", `-R ${PREPARED_INPUT}`, undefined, undefined],
+      ["ip", "-batch -", "link add br0 type bridge\n", undefined],
+      ["conntrack", `-R ${PREPARED_INPUT}`, undefined, "cancel"],
+      ["conntrack", `-R ${PREPARED_INPUT}`, "-D -d 10.0.0.2\n", "run"],
+    ]);
+    // A prepared command is one command.
+    expect(host.commandsIn("ns-a", "conntrack")).toEqual([["-R", PREPARED_INPUT], ["-R", PREPARED_INPUT]]);
+    expect(host.conntrack.preparedWaiting).toEqual([]);
   });
 
   it("leaves out what a runner may lack, and does not model processes", () => {

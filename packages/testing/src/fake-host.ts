@@ -43,6 +43,10 @@ export interface FakeHostEvent {
   what: "restore" | AuxCommand;
   family?: 4 | 6;
   args?: string[];
+  /** What the command read: an exec's input, or a prepared command's at `run`. */
+  input?: string;
+  /** A prepared command given its input (`run`) or dropped unrun (`cancel`); its `prepare` has no step. */
+  step?: "run" | "cancel";
 }
 
 /**
@@ -51,8 +55,9 @@ export interface FakeHostEvent {
  * against the real one by its contract suite) on one `FakeNetns`, wired as the kernel ties them:
  * a namespace deleted by one is gone for all, an iptables rule naming a missing ipset is refused,
  * a set a rule names cannot be destroyed. `exec` goes to the tool's fake; `spawn` is not modelled
- * (a test that needs a process runs it for real). `events` keeps restores and commands in the
- * order they ran, for tests of ordering (a cleanup after the rules).
+ * (a test that needs a process runs it for real). `events` keeps restores and commands, with what
+ * they read (a batch's lines), and a prepared command's start, run and cancel, in the order they
+ * happened, for tests of ordering (a cleanup after the rules).
  */
 export class FakeHost implements HostRunner {
   readonly netns: FakeNetns;
@@ -91,8 +96,22 @@ export class FakeHost implements HostRunner {
     if (prepare) {
       this.prepare = (command, args, opts) => {
         if (command !== "conntrack") throw new NotModelledError(`prepare(${JSON.stringify([command, ...args].join(" "))})`, "FakeHost");
-        this.events.push({ namespace: opts?.namespace, what: command, args: [...args] });
-        return prepare(command, args, opts);
+        const event = { namespace: opts?.namespace, what: command, args: [...args] };
+        this.events.push(event);
+        const prepared = prepare(command, args, opts);
+        return {
+          run: (input) => {
+            if (prepared.waiting) this.events.push({ ...event, input, step: "run" });
+            return prepared.run(input);
+          },
+          cancel: () => {
+            if (prepared.waiting) this.events.push({ ...event, step: "cancel" });
+            prepared.cancel();
+          },
+          get waiting() {
+            return prepared.waiting;
+          },
+        };
       };
     }
     const watch = this.ip.watch;
@@ -101,9 +120,9 @@ export class FakeHost implements HostRunner {
     if (listLinks) this.listLinks = (namespace) => listLinks(namespace);
   }
 
-  /** The commands one tool ran in a namespace, as argument lists, in order. */
+  /** The commands one tool ran in a namespace, as argument lists, in order (a prepared one once). */
   commandsIn(namespace: string | undefined, tool: AuxCommand): string[][] {
-    return this.events.filter((e) => e.what === tool && e.namespace === namespace).map((e) => e.args!);
+    return this.events.filter((e) => e.what === tool && e.namespace === namespace && e.step === undefined).map((e) => e.args!);
   }
 
   // ---- HostRunner ------------------------------------------------------------------------------
@@ -130,7 +149,7 @@ export class FakeHost implements HostRunner {
   }
 
   exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
-    this.events.push({ namespace: options.namespace, what: command, args: [...args] });
+    this.events.push({ namespace: options.namespace, what: command, args: [...args], ...(options.input !== undefined ? { input: options.input } : {}) });
     switch (command) {
       case "ip":
         return this.ip.exec(command, args, options);
