@@ -88,6 +88,23 @@ describe("FakeIp", () => {
       expect(() => f.sysctl(NS, "net.core.somaxconn")).toThrow(NotModelledError);
     });
 
+    it("promotes a secondary address where promote_secondaries is set, and deletes it with its primary where not", async () => {
+      const f = fake();
+      const addrs = (ns: string) => f.device(ns, "va")!.addresses.filter((c) => !c.includes(":"));
+      for (const ns of [NS, OTHER]) {
+        await ip(f, ns, "link", "add", "va", "type", "veth", "peer", "name", "vb");
+        await ip(f, ns, "link", "set", "va", "up");
+        await ip(f, ns, "link", "set", "vb", "up");
+        for (const cidr of ["200.200.128.2/24", "200.200.128.3/32", "200.200.128.9/24"]) await ip(f, ns, "addr", "add", cidr, "dev", "va");
+      }
+      await ip(f, undefined, "netns", "exec", NS, "sysctl", "-q", "-w", "net.ipv4.conf.all.promote_secondaries=1");
+      for (const ns of [NS, OTHER]) await ip(f, ns, "addr", "del", "200.200.128.2/24", "dev", "va");
+      expect(addrs(NS)).toEqual(["200.200.128.3/32", "200.200.128.9/24"]);
+      expect(f.routes(NS, 4)).toEqual(["200.200.128.0/24 dev va proto kernel scope link src 200.200.128.9"]);
+      expect(addrs(OTHER)).toEqual(["200.200.128.3/32"]);
+      expect(f.routes(OTHER, 4)).toEqual([]);
+    });
+
     it("starts with the namespaces it is given, and the host's own with lo up", async () => {
       const f = new FakeIp({ namespaces: [NS] });
       expect(f.hasNamespace(NS)).toBe(true);

@@ -187,6 +187,7 @@ const SYSCTLS: ReadonlyMap<string, string> = new Map([
   ["net.ipv4.conf.all.arp_ignore", "0"],
   ["net.ipv4.conf.all.arp_announce", "0"],
   ["net.ipv6.conf.all.forwarding", "0"],
+  ["net.ipv4.conf.all.promote_secondaries", "0"],
 ]);
 /** ip's objects the fake does not model, so that a word that is none of ip's can be refused as ip refuses it. */
 const OTHER_OBJECTS = ["addrlabel", "maddress", "rule", "neighbour", "neighbor", "ntable", "l2tp", "fou", "ila", "macsec", "tunnel", "tap", "token", "tcpmetrics", "monitor", "xfrm", "mroute", "mrule", "netconf", "vrf", "sr", "nexthop", "mptcp", "ioam", "stats", "help"];
@@ -828,14 +829,30 @@ export class FakeIp implements IpRunner {
     this.touch(l);
   }
 
-  /** Deleting a primary takes its secondaries (`promote_secondaries` is 0 in a new namespace). */
+  /**
+   * Deleting a primary takes its secondaries (`promote_secondaries` is 0 in a new namespace). With
+   * `net.ipv4.conf.all.promote_secondaries` set (Neutron sets it), the first of them becomes the
+   * primary instead, as `__inet_del_ifa` moves it: after the last primary of the same or a narrower
+   * scope between the two, else to the deleted one's place; the subnet's route gets it as source.
+   */
   private deleteAddress4(l: Link, a: Address): void {
     const at = l.v4.findIndex((x) => x.prefixlen === a.prefixlen && sameAddress(x.local, a.local));
     if (at === -1) kernelSays("ipv4: Address not found.");
-    const gone = l.v4[at]!;
+    const list = l.v4;
+    const gone = list[at]!;
     const net = toBits(gone.local) & netMask(4, gone.prefixlen);
-    l.v4 = l.v4.filter((x) => x !== gone && !(!gone.secondary && x.secondary && x.prefixlen === gone.prefixlen && (toBits(x.local) & netMask(4, x.prefixlen)) === net));
+    const ofSubnet = (x: Address) => x.secondary === true && x.prefixlen === gone.prefixlen && (toBits(x.local) & netMask(4, x.prefixlen)) === net;
+    const promoting = !gone.secondary && (l.ns.sysctl.get("net.ipv4.conf.all.promote_secondaries") ?? "0") !== "0";
+    const promote = promoting ? list.slice(at + 1).find(ofSubnet) : undefined;
+    l.v4 = list.filter((x) => x !== gone && x !== promote && (promoting || gone.secondary || !ofSubnet(x)));
     l.ns.routes = l.ns.routes.filter((r) => !(r.kernel && r.family === 4 && r.dev === l && r.prefsrc === gone.local.text && r.dst.len === gone.prefixlen && r.dst.bits === net));
+    if (promote) {
+      let after: Address | undefined;
+      for (let i = at + 1; list[i] !== promote; i++) if (!list[i]!.secondary && scopeNumber(list[i]!.scope) >= scopeNumber(gone.scope)) after = list[i];
+      promote.secondary = false;
+      l.v4.splice(after ? l.v4.indexOf(after) + 1 : at, 0, promote);
+      if (l.up) this.addPrefixRoute4(l, promote);
+    }
     this.touch(l);
   }
 

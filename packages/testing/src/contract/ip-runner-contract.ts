@@ -405,6 +405,25 @@ export function describeIpRunnerContract(name: string, setup: () => Promise<IpRu
         expect(await routes(A, 4)).toBe("10.0.0.0/16 dev va proto kernel scope link src 10.0.0.5 \n10.0.1.0/31 dev va proto kernel scope link src 10.0.1.1 \n");
       });
 
+      it("promotes a secondary in place of its deleted primary where promote_secondaries is set (as Neutron sets it)", async () => {
+        await vethPair(A, "va", "vb");
+        for (const cidr of ["10.0.0.5/24", "10.0.0.7/32", "10.0.0.6/24", "10.0.0.8/24", "10.1.0.1/16"]) await ipOk(A, "addr", "add", cidr, "dev", "va");
+        await ipOk(undefined, "netns", "exec", A, "sysctl", "-q", "-w", "net.ipv4.conf.all.promote_secondaries=1");
+        expect((await ipOk(undefined, "netns", "exec", A, "sysctl", "-n", "net.ipv4.conf.all.promote_secondaries")).stdout).toBe("1\n");
+        const a = (local: string, prefixlen: number, secondary = false) => ({ family: "inet", local, prefixlen, scope: "global", ...(secondary ? { secondary: true } : {}), label: "va" });
+        await ipOk(A, "addr", "del", "10.0.0.5/24", "dev", "va");
+        // Moved after the last primary that followed the deleted one; the other secondary stays one.
+        expect(await inet(A, "va")).toEqual([a("10.0.0.7", 32), a("10.1.0.1", 16), a("10.0.0.6", 24), a("10.0.0.8", 24, true)]);
+        expect(await routes(A, 4)).toBe("10.0.0.0/24 dev va proto kernel scope link src 10.0.0.6 \n10.1.0.0/16 dev va proto kernel scope link src 10.1.0.1 \n");
+        // Down, the promoted address gets its route only when the device comes up.
+        await ipOk(A, "link", "set", "va", "down");
+        await ipOk(A, "addr", "del", "10.0.0.6/24", "dev", "va");
+        expect(await inet(A, "va")).toEqual([a("10.0.0.7", 32), a("10.1.0.1", 16), a("10.0.0.8", 24)]);
+        expect(await routes(A, 4)).toBe("");
+        await ipOk(A, "link", "set", "va", "up");
+        expect(await routes(A, 4)).toBe("10.0.0.0/24 dev va proto kernel scope link src 10.0.0.8 \n10.1.0.0/16 dev va proto kernel scope link src 10.1.0.1 \n");
+      });
+
       it("keeps IPv6 addresses newest first, the link-local one last, one prefix route for a prefix", async () => {
         await vethPair(A, "va", "vb");
         await ipOk(A, "addr", "add", "2001:db8::5/64", "dev", "va");
