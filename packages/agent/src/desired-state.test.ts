@@ -54,6 +54,19 @@ describe("DesiredState", () => {
     expect(s.problems).toHaveLength(2);
   });
 
+  it("a key the source says it does not deliver leaves its kinds incomplete: missing means unknown, nothing goes", () => {
+    const s = state();
+    s.update(doc(rs("r1", "ns-a", "-j ACCEPT")), "t");
+    const update = s.update({}, "neutron-server", { notDelivered: ["rule_sets"] });
+    expect(update.fresh).toEqual([]);
+    expect(s.complete("rule_set")).toBe(false);
+    expect(ids(s, "ns-a")).toEqual(["r1"]);
+    // Delivered again: complete, and now its absence removes.
+    s.update({ rule_sets: [] }, "t");
+    expect(s.complete("rule_set")).toBe(true);
+    expect(s.has("ns-a")).toBe(false);
+  });
+
   it("a problem naming no resource, or an unknown key, makes the kind incomplete: nothing desired before goes", () => {
     const s = state();
     s.update(doc(rs("r1", "ns-a", "-j ACCEPT"), rs("r2", "ns-b", "-j ACCEPT")), "t");

@@ -1,5 +1,5 @@
 import type { Problem } from "./agent-errors.js";
-import type { ResourceHandler, StateDocument } from "./extension-points.js";
+import type { ResourceHandler, StateDocument, StateUpdateOptions } from "./extension-points.js";
 import { errorMessage } from "./error-fields.js";
 import { jsonEqual } from "./json-equal.js";
 import { didYouMean } from "./near-miss.js";
@@ -77,7 +77,8 @@ export class DesiredState {
     return this.current;
   }
 
-  update(document: StateDocument, origin: string): DesiredUpdate {
+  update(document: StateDocument, origin: string, options: StateUpdateOptions = {}): DesiredUpdate {
+    const notDelivered = new Set(options.notDelivered ?? []);
     this.documentRead = true;
     const affected = new Set<NsKey>();
     const problems: StateProblem[] = this.unknownKeys(document, origin).map((problem) => ({ kind: undefined, problem, keptAs: undefined }));
@@ -133,7 +134,8 @@ export class DesiredState {
         else if (place(id, standIn, prev.resources.get(id), true, parsed.problems)) keptAs.set(id, "stand-in");
       }
       for (const p of parsed.problems) if (p.resource !== undefined) keepPrevious(p.resource);
-      const complete = !documentIncomplete && parsed.problems.every((p) => p.resource !== undefined);
+      const undelivered = handler.documentKeys.some((key) => notDelivered.has(key));
+      const complete = !documentIncomplete && !undelivered && parsed.problems.every((p) => p.resource !== undefined);
       if (!complete) for (const id of prev.resources.keys()) keepPrevious(id);
 
       for (const [id, r] of resources) {

@@ -6,12 +6,22 @@ import type { Problem } from "./agent-errors.js";
 /** The desired-state document as read: JSON/YAML values in Neutron's shapes (DESIGN §5). */
 export type StateDocument = Record<string, unknown>;
 
+/** How complete a delivered document is. */
+export interface StateUpdateOptions {
+  /**
+   * Top-level keys this source cannot deliver (neutron-server's RPC without neutron-fwaas has no
+   * `firewall_groups`): a missing key then means "unknown", not "none". The kinds that read them stay
+   * incomplete: nothing of theirs is removed, handlers keep what the kernel has.
+   */
+  notDelivered?: readonly string[];
+}
+
 export interface StateSink {
   /**
    * A complete new desired state. `origin` names where it came from (file path, "etcd", ...).
    * Sources deliver whole documents; the loop works out what changed.
    */
-  update(document: StateDocument, origin: string): void;
+  update(document: StateDocument, origin: string, options?: StateUpdateOptions): void;
   /** A file that does not parse, or other trouble; the last good state stays in force. */
   problem(problem: Problem): void;
 }
@@ -195,6 +205,11 @@ export interface ApplyEvent {
   namespace: string | undefined;
   /** `kind/id` of every resource in this apply. */
   resources: string[];
+  /**
+   * `kind/id` of the resources of the namespace that are held (invalid input kept as the kernel has
+   * it, or a failure waiting for its retry): whatever the apply did, not theirs.
+   */
+  held?: string[];
   result?: ApplyResult;
   /** Set when the apply failed. */
   error?: Error;

@@ -357,7 +357,7 @@ describe("ReconcileLoop", () => {
   });
 
   it("keeps the last good version of a resource that became invalid", async () => {
-    const { fake, loop, rules, metrics, calls } = setup();
+    const { fake, loop, rules, metrics, calls, events } = setup();
     loop.update(doc(rs("r1", "ns-a", "-j ACCEPT"), rs("r2", "ns-a", "-j DROP")), "state.yaml");
     await loop.start();
     const before = fake.restoreCalls.length;
@@ -371,6 +371,8 @@ describe("ReconcileLoop", () => {
     // r3 was never valid: its stand-in is held, and with nothing in the kernel it is filtered closed.
     expect(rules("ns-a", "r3")).toEqual(["-j DROP"]);
     expect(calls.at(-1)).toMatchObject({ changed: ["r2", "r3"], removed: [], held: ["r3"] });
+    // Observers learn which resources of the apply are held (not applied as asked).
+    expect(events.at(-1)).toMatchObject({ namespace: "ns-a", resources: ["rule_set/r2", "rule_set/r3"], held: ["rule_set/r3"] });
 
     const report = await loop.syncOnce();
     expect(report.problems.map((p) => [p.resource, p.path])).toEqual([

@@ -6,7 +6,7 @@ import type { AgentConfig } from "./config-schema.js";
 import { DesiredState, type ByKind, type NsKey } from "./desired-state.js";
 import { DryRun } from "./dry-run.js";
 import { asError, errorCode, errorFields } from "./error-fields.js";
-import type { ApplyEvent, ApplyObserver, HostAction, ResourceHandler, StateDocument, StateSink } from "./extension-points.js";
+import type { ApplyEvent, ApplyObserver, HostAction, ResourceHandler, StateDocument, StateSink, StateUpdateOptions } from "./extension-points.js";
 import { FailedResources } from "./failed-resources.js";
 import { LoopContext } from "./loop-context.js";
 import type { PlanReport, StatusReport, SyncReport } from "./loop-reports.js";
@@ -155,9 +155,9 @@ export class ReconcileLoop implements StateSink {
 
   // ---- StateSink -------------------------------------------------------------------------------
 
-  update(document: StateDocument, origin: string): void {
+  update(document: StateDocument, origin: string, options?: StateUpdateOptions): void {
     const arrival = performance.now();
-    const { affected, fresh } = this.desired.update(document, origin);
+    const { affected, fresh } = this.desired.update(document, origin, options);
     for (const { kind, problem: p, keptAs } of fresh) {
       this.metrics.stateProblems.inc();
       const message =
@@ -506,7 +506,7 @@ export class ReconcileLoop implements StateSink {
     // One line per namespace that really changed; a resync that finds nothing to do stays quiet.
     if (result.sent || removed > 0 || changed > 0) logger.info(fields, "namespace applied");
     else logger.debug(fields, "namespace applied");
-    await this.notify({ namespace: ns, resources, result, durationMs, full });
+    await this.notify({ namespace: ns, resources, held: heldIds(heldByKind), result, durationMs, full });
     return { ok: true };
   }
 
@@ -550,4 +550,11 @@ function mergeResults(results: readonly ApplyResult[]): ApplyResult {
 function hasAny(byKind: ByKind | undefined): boolean {
   for (const m of byKind?.values() ?? []) if (m.size > 0) return true;
   return false;
+}
+
+/** `kind/id` of every held resource. */
+function heldIds(heldByKind: ReadonlyMap<string, ReadonlySet<string>>): string[] {
+  const out: string[] = [];
+  for (const [kind, ids] of heldByKind) for (const id of ids) out.push(`${kind}/${id}`);
+  return out;
 }
