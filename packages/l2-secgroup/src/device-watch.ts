@@ -19,11 +19,22 @@ export interface LinkEvent {
 
 // `5: tap1@peer0: <BROADCAST,...> mtu ...`, `Deleted 5: tap1@NONE: <...>`, `4: br0: <...>`.
 const LINK_EVENT = /^(Deleted )?\d+:\s+([^:@\s]+)(?:@[^:\s]*)?:\s/;
+// A device's own line (the kernel's AF_UNSPEC link message) always has its group after its state;
+// the bridge's view of a port (AF_BRIDGE: `mtu 1450 master br0 state forwarding ...`) never does.
+const DEVICE_LINE = / state \S+ (?:mode \S+ )?group \S+/;
 
-/** The event of one monitor line; undefined for anything else (continuation text, other objects). */
+/**
+ * The event of one monitor line; undefined for anything else (continuation text, other objects).
+ * A port that leaves its bridge is printed by the bridge as `Deleted N: tap1: ... master br0 ...`
+ * though the device stays: that line is no event (when the device itself goes, its own `Deleted`
+ * line follows).
+ */
 export function parseLinkEvent(line: string): LinkEvent | undefined {
   const m = LINK_EVENT.exec(line);
-  return m ? { name: m[2]!, deleted: m[1] !== undefined } : undefined;
+  if (!m) return undefined;
+  const deleted = m[1] !== undefined;
+  if (deleted && !DEVICE_LINE.test(line.split("\\")[0]!)) return undefined;
+  return { name: m[2]!, deleted };
 }
 
 const FIRST_RETRY_MS = 1_000;

@@ -1,12 +1,12 @@
 /**
- * Golden tests against the fake iptables: every `l2_*` scenario of the shared reference (real
- * Neutron Zed output) and every scenario of our own fixtures (outputs produced by Debian's
- * python3-neutron 21.0.0), replayed step by step; after each step the normalized iptables-save,
- * ip6tables-save, ipset save and conntrack deletions must equal the expected block.
+ * Golden tests on the fake host (the honest fakes of iptables, ipset and conntrack): every `l2_*`
+ * scenario of the shared reference (real Neutron Zed output) and every scenario of our own fixtures
+ * (outputs produced by Debian's python3-neutron 21.0.0), replayed step by step; after each step the
+ * normalized iptables-save, ip6tables-save, ipset save and conntrack deletions must equal the
+ * expected block.
  */
-import { listReferenceScenarios, referenceDir } from "@chainwarden/testing";
+import { FakeHost, listReferenceScenarios, referenceDir } from "@chainwarden/testing";
 import { describe, expect, it } from "vitest";
-import { FakeL2Host } from "./test-support/fake-l2-host.js";
 import { replayScenario } from "./test-support/replay.js";
 import { FIXTURE_DIR, loadScenario } from "./test-support/scenario.js";
 
@@ -21,17 +21,17 @@ describe("the shared reference has l2 scenarios", () => {
   });
 });
 
-describe.each(["nft", "legacy"] as const)("golden scenarios on the fake iptables (%s)", (variant) => {
+describe.each(["nft", "legacy"] as const)("golden scenarios on the fake host (%s)", (variant) => {
   for (const { dir, names } of SOURCES) {
     describe.each(names)("%s", (name) => {
       it("matches real Neutron after every step, and a second apply sends nothing", async () => {
         const { scenario, expected } = loadScenario(dir, name);
         const namespace = "golden";
-        const host = new FakeL2Host({ variant, namespaces: [namespace] });
+        const host = new FakeHost({ variant, namespaces: [namespace] });
         const outputs = await replayScenario(scenario, {
           runner: host,
           namespace,
-          ipsetSave: async () => host.ipsetSave(namespace),
+          ipsetSave: async () => host.ipset.dump(namespace),
           conntrack: true,
         });
         outputs.forEach((out, i) => {

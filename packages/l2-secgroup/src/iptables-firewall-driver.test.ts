@@ -1,18 +1,18 @@
 import { IptablesManager, normalizeSave } from "@chainwarden/core";
+import { FakeHost } from "@chainwarden/testing";
 import { describe, expect, it } from "vitest";
 import { iptablesFlavor, ovsHybridFlavor, type FirewallFlavor } from "./firewall-flavor.js";
 import { FirewallNamespace } from "./firewall-namespace.js";
 import { ConntrackZoneExhaustedError, ConntrackZones } from "./conntrack-zones.js";
 import { IptablesFirewallDriver } from "./iptables-firewall-driver.js";
 import type { L2Resource } from "./l2-state.js";
-import { FakeL2Host } from "./test-support/fake-l2-host.js";
 import { DEFAULT_GROUPS, NET_B, ports, resources, WEB_SG, type StateSpec } from "./test-support/fixtures.js";
 
 const NS = "fw";
 
-function setup(options: { flavor?: FirewallFlavor; enableIpset?: boolean; host?: FakeL2Host } = {}) {
+function setup(options: { flavor?: FirewallFlavor; enableIpset?: boolean; host?: FakeHost } = {}) {
   const flavor = options.flavor ?? iptablesFlavor;
-  const host = options.host ?? new FakeL2Host({ namespaces: [NS] });
+  const host = options.host ?? new FakeHost({ namespaces: [NS] });
   const manager = new IptablesManager({ runner: host, namespace: NS, wrapName: flavor.defaultWrapName, stateless: true, strict: true });
   const ns = new FirewallNamespace({ runner: host, namespace: NS, flavor, enableIpset: options.enableIpset ?? false, waitForDevices: false });
   const apply = async (list: L2Resource[]) => {
@@ -135,7 +135,7 @@ describe("IptablesFirewallDriver", () => {
     const withIpset = setup({ enableIpset: true });
     await withIpset.apply(withIpset.state({ ports: [p1], groups, members }));
     expect(withIpset.dump()).toContain("-p tcp -m tcp --dport 443 -m set --match-set NIPv4ag-1 src -j RETURN");
-    expect(withIpset.host.ipsetSave(NS)).toBe("create NIPv4ag-1 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12\nadd NIPv4ag-1 10.0.0.11\nadd NIPv4ag-1 192.0.2.0/24\n");
+    expect(withIpset.host.ipset.dump(NS)).toBe("create NIPv4ag-1 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12\nadd NIPv4ag-1 10.0.0.11\nadd NIPv4ag-1 192.0.2.0/24\n");
   });
 
   it("a port-level rule naming a remote group is expanded like a group rule (Neutron would allow every source)", async () => {
@@ -151,22 +151,23 @@ describe("IptablesFirewallDriver", () => {
     const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: WEB_SG }] };
     const t = setup({ enableIpset: true });
     await t.apply(t.state({ ports: [p1], groups, members: { [WEB_SG]: { IPv4: [["10.0.0.11", "m"]] } } }));
-    expect(t.host.ipsetSave(NS)).toContain("add NIPv45a1e0000-0000-4000-8000- 10.0.0.11");
+    expect(t.host.ipset.dump(NS)).toContain("add NIPv45a1e0000-0000-4000-8000- 10.0.0.11");
     // A member change swaps in a freshly built set.
-    t.host.ipsetCalls.length = 0;
+    const before = t.host.ipset.calls.length;
     await t.apply(t.state({ ports: [p1], groups, members: { [WEB_SG]: { IPv4: [["10.0.0.11", "m"], ["10.0.0.12", "m"]] } } }));
-    expect(t.host.ipsetCalls.map((c) => c.args.join(" "))).toEqual([
+    const calls = t.host.ipset.calls.slice(before);
+    expect(calls.map((c) => c.args.join(" "))).toEqual([
       "restore -exist",
       "swap NIPv45a1e0000-0000-4000-8000--n NIPv45a1e0000-0000-4000-8000-",
       "destroy NIPv45a1e0000-0000-4000-8000--n",
     ]);
-    expect(t.host.ipsetCalls[0]!.input).toBe(
+    expect(calls[0]!.input).toBe(
       "create NIPv45a1e0000-0000-4000-8000--n hash:net family inet\nflush NIPv45a1e0000-0000-4000-8000--n\nadd NIPv45a1e0000-0000-4000-8000--n 10.0.0.11\nadd NIPv45a1e0000-0000-4000-8000--n 10.0.0.12\n",
     );
     // The fake kernel refuses to destroy a set a rule names: the set goes only after the apply.
     const { after } = await t.apply(t.state({ ports: [p1], groups: { [WEB_SG]: [] } }));
     expect(after.ipsetsDestroyed).toEqual(["NIPv45a1e0000-0000-4000-8000-"]);
-    expect(t.host.ipsetSave(NS)).toBe("");
+    expect(t.host.ipset.dump(NS)).toBe("");
   });
 
   it("a cold add of many ports streams each port's chains and ends exactly as a plain add (ipsets first)", async () => {
@@ -176,14 +177,16 @@ describe("IptablesFirewallDriver", () => {
     });
     const groups = { [WEB_SG]: [...DEFAULT_GROUPS[WEB_SG]!, { direction: "ingress", ethertype: "IPv4", remote_group_id: WEB_SG }] };
     const spec = { ports: many, groups, members: { [WEB_SG]: { IPv4: [["10.0.0.10", "m"]] } } };
-    const plain = setup({ enableIpset: true });
+    // Plain: a host whose iptables takes whole restores only.
+    const plain = setup({ enableIpset: true, host: new FakeHost({ namespaces: [NS], iptables: { restoreStream: false } }) });
     await plain.apply(plain.state(spec));
-    // The same, with the manager on the fake iptables itself (the fake host does not offer streams).
-    const host = new FakeL2Host({ namespaces: [NS] });
-    const manager = new IptablesManager({ runner: host.iptables, namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
+    expect(plain.host.iptables.restoreCalls.filter((c) => c.streamed)).toEqual([]);
+    // The same, streamed: the fake host offers restoreStream, which a cold add of 64+ ports uses.
+    const host = new FakeHost({ namespaces: [NS] });
+    const manager = new IptablesManager({ runner: host, namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
     const ns = new FirewallNamespace({ runner: host, namespace: NS, flavor: iptablesFlavor, enableIpset: true, waitForDevices: false });
     const sets: string[] = [];
-    host.iptables.onBeforeRestore(() => void sets.push(host.ipsetSave(NS)));
+    host.iptables.onBeforeRestore(() => void sets.push(host.ipset.dump(NS)));
     const { result } = await manager.deferApply(() => ns.reconcile(manager, resources(spec, { enableIpset: true })));
     const streamed = host.iptables.restoreCalls.filter((c) => c.streamed);
     expect(streamed.map((c) => c.target.family).sort()).toEqual([4, 6]);
@@ -197,7 +200,7 @@ describe("IptablesFirewallDriver", () => {
   });
 
   it("syncByFamily writes the family with fewer rules first, each port's spoof chain before the chain jumping to it", async () => {
-    const host = new FakeL2Host({ namespaces: [NS] });
+    const host = new FakeHost({ namespaces: [NS] });
     const manager = new IptablesManager({ runner: host, namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
     const driver = new IptablesFirewallDriver({ manager, flavor: iptablesFlavor, enableIpset: false });
     const seen: string[] = [];
@@ -221,7 +224,7 @@ describe("IptablesFirewallDriver", () => {
       "after 4 true",
     ]);
     // The tables hold what sync() would have written.
-    const other = new IptablesManager({ runner: new FakeL2Host({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
+    const other = new IptablesManager({ runner: new FakeHost({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
     new IptablesFirewallDriver({ manager: other, flavor: iptablesFlavor, enableIpset: false }).sync(list, []);
     for (const family of [4, 6] as const) expect((await manager.plan()).families[family === 4 ? 0 : 1]!.input).toBe((await other.plan()).families[family === 4 ? 0 : 1]!.input);
   });
@@ -235,7 +238,7 @@ describe("IptablesFirewallDriver", () => {
       }
     }
     const tables = async (byFamily: boolean) => {
-      const manager = new IptablesManager({ runner: new FakeL2Host({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
+      const manager = new IptablesManager({ runner: new FakeHost({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
       const driver = new IptablesFirewallDriver({ manager, flavor: iptablesFlavor, enableIpset: false, zones: new ExhaustedForB() });
       const list = ports(resources({ ports: [p1, p3] }));
       if (byFamily) await expect(driver.syncByFamily(list, [], {})).rejects.toBeInstanceOf(ConntrackZoneExhaustedError);
@@ -249,7 +252,7 @@ describe("IptablesFirewallDriver", () => {
   });
 
   it("syncByFamily whose hook fails still writes every family's tables before the error goes on", async () => {
-    const manager = new IptablesManager({ runner: new FakeL2Host({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
+    const manager = new IptablesManager({ runner: new FakeHost({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
     const driver = new IptablesFirewallDriver({ manager, flavor: iptablesFlavor, enableIpset: false });
     const list = ports(resources({ ports: [p1, p3] }));
     await expect(
@@ -259,7 +262,7 @@ describe("IptablesFirewallDriver", () => {
         },
       }),
     ).rejects.toThrow("an ipset could not be made");
-    const other = new IptablesManager({ runner: new FakeL2Host({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
+    const other = new IptablesManager({ runner: new FakeHost({ namespaces: [NS] }), namespace: NS, wrapName: iptablesFlavor.defaultWrapName, stateless: true, strict: true });
     new IptablesFirewallDriver({ manager: other, flavor: iptablesFlavor, enableIpset: false }).sync(list, []);
     expect((await manager.plan()).families.map((f) => f.input)).toEqual((await other.plan()).families.map((f) => f.input));
     // Nothing written twice (the write whose hook threw is not repeated).

@@ -6,12 +6,11 @@
  */
 import { Agent, MemoryStateSource, baseConfigSchema, createLogger, createPlugin, FRAMEWORK_VERSION, stateSourceExtensionPoint, type StateDocument } from "@chainwarden/agent";
 import { normalizeSave } from "@chainwarden/core";
-import { duplicateLogKeys } from "@chainwarden/testing";
+import { duplicateLogKeys, FakeHost } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { iptablesFlavor } from "./firewall-flavor.js";
 import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
 import { parseL2State } from "./l2-state.js";
-import { FakeL2Host } from "./test-support/fake-l2-host.js";
 import { stateDocument, WEB_SG, type PortSpec } from "./test-support/fixtures.js";
 
 const NS = "l2-bridge";
@@ -27,7 +26,7 @@ afterEach(async () => {
 
 /** A fresh agent on the host (a restart is a fresh agent on the same host). */
 /** `settings`: the plugin's config keys (`enable_ipset`, `wait_for_devices`, ...), top level in the agent's config. */
-async function agentOn(host: FakeL2Host, document: StateDocument, settings: Record<string, unknown> = {}, logger = createLogger({ level: "silent", name: "l2-agent" })) {
+async function agentOn(host: FakeHost, document: StateDocument, settings: Record<string, unknown> = {}, logger = createLogger({ level: "silent", name: "l2-agent" })) {
   const source = new MemoryStateSource(document);
   const agent = await Agent.create({
     name: "l2-agent",
@@ -45,8 +44,8 @@ async function agentOn(host: FakeL2Host, document: StateDocument, settings: Reco
   return { agent, source };
 }
 
-const dump = (host: FakeL2Host, family: 4 | 6 = 4) => normalizeSave(host.iptables.dump({ namespace: NS, family }));
-const linesOf = (host: FakeL2Host, device: string) => dump(host).split("\n").filter((l) => l.includes(device.slice(3)));
+const dump = (host: FakeHost, family: 4 | 6 = 4) => normalizeSave(host.iptables.dump({ namespace: NS, family }));
+const linesOf = (host: FakeHost, device: string) => dump(host).split("\n").filter((l) => l.includes(device.slice(3)));
 
 describe("parseL2State: stand-ins and limits", () => {
   const parse = (doc: StateDocument, limits?: { maxRulesPerPort: number; maxMembersPerGroup: number }) =>
@@ -100,7 +99,7 @@ describe("parseL2State: stand-ins and limits", () => {
 
 describe("l2SecgroupPlugin: what bad input gets", () => {
   it("a restart with a port turned invalid keeps exactly its kernel rules; one never valid is closed", async () => {
-    const host = new FakeL2Host({ namespaces: [NS] });
+    const host = new FakeHost({ namespaces: [NS] });
     const first = await agentOn(host, stateDocument({ ports: [a, b] }));
     await first.agent.applyOnce();
     const bLines = linesOf(host, b.device);
@@ -128,21 +127,21 @@ describe("l2SecgroupPlugin: what bad input gets", () => {
   });
 
   it("a restart keeps a held port's ipsets (its rules name them) while the others' unused sets go", async () => {
-    const host = new FakeL2Host({ namespaces: [NS] });
+    const host = new FakeHost({ namespaces: [NS] });
     const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: REMOTE }] };
     const members = { [REMOTE]: { IPv4: [["10.1.0.1", "m"]] } };
     await (await agentOn(host, stateDocument({ ports: [a], groups, members }), { enable_ipset: true })).agent.applyOnce();
-    const before = host.ipsetSave(NS);
+    const before = host.ipset.dump(NS);
     expect(before).toContain("NIPv47a7a0000");
     const doc = stateDocument({ ports: [a], groups, members });
     (doc["devices"] as Record<string, Record<string, unknown>>)["aaaa"]!["mac_address"] = "bad";
     await (await agentOn(host, doc, { enable_ipset: true })).agent.applyOnce();
-    expect(host.ipsetSave(NS)).toBe(before);
+    expect(host.ipset.dump(NS)).toBe(before);
     expect(dump(host)).toContain("--match-set NIPv47a7a0000");
   });
 
   it("incomplete input (trusted_devices broken) removes nothing an earlier run made; a complete state then does", async () => {
-    const host = new FakeL2Host({ namespaces: [NS] });
+    const host = new FakeHost({ namespaces: [NS] });
     await (await agentOn(host, stateDocument({ ports: [a, b], trusted: ["tapdhcp"] }))).agent.applyOnce();
     const before = dump(host);
     const broken = { ...stateDocument({ ports: [a] }), trusted_devices: "tapdhcp" };
@@ -155,7 +154,7 @@ describe("l2SecgroupPlugin: what bad input gets", () => {
   });
 
   it("an unknown top-level key removes nothing and names the key it resembles", async () => {
-    const host = new FakeL2Host({ namespaces: [NS] });
+    const host = new FakeHost({ namespaces: [NS] });
     await (await agentOn(host, stateDocument({ ports: [a, b] }))).agent.applyOnce();
     const { devices, ...rest } = stateDocument({ ports: [a] });
     const report = await (await agentOn(host, { ...rest, device: devices })).agent.applyOnce();
@@ -164,7 +163,7 @@ describe("l2SecgroupPlugin: what bad input gets", () => {
   });
 
   it("a port whose ipset cannot be made is held alone (closed); the rest lands; it applies once the set can be made", async () => {
-    const host = new FakeL2Host({ namespaces: [NS] });
+    const host = new FakeHost({ namespaces: [NS] });
     const groups = { [WEB_SG]: [{ direction: "egress", ethertype: "IPv4" }], g2: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: REMOTE }] };
     const members = { [REMOTE]: { IPv4: [["10.1.0.1", "m"]] } };
     const doc = stateDocument({ ports: [a, { ...b, groups: ["g2"] }], groups, members });
@@ -188,8 +187,8 @@ describe("l2SecgroupPlugin: what bad input gets", () => {
   it("logs each key once per line (held ports, waiting ports, ipsets, removals)", async () => {
     const lines: string[] = [];
     const logger = createLogger({ level: "debug", name: "l2-agent", destination: { write: (l: string) => void lines.push(l) } });
-    const host = new FakeL2Host({ namespaces: [NS] });
-    host.addDevice(NS, a.device);
+    const host = new FakeHost({ namespaces: [NS] });
+    host.ip.addDevice(NS, a.device);
     const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: REMOTE }] };
     const doc = stateDocument({ ports: [a, b, c], groups, members: { [REMOTE]: { IPv4: [["10.1.0.1", "m"]] } } });
     (doc["devices"] as Record<string, Record<string, unknown>>)["cccc"]!["mac_address"] = "bad";
@@ -202,8 +201,8 @@ describe("l2SecgroupPlugin: what bad input gets", () => {
   });
 
   it("plan names ports waiting for their tap", async () => {
-    const host = new FakeL2Host({ namespaces: [NS] });
-    host.addDevice(NS, a.device);
+    const host = new FakeHost({ namespaces: [NS] });
+    host.ip.addDevice(NS, a.device);
     const { agent } = await agentOn(host, { ...stateDocument({ ports: [a, b] }) }, { wait_for_devices: true });
     const plan = await agent.plan();
     expect(plan.namespaces[0]!.actions).toEqual([

@@ -16,10 +16,9 @@ import {
   type StateDocument,
 } from "@chainwarden/agent";
 import { normalizeSave } from "@chainwarden/core";
-import { referenceDir } from "@chainwarden/testing";
+import { FakeHost, referenceDir } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
-import { FakeL2Host } from "./test-support/fake-l2-host.js";
 import { stateDocument, WEB_SG, type PortSpec } from "./test-support/fixtures.js";
 import { loadScenario, ScenarioState } from "./test-support/scenario.js";
 
@@ -41,8 +40,8 @@ afterEach(async () => {
 });
 
 /** `settings`: the plugin's config keys (`firewall_driver`, `enable_ipset`, ...), top level in the agent's config. */
-async function agentWith(options: { document: StateDocument; settings?: Record<string, unknown>; pluginOptions?: unknown; config?: AgentConfig; host?: FakeL2Host }) {
-  const host = options.host ?? new FakeL2Host({ namespaces: [NS] });
+async function agentWith(options: { document: StateDocument; settings?: Record<string, unknown>; pluginOptions?: unknown; config?: AgentConfig; host?: FakeHost }) {
+  const host = options.host ?? new FakeHost({ namespaces: [NS] });
   const source = new MemoryStateSource(options.document);
   const plugins: AgentPluginEntry[] = [{ plugin: l2SecgroupPlugin, options: options.pluginOptions ?? {} }, { plugin: sourcePlugin(source) }];
   const agent = await Agent.create({
@@ -67,26 +66,26 @@ describe("l2SecgroupPlugin in an agent", () => {
     const { scenario, expected } = loadScenario(referenceDir(), "l2_seed_default_sg_ipset");
     const state = new ScenarioState(scenario);
     state.apply(scenario.steps[0]!);
-    const host = new FakeL2Host({ namespaces: [NS] });
-    host.addDevice(NS, ...state.portDevices);
+    const host = new FakeHost({ namespaces: [NS] });
+    host.ip.addDevice(NS, ...state.portDevices);
     const t = await agentWith({ document: state.document(), host });
     await t.agent.start();
     expect(t.dump(4)).toBe(expected[0]!.sections["iptables-save"]);
     expect(t.dump(6)).toBe(expected[0]!.sections["ip6tables-save"]);
-    expect(host.ipsetSave(NS)).toBe(expected[0]!.sections["ipset save"]);
+    expect(host.ipset.dump(NS)).toBe(expected[0]!.sections["ipset save"]);
   });
 
   it("a port's rules appear once its tap exists; all changed ports go in one restore per family", async () => {
     const ports = Array.from({ length: 20 }, (_, i) => ({ id: `p${i}`, device: `tapp${String(i).padStart(2, "0")}`, ip: `10.0.0.${i + 10}` }));
-    const host = new FakeL2Host({ namespaces: [NS] });
-    host.addDevice(NS, "tapp00");
+    const host = new FakeHost({ namespaces: [NS] });
+    host.ip.addDevice(NS, "tapp00");
     const t = await agentWith({ document: stateDocument({ ports }), host });
     const report = await t.agent.start();
     expect(report.problems).toEqual([]);
     expect(t.dump()).toContain("tapp00");
     expect(t.dump()).not.toContain("tapp01");
     // Devices appear; the next pass (any change, or the resync) filters them, in one restore per family.
-    host.addDevice(NS, ...ports.map((p) => p.device));
+    host.ip.addDevice(NS, ...ports.slice(1).map((p) => p.device));
     const before = host.iptables.restoreCalls.length;
     t.source.push(stateDocument({ ports, trusted: ["tapdhcp"] }));
     await t.agent.idle();
@@ -95,7 +94,7 @@ describe("l2SecgroupPlugin in an agent", () => {
     // The trusted device has no tap yet: no ACCEPT jump for it.
     expect(t.dump()).not.toContain("tapdhcp");
     // A device that goes away takes the port's rules with it.
-    host.removeDevice(NS, "tapp05");
+    host.ip.removeDevice(NS, "tapp05");
     t.source.push(stateDocument({ ports: ports.filter((p) => p.id !== "p19"), trusted: ["tapdhcp"] }));
     await t.agent.idle();
     expect(t.dump()).not.toContain("tapp05");
@@ -113,42 +112,42 @@ describe("l2SecgroupPlugin in an agent", () => {
 
   it("watches for devices: a tap that appears or goes changes the port's rules at once, with no state change and no kernel read", async () => {
     const ports = [{ id: "p1", device: "tapw01", ip: "10.0.0.21" }];
-    const host = new FakeL2Host({ namespaces: [NS] });
+    const host = new FakeHost({ namespaces: [NS] });
     // A poll of a minute: whatever happens within the test is the monitor's doing.
     const t = await agentWith({ document: stateDocument({ ports }), host, settings: { polling_interval: 60 } });
     await t.agent.start();
     expect(t.dump()).not.toContain("tapw01");
-    expect(host.monitorCount(NS)).toBe(1);
+    expect(host.ip.monitorCount(NS)).toBe(1);
     const metric = async (name: string) => new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "m").exec(await t.agent.metrics.metricsText())?.[1];
     expect(await metric(`chainwarden_l2_ports_waiting_for_device\\{namespace="${NS}"\\}`)).toBe("1");
     expect(await metric(`chainwarden_l2_device_monitor_up\\{namespace="${NS}"\\}`)).toBe("1");
     const saves = host.iptables.saveCalls.length;
-    host.addDevice(NS, "tapw01");
+    host.ip.addDevice(NS, "tapw01");
     await until("the port's rules", () => t.dump().includes(":neutron-linuxbri-iw01 -"));
     expect(await metric(`chainwarden_l2_ports_waiting_for_device\\{namespace="${NS}"\\}`)).toBe("0");
     expect(await metric("chainwarden_l2_device_wakes_total")).toBe("1");
-    host.removeDevice(NS, "tapw01");
+    host.ip.removeDevice(NS, "tapw01");
     await until("the port's rules to go", () => !t.dump().includes("tapw01"));
     // Another device, or one of a port not in the state, wakes nothing.
     const restores = host.iptables.restoreCalls.length;
-    const lists = host.deviceLists;
-    host.addDevice(NS, "tapother", "brq0000");
+    const lists = host.ip.deviceLists;
+    host.ip.addDevice(NS, "tapother", "brq0000");
     await new Promise((r) => setTimeout(r, 100));
     expect(host.iptables.restoreCalls.length).toBe(restores);
-    expect(host.deviceLists).toBe(lists);
+    expect(host.ip.deviceLists).toBe(lists);
     expect(host.iptables.saveCalls.length).toBe(saves);
     await t.agent.stop();
-    expect(host.monitorCount(NS)).toBe(0);
+    expect(host.ip.monitorCount(NS)).toBe(0);
     expect(await metric(`chainwarden_l2_device_monitor_up\\{namespace="${NS}"\\}`)).toBe("0");
   });
 
   it("without a monitor (and without listLinks), the poll finds the tap (every polling_interval)", async () => {
     const ports = [{ id: "p1", device: "tapw02", ip: "10.0.0.22" }];
     // Nor listLinks: the device check reads `ip -o link show`.
-    const host = new FakeL2Host({ namespaces: [NS], monitorUnsupported: true, listLinksUnsupported: true });
+    const host = new FakeHost({ namespaces: [NS], ip: { watch: false, listLinks: false } });
     const t = await agentWith({ document: stateDocument({ ports }), host, settings: { polling_interval: 0.2 } });
     await t.agent.start();
-    host.addDevice(NS, "tapw02");
+    host.ip.addDevice(NS, "tapw02");
     await until("the poll to filter the port", () => t.dump().includes(":neutron-linuxbri-iw02 -"));
   });
 
@@ -157,11 +156,11 @@ describe("l2SecgroupPlugin in an agent", () => {
     const once = await agentWith({ document: stateDocument({ ports }) });
     await once.agent.applyOnce();
     await once.agent.plan();
-    expect(once.host.deviceLists).toBe(2);
-    expect(once.host.monitorStarts).toBe(0);
+    expect(once.host.ip.deviceLists).toBe(2);
+    expect(once.host.ip.monitorStarts).toBe(0);
     const noWait = await agentWith({ document: stateDocument({ ports }), settings: { wait_for_devices: false } });
     await noWait.agent.start();
-    expect(noWait.host.monitorCount(NS)).toBe(0);
+    expect(noWait.host.ip.monitorCount(NS)).toBe(0);
   });
 
   it("wait_for_devices: false filters every desired port at once and never lists devices", async () => {
@@ -169,8 +168,8 @@ describe("l2SecgroupPlugin in an agent", () => {
     await t.agent.start();
     expect(t.dump()).toContain(":neutron-linuxbri-iaaaa -");
     expect(t.dump()).toContain(":neutron-linuxbri-ibbbb -");
-    expect(t.host.iptables.execCalls.filter((c) => c.command === "ip")).toEqual([]);
-    expect(t.host.deviceLists).toBe(0);
+    expect(t.host.commandsIn(NS, "ip")).toEqual([]);
+    expect(t.host.ip.deviceLists).toBe(0);
   });
 
   it("a cold start with many ports streams both families' restores and ends as without streams (ipsets first)", async () => {
@@ -179,13 +178,13 @@ describe("l2SecgroupPlugin in an agent", () => {
     const document = stateDocument({ ports: many, groups, members: { [WEB_SG]: { IPv4: [["10.0.0.10", "m"], ["10.0.0.11", "m"]] } } });
     const settings = { wait_for_devices: false, enable_ipset: true };
     const streamed = await agentWith({ document, settings });
-    const plain = await agentWith({ document, settings, host: new FakeL2Host({ namespaces: [NS], restoreStream: false }) });
+    const plain = await agentWith({ document, settings, host: new FakeHost({ namespaces: [NS], iptables: { restoreStream: false } }) });
     for (const t of [streamed, plain]) await t.agent.start();
     expect(streamed.host.iptables.restoreCalls.filter((c) => c.streamed).map((c) => c.target.family).sort()).toEqual([4, 6]);
     expect(plain.host.iptables.restoreCalls.filter((c) => c.streamed)).toEqual([]);
     for (const family of [4, 6] as const) expect(streamed.dump(family)).toBe(plain.dump(family));
     expect(streamed.dump(4)).toContain("--match-set NIPv45a1e0000-0000-4000-8000- src");
-    expect(streamed.host.ipsetSave(NS)).toBe(plain.host.ipsetSave(NS));
+    expect(streamed.host.ipset.dump(NS)).toBe(plain.host.ipset.dump(NS));
   });
 
   it("an invalid port is reported and the others still apply; it keeps its last good rules, and one never valid is filtered closed", async () => {
@@ -213,34 +212,35 @@ describe("l2SecgroupPlugin in an agent", () => {
     const members = { [WEB_SG]: { IPv4: [["10.0.0.1", "m"], ["10.0.0.2", "m"]] } };
     const t = await agentWith({ document: stateDocument({ ports: [a, b], groups, members }), settings: { wait_for_devices: false, enable_ipset: true } });
     await t.agent.start();
-    expect(t.host.ipsetSave(NS)).toContain("add NIPv45a1e0000-0000-4000-8000- 10.0.0.2");
+    expect(t.host.ipset.dump(NS)).toContain("add NIPv45a1e0000-0000-4000-8000- 10.0.0.2");
     // Connections in the zone: b's to a (which the member's removal makes illegal), and one of a's
     // to a host outside the group, which stays.
-    t.host.addConnection(NS, { src: "10.0.0.2", dst: "10.0.0.1", dport: 22, zone: 4097 });
-    t.host.addConnection(NS, { src: "10.0.0.1", dst: "192.0.2.7", dport: 443, zone: 4097 });
+    t.host.conntrack.addConnection(NS, { protocol: "tcp", src: "10.0.0.2", dst: "10.0.0.1", sport: 40000, dport: 22, zone: 4097 });
+    t.host.conntrack.addConnection(NS, { protocol: "tcp", src: "10.0.0.1", dst: "192.0.2.7", sport: 40000, dport: 443, zone: 4097 });
+    const kept = t.host.conntrack.listing(NS)[1];
     t.source.push(stateDocument({ ports: [a], groups, members: { [WEB_SG]: { IPv4: [["10.0.0.1", "m"]] } } }));
     await t.agent.idle();
     // Neutron's four deletions for the zone; the zone is listed once, and only the deletions that
     // can match a listed connection run (each is a walk of the host's whole conntrack table).
-    const calls = t.host.conntrackCalls.map((c) => `${c.namespace} ${c.args.join(" ")}`);
-    expect(calls[0]).toBe(`${NS} -L -w 4097`);
-    expect(calls.slice(1).sort()).toEqual([`${NS} -D -f ipv4 -d 10.0.0.1 -w 4097 -s 10.0.0.2`, `${NS} -D -f ipv4 -s 10.0.0.2 -w 4097`]);
-    expect(t.host.connections.get(NS)).toEqual([{ src: "10.0.0.1", dst: "192.0.2.7", dport: 443, zone: 4097 }]);
+    const calls = t.host.commandsIn(NS, "conntrack").map((args) => args.join(" "));
+    expect(calls[0]).toBe("-L -w 4097");
+    expect(calls.slice(1).sort()).toEqual(["-D -f ipv4 -d 10.0.0.1 -w 4097 -s 10.0.0.2", "-D -f ipv4 -s 10.0.0.2 -w 4097"]);
+    expect(t.host.conntrack.listing(NS)).toEqual([kept]);
     t.source.push(stateDocument({ ports: [] }));
     await t.agent.idle();
-    expect(t.host.ipsetSave(NS)).toBe("");
+    expect(t.host.ipset.dump(NS)).toBe("");
     expect(t.dump()).not.toContain("tapaaaa");
   });
 
   it("plan changes nothing: no ipsets, no conntrack, and the live zone numbering is not shifted", async () => {
-    const host = new FakeL2Host({ namespaces: [NS] });
+    const host = new FakeHost({ namespaces: [NS] });
     const groups = { [WEB_SG]: [{ direction: "ingress", ethertype: "IPv4", remote_group_id: WEB_SG }] };
     const doc = stateDocument({ ports: [a, { ...b, network: "other-net" }], groups, members: { [WEB_SG]: { IPv4: [] } } });
     const t = await agentWith({ document: doc, host, settings: { wait_for_devices: false, enable_ipset: true } });
     const plans = (await t.agent.plan()).namespaces;
     expect(plans[0]!.families.map((f) => f.input).join("")).toContain("CT --zone 4098");
     // The sets are only listed (read), to say which the apply would create.
-    expect(host.ipsetCalls.map((c) => c.args.join(" "))).toEqual(["list -n"]);
+    expect(host.commandsIn(NS, "ipset").map((args) => args.join(" "))).toEqual(["list -n"]);
     expect(plans[0]!.actions).toContainEqual({ verb: "create", object: "ipset", name: expect.stringMatching(/^NIPv4/) });
     expect(host.iptables.restoreCalls).toEqual([]);
     // The live agent later numbers from 4097 again.
@@ -290,6 +290,6 @@ describe("l2SecgroupPlugin in an agent", () => {
     expect(t.dump()).not.toContain("tapbbbb");
     expect(t.dump()).toContain("tapaaaa");
     // Two deletions in the zone: they run as they are (a listing would not save a walk).
-    expect(t.host.conntrackCalls.map((c) => c.args.join(" ")).sort()).toEqual(["-D -f ipv4 -d 10.0.0.2 -w 4097", "-D -f ipv4 -s 10.0.0.2 -w 4097"]);
+    expect(t.host.commandsIn(NS, "conntrack").map((args) => args.join(" ")).sort()).toEqual(["-D -f ipv4 -d 10.0.0.2 -w 4097", "-D -f ipv4 -s 10.0.0.2 -w 4097"]);
   });
 });

@@ -7,8 +7,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { normalizeSave } from "@chainwarden/core";
+import { FakeHost } from "@chainwarden/testing";
 import { describe, expect, it } from "vitest";
-import { FakeL2Host } from "./test-support/fake-l2-host.js";
 import { replayScenario } from "./test-support/replay.js";
 import { FIXTURE_DIR, loadScenario } from "./test-support/scenario.js";
 
@@ -30,7 +30,7 @@ describe("the seed's OVS-hybrid listing", () => {
   it("every rule and chain it shows is in ours for the same input", async () => {
     const { scenario } = loadScenario(FIXTURE_DIR, "hybrid_seed");
     const seedInput = { ...scenario, options: { ...scenario.options, comments: false }, steps: scenario.steps.slice(0, 1) };
-    const host = new FakeL2Host({ namespaces: ["seed"] });
+    const host = new FakeHost({ namespaces: ["seed"] });
     const [out] = await replayScenario(seedInput, { runner: host, namespace: "seed" });
     const ours = new Set(out!.sections["iptables-save"]!.split("\n"));
     const seed = seedFilterListing();

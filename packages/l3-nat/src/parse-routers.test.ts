@@ -38,6 +38,23 @@ describe("parseRouters", () => {
     expect(parse({ r1: {} }).problems).toEqual([{ source: "routers.json", path: "routers", message: "expected a list of routers" }]);
   });
 
+  it("an HA or a DVR router is a problem of that router (held, never touched); the others apply", () => {
+    const ha = clone();
+    ha.id = "ha-router";
+    ha.ha = true;
+    const dvr = clone();
+    dvr.id = "dvr-router";
+    dvr.distributed = true;
+    const legacy = { ...clone(), ha: false, distributed: false };
+    const { resources, problems, held } = parse([ha, dvr, legacy]);
+    expect([...resources.keys()]).toEqual([seed.id]);
+    expect(problems.map((p) => [p.resource, p.path, p.message])).toEqual([
+      ["ha-router", "routers.0.ha", expect.stringMatching(/HA routers .* not supported/)],
+      ["dvr-router", "routers.1.distributed", expect.stringMatching(/DVR\) routers are not supported/)],
+    ]);
+    expect([...held!.keys()]).toEqual(["ha-router", "dvr-router"]);
+  });
+
   it("reports each bad router naming the router and the field, and keeps the good ones", () => {
     const badIp = clone();
     badIp.id = "bad-ip";

@@ -195,7 +195,10 @@ export function parseFloatingIp(value: unknown): ParseFloatingIpResult {
  */
 export function parseRouter(value: unknown, floatingIps?: FloatingIpLookup): ParseRouterResult {
   const typos = misspelled(value, routerSchema, "");
-  const v = value as { gw_port?: unknown; _interfaces?: unknown } | null;
+  const v = value as { gw_port?: unknown; _interfaces?: unknown; ha?: unknown; distributed?: unknown } | null;
+  // The server schedules these to any l3 agent; what they need (keepalived, fip namespaces) is not here.
+  if (v?.ha === true) typos.push({ path: "ha", message: "HA routers (keepalived, VRRP) are not supported by this agent; leave them to Neutron's l3 agent" });
+  if (v?.distributed === true) typos.push({ path: "distributed", message: "distributed (DVR) routers are not supported by this agent; leave them to Neutron's l3 agent" });
   if (v?.gw_port) typos.push(...misspelledInPort(v.gw_port, "gw_port"));
   if (Array.isArray(v?._interfaces)) v._interfaces.forEach((p, i) => typos.push(...misspelledInPort(p, `_interfaces.${i}`)));
   const parsed = routerSchema.safeParse(value);
