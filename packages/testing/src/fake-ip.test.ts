@@ -232,6 +232,7 @@ describe("FakeIp", () => {
       const refused = [
         ["neigh", "show"],
         ["addr", "show"],
+        ["-j", "-4", "addr", "show"],
         ["link", "add", "d0", "type", "dummy"],
         ["link", "set", "lo", "mtu", "1400"],
         // IPv6 leaves a device below 1280.

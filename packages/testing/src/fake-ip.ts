@@ -597,7 +597,8 @@ export class FakeIp implements IpRunner {
   private linkShow(ctx: Context, words: string[], addresses: boolean): Outcome {
     const name = words[0] === "dev" ? words[1] : words[0];
     if (words.length > (words[0] === "dev" ? 2 : 1) || (words[0] === "dev" && name === undefined)) this.notModelled([addresses ? "addr" : "link", "show", ...words]);
-    if (addresses && !ctx.json) this.notModelled(["addr", "show", ...words]);
+    // -4/-6 would also leave out the devices without an address of the family: not modelled.
+    if (addresses && (!ctx.json || ctx.family !== undefined)) this.notModelled(["addr", "show", ...words]);
     if (!addresses) this.deviceLists++;
     let links = ctx.ns.links;
     if (name !== undefined) {
