@@ -27,7 +27,7 @@ export {
   type L3NatSettings,
   type L3NatAgentSettings,
 } from "./l3-nat-settings.js";
-export { L3NatError, RouterExtensionError, RouterDevicesMissingError, InterfaceDriverUnknownError, type L3NatErrorCode } from "./l3-nat-errors.js";
+export { L3NatError, RouterExtensionError, RouterDevicesMissingError, InterfaceDriverUnknownError, FloatingIpAddressError, type FloatingIpBatchFailure, type L3NatErrorCode } from "./l3-nat-errors.js";
 export { createMetadataProxyServer, parseMetadataUpstream, formatMetadataUpstream, forwardedHeaders, type MetadataUpstream, type MetadataProxyOptions } from "./metadata-proxy.js";
 export { MetadataProxyProcess, defaultMetadataProxyScript, type MetadataProxyHandle, type MetadataProxyFactory, type MetadataProxyParams, type MetadataProxyProcessOptions } from "./metadata-proxy-process.js";
 export * from "./device-names.js";

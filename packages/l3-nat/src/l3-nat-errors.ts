@@ -1,4 +1,4 @@
-import { ChainwardenError } from "@chainwarden/core";
+import { ChainwardenError, type ChainwardenErrorOptions } from "@chainwarden/core";
 
 export type L3NatErrorCode =
   | "ROUTER_EXTENSION_FAILED"
@@ -6,7 +6,8 @@ export type L3NatErrorCode =
   | "INTERFACE_DRIVER_UNKNOWN"
   | "ADDRESS_SCOPES_EXHAUSTED"
   | "METADATA_UPSTREAM_INVALID"
-  | "METADATA_PROXY_MISSING";
+  | "METADATA_PROXY_MISSING"
+  | "FLOATING_IP_ADDRESSES_FAILED";
 
 /**
  * Errors of the l3 NAT plugin (`ChainwardenError`s): a stable `code`, the router (`resource`,
@@ -14,7 +15,7 @@ export type L3NatErrorCode =
  * while the rest of its namespace applies.
  */
 export class L3NatError extends ChainwardenError<L3NatErrorCode> {
-  constructor(code: L3NatErrorCode, message: string, resource?: string, options: { cause?: unknown } = {}) {
+  constructor(code: L3NatErrorCode, message: string, resource?: string, options: Pick<ChainwardenErrorOptions, "cause" | "namespace"> = {}) {
     super(code, message, { ...options, ...(resource !== undefined ? { resource } : {}) });
   }
 }
@@ -47,5 +48,30 @@ export class RouterDevicesMissingError extends L3NatError {
 export class InterfaceDriverUnknownError extends L3NatError {
   constructor(name: string, known: readonly string[]) {
     super("INTERFACE_DRIVER_UNKNOWN", `plugin l3-nat: interface_driver ${JSON.stringify(name)} is not registered (registered: ${known.join(", ") || "none"})`);
+  }
+}
+
+/** A line of a floating IP `ip -batch` that failed (line 0: the batch as a whole). */
+export interface FloatingIpBatchFailure {
+  readonly line: number;
+  readonly command: string;
+  /** What ip said for it. */
+  readonly error: string;
+}
+
+/**
+ * Floating IP addresses could not all be added to or removed from the gateway device, for another
+ * reason than an address already there or already gone. Names the router's namespace and each
+ * failing batch line; the cause is the `ip` command's `CommandError`.
+ */
+export class FloatingIpAddressError extends L3NatError {
+  constructor(
+    routerId: string,
+    namespace: string,
+    readonly failures: readonly FloatingIpBatchFailure[],
+    cause: unknown,
+  ) {
+    const lines = failures.map((f) => (f.line === 0 ? `${f.command}: ${f.error}` : `line ${f.line} (${f.command}): ${f.error}`));
+    super("FLOATING_IP_ADDRESSES_FAILED", `router ${routerId}: floating IP addresses in namespace ${namespace} failed: ${lines.join("; ")}`, `router/${routerId}`, { cause, namespace });
   }
 }

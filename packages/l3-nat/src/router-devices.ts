@@ -1,7 +1,8 @@
 import type { ReconcileContext } from "@chainwarden/agent";
-import { cidrContains, CommandError, parseCidr, parseIp, PREPARED_INPUT, type ConntrackRunner, type IpRunner } from "@chainwarden/core";
+import { cidrContains, CommandError, parseCidr, parseIp, PREPARED_INPUT, type ConntrackRunner, type ExecResult, type IpRunner } from "@chainwarden/core";
 import { EXTERNAL_DEV_PREFIX, externalDeviceName, INTERNAL_DEV_PREFIX, internalDeviceName } from "./device-names.js";
 import type { InterfaceDriver } from "./interface-driver.js";
+import { FloatingIpAddressError, type FloatingIpBatchFailure } from "./l3-nat-errors.js";
 import type { FloatingIp, Router, RouterPort } from "./router.js";
 
 /** The agent's pino logger type, without importing pino. */
@@ -96,8 +97,9 @@ export async function syncRouterDevices(options: DeviceSyncOptions): Promise<Dev
       run: async () => {
         // -force: one address that is already there (or gone) must not stop the others.
         const r = await runner.exec("ip", ["-force", "-batch", "-"], { ...ns, input: `${fipBatch.join("\n")}\n`, reject: false });
-        if (r.exitCode !== 0 && !/File exists|Cannot assign requested address|Address not found/.test(r.stderr)) {
-          throw new CommandError(["ip", "-force", "-batch", "-"], r.exitCode, r.stderr, ns);
+        const failures = floatingIpBatchFailures(fipBatch, r);
+        if (failures.length > 0) {
+          throw new FloatingIpAddressError(router.id, namespace, failures, new CommandError(["ip", "-force", "-batch", "-"], r.exitCode, r.stderr, ns));
         }
       },
     });
@@ -184,6 +186,40 @@ async function plumb(
     fipBatch = fipChanges(gwDevice, current, wantFips, gwCidrs, conntrack);
   }
   return { missing, fipBatch };
+}
+
+/** What `ip` says for an address that is already there (`add`) or already gone (`del`), IPv4 and IPv6. */
+const ADDRESS_THERE = new Set(["Error: ipv4: Address already assigned.", "Error: ipv6: address already assigned."]);
+const ADDRESS_GONE = new Set(["Error: ipv4: Address not found.", "Error: ipv6: address not found."]);
+
+/**
+ * The lines of a floating IP `ip -force -batch` that failed for a reason other than their address
+ * being there already (`address add`) or gone already (`address del`), which a floating IP added or
+ * removed behind our back makes harmless. With -force, ip prints each failing line's error followed
+ * by `Command failed -:N` (N counted from 1) and exits 1; any other exit, or an error not followed by
+ * a line number (ip gave up on the batch), fails the whole batch (line 0).
+ */
+export function floatingIpBatchFailures(lines: readonly string[], result: ExecResult): FloatingIpBatchFailure[] {
+  if (result.exitCode === 0) return [];
+  const failures: FloatingIpBatchFailure[] = [];
+  let said: string[] = [];
+  for (const text of result.stderr.split("\n")) {
+    const m = /^Command failed -:(\d+)$/.exec(text);
+    if (!m) {
+      if (text !== "") said.push(text);
+      continue;
+    }
+    const line = Number(m[1]);
+    const command = lines[line - 1] ?? "";
+    const error = said.join("\n");
+    said = [];
+    const harmless = (command.startsWith("address add ") && ADDRESS_THERE.has(error)) || (command.startsWith("address del ") && ADDRESS_GONE.has(error));
+    if (!harmless) failures.push({ line, command, error });
+  }
+  if (said.length > 0 || result.exitCode !== 1 || !/^Command failed -:/m.test(result.stderr)) {
+    failures.push({ line: 0, command: `ip -force -batch - (exit ${result.exitCode})`, error: said.join("\n") || result.stderr.trim() });
+  }
+  return failures;
 }
 
 /** `ip -batch` lines taking a gateway device's /32s from `have` to `want` (never its own addresses). */

@@ -1,12 +1,11 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { normalizeSave, PREPARED_INPUT } from "@chainwarden/core";
-import { duplicateLogKeys, referenceDir } from "@chainwarden/testing";
+import { duplicateLogKeys, FakeHost, referenceDir } from "@chainwarden/testing";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import type { MetadataProxyFactory } from "./metadata-proxy-process.js";
 import type { L3RouterExtension, RouterExtensionContext } from "./router-extension-point.js";
-import { FakeL3Host } from "./test-support/fake-l3-host.js";
 import { createL3Agent } from "./test-support/l3-agent-harness.js";
 import { loadL3Scenario } from "./test-support/reference-scenario.js";
 
@@ -19,6 +18,29 @@ const QG = "qg-a1b2c3d4-00";
 
 const withFips = (fips: unknown[]) => ({ ...structuredClone(seed), _floatingips: fips });
 const fip = (n: number, fixed: string) => ({ id: `fip-${n}`, floating_ip_address: `200.200.128.${n}`, fixed_ip_address: fixed });
+
+/**
+ * The host's events as text: `restore NS v4`, `NS: COMMAND` for each command, `NS:   | LINE` for
+ * each line it read (an ip batch; a prepared conntrack's input, where it is run), and
+ * `NS: COMMAND cancelled` for a prepared command dropped unrun (`<host>`: the host's namespace).
+ */
+function hostLog(host: FakeHost, from = 0): string[] {
+  return host.events.slice(from).flatMap((e) => {
+    const ns = e.namespace ?? "<host>";
+    if (e.what === "restore") return [`restore ${ns} v${e.family}`];
+    const command = `${ns}: ${[e.what, ...e.args!].join(" ")}`;
+    if (e.step === "cancel") return [`${command} cancelled`];
+    const lines = (e.input ?? "").split("\n").filter(Boolean).map((l) => `${ns}:   | ${l}`);
+    return e.step === "run" ? lines : [command, ...lines];
+  });
+}
+
+/** A device's IPv4 addresses (the kernel gives a veth with carrier an IPv6 link-local one too). */
+function ipv4(host: FakeHost, namespace: string | undefined, device: string): string[] | undefined {
+  return host.ip.device(namespace, device)?.addresses.filter((a) => !a.includes(":"));
+}
+
+const ROUTER_SYSCTLS = ["net.ipv4.ip_forward", "net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce", "net.ipv4.conf.all.promote_secondaries", "net.ipv6.conf.all.forwarding"];
 
 /** Records proxy starts and stops instead of running processes. */
 function fakeProxies() {
@@ -55,26 +77,32 @@ async function setup(options: Parameters<typeof createL3Agent>[0]) {
   return { ...h, proxies };
 }
 
-describe("RouterHandler through the agent (fake host)", () => {
+describe("RouterHandler through the agent (FakeHost)", () => {
   it("adds a router: namespace with forwarding, devices, addresses, route, floating IP, proxy, and Neutron's rules", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const { agent, proxies } = await setup({ runner: host, initial: { routers: [seed] } });
     const report = await agent.start();
     expect(report.failed).toEqual([]);
 
-    expect(host.iptables.hasNamespace(NS)).toBe(true);
-    expect(host.sysctls.get(NS)).toEqual(["net.ipv4.ip_forward=1", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2", "net.ipv6.conf.all.forwarding=1"]);
+    expect(host.netns.has(NS)).toBe(true);
+    expect(ROUTER_SYSCTLS.map((key) => host.ip.sysctl(NS, key))).toEqual(["1", "1", "2", "1", "1"]);
     // linuxbridge: veth pairs, outer ends in their networks' bridges (host namespace by default).
-    expect(host.device(NS, QR)).toMatchObject({ up: true, mac: "fa:16:3e:10:10:01", addresses: ["10.10.10.1/24"], peer: ["<host>", "tapc0ffee00-11"] });
-    expect(host.device(undefined, "tapc0ffee00-11")).toMatchObject({ master: "brq8f2e0c6a-3d", up: true });
-    expect(host.device(undefined, "brq8f2e0c6a-3d")).toMatchObject({ bridge: true, up: true });
-    expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.2/24", "200.200.128.3/32"]);
-    expect(host.routes.get(`${NS} -4`)).toEqual(["default via 200.200.128.1 dev qg-a1b2c3d4-00"]);
+    expect(host.ip.device(NS, QR)).toMatchObject({ kind: "veth", up: true, carrier: true, mac: "fa:16:3e:10:10:01", peer: { namespace: undefined, name: "tapc0ffee00-11" } });
+    expect(ipv4(host, NS, QR)).toEqual(["10.10.10.1/24"]);
+    expect(host.ip.device(undefined, "tapc0ffee00-11")).toMatchObject({ master: "brq8f2e0c6a-3d", up: true });
+    expect(host.ip.device(undefined, "brq8f2e0c6a-3d")).toMatchObject({ kind: "bridge", up: true, carrier: true });
+    expect(ipv4(host, NS, QG)).toEqual(["200.200.128.2/24", "200.200.128.3/32"]);
+    expect(host.ip.routes(NS, 4)).toEqual([
+      "default via 200.200.128.1 dev qg-a1b2c3d4-00",
+      "10.10.10.0/24 dev qr-c0ffee00-11 proto kernel scope link src 10.10.10.1",
+      "200.200.128.0/24 dev qg-a1b2c3d4-00 proto kernel scope link src 200.200.128.2",
+    ]);
     expect(proxies.log).toEqual([`start ${NS} ${ID} 9697`]);
 
     // The floating IP's address comes after the rules (Neutron: "once NAT rules are in place").
-    const fipAdded = host.events.indexOf(`${NS}:   | address add 200.200.128.3/32 scope global dev ${QG}`);
-    expect(fipAdded).toBeGreaterThan(host.events.lastIndexOf(`restore ${NS} v6`));
+    const log = hostLog(host);
+    const fipAdded = log.indexOf(`${NS}:   | address add 200.200.128.3/32 scope global dev ${QG}`);
+    expect(fipAdded).toBeGreaterThan(log.lastIndexOf(`restore ${NS} v6`));
 
     const want = reference.expected[0]!.routers.get(ID)!;
     expect(normalizeSave(host.iptables.dump({ namespace: NS, family: 4 }))).toBe(want.iptables);
@@ -82,14 +110,19 @@ describe("RouterHandler through the agent (fake host)", () => {
   });
 
   it("a disassociated floating IP: rules first, then its address, then its connections", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2"), fip(4, "10.10.10.4")])] } });
     await agent.start();
+    // Connections through each floating IP: from outside (DNATed to the fixed IP), and out of the VM (SNATed to it).
+    for (const [floating, fixed] of [["200.200.128.3", "10.10.10.2"], ["200.200.128.4", "10.10.10.4"]] as const) {
+      host.conntrack.addConnection(NS, { protocol: "tcp", src: "203.0.113.9", dst: floating, sport: 40000, dport: 22, replySrc: fixed, replyDst: "203.0.113.9" });
+      host.conntrack.addConnection(NS, { protocol: "udp", src: fixed, dst: "203.0.113.9", sport: 5000, dport: 53, replySrc: "203.0.113.9", replyDst: floating });
+    }
     const before = host.events.length;
     await push({ routers: [withFips([fip(4, "10.10.10.4")])] });
     // Only floating IPs changed: before the restore only the conntrack process starts (prepared);
     // after it the address goes, then the connections (the lines the prepared conntrack reads).
-    expect(host.events.slice(before)).toEqual([
+    expect(hostLog(host, before)).toEqual([
       `${NS}: conntrack -R ${PREPARED_INPUT}`,
       `restore ${NS} v4`,
       `${NS}: ip -force -batch -`,
@@ -97,27 +130,29 @@ describe("RouterHandler through the agent (fake host)", () => {
       `${NS}:   | -D -d 200.200.128.3`,
       `${NS}:   | -D -q 200.200.128.3`,
     ]);
-    expect(host.preparedWaiting.size).toBe(0);
-    expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.2/24", "200.200.128.4/32"]);
+    expect(host.conntrack.preparedWaiting).toEqual([]);
+    expect(host.conntrack.listing(NS).every((c) => c.includes("200.200.128.4"))).toBe(true);
+    expect(host.conntrack.count(NS)).toBe(2);
+    expect(ipv4(host, NS, QG)).toEqual(["200.200.128.2/24", "200.200.128.4/32"]);
     expect(host.iptables.rules({ namespace: NS, family: 4 }, "nat", "neutron-l3-agent-OUTPUT")).toEqual(["-d 200.200.128.4/32 -j DNAT --to-destination 10.10.10.4"]);
   });
 
   it("a floating IP moved to another fixed IP has its old connections deleted", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2")])] } });
     await agent.start();
     const before = host.events.length;
     await push({ routers: [withFips([fip(3, "10.10.10.9")])] });
-    expect(host.events.slice(before).filter((e) => e.includes("conntrack") || e.includes("| -D"))).toEqual([`${NS}: conntrack -R ${PREPARED_INPUT}`, `${NS}:   | -D -d 200.200.128.3`, `${NS}:   | -D -q 200.200.128.3`]);
+    expect(hostLog(host, before).filter((e) => e.includes("conntrack") || e.includes("| -D"))).toEqual([`${NS}: conntrack -R ${PREPARED_INPUT}`, `${NS}:   | -D -d 200.200.128.3`, `${NS}:   | -D -q 200.200.128.3`]);
   });
 
   it("without a runner that prepares commands, the connections go through one conntrack -D per direction", async () => {
-    const host = new FakeL3Host("nft", { prepare: false });
+    const host = new FakeHost({ conntrack: { prepare: false } });
     const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2"), fip(4, "10.10.10.4")])] } });
     await agent.start();
     const before = host.events.length;
     await push({ routers: [withFips([])] });
-    const after = host.events.slice(before);
+    const after = hostLog(host, before);
     expect(after.filter((e) => e.includes("conntrack"))).toEqual([
       `${NS}: conntrack -D -d 200.200.128.3`,
       `${NS}: conntrack -D -q 200.200.128.3`,
@@ -128,29 +163,31 @@ describe("RouterHandler through the agent (fake host)", () => {
   });
 
   it("a prepared conntrack that cannot start: the connections still go, through conntrack -D", async () => {
-    const host = new FakeL3Host("nft", { prepare: "cannot-start" });
+    const host = new FakeHost({ conntrack: { prepare: "cannot-start" } });
     const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2")])] } });
     await agent.start();
     const before = host.events.length;
     await push({ routers: [withFips([])] });
-    expect(host.events.slice(before).filter((e) => e.includes("conntrack") || e.startsWith("restore"))).toEqual([
+    expect(hostLog(host, before).filter((e) => e.includes("conntrack") || e.startsWith("restore"))).toEqual([
       `${NS}: conntrack -R ${PREPARED_INPUT}`,
       `restore ${NS} v4`,
       `${NS}: conntrack -D -d 200.200.128.3`,
       `${NS}: conntrack -D -q 200.200.128.3`,
     ]);
+    // The prepared one was run but never started.
+    expect(host.conntrack.calls.filter((c) => c.prepared)).toEqual([]);
   });
 
   it("a failed apply cancels the prepared conntrack cleanup; the retry prepares and runs it again", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const { agent, push } = await setup({ runner: host, initial: { routers: [withFips([fip(3, "10.10.10.2")])] } });
     await agent.start();
     const before = host.events.length;
     host.iptables.failNextRestore({ exitCode: 1, stderr: "iptables-restore: line 2 failed\n" });
     await push({ routers: [withFips([])] });
     // The loop retries after its backoff (20 ms in the harness).
-    for (let i = 0; i < 100 && !host.events.slice(before).some((e) => e.includes("| -D -q")); i++) await new Promise((r) => setTimeout(r, 10));
-    const events = host.events.slice(before);
+    for (let i = 0; i < 100 && !hostLog(host, before).some((e) => e.includes("| -D -q")); i++) await new Promise((r) => setTimeout(r, 10));
+    const events = hostLog(host, before);
     expect(events.filter((e) => e.includes("conntrack") || e.includes("| -D"))).toEqual([
       `${NS}: conntrack -R ${PREPARED_INPUT}`,
       `${NS}: conntrack -R ${PREPARED_INPUT} cancelled`,
@@ -158,11 +195,11 @@ describe("RouterHandler through the agent (fake host)", () => {
       `${NS}:   | -D -d 200.200.128.3`,
       `${NS}:   | -D -q 200.200.128.3`,
     ]);
-    expect(host.preparedWaiting.size).toBe(0);
+    expect(host.conntrack.preparedWaiting).toEqual([]);
   });
 
   it("removes a router: extensions told, proxy stopped, namespace deleted (devices with it), nothing left", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const seen: string[] = [];
     const ext: L3RouterExtension = { name: "audit", deleteRouter: (c) => void seen.push(`delete ${c.router.id} ${c.namespace}`) };
     const { agent, push, proxies, handler } = await setup({ runner: host, initial: { routers: [seed] }, extensions: [ext] });
@@ -170,31 +207,28 @@ describe("RouterHandler through the agent (fake host)", () => {
     await push({ routers: [] });
     expect(seen).toEqual([`delete ${ID} ${NS}`]);
     expect(proxies.log).toEqual([`start ${NS} ${ID} 9697`, `stop ${NS}`]);
-    expect(host.iptables.hasNamespace(NS)).toBe(false);
-    expect(host.device(undefined, "tapc0ffee00-11")).toBeUndefined();
+    expect(host.netns.has(NS)).toBe(false);
+    expect(host.ip.device(undefined, "tapc0ffee00-11")).toBeUndefined();
     expect(handler.liveRouters()).toEqual([]);
     // Added again later, it starts from nothing.
     await push({ routers: [seed] });
-    expect(host.iptables.hasNamespace(NS)).toBe(true);
+    expect(host.netns.has(NS)).toBe(true);
     expect(normalizeSave(host.iptables.dump({ namespace: NS, family: 4 }))).toBe(reference.expected[0]!.routers.get(ID)!.iptables);
   });
 
   it("a restarted agent removes router namespaces an earlier run left for routers no longer desired", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     // Left behind: a router deleted while no agent ran. Not ours: another prefix, or not a router id.
-    host.iptables.addNamespace("qrouter-0ddc0ffe-0000-4000-8000-000000000001");
-    host.iptables.addNamespace("qrouter-lab-fabric");
-    host.iptables.addNamespace("other-ns");
+    host.ip.addNamespace("qrouter-0ddc0ffe-0000-4000-8000-000000000001");
+    host.ip.addNamespace("qrouter-lab-fabric");
+    host.ip.addNamespace("other-ns");
     const { agent } = await setup({ runner: host, initial: { routers: [seed] } });
     await agent.start();
-    expect(host.iptables.hasNamespace("qrouter-0ddc0ffe-0000-4000-8000-000000000001")).toBe(false);
-    expect(host.iptables.hasNamespace("qrouter-lab-fabric")).toBe(true);
-    expect(host.iptables.hasNamespace("other-ns")).toBe(true);
-    expect(host.iptables.hasNamespace(NS)).toBe(true);
+    expect(host.netns.list()).toEqual(["qrouter-lab-fabric", "other-ns", NS]);
   });
 
   it("router extensions get the router, its namespace and manager inside the same deferred apply", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const calls: string[] = [];
     const ext: L3RouterExtension = {
       name: "fw",
@@ -210,14 +244,14 @@ describe("RouterHandler through the agent (fake host)", () => {
     await agent.start();
     expect(calls).toEqual([`add ${ID} ${NS} deferred=true`]);
     // One restore per family carried the router's and the extension's rules.
-    expect(host.events.filter((e) => e.startsWith("restore"))).toEqual([`restore ${NS} v4`, `restore ${NS} v6`]);
+    expect(hostLog(host).filter((e) => e.startsWith("restore"))).toEqual([`restore ${NS} v4`, `restore ${NS} v6`]);
     expect(host.iptables.rules({ namespace: NS, family: 4 }, "filter", "neutron-l3-agent-FORWARD")).toEqual(["-j neutron-l3-agent-scope", "-o qr-+ -p icmp -j DROP"]);
     await push({ routers: [withFips([])] });
     expect(calls).toEqual([`add ${ID} ${NS} deferred=true`, "update 0 deferred=true"]);
   });
 
   it("a failing extension fails the router's apply with an error naming it, and it is retried", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     let failures = 1;
     const ext: L3RouterExtension = {
       name: "flaky",
@@ -237,28 +271,28 @@ describe("RouterHandler through the agent (fake host)", () => {
   });
 
   it("noop driver: a missing device is logged and retried; the rules are applied regardless", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const { agent, push } = await setup({ runner: host, initial: { routers: [seed] }, options: { interface_driver: "noop" } });
     const report = await agent.start();
     expect(report.failedResources[0]!.error).toMatchObject({ code: "ROUTER_DEVICES_MISSING", devices: [QR, QG] });
     expect(normalizeSave(host.iptables.dump({ namespace: NS, family: 4 }))).toBe(reference.expected[0]!.routers.get(ID)!.iptables);
     // Someone creates the devices; the retry configures them.
-    host.addDevice(NS, QR);
-    host.addDevice(NS, QG);
+    host.ip.addDevice(NS, QR, QG);
     await push({ routers: [seed] });
-    expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.2/24", "200.200.128.3/32"]);
-    expect(host.device(NS, QR)!.addresses).toEqual(["10.10.10.1/24"]);
+    expect(ipv4(host, NS, QG)).toEqual(["200.200.128.2/24", "200.200.128.3/32"]);
+    expect(ipv4(host, NS, QR)).toEqual(["10.10.10.1/24"]);
+    expect(host.ip.routes(NS, 4)[0]).toBe("default via 200.200.128.1 dev qg-a1b2c3d4-00 linkdown");
   });
 
   it("an unknown interface driver is an error naming the plugin and the drivers there are", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const { agent } = await setup({ runner: host, initial: { routers: [seed] }, options: { interface_driver: "ovs" } });
     const report = await agent.start();
     expect(report.failed[0]!.error.message).toBe('plugin l3-nat: interface_driver "ovs" is not registered (registered: linuxbridge, noop)');
   });
 
   it("plan is a dry run: rules computed, nothing created, no state kept", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const { agent, proxies, handler } = await setup({ runner: host, initial: { routers: [seed] } });
     const plans = (await agent.plan()).namespaces;
     expect(plans).toHaveLength(1);
@@ -268,14 +302,14 @@ describe("RouterHandler through the agent (fake host)", () => {
       { verb: "create", object: "namespace", name: NS, resource: `router/${ID}` },
       { verb: "start", object: "metadata proxy", name: NS, resource: `router/${ID}` },
     ]);
-    expect(host.iptables.hasNamespace(NS)).toBe(false);
-    expect(host.events.filter((e) => !e.endsWith("ip netns list"))).toEqual([]);
+    expect(host.netns.has(NS)).toBe(false);
+    expect(hostLog(host).filter((e) => !e.endsWith("ip netns list"))).toEqual([]);
     expect(proxies.log).toEqual([]);
     expect(handler.liveRouters()).toEqual([]);
   });
 
   it("an invalid router is reported naming it; the other routers still apply", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const bad = { ...structuredClone(seed), id: "bad-router", _floatingips: [{ id: "f", floating_ip_address: "200.200.128.9" }] };
     const { agent } = await setup({ runner: host, initial: { routers: [bad, seed] } });
     const report = await agent.start();
@@ -283,26 +317,30 @@ describe("RouterHandler through the agent (fake host)", () => {
     expect(report.problems).toEqual([
       { source: "test-state", path: "routers.0._floatingips.0.fixed_ip_address", resource: "bad-router", message: "router bad-router: a floating IP needs a fixed_ip_address" },
     ]);
-    expect(host.iptables.listNamespaces()).toEqual([NS]);
+    expect(host.netns.list()).toEqual([NS]);
   });
 
   it("a gateway removed together with its floating IPs: no stale DNAT, addresses and connections cleaned", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const { agent, push } = await setup({ runner: host, initial: { routers: [seed] } });
     await agent.start();
+    host.conntrack.addConnection(NS, { protocol: "tcp", src: "10.10.10.5", dst: "203.0.113.9", sport: 40000, dport: 443, replySrc: "203.0.113.9", replyDst: "200.200.128.2" });
     const before = host.events.length;
     await push({ routers: [{ ...structuredClone(seed), gw_port: null, _floatingips: [] }] });
     expect(host.iptables.rules({ namespace: NS, family: 4 }, "nat", "neutron-l3-agent-PREROUTING")).toEqual([
       "-d 169.254.169.254/32 -i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697",
     ]);
-    expect(host.device(NS, QG)).toBeUndefined();
-    const after = host.events.slice(before);
+    expect(host.ip.device(NS, QG)).toBeUndefined();
+    expect(host.ip.routes(NS, 4)).toEqual(["10.10.10.0/24 dev qr-c0ffee00-11 proto kernel scope link src 10.10.10.1"]);
+    const after = hostLog(host, before);
     expect(after.filter((e) => e.includes("| -D -d"))).toEqual([`${NS}:   | -D -d 200.200.128.2`, `${NS}:   | -D -d 200.200.128.3`]);
     expect(after.findIndex((e) => e.includes("| -D"))).toBeGreaterThan(after.findIndex((e) => e.startsWith("restore")));
+    // The SNATed connection went with the gateway's address.
+    expect(host.conntrack.count(NS)).toBe(0);
   });
 
   it("an interface removed is unplugged, an added one plugged; a new gateway address replaces the old one", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const { agent, push } = await setup({ runner: host, initial: { routers: [seed] } });
     await agent.start();
     const r = structuredClone(seed);
@@ -310,37 +348,45 @@ describe("RouterHandler through the agent (fake host)", () => {
     r.gw_port.fixed_ips = [{ ip_address: "200.200.128.9", subnet_id: "ext-subnet-1", prefixlen: 24 }];
     const before = host.events.length;
     await push({ routers: [r] });
-    expect(host.device(NS, QR)).toBeUndefined();
-    expect(host.device(undefined, "tapc0ffee00-11")).toBeUndefined();
-    expect(host.device(NS, "qr-dddddddd-11")).toMatchObject({ addresses: ["10.10.10.1/24"], mac: "fa:16:3e:10:10:02" });
-    expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.3/32", "200.200.128.9/24"]);
-    expect(host.events.slice(before).filter((e) => e.includes("| -D -d"))).toEqual([`${NS}:   | -D -d 200.200.128.2`]);
+    expect(host.ip.device(NS, QR)).toBeUndefined();
+    expect(host.ip.device(undefined, "tapc0ffee00-11")).toBeUndefined();
+    expect(host.ip.device(NS, "qr-dddddddd-11")).toMatchObject({ mac: "fa:16:3e:10:10:02", up: true });
+    expect(ipv4(host, NS, "qr-dddddddd-11")).toEqual(["10.10.10.1/24"]);
+    // The new gateway address came in as a secondary of the old one, and stayed when that went
+    // (promote_secondaries; without it the kernel deletes it with its primary).
+    expect(ipv4(host, NS, QG)).toEqual(["200.200.128.3/32", "200.200.128.9/24"]);
+    expect(host.ip.routes(NS, 4)).toEqual([
+      "default via 200.200.128.1 dev qg-a1b2c3d4-00",
+      "10.10.10.0/24 dev qr-dddddddd-11 proto kernel scope link src 10.10.10.1",
+      "200.200.128.0/24 dev qg-a1b2c3d4-00 proto kernel scope link src 200.200.128.9",
+    ]);
+    expect(hostLog(host, before).filter((e) => e.includes("| -D -d"))).toEqual([`${NS}:   | -D -d 200.200.128.2`]);
     expect(host.iptables.rules({ namespace: NS, family: 4 }, "nat", "neutron-l3-agent-snat")).toContain("-o qg-a1b2c3d4-00 -j SNAT --to-source 200.200.128.9 --random-fully");
   });
 
   it("a restarted agent adopts the router: no rule sent, devices left alone, drift repaired", async () => {
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const first = await setup({ runner: host, initial: { routers: [seed] } });
     await first.agent.start();
     await first.agent.stop();
     // Someone removed the floating IP's address while the agent was down.
-    host.device(NS, QG)!.addresses = ["200.200.128.2/24"];
+    await host.ip.exec("ip", ["addr", "del", "200.200.128.3/32", "dev", QG], { namespace: NS });
     const restoresBefore = host.iptables.restoreCalls.length;
     const before = host.events.length;
     const second = await setup({ runner: host, initial: { routers: [seed] } });
     const report = await second.agent.start();
     expect(report.failed).toEqual([]);
     expect(host.iptables.restoreCalls.length).toBe(restoresBefore);
-    const commands = host.events.slice(before);
+    const commands = hostLog(host, before);
     expect(commands.filter((e) => e.includes("link add"))).toEqual([]);
     expect(commands).toContain(`${NS}:   | address add 200.200.128.3/32 scope global dev ${QG}`);
-    expect(host.device(NS, QG)!.addresses).toEqual(["200.200.128.2/24", "200.200.128.3/32"]);
+    expect(ipv4(host, NS, QG)).toEqual(["200.200.128.2/24", "200.200.128.3/32"]);
   });
 
   it("logs each key once per line, and one info line per applied namespace", async () => {
     const lines: string[] = [];
     const logger = pino({ level: "debug" }, { write: (l: string) => void lines.push(l) });
-    const host = new FakeL3Host();
+    const host = new FakeHost();
     const { agent, push } = await setup({ runner: host, initial: { routers: [seed] }, logger });
     await agent.start();
     const changed = { ...seed, _floatingips: [] };

@@ -19,7 +19,8 @@ describe.runIf(isRoot())("ensureRouterNamespace (one ip -batch)", () => {
     made.push(ns);
     expect(await ensureRouterNamespace(runner, ns, { useIpv6: true })).toEqual({ created: true });
     expect(await inside(ns, ["ip", "-o", "link", "show", "lo"])).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
-    expect(await inside(ns, ["sysctl", "-n", "net.ipv4.ip_forward", "net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce", "net.ipv6.conf.all.forwarding"])).toBe("1\n1\n2\n1\n");
+    const settings = ["net.ipv4.ip_forward", "net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce", "net.ipv4.conf.all.promote_secondaries", "net.ipv6.conf.all.forwarding"];
+    expect(await inside(ns, ["sysctl", "-n", ...settings])).toBe("1\n1\n2\n1\n1\n");
     // Again: the namespace is kept (not recreated), its settings re-applied.
     await runner.exec("ip", ["netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"]);
     expect(await ensureRouterNamespace(runner, ns, { useIpv6: false })).toEqual({ created: false });

@@ -6,13 +6,17 @@ import { CommandError, deleteNamespace, namespaceExists, validateNamespaceName, 
  * interface and sourced from the best local address, and IPv6 forwarding when IPv6 is on. `created`
  * is false when the namespace was there already (its rules must be read, not assumed away).
  *
+ * Secondary IPv4 addresses are promoted, as Neutron's `netns add` sets for every namespace: a new
+ * namespace takes the host's setting, and without it deleting a port's old primary address (a
+ * gateway IP changed within its subnet) would delete the new one, added as its secondary, too.
+ *
  * Cost. Every process we start costs milliseconds of our CPU, and an add of hundreds of routers
  * starts thousands, so all of it is one `ip -force -batch`: `netns add` (an existing namespace is
  * fine: -force goes on), then `netns exec` of `ip` and `sysctl` inside it, which ip itself starts.
  */
 export async function ensureRouterNamespace(runner: IpRunner, namespace: string, options: { useIpv6: boolean }): Promise<{ created: boolean }> {
   validateNamespaceName(namespace);
-  const settings = ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"];
+  const settings = ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.all.promote_secondaries=1"];
   if (options.useIpv6) settings.push("net.ipv6.conf.all.forwarding=1");
   // Not core's addNamespace: it lists every namespace first, a long listing per add with hundreds of routers.
   const lines = [`netns add ${namespace}`, `netns exec ${namespace} ip link set lo up`, `netns exec ${namespace} sysctl -q -w ${settings.join(" ")}`];
