@@ -1,0 +1,13 @@
+export { neutronL3RpcPlugin, neutronL2RpcPlugin, createNeutronL3RpcPlugin, createNeutronL2RpcPlugin, redactedUrl, type ConnectRpc } from "./neutron-rpc-plugins.js";
+export { neutronRpcSettingsKeys, neutronRpcSettingsFlags, type NeutronRpcSettings } from "./neutron-rpc-settings.js";
+export { connectOsloMessaging } from "./oslo-transport.js";
+export { isRpcTimeout, type RpcTransport, type RpcTarget, type RpcEndpoints } from "./rpc-transport.js";
+export { L3PluginApi, L3_PLUGIN_TOPIC, type RouterDict, type FloatingIpStatus } from "./l3-plugin-api.js";
+export { RouterSync, SYNC_ROUTERS_MAX_CHUNK_SIZE, SYNC_ROUTERS_MIN_CHUNK_SIZE, type RouterSyncOptions } from "./router-sync.js";
+export { FloatingIpStatuses, type FloatingIpStatusesOptions } from "./floating-ip-statuses.js";
+export { StateReporter, REPORTS_TOPIC, neutronTime, type AgentState, type StateReporterOptions } from "./state-reporter.js";
+export { L3RpcSource, L3_AGENT_TOPIC, L3_AGENT_API_VERSION, NETWORK_UPDATE_TOPIC, FWAAS_KEYS, countRouters, type L3RpcSourceOptions } from "./l3-rpc-source.js";
+export { L2RpcSource, L2_AGENT_API_VERSION, SECURITY_GROUP_UPDATE_TOPIC, PORT_UPDATE_TOPIC, PORT_DELETE_TOPIC, type L2RpcSourceOptions } from "./l2-rpc-source.js";
+export { SecurityGroupRpcApi, PLUGIN_TOPIC, type SecurityGroupInfo, type BoundPort } from "./security-group-rpc-api.js";
+export { TapDevices, TAP_DEVICE, tapName, parseLinkNames, type TapDevicesOptions } from "./tap-devices.js";
+export { NeutronRpcError, NotConnectedError, type NeutronRpcErrorCode } from "./neutron-rpc-error.js";

@@ -1,0 +1,49 @@
+import { hostname } from "node:os";
+import type { SettingFlag } from "@chainwarden/agent";
+import { z } from "zod";
+
+/**
+ * The config keys of the Neutron RPC plugins, named as Neutron names them (`[DEFAULT] host`,
+ * `transport_url`, `control_exchange`, `rpc_response_timeout`, `[AGENT] report_interval`,
+ * `[oslo_messaging_rabbit] ssl*`). Without `transport_url` the plugins do nothing and the agent
+ * reads its state from files, as before.
+ */
+export const neutronRpcSettingsKeys = {
+  /** Neutron `[DEFAULT] host`: the name neutron-server knows this agent by (default: the hostname, as Neutron's). */
+  host: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/, "a host name (letters, digits, _ . -)")
+    .default(() => hostname()),
+  /** Neutron `[DEFAULT] transport_url` (`rabbit://user:pass@host:5672/vhost`); unset: no RPC, state from files. */
+  transport_url: z.string().min(1).optional(),
+  /** Neutron `[DEFAULT] control_exchange`. */
+  control_exchange: z.string().regex(/^[A-Za-z0-9_.-]+$/, "an exchange name").default("neutron"),
+  /** Neutron `[DEFAULT] rpc_response_timeout`, seconds. */
+  rpc_response_timeout: z.number().min(1).max(3600).default(60),
+  /** Neutron `[AGENT] report_interval`, seconds (0: no heartbeats, the server shows the agent dead). */
+  report_interval: z.number().min(0).max(3600).default(30),
+  /**
+   * Seconds between full resyncs from the server when nothing asked for one (0: never). Neutron has
+   * no such option: it resyncs after failures and reconnects, as we do too; this also repairs a
+   * cast lost without a reconnect.
+   */
+  resync_interval: z.number().min(0).max(86_400).default(600),
+  /** Neutron `[oslo_messaging_rabbit] ssl`: connect to the broker with TLS. */
+  rabbit_ssl: z.boolean().default(false),
+  /** `[oslo_messaging_rabbit] ssl_ca_file`. */
+  rabbit_ssl_ca_file: z.string().min(1).optional(),
+  /** `[oslo_messaging_rabbit] ssl_cert_file`. */
+  rabbit_ssl_cert_file: z.string().min(1).optional(),
+  /** `[oslo_messaging_rabbit] ssl_key_file`. */
+  rabbit_ssl_key_file: z.string().min(1).optional(),
+  /** `[oslo_messaging_rabbit] heartbeat_timeout_threshold`, seconds (0: no AMQP heartbeats). */
+  heartbeat_timeout_threshold: z.number().int().min(0).max(3600).default(60),
+};
+
+export type NeutronRpcSettings = z.output<z.ZodObject<typeof neutronRpcSettingsKeys>>;
+
+export const neutronRpcSettingsFlags: readonly SettingFlag[] = [
+  { flag: "host", key: "host", type: "string", description: "the host name neutron-server knows this agent by (Neutron [DEFAULT] host)" },
+  { flag: "transport-url", key: "transport_url", type: "string", description: "take desired state from neutron-server over this broker (Neutron [DEFAULT] transport_url)" },
+  { flag: "report-interval", key: "report_interval", type: "number", description: "seconds between heartbeats to neutron-server (Neutron [AGENT] report_interval)" },
+];
