@@ -1,5 +1,4 @@
-import type { AuxCommand, ExecOptions, ExecResult } from "@chainwarden/core";
-import { FakeConntrack, FakeIptablesRunner, FakeNetns } from "@chainwarden/testing";
+import { FakeConntrack, FakeNetns } from "@chainwarden/testing";
 import { describe, expect, it } from "vitest";
 import { ConntrackCleaner, conntrackFilterMatches, conntrackFilterOf, mergeConntrackPlans } from "./conntrack-cleaner.js";
 import { deleteEntryArgs, parseConntrackEntries } from "./conntrack-entry.js";
@@ -60,44 +59,46 @@ describe("conntrack entries", () => {
   });
 });
 
-/** The fake iptables with a scripted `conntrack` (the test kit does not model it). */
-class ConntrackScript extends FakeIptablesRunner {
-  readonly conntrack: { args: readonly string[]; namespace: string | undefined }[] = [];
-  constructor(private readonly listing: Record<string, string>) {
-    super({ variant: "nft", namespaces: ["ns1"] });
-  }
-  override async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
-    if (command !== "conntrack") return super.exec(command, args, options);
-    this.conntrack.push({ args: [...args], namespace: options.namespace });
-    if (args[0] === "-L") return { stdout: this.listing[args[2]!] ?? "", stderr: "conntrack v1.4.7 (conntrack-tools): 4 flow entries have been shown.\n", exitCode: 0 };
-    return { stdout: "", stderr: "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n", exitCode: args.length > 3 ? 0 : 1 };
-  }
+/** FakeConntrack with ns1's connections: the first three of LISTING, and an IPv6 one. */
+function conntrackWithEntries(): FakeConntrack {
+  const conntrack = new FakeConntrack({ netns: new FakeNetns(["ns1"]) });
+  const snat = { src: "10.10.10.2", dst: "203.0.113.9", replySrc: "203.0.113.9" };
+  conntrack.addConnection("ns1", { protocol: "tcp", ...snat, replyDst: "200.200.128.2", sport: 40000, dport: 5001 });
+  conntrack.addConnection("ns1", { protocol: "tcp", ...snat, replyDst: "200.200.128.2", sport: 40001, dport: 22 });
+  conntrack.addConnection("ns1", { protocol: "icmp", src: "10.10.10.2", dst: "203.0.113.9", icmpId: 77 });
+  conntrack.addConnection("ns1", { protocol: "tcp", src: "fd00::2", dst: "2001:db8::9", sport: 40000, dport: 5001 });
+  return conntrack;
 }
 
 describe("ConntrackCleaner", () => {
   it("flushes families with conntrack -D -f, in the namespace", async () => {
-    const runner = new ConntrackScript({});
-    const r = await new ConntrackCleaner(runner).apply("ns1", { flush: [4, 6], filters: [] });
+    const conntrack = conntrackWithEntries();
+    const r = await new ConntrackCleaner(conntrack).apply("ns1", { flush: [4, 6], filters: [] });
     expect(r).toEqual({ flushed: [4, 6], deleted: 0 });
-    expect(runner.conntrack).toEqual([
+    expect(conntrack.calls).toEqual([
       { args: ["-D", "-f", "ipv4"], namespace: "ns1" },
       { args: ["-D", "-f", "ipv6"], namespace: "ns1" },
     ]);
+    expect(conntrack.count("ns1")).toBe(0);
+    // Nothing left to flush: conntrack exits 1, which is no error.
+    expect(await new ConntrackCleaner(conntrack).apply("ns1", { flush: [4], filters: [] })).toEqual({ flushed: [4], deleted: 0 });
   });
 
   it("lists once per family and deletes exactly the matching entries", async () => {
-    const runner = new ConntrackScript({ ipv4: LISTING });
-    const r = await new ConntrackCleaner(runner).apply("ns1", { flush: [], filters: [conntrackFilterOf(rule({ protocol: "tcp", destination_port: "5001" }))] });
+    const conntrack = conntrackWithEntries();
+    const r = await new ConntrackCleaner(conntrack).apply("ns1", { flush: [], filters: [conntrackFilterOf(rule({ protocol: "tcp", destination_port: "5001" }))] });
     expect(r.deleted).toBe(1);
-    expect(runner.conntrack.map((c) => c.args.join(" "))).toEqual([
+    expect(conntrack.calls.map((c) => c.args.join(" "))).toEqual([
       "-L -f ipv4",
       "-D -f ipv4 -p tcp -s 10.10.10.2 -d 203.0.113.9 --sport 40000 --dport 5001",
     ]);
+    expect(conntrack.listing("ns1").map((l) => /dport=(\d+)|id=(\d+)/.exec(l)![0])).toEqual(["dport=22", "id=77", "dport=5001"]);
   });
 
-  it("fails with the command and stderr when conntrack itself fails", async () => {
-    const runner = new ConntrackScript({});
-    runner.exec = async () => ({ stdout: "", stderr: "conntrack: Operation not permitted\n", exitCode: 2 });
-    await expect(new ConntrackCleaner(runner).apply("ns1", { flush: [4], filters: [] })).rejects.toThrow(/conntrack -D -f ipv4 failed \(exit 2\)/);
+  it("fails with the command and stderr when conntrack itself fails (its namespace is gone)", async () => {
+    const conntrack = new FakeConntrack({ netns: new FakeNetns() });
+    await expect(new ConntrackCleaner(conntrack).apply("ns-gone", { flush: [4], filters: [] })).rejects.toThrow(
+      'conntrack -D -f ipv4 failed (exit 255): Cannot open network namespace "ns-gone": No such file or directory',
+    );
   });
 });

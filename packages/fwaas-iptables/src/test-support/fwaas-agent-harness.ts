@@ -13,39 +13,18 @@ import {
   type ResourceHandler,
   type StateDocument,
 } from "@chainwarden/agent";
-import { addNamespace, deleteNamespace, type AuxCommand, type ExecOptions, type ExecResult, type HostRunner, type IptablesManager } from "@chainwarden/core";
+import { addNamespace, deleteNamespace, type HostRunner, type IptablesManager } from "@chainwarden/core";
 import { l3AgentRouterExtensionPoint, l3NatSettingsService, parseRouters, type L3NatSettings, type L3RouterExtension, type Router } from "@chainwarden/l3-nat";
-import { FakeIptablesRunner } from "@chainwarden/testing";
 import { pino } from "pino";
 import { fwaasIptablesPlugin } from "../fwaas-iptables-plugin.js";
 
 
 /**
- * The fake iptables plus a recorded `conntrack` (the test kit does not model it), and one log of
- * restores and conntrack calls in order, to check the cleanup comes after the rules.
- */
-export class FwaasFakeRunner extends FakeIptablesRunner {
-  readonly events: string[] = [];
-  conntrackListing: Record<string, string> = {};
-
-  override async restore(...args: Parameters<FakeIptablesRunner["restore"]>): Promise<void> {
-    this.events.push(`restore ${args[0].namespace ?? ""} ${args[0].family}`);
-    return super.restore(...args);
-  }
-
-  override async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
-    if (command !== "conntrack") return super.exec(command, args, options);
-    this.events.push(`conntrack ${options.namespace ?? ""} ${args.join(" ")}`);
-    if (args[0] === "-L") return { stdout: this.conntrackListing[args[2]!] ?? "", stderr: "", exitCode: 0 };
-    return { stdout: "", stderr: "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n", exitCode: args.length > 3 ? 0 : 1 };
-  }
-}
-
-/**
- * What the l3 plugin does for router extensions, without devices or processes (the fake cannot run
- * them): a namespace per router, one l3 rule (`-j $scope` in FORWARD, so FWaaS's jumps come after
- * it as in the reference), and the extension callbacks on the namespace's manager. The real plugin
- * is used on the kernel (`fwaas-iptables.datapath.test.ts`) and for plans.
+ * What the l3 plugin does for router extensions, without its devices, processes and rules: a
+ * namespace per router, one l3 rule (`-j $scope` in FORWARD, so FWaaS's jumps come after it as in
+ * the reference), and the extension callbacks on the namespace's manager, so a test sees FWaaS's
+ * rules and commands alone. The real plugin is used on FakeHost and for plans
+ * (`fwaas-iptables-plugin.test.ts`) and on the kernel (`fwaas-iptables.datapath.test.ts`).
  */
 export function stubL3Plugin(namespacePrefix = "qrouter-"): AgentPlugin {
   return createPlugin({
