@@ -1,4 +1,7 @@
-export { neutronL3RpcPlugin, neutronL2RpcPlugin, createNeutronL3RpcPlugin, createNeutronL2RpcPlugin, redactedUrl, type ConnectRpc } from "./neutron-rpc-plugins.js";
+export { neutronL3RpcPlugin, createNeutronL3RpcPlugin } from "./neutron-l3-rpc-plugin.js";
+export { neutronL2RpcPlugin, createNeutronL2RpcPlugin } from "./neutron-l2-rpc-plugin.js";
+export { FIRST_SYNC_WAIT_MS, type ConnectRpc } from "./connect-rpc.js";
+export { lazyTransport } from "./lazy-transport.js";
 export { neutronRpcSettingsKeys, neutronRpcSettingsFlags, type NeutronRpcSettings } from "./neutron-rpc-settings.js";
 export { connectOsloMessaging } from "./oslo-transport.js";
 export { isRpcTimeout, type RpcTransport, type RpcTarget, type RpcEndpoints } from "./rpc-transport.js";

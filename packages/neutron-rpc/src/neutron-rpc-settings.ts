@@ -23,11 +23,12 @@ export const neutronRpcSettingsKeys = {
   /** Neutron `[AGENT] report_interval`, seconds (0: no heartbeats, the server shows the agent dead). */
   report_interval: z.number().min(0).max(3600).default(30),
   /**
-   * Seconds between full resyncs from the server when nothing asked for one (0: never). Neutron has
+   * Seconds between full resyncs from neutron-server when nothing asked for one (0: never); the
+   * framework's `resync_interval` is the kernel drift check, this one asks the server again. Neutron has
    * no such option: it resyncs after failures and reconnects, as we do too; this also repairs a
    * cast lost without a reconnect.
    */
-  resync_interval: z.number().min(0).max(86_400).default(600),
+  server_resync_interval: z.number().min(0).max(86_400).default(600),
   /** Neutron `[oslo_messaging_rabbit] ssl`: connect to the broker with TLS. */
   rabbit_ssl: z.boolean().default(false),
   /** `[oslo_messaging_rabbit] ssl_ca_file`. */
