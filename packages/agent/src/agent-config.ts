@@ -1,7 +1,10 @@
 import { z } from "zod";
 import { PluginError } from "./agent-errors.js";
 import { baseConfigShape, type AgentConfig } from "./config-schema.js";
-import type { AgentPlugin, SettingFlag } from "./plugin.js";
+import { describeNeutronOption, type NeutronOptionUse } from "./neutron-option.js";
+import { neutronOptions } from "./neutron-options.js";
+import { NEUTRON_RPC_OPTIONS } from "./neutron-rpc-config.js";
+import type { AgentPlugin, PluginNeutronOptions, SettingFlag } from "./plugin.js";
 
 /** The framework's own flags besides `--config` (each sets the config key of the same name). */
 export const FRAMEWORK_FLAGS: readonly (SettingFlag & { placeholder?: string })[] = [
@@ -31,6 +34,33 @@ export const FRAMEWORK_FLAGS: readonly (SettingFlag & { placeholder?: string })[
   { flag: "wrap-name", key: "wrap_name", type: "string", placeholder: "NAME", description: "the prefix of this agent's chains (at most 16 characters)" },
 ];
 
+/**
+ * The Neutron options that set the framework's keys (`[DEFAULT] debug = true` is `log_level: debug`;
+ * false leaves the level alone), and the messaging ones it reads for the RPC client
+ * (`neutronRpcConfig`).
+ */
+export const FRAMEWORK_NEUTRON: PluginNeutronOptions<typeof baseConfigShape> = {
+  keys: {
+    state_path: neutronOptions.state_path,
+    comment_iptables_rules: neutronOptions.comment_iptables_rules,
+    log_level: { ...neutronOptions.debug, convert: (debug: boolean) => (debug ? "debug" : undefined) },
+  },
+  reads: NEUTRON_RPC_OPTIONS,
+};
+
+/** One Neutron option an agent reads, who declared it and what it sets. */
+export interface NeutronTarget {
+  readonly use: NeutronOptionUse;
+  /** "the framework" or the plugin's name. */
+  readonly owner: string;
+  /** The config key it sets; undefined for a plugin option or an option only read. */
+  readonly key?: string;
+  /** The plugin option it sets (`plugin_options.<plugin>.<option>`). */
+  readonly pluginOption?: { readonly plugin: string; readonly option: string };
+  /** The schema of what it sets, to check the value against where it was written. */
+  readonly schema?: z.ZodType;
+}
+
 /** An app's configuration, put together from the framework's keys and its built-in plugins' settings. */
 export interface ComposedConfig {
   /** Strict: a key no one declares is an error. */
@@ -39,6 +69,8 @@ export interface ComposedConfig {
   readonly flags: readonly (SettingFlag & { placeholder?: string })[];
   /** Who declares each key (a plugin's name, or "the framework"). */
   readonly owners: ReadonlyMap<string, string>;
+  /** The Neutron options the framework and the plugins read, framework first. */
+  readonly neutron: readonly NeutronTarget[];
 }
 
 const FRAMEWORK = "the framework";
@@ -53,7 +85,8 @@ export function composeAgentConfig(plugins: readonly AgentPlugin<any, any>[]): C
   const shape: Record<string, z.ZodType> = { ...baseConfigShape };
   const flagOwners = new Map<string, string>(FRAMEWORK_FLAGS.map((f) => [f.flag, FRAMEWORK]));
   // The CLI's own flags.
-  for (const own of ["config", "help", "version", "once"]) flagOwners.set(own, FRAMEWORK);
+  for (const own of ["config", "config-file", "config-dir", "help", "version", "once"]) flagOwners.set(own, FRAMEWORK);
+  const neutron: NeutronTarget[] = neutronTargets(FRAMEWORK, FRAMEWORK_NEUTRON, shape, undefined);
   const flags = [...FRAMEWORK_FLAGS];
   const by = (owner: string) => (owner === FRAMEWORK ? FRAMEWORK : `plugin ${owner}`);
   for (const plugin of plugins) {
@@ -76,8 +109,35 @@ export function composeAgentConfig(plugins: readonly AgentPlugin<any, any>[]): C
       flagOwners.set(flag.flag, plugin.name);
       flags.push(flag);
     }
+    if (settings.neutron) {
+      for (const key of Object.keys(settings.neutron.keys ?? {})) {
+        if (owners.get(key) !== plugin.name) {
+          const use = (settings.neutron.keys as Record<string, NeutronOptionUse>)[key]!;
+          throw new PluginError("PLUGIN_INVALID", `plugin ${plugin.name} maps Neutron's ${describeNeutronOption(use)} onto config key ${key}, which is not one of its settings`, plugin.name);
+        }
+      }
+      neutron.push(...neutronTargets(plugin.name, settings.neutron, shape, plugin));
+    }
   }
-  return { schema: z.strictObject(shape) as unknown as z.ZodType<AgentConfig>, flags, owners };
+  return { schema: z.strictObject(shape) as unknown as z.ZodType<AgentConfig>, flags, owners, neutron };
+}
+
+/** The targets of one declarer's Neutron options. */
+function neutronTargets(owner: string, declared: PluginNeutronOptions<any>, shape: Record<string, z.ZodType>, plugin: AgentPlugin<any, any> | undefined): NeutronTarget[] {
+  const targets: NeutronTarget[] = [];
+  for (const [key, use] of Object.entries((declared.keys ?? {}) as Record<string, NeutronOptionUse | undefined>)) {
+    if (use) targets.push({ use, owner, key, schema: shape[key] });
+  }
+  const optionShape = (plugin?.options as { shape?: Record<string, z.ZodType> } | undefined)?.shape;
+  for (const [option, use] of Object.entries(declared.options ?? {})) {
+    if (!plugin) continue;
+    if (optionShape && !Object.hasOwn(optionShape, option)) {
+      throw new PluginError("PLUGIN_INVALID", `plugin ${plugin.name} maps Neutron's ${describeNeutronOption(use)} onto its option ${option}, which its options schema does not have`, plugin.name);
+    }
+    targets.push({ use, owner, pluginOption: { plugin: plugin.name, option }, schema: optionShape?.[option] });
+  }
+  for (const use of declared.reads ?? []) targets.push({ use, owner });
+  return targets;
 }
 
 /**

@@ -11,6 +11,7 @@ export type AgentErrorCode =
   | "PLUGIN_REGISTER"
   | "EXTENSION_POINT_CLOSED"
   | "CONFIG_INVALID"
+  | "NEUTRON_CONFIG_INVALID"
   | "STATE_INVALID";
 
 /** Base of the agent's errors (a `ChainwardenError`): a stable `code` and, where one is to blame, the plugin. */

@@ -12,6 +12,7 @@ import { applyObserverExtensionPoint, resourceHandlerExtensionPoint, stateSource
 import { FileStateSource } from "./file-state-source.js";
 import { createLogger } from "./logging.js";
 import { didYouMean } from "./near-miss.js";
+import { NeutronConfig } from "./neutron-config.js";
 import { serveMetrics, type MetricsServer } from "./metrics-server.js";
 import { pluginSettings } from "./agent-config.js";
 import type { AgentPlugin, PluginEnvironment } from "./plugin.js";
@@ -53,6 +54,8 @@ export interface AgentOptions {
   logger?: Logger;
   /** Namespace for resources whose handler names none; default: the config's `netns`. */
   defaultNamespace?: string;
+  /** Neutron's config files the agent was started with (`env.neutron`); default: none. */
+  neutron?: NeutronConfig;
 }
 
 /** A plugin as installed, for `status` and `--version` output. */
@@ -153,6 +156,7 @@ export class Agent {
         options: pluginOptions,
         settings,
         config: agent.config,
+        neutron: options.neutron ?? NeutronConfig.none,
         logger: agent.logger.child({ plugin: name }),
         metrics: agent.metrics,
         runner: agent.runner,

@@ -30,6 +30,10 @@ import { isChainwardenError } from "@chainwarden/core";
 import { AgentError, ConfigError } from "./agent-errors.js";
 import { composeAgentConfig, type ComposedConfig } from "./agent-config.js";
 import { loadConfig } from "./config-loader.js";
+import { jsonEqual } from "./json-equal.js";
+import { NeutronConfig, NeutronConfigError, type NeutronConfigSource } from "./neutron-config.js";
+import { describeNeutronSource, mapNeutronConfig, type NeutronLayer } from "./neutron-mapping.js";
+import { describeNeutronOption } from "./neutron-option.js";
 import type { AgentConfig } from "./config-schema.js";
 import { createLogger } from "./logging.js";
 import type { AgentPlugin, SettingFlag } from "./plugin.js";
@@ -72,10 +76,41 @@ interface FlagSpec {
   type: "string" | "number" | "boolean";
   placeholder?: string;
   description: string;
+  /** Given more than once, each counts (`--config-file`). */
+  multiple?: boolean;
+  /** The line under the description in `--help`; undefined: the config key and its default. */
+  facts?: string | null;
 }
 
-/** The one flag that is not a config key. */
-const CONFIG_FLAG: FlagSpec = { flag: "config", key: undefined, type: "string", placeholder: "FILE", description: "the config file: YAML, or JSON when the name ends in .json" };
+/** The flags that are not config keys: our config file, and Neutron's. */
+const CONFIG_FLAG: FlagSpec = {
+  flag: "config",
+  key: undefined,
+  type: "string",
+  placeholder: "FILE",
+  description: "the config file: YAML, or JSON when the name ends in .json",
+  facts: "not a config key; default: no file, built-in defaults and flags only",
+};
+const NEUTRON_FLAGS: FlagSpec[] = [
+  {
+    flag: "config-file",
+    key: undefined,
+    type: "string",
+    placeholder: "FILE",
+    multiple: true,
+    description: "a Neutron config file (neutron.conf, l3_agent.ini), read as oslo.config reads it; repeatable, a later one wins; below --config and the flags",
+    facts: null,
+  },
+  {
+    flag: "config-dir",
+    key: undefined,
+    type: "string",
+    placeholder: "DIR",
+    multiple: true,
+    description: "a directory of Neutron config files: its *.conf in name order, where it stands among the --config-file flags",
+    facts: null,
+  },
+];
 
 interface CommandSpec {
   usage: string;
@@ -135,7 +170,7 @@ class UsageError extends Error {}
 export async function runAgentCli(app: AgentApp, argv: readonly string[] = process.argv.slice(2)): Promise<number> {
   // The framework's keys and flags plus the built-in plugins' (a clash is a broken app: it throws).
   const composed = composeAgentConfig(app.plugins);
-  const flags: FlagSpec[] = [CONFIG_FLAG, ...composed.flags.map((f) => ({ ...f, placeholder: f.placeholder ?? placeholderFor(f) }))];
+  const flags: FlagSpec[] = [CONFIG_FLAG, ...NEUTRON_FLAGS, ...composed.flags.map((f) => ({ ...f, placeholder: f.placeholder ?? placeholderFor(f) }))];
   let parsed: ReturnType<typeof parseCommandLine>;
   try {
     parsed = parseCommandLine(app, flags, argv);
@@ -157,12 +192,24 @@ export async function runAgentCli(app: AgentApp, argv: readonly string[] = proce
   if (values.once === true && command !== "apply") return usageError(app, `--once belongs to apply, not ${command}`, command);
   if (command === "apply" && values.once !== true) return usageError(app, "apply needs --once (the long-running form is `run`)", command);
 
-  // Config: defaults < file < flags; every problem is listed at once.
+  // Config: defaults < Neutron's files < file < flags; every problem is listed at once.
   const overrides: Record<string, unknown> = {};
   for (const f of flags) if (f.key !== undefined && values[f.flag] !== undefined) overrides[f.key] = values[f.flag];
+  let neutron = NeutronConfig.none;
+  let neutronLayer: NeutronLayer | undefined;
+  if (parsed.neutronSources.length > 0) {
+    try {
+      neutron = NeutronConfig.read(parsed.neutronSources);
+      neutronLayer = mapNeutronConfig(neutron, composed.neutron);
+    } catch (err) {
+      if (!(err instanceof NeutronConfigError)) return failure(app, "cannot read the Neutron config files", err);
+      const problems = err.problems.map((p) => ({ source: p.file ?? "Neutron config", path: "", message: p.line !== undefined ? `${p.reason} (line ${p.line})` : p.reason }));
+      neutronLayer = { values: {}, taken: [], unused: [], problems };
+    }
+  }
   let config: AgentConfig;
   try {
-    config = loadConfig({ schema: composed.schema, file: values.config as string | undefined, overrides, defaults: app.defaults });
+    config = loadConfig({ schema: composed.schema, file: values.config as string | undefined, overrides, defaults: app.defaults, neutron: neutronLayer });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${app.name}: ${err.message}\n${hint(app, command)}\n`);
@@ -172,9 +219,10 @@ export async function runAgentCli(app: AgentApp, argv: readonly string[] = proce
   }
 
   const logger = createCommandLogger(app, command, config);
+  if (neutronLayer) logNeutronConfig(logger, neutron, neutronLayer, config);
   let agent: Agent;
   try {
-    agent = await createAgent(app, config, logger);
+    agent = await createAgent(app, config, logger, neutron);
   } catch (err) {
     if (isUsageError(err)) {
       process.stderr.write(`${app.name}: ${(err as Error).message}\n${hint(app, command)}\n`);
@@ -231,14 +279,19 @@ function parseCommandLine(app: AgentApp, flags: readonly FlagSpec[], argv: reado
   for (const f of flags) {
     // composeAgentConfig refuses a flag declared twice: this is a guard for the CLI's own table.
     if (Object.hasOwn(options, f.flag)) throw new AgentError("PLUGIN_INVALID", `${app.name}: flag --${f.flag} is defined twice`);
-    options[f.flag] = { type: f.type === "boolean" ? "boolean" : "string" };
+    options[f.flag] = { type: f.type === "boolean" ? "boolean" : "string", ...(f.multiple ? { multiple: true } : {}) };
   }
-  let result: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  type Token = { kind: string; name?: string; value?: string };
+  let result: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[]; tokens: Token[] };
   try {
-    result = parseArgs({ args: [...argv], options, strict: true, allowPositionals: true, allowNegative: true }) as typeof result;
+    result = parseArgs({ args: [...argv], options, strict: true, allowPositionals: true, allowNegative: true, tokens: true }) as typeof result;
   } catch (err) {
     throw new UsageError(describeParseError(err));
   }
+  // --config-file and --config-dir count in the order given, as oslo.config reads them.
+  const neutronSources: NeutronConfigSource[] = result.tokens.flatMap((t) =>
+    t.kind === "option" && t.value !== undefined && (t.name === "config-file" || t.name === "config-dir") ? [t.name === "config-file" ? { file: t.value } : { dir: t.value }] : [],
+  );
   const [first, ...rest] = result.positionals;
   const values = result.values;
   let command: CommandName | undefined;
@@ -251,7 +304,7 @@ function parseCommandLine(app: AgentApp, flags: readonly FlagSpec[], argv: reado
     command = commandName(first);
     if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])} (${command} takes flags only)`);
   }
-  return { command, values, help, version: values.version === true };
+  return { command, values, help, version: values.version === true, neutronSources };
 }
 
 function commandName(word: string): CommandName {
@@ -293,11 +346,31 @@ function createCommandLogger(app: AgentApp, command: CommandName, config: AgentC
   return createLogger({ level, name: app.name, destination });
 }
 
-async function createAgent(app: AgentApp, config: AgentConfig, logger: Logger): Promise<Agent> {
+async function createAgent(app: AgentApp, config: AgentConfig, logger: Logger, neutron: NeutronConfig): Promise<Agent> {
   // A built-in plugin's options come from config.plugin_options.<name>; the agent reads them there.
   const builtIn = app.plugins.map((plugin) => ({ plugin }));
   const fromConfig = await loadPluginsFromConfig(config.plugins as PluginEntry[], app.appDir);
-  return Agent.create({ name: app.name, version: app.version, config, plugins: [...builtIn, ...fromConfig], logger });
+  return Agent.create({ name: app.name, version: app.version, config, plugins: [...builtIn, ...fromConfig], logger, neutron });
+}
+
+/**
+ * Says once what Neutron's files gave (each value that the YAML or a flag did not override, with
+ * its line) and, at debug level, which options in them this agent does not use.
+ */
+function logNeutronConfig(logger: Logger, neutron: NeutronConfig, layer: NeutronLayer, config: AgentConfig): void {
+  const taken: Record<string, { value: unknown; from: string }> = {};
+  for (const t of layer.taken) {
+    const [top, plugin, option] = t.path.split(".") as [string, string?, string?];
+    const now = top === "plugin_options" ? (config.plugin_options as Record<string, Record<string, unknown> | undefined>)[plugin!]?.[option!] : config[top];
+    if (jsonEqual(now, t.value)) taken[t.path] = { value: t.value, from: describeNeutronSource(t.source) };
+  }
+  logger.info({ files: neutron.files, taken }, "Neutron config files read");
+  const unused = new Map<string, string>();
+  for (const entry of layer.unused) {
+    const id = `${entry.section === "DEFAULT" ? entry.section : entry.section.toLowerCase()} ${entry.key}`;
+    if (!unused.has(id)) unused.set(id, `[${entry.section}] ${entry.key}`);
+  }
+  if (unused.size > 0) logger.debug({ options: [...unused.values()] }, "Neutron options this agent does not use");
 }
 
 /**
@@ -312,6 +385,12 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<string, number>> = {
   PLUGIN_OPTIONS: EXIT_USAGE,
   PLUGIN_LOAD: EXIT_USAGE,
   INVALID_NAMESPACE_NAME: EXIT_USAGE,
+  // Neutron's config files (`--config-file`, `--config-dir`).
+  NEUTRON_CONFIG_INVALID: EXIT_USAGE,
+  OSLO_CONFIG_PARSE: EXIT_USAGE,
+  OSLO_CONFIG_UNREADABLE: EXIT_USAGE,
+  OSLO_CONFIG_VALUE: EXIT_USAGE,
+  OSLO_CONFIG_INTERPOLATION: EXIT_USAGE,
 };
 
 /** The exit code an error gets (`EXIT_CODE_BY_ERROR`). */
@@ -415,6 +494,8 @@ function globalHelp(app: AgentApp, composed: ComposedConfig, flags: readonly Fla
     "",
     ...configOnlyHelp(app, composed, flags),
     "",
+    ...neutronHelp(composed),
+    "",
     ...pluginHelp(app),
     "",
     "Exit codes: 0 success; 1 runtime failure (an apply failed, invalid input, no state read; `plan` of invalid input);",
@@ -449,11 +530,11 @@ function flagHelp(app: AgentApp, composed: ComposedConfig, flags: readonly FlagS
   const shape = schemaShape(composed.schema);
   const spelled = flags.map((f) => (f.type === "boolean" ? `--[no-]${f.flag}` : `--${f.flag} ${f.placeholder ?? "VALUE"}`));
   const width = Math.max(...spelled.map((s) => s.length));
-  const out = ["Flags (each but --config is also a config key; a flag wins over the config file):"];
+  const out = ["Flags (each but --config, --config-file and --config-dir is also a config key; a flag wins over the config file):"];
   flags.forEach((f, i) => {
     out.push(`  ${spelled[i]!.padEnd(width)}  ${f.description}`);
-    const facts = f.key === undefined ? "not a config key; default: no file, built-in defaults and flags only" : `config key: ${f.key}; default: ${defaultText(app, shape, f.key)}`;
-    out.push(`  ${"".padEnd(width)}  (${facts})`);
+    const facts = f.facts !== undefined ? f.facts : f.key === undefined ? null : `config key: ${f.key}; default: ${defaultText(app, shape, f.key)}`;
+    if (facts !== null) out.push(`  ${"".padEnd(width)}  (${facts})`);
   });
   out.push(`  ${"--help, -h".padEnd(width)}  this help (also per command: ${app.name} <command> --help)`);
   out.push(`  ${"--version".padEnd(width)}  print the version`);
@@ -467,6 +548,41 @@ function configOnlyHelp(app: AgentApp, composed: ComposedConfig, flags: readonly
   const keys = Object.keys(shape).filter((k) => !withFlag.has(k));
   const out = ["Config-file keys without a flag (YAML or JSON; Neutron's option names where Neutron has one):"];
   for (const line of wrap(keys.map((k) => `${k} (default: ${defaultText(app, shape, k)})`).join(", "), 98)) out.push(`  ${line}`);
+  return out;
+}
+
+/** Which Neutron options the agent reads, what each sets, and which values are refused. */
+function neutronHelp(composed: ComposedConfig): string[] {
+  const sets: string[] = [];
+  const checks: string[] = [];
+  for (const t of composed.neutron) {
+    const name = describeNeutronOption(t.use);
+    // Aliases only: the class paths Neutron also takes are in the README.
+    const aliases = Object.keys(t.use.values ?? {}).filter((v) => !v.includes(".")).map((v) => (v === "" ? '""' : v));
+    const only = t.use.values ? ` (${aliases.join("|") || "none"})` : "";
+    if (t.key !== undefined) sets.push(`${name} → ${t.key}${only}`);
+    else if (t.pluginOption) sets.push(`${name} → plugin_options.${t.pluginOption.plugin}.${t.pluginOption.option}${only}`);
+    else if (t.use.values) checks.push(`${name}${only}`);
+  }
+  // An option a plugin maps onto a key of its own is listed there, not again as read.
+  const mapped = new Set(sets.map((s) => s.split(" → ")[0]));
+  const bySection = new Map<string, string[]>();
+  for (const t of composed.neutron) {
+    const name = describeNeutronOption(t.use);
+    if (t.key !== undefined || t.pluginOption || t.use.values || mapped.has(name)) continue;
+    const options = bySection.get(t.use.section) ?? [];
+    if (!options.includes(t.use.option)) options.push(t.use.option);
+    bySection.set(t.use.section, options);
+  }
+  const readOnly = [...bySection].map(([section, options]) => `[${section}] ${options.join(", ")}`);
+  const out = ["Neutron config files (--config-file, --config-dir; precedence: Neutron's files < --config < flags):"];
+  const paragraph = (text: string) => {
+    for (const line of wrap(text, 98)) out.push(`  ${line}`);
+  };
+  if (sets.length > 0) paragraph(`sets: ${sets.join(", ")}.`);
+  if (checks.length > 0) paragraph(`refuses other values of: ${checks.join(", ")}.`);
+  if (readOnly.length > 0) paragraph(`reads for plugins (RPC): ${readOnly.join("; ")}.`);
+  paragraph("A value outside the ones shown is refused (exit 2, naming file, line, section, option and value); any other option is ignored.");
   return out;
 }
 

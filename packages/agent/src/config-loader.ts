@@ -4,6 +4,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } fro
 import { z } from "zod";
 import { ConfigError, type Problem } from "./agent-errors.js";
 import type { AgentConfig } from "./config-schema.js";
+import type { NeutronLayer } from "./neutron-mapping.js";
 import { didYouMean } from "./near-miss.js";
 
 export interface LoadConfigOptions<S extends z.ZodType<AgentConfig>> {
@@ -19,11 +20,17 @@ export interface LoadConfigOptions<S extends z.ZodType<AgentConfig>> {
   overrides?: Readonly<Record<string, unknown>> | undefined;
   /** The app's defaults (e.g. its `wrap_name`); the file and the flags win over them. */
   defaults?: Readonly<Record<string, unknown>> | undefined;
+  /**
+   * What Neutron's files say (`mapNeutronConfig`): above the defaults, below the file and the flags
+   * (`plugin_options` merged option by option). Its problems are listed with the others.
+   */
+  neutron?: NeutronLayer | undefined;
 }
 
 /**
- * Builds the agent's configuration from, lowest precedence first, the app's defaults, one config
- * file and the CLI flags (merged key by key at the top level), then validates it with the app's
+ * Builds the agent's configuration from, lowest precedence first, the app's defaults, Neutron's
+ * files (`neutron`), one config file and the CLI flags (merged key by key at the top level; the
+ * options of one plugin under `plugin_options` option by option), then validates it with the app's
  * schema. Environment variables are deliberately not a source: what the agent runs with is what
  * the file and the command line say.
  *
@@ -41,7 +48,10 @@ export function loadConfig<S extends z.ZodType<AgentConfig>>(options: LoadConfig
   const shape = options.schema instanceof z.ZodObject ? (options.schema.shape as Record<string, z.ZodType>) : undefined;
   for (const [key, value] of Object.entries(overrides)) overrides[key] = coerceFlag(shape?.[key], value);
 
-  const problems: Problem[] = [];
+  const problems: Problem[] = [...(options.neutron?.problems ?? [])];
+  const neutron = options.neutron?.values ?? {};
+  // Top-level keys only: a plugin's options are checked where they were written (mapNeutronConfig).
+  const neutronSources = new Map((options.neutron?.taken ?? []).filter((t) => !t.path.includes(".")).map((t) => [t.path, t.source]));
   let fileData: Record<string, unknown> = {};
   let fileText: string | undefined;
   let fileOk = true;
@@ -53,13 +63,19 @@ export function loadConfig<S extends z.ZodType<AgentConfig>>(options: LoadConfig
     fileText = read.text;
   }
 
-  const merged: Record<string, unknown> = { ...defaults, ...fileData, ...overrides };
+  const merged: Record<string, unknown> = { ...defaults, ...neutron, ...fileData, ...overrides };
+  if (neutron.plugin_options !== undefined) {
+    const higher = Object.hasOwn(overrides, "plugin_options") ? overrides.plugin_options : fileData.plugin_options;
+    merged.plugin_options = mergePluginOptions(neutron.plugin_options as Record<string, Record<string, unknown>>, higher);
+  }
   const result = options.schema.safeParse(merged);
   if (problems.length === 0 && result.success) return result.data;
 
   const sourceOf = (key: string | undefined): string => {
     if (key !== undefined && Object.hasOwn(overrides, key)) return flagName(key);
     if (key !== undefined && Object.hasOwn(fileData, key)) return file ?? "config";
+    const fromNeutron = key !== undefined ? neutronSources.get(key) : undefined;
+    if (fromNeutron) return `${fromNeutron.file} [${fromNeutron.section}] ${fromNeutron.option} (line ${fromNeutron.line})`;
     if (key !== undefined && Object.hasOwn(defaults, key)) return "defaults";
     return file ?? (key !== undefined ? flagName(key) : "config");
   };
@@ -91,6 +107,21 @@ export function loadConfig<S extends z.ZodType<AgentConfig>>(options: LoadConfig
     }
   }
   throw new ConfigError(problems);
+}
+
+/**
+ * Neutron's plugin options under those of the file or the flags: one plugin's options merged option
+ * by option (a value that is not a mapping is left for the schema to report).
+ */
+function mergePluginOptions(neutron: Record<string, Record<string, unknown>>, higher: unknown): unknown {
+  if (higher === undefined) return neutron;
+  if (typeof higher !== "object" || higher === null || Array.isArray(higher)) return higher;
+  const merged: Record<string, unknown> = { ...neutron };
+  for (const [plugin, options] of Object.entries(higher as Record<string, unknown>)) {
+    const below = neutron[plugin];
+    merged[plugin] = below !== undefined && typeof options === "object" && options !== null && !Array.isArray(options) ? { ...below, ...options } : options;
+  }
+  return merged;
 }
 
 interface ReadResult {

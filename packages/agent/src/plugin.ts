@@ -4,6 +4,8 @@ import type { z } from "zod";
 import type { AgentMetrics } from "./agent-metrics.js";
 import type { BaseConfig } from "./config-schema.js";
 import type { ExtensionPoint } from "./extension-point.js";
+import type { NeutronConfig } from "./neutron-config.js";
+import type { NeutronOptionUse } from "./neutron-option.js";
 import type { ServiceToken } from "./service-token.js";
 
 /**
@@ -31,10 +33,34 @@ export interface AgentPlugin<TOptions = Record<string, never>, TSettings extends
   register(env: PluginEnvironment<TOptions, z.output<z.ZodObject<TSettings>>>): void | Promise<void>;
 }
 
-/** A plugin's config keys (each a schema with its default) and the flags that set them. */
+/**
+ * A plugin's config keys (each a schema with its default), the flags that set them, and the
+ * Neutron options that set them or that the plugin reads.
+ */
 export interface PluginSettings<S extends z.ZodRawShape = z.ZodRawShape> {
   readonly keys: S;
   readonly flags?: readonly SettingFlag[];
+  readonly neutron?: PluginNeutronOptions<S>;
+}
+
+/**
+ * The Neutron options a plugin reads from the agent's `--config-file` / `--config-dir` (Neutron's
+ * own files, read as oslo.config reads them). Precedence, lowest first: the key's default, Neutron's
+ * files, the `--config` YAML, the flags. An option a file does not set (nor a `$name` in its
+ * default) leaves ours at our default. A value outside an option's `values` is refused at start
+ * (exit 2) naming the file, line, section, option and value; so is one the target's schema refuses.
+ * Options no plugin and not the framework declares are ignored (listed once at debug level).
+ */
+export interface PluginNeutronOptions<S extends z.ZodRawShape = z.ZodRawShape> {
+  /** Config keys of this plugin's set from a Neutron option: `metadata_port: { section: "DEFAULT", option: "metadata_port", type: "port" }`. */
+  readonly keys?: { readonly [K in keyof S]?: NeutronOptionUse<any> };
+  /** Options of this plugin (`plugin_options.<name>.<option>`) set from a Neutron option: `interface_driver: { section: "DEFAULT", option: "interface_driver", type: "string", values: {...} }`. */
+  readonly options?: Readonly<Record<string, NeutronOptionUse<any>>>;
+  /**
+   * Neutron options the plugin reads itself (`env.neutron.get(option)`) or only checks against
+   * `values` (`[DEFAULT] agent_mode` must be `legacy`): checked at start, never reported as unused.
+   */
+  readonly reads?: readonly NeutronOptionUse<any>[];
 }
 
 /** A flag for a config key (`--namespace-prefix` ↔ `namespace_prefix`). */
@@ -57,6 +83,12 @@ export interface PluginEnvironment<TOptions, TSettings = Record<string, never>> 
   readonly settings: TSettings;
   /** The framework's keys of the agent's configuration (`wrap_name`, `use_ipv6`, `state_path`, ...). */
   readonly config: Readonly<BaseConfig>;
+  /**
+   * Neutron's config files the agent was started with (`--config-file`, `--config-dir`; none: every
+   * option at Neutron's default). Declare what you read in `settings.neutron.reads`; the messaging
+   * options are `neutronRpcConfig(env.neutron)`.
+   */
+  readonly neutron: NeutronConfig;
   /** A child logger bound to `{ plugin }`. */
   readonly logger: Logger;
   /** The agent's metrics: serve gauges and counters of your own (`metrics.gauge`, `metrics.counter`). */
