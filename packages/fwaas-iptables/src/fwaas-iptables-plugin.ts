@@ -1,4 +1,4 @@
-import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type ResourceHandler } from "@chainwarden/agent";
+import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint, type PluginNeutronOptions, type ResourceHandler } from "@chainwarden/agent";
 import { l3AgentRouterExtensionPoint, l3NatSettingsService } from "@chainwarden/l3-nat";
 import { z } from "zod";
 import { FwaasCoordinator } from "./fwaas-coordinator.js";
@@ -12,6 +12,41 @@ export const fwaasIptablesOptionsSchema = z.strictObject({
 });
 
 export type FwaasIptablesOptions = z.output<typeof fwaasIptablesOptionsSchema>;
+
+/**
+ * The Neutron options of the l3 agent's FWaaS extension it checks (neutron-fwaas: `[AGENT]
+ * extensions` in `l3_agent.ini`, `[fwaas]` in `fwaas_driver.ini`): FWaaS here is always on and
+ * always iptables, so other l3 extensions and other drivers are refused rather than silently not
+ * done. No key or option of the plugin has a Neutron option.
+ */
+export const fwaasIptablesNeutronOptions: PluginNeutronOptions<{}> = {
+  reads: [
+    {
+      // Registered by Neutron in the group `agent`.
+      section: "agent",
+      option: "extensions",
+      type: "list",
+      default: [],
+      values: { fwaas: "fwaas", fwaas_v2: "fwaas_v2" },
+      unsupported: "of the l3 agent's extensions only FWaaS is implemented (port_forwarding, fip_qos, gateway_ip_qos, conntrack_helper, ndp_proxy, snat_log, fwaas_v2_log are not)",
+    },
+    {
+      section: "fwaas",
+      option: "driver",
+      type: "string",
+      default: "",
+      values: {
+        "": "",
+        iptables: "iptables",
+        iptables_v2: "iptables_v2",
+        "neutron_fwaas.services.firewall.service_drivers.agents.drivers.linux.iptables_fwaas_v2.IptablesFwaasDriver": "iptables_v2",
+        "neutron_fwaas.services.firewall.drivers.linux.iptables_fwaas_v2.IptablesFwaasDriver": "iptables_v2",
+        "neutron_fwaas.services.firewall.drivers.linux.iptables_fwaas.IptablesFwaasDriver": "iptables",
+      },
+      unsupported: "firewalls are programmed with iptables, as neutron-fwaas's iptables drivers do; other drivers are not supported",
+    },
+  ],
+};
 
 /**
  * `@chainwarden/fwaas-iptables`: FWaaS v1 firewalls and v2 firewall groups on the l3 agent's
@@ -30,6 +65,7 @@ export const fwaasIptablesPlugin = createPlugin<FwaasIptablesOptions>({
   version: "0.1.0",
   framework: "^0.1.0",
   options: fwaasIptablesOptionsSchema,
+  settings: { keys: {}, neutron: fwaasIptablesNeutronOptions },
   register(env) {
     const prefix = env.use(l3NatSettingsService).namespacePrefix;
     const coordinator = new FwaasCoordinator({ conntrackCleanup: env.options.conntrack_cleanup, logger: env.logger });

@@ -8,7 +8,7 @@
  * input (kept as the kernel has it, or filtered closed), so one port cannot cost unbounded memory.
  */
 import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint } from "@chainwarden/agent";
-import { l2SecgroupOptionsSchema, l2SecgroupSettingsFlags, l2SecgroupSettingsKeys, resolveL2SecgroupSettings } from "./l2-secgroup-settings.js";
+import { l2SecgroupNeutronOptions, l2SecgroupOptionsSchema, l2SecgroupSettingsFlags, l2SecgroupSettingsKeys, resolveL2SecgroupSettings } from "./l2-secgroup-settings.js";
 import { PortFilterHandler } from "./port-filter-handler.js";
 
 export const l2SecgroupPlugin = createPlugin({
@@ -16,7 +16,7 @@ export const l2SecgroupPlugin = createPlugin({
   version: "0.1.0",
   framework: "^0.1.0",
   options: l2SecgroupOptionsSchema,
-  settings: { keys: l2SecgroupSettingsKeys, flags: l2SecgroupSettingsFlags },
+  settings: { keys: l2SecgroupSettingsKeys, flags: l2SecgroupSettingsFlags, neutron: l2SecgroupNeutronOptions },
   register(env) {
     const settings = resolveL2SecgroupSettings(env.settings, env.options);
     const handler = new PortFilterHandler({ settings, logger: env.logger, metrics: env.metrics });

@@ -1,4 +1,4 @@
-import type { SettingFlag } from "@chainwarden/agent";
+import type { PluginNeutronOptions, SettingFlag } from "@chainwarden/agent";
 import { z } from "zod";
 import { FIREWALL_DRIVERS, firewallFlavor, type FirewallFlavor } from "./firewall-flavor.js";
 import { DEFAULT_L2_LIMITS, type L2Limits } from "./l2-state.js";
@@ -31,6 +31,45 @@ export const l2SecgroupSettingsFlags: readonly SettingFlag[] = [
   { flag: "wait-for-devices", key: "wait_for_devices", type: "boolean", description: "filter a port only once its tap device exists (off: filter every port in the state at once)" },
   { flag: "polling-interval", key: "polling_interval", type: "number", description: "seconds between looks for a waiting port's tap, besides the device monitor's events" },
 ];
+
+/**
+ * Neutron's Linux bridge agent options (`neutron.conf`, `linuxbridge_agent.ini` given with
+ * `--config-file`) that set the plugin's settings, and those it only checks. Unset, `firewall_driver`
+ * is `iptables` here (Neutron's is `noop`, which this agent does not do); `wait_for_devices` has no
+ * Neutron option.
+ */
+export const l2SecgroupNeutronOptions: PluginNeutronOptions<typeof l2SecgroupSettingsKeys> = {
+  keys: {
+    firewall_driver: {
+      section: "SECURITYGROUP",
+      option: "firewall_driver",
+      type: "string",
+      values: Object.fromEntries([...FIREWALL_DRIVERS.keys()].map((name) => [name, name])),
+      unsupported: "this agent is Neutron's iptables firewall; noop and openvswitch are not supported",
+    },
+    enable_ipset: { section: "SECURITYGROUP", option: "enable_ipset", type: "boolean", default: true },
+    polling_interval: { section: "AGENT", option: "polling_interval", type: "integer", default: 2 },
+  },
+  reads: [
+    {
+      section: "SECURITYGROUP",
+      option: "enable_security_group",
+      type: "boolean",
+      default: true,
+      values: { true: true },
+      unsupported: "security groups are this agent's only job: with them off, run no l2-agent",
+    },
+    {
+      // Registered by Neutron in the group `agent`.
+      section: "agent",
+      option: "extensions",
+      type: "list",
+      default: [],
+      values: {},
+      unsupported: "no l2 agent extension (qos, fdb, log, dhcp, local_ip) is implemented",
+    },
+  ],
+};
 
 /** The plugin's options (`plugin_options.l2-secgroup`): what is not a Neutron option. */
 export const l2SecgroupOptionsSchema = z.strictObject({

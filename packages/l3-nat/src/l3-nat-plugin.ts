@@ -1,6 +1,6 @@
 import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint } from "@chainwarden/agent";
 import { l3InterfaceDriverExtensionPoint } from "./interface-driver.js";
-import { l3NatOptionsSchema, l3NatSettingsFlags, l3NatSettingsKeys, l3NatSettingsService, resolveL3NatSettings } from "./l3-nat-settings.js";
+import { l3NatNeutronOptions, l3NatOptionsSchema, l3NatSettingsFlags, l3NatSettingsKeys, l3NatSettingsService, resolveL3NatSettings } from "./l3-nat-settings.js";
 import { LinuxbridgeInterfaceDriver } from "./linuxbridge-interface-driver.js";
 import { MetadataProxyMonitor } from "./metadata-proxy-monitor.js";
 import { MetadataProxyProcess } from "./metadata-proxy-process.js";
@@ -27,7 +27,7 @@ export const l3NatPlugin = createPlugin({
   version: "0.1.0",
   framework: "^0.1.0",
   options: l3NatOptionsSchema,
-  settings: { keys: l3NatSettingsKeys, flags: l3NatSettingsFlags },
+  settings: { keys: l3NatSettingsKeys, flags: l3NatSettingsFlags, neutron: l3NatNeutronOptions },
   register(env) {
     const settings = resolveL3NatSettings(env.settings, env.options, env.config);
     env.provide(l3NatSettingsService, settings);

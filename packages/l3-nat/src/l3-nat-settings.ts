@@ -1,4 +1,4 @@
-import { createServiceToken, namespaceNameSchema, PluginError, type BaseConfig, type SettingFlag } from "@chainwarden/agent";
+import { createServiceToken, namespaceNameSchema, PluginError, type BaseConfig, type PluginNeutronOptions, type SettingFlag } from "@chainwarden/agent";
 import { z } from "zod";
 import { parseMetadataUpstream, type MetadataUpstream } from "./metadata-proxy.js";
 
@@ -74,6 +74,66 @@ export const l3NatSettingsFlags: readonly SettingFlag[] = [
   { flag: "metadata-port", key: "metadata_port", type: "number", description: "port of the metadata proxy inside a router namespace" },
   { flag: "enable-metadata-proxy", key: "enable_metadata_proxy", type: "boolean", description: "redirect 169.254.169.254:80 to the metadata proxy" },
 ];
+
+/**
+ * Neutron's l3 agent options (`neutron.conf`, `l3_agent.ini` given with `--config-file`) that set the
+ * plugin's settings and options, and those it only checks. `namespace_prefix`, `bridge_namespace`
+ * and `metadata_proxy` have no Neutron option. Neutron's defaults are given for `$name`s; an option
+ * no file sets leaves ours (`check_child_processes_interval`: 5 here, 60 in Neutron).
+ */
+export const l3NatNeutronOptions: PluginNeutronOptions<typeof l3NatSettingsKeys> = {
+  keys: {
+    metadata_port: { section: "DEFAULT", option: "metadata_port", type: "port", default: 9697 },
+    enable_metadata_proxy: { section: "DEFAULT", option: "enable_metadata_proxy", type: "boolean", default: true },
+  },
+  options: {
+    interface_driver: {
+      section: "DEFAULT",
+      option: "interface_driver",
+      type: "string",
+      // Neutron loads a driver by its alias or its class path.
+      values: {
+        linuxbridge: "linuxbridge",
+        "neutron.agent.linux.interface.BridgeInterfaceDriver": "linuxbridge",
+        null: "noop",
+        "neutron.agent.linux.interface.NullDriver": "noop",
+      },
+      unsupported: "router ports are plugged into Linux bridges or left to something else; Open vSwitch is not supported",
+    },
+    // Where Neutron's metadata agent listens: the socket the proxies forward to.
+    metadata_upstream: { section: "DEFAULT", option: "metadata_proxy_socket", type: "string", default: "$state_path/metadata_proxy" },
+    use_random_fully: { section: "AGENT", option: "use_random_fully", type: "boolean", default: true },
+    check_child_processes_interval: { section: "AGENT", option: "check_child_processes_interval", type: "integer", default: 60 },
+    metadata_access_mark: { section: "DEFAULT", option: "metadata_access_mark", type: "string", default: "0x1" },
+    external_ingress_mark: { section: "DEFAULT", option: "external_ingress_mark", type: "string", default: "0x2" },
+  },
+  reads: [
+    {
+      section: "DEFAULT",
+      option: "agent_mode",
+      type: "string",
+      default: "legacy",
+      values: { legacy: "legacy" },
+      unsupported: "DVR is not implemented: routers are legacy (centralised) routers",
+    },
+    {
+      section: "DEFAULT",
+      option: "handle_internal_only_routers",
+      type: "boolean",
+      default: true,
+      values: { true: true },
+      unsupported: "every router in the state is handled, with or without a gateway",
+    },
+    {
+      section: "AGENT",
+      option: "check_child_processes_action",
+      type: "string",
+      default: "respawn",
+      values: { respawn: "respawn" },
+      unsupported: "a metadata proxy that dies is started again; the agent does not exit",
+    },
+  ],
+};
 
 export interface L3NatSettings {
   readonly namespacePrefix: string;
