@@ -15,7 +15,6 @@ import {
   type IpFamily,
   type IptablesRunner,
   type IptablesVersion,
-  type SpawnedProcess,
   type RestoreOptions,
   type RestoreStream,
   type SaveOptions,
@@ -231,11 +230,6 @@ export class FakeIptablesRunner implements IptablesRunner {
       if (lock) fail(lock);
     }
     this.apply(target, fam, input, fail);
-  }
-
-  /** Long-lived processes are not modelled: a test that needs one runs it for real. */
-  spawn(command: "node", args: readonly string[]): SpawnedProcess {
-    throw new NotModelledError(`spawn ${command} ${args.join(" ")}`);
   }
 
   async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
@@ -464,31 +458,10 @@ export class FakeIptablesRunner implements IptablesRunner {
     return ns.families[target.family];
   }
 
+  /** `iptables`/`ip6tables` only: the other tools have fakes of their own (FakeIp, FakeIpset, FakeConntrack; FakeHost ties them). */
   private runExec(command: AuxCommand, args: readonly string[], options: ExecOptions): ExecResult {
-    const ok = (stdout = ""): ExecResult => ({ stdout, stderr: "", exitCode: 0 });
     const failed = (f: ToolFailure): ExecResult => ({ stdout: "", stderr: f.stderr, exitCode: f.exitCode });
     if (options.namespace !== undefined && !this.netns.has(options.namespace)) return failed(namespaceGoneFailure(options.namespace));
-
-    if (command === "ip" && args[0] === "netns") {
-      const [, verb, name] = args;
-      if ((verb === "list" || verb === "ls") && args.length === 2) return ok(this.listNamespaces().map((n) => `${n}\n`).join(""));
-      if (verb === "add" && name !== undefined && args.length === 3) {
-        if (this.netns.has(name)) return failed({ exitCode: 1, stderr: `Cannot create namespace file "/run/netns/${name}": File exists\n` });
-        this.addNamespace(name);
-        return ok();
-      }
-      if ((verb === "del" || verb === "delete") && name !== undefined && args.length === 3) {
-        if (!this.netns.has(name)) return failed({ exitCode: 1, stderr: `Cannot remove namespace file "/run/netns/${name}": No such file or directory\n` });
-        this.deleteNamespace(name);
-        return ok();
-      }
-      if (verb === "pids" && name !== undefined && args.length === 3) {
-        // No processes run in a fake namespace.
-        return this.netns.has(name) ? ok() : failed({ exitCode: 1, stderr: "Cannot open network namespace: No such file or directory\n" });
-      }
-    }
-    // Every namespace has a loopback device; the fake keeps no link state, and nothing it models depends on it.
-    if (command === "ip" && args.length === 4 && args[0] === "link" && args[1] === "set" && args[2] === "lo" && args[3] === "up") return ok();
     if (command === "iptables" || command === "ip6tables") return this.runIptables(command, args, options);
     throw new NotModelledError(`exec(${JSON.stringify([command, ...args].join(" "))})`);
   }
