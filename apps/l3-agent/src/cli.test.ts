@@ -150,7 +150,7 @@ describe.concurrent("l3-agent: plugins from the config file", () => {
   it("plugin_options naming no installed plugin fail", async () => {
     const r = await runCli(BIN, ["plan", "--config", plugins([staticChains], { plugin_options: { "no-such": { x: 1 } } })]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("plugin_options.no-such names no installed plugin (installed: l3-nat, fwaas-iptables, static-chains)");
+    expect(r.stderr).toContain("plugin_options.no-such names no installed plugin (installed: l3-nat, fwaas-iptables, neutron-l3-rpc, static-chains)");
   });
 
   it("unknown options of a built-in plugin fail, naming it and the key", async () => {

@@ -2,7 +2,7 @@ export { neutronL3RpcPlugin, createNeutronL3RpcPlugin } from "./neutron-l3-rpc-p
 export { neutronL2RpcPlugin, createNeutronL2RpcPlugin } from "./neutron-l2-rpc-plugin.js";
 export { FIRST_SYNC_WAIT_MS, type ConnectRpc } from "./connect-rpc.js";
 export { lazyTransport } from "./lazy-transport.js";
-export { neutronRpcSettingsKeys, neutronRpcSettingsFlags, type NeutronRpcSettings } from "./neutron-rpc-settings.js";
+export { neutronRpcSettingsKeys, neutronRpcSettingsFlags, neutronRpcNeutronOptions, type NeutronRpcSettings } from "./neutron-rpc-settings.js";
 export { connectOsloMessaging } from "./oslo-transport.js";
 export { isRpcTimeout, type RpcTransport, type RpcTarget, type RpcEndpoints } from "./rpc-transport.js";
 export { L3PluginApi, L3_PLUGIN_TOPIC, type RouterDict, type FloatingIpStatus } from "./l3-plugin-api.js";

@@ -3,7 +3,7 @@ import { FIRST_SYNC_WAIT_MS, type ConnectRpc } from "./connect-rpc.js";
 import { L2RpcSource } from "./l2-rpc-source.js";
 import { redactTransportUrl } from "@chainwarden/oslo-messaging";
 import { lazyTransport } from "./lazy-transport.js";
-import { neutronRpcSettingsFlags, neutronRpcSettingsKeys } from "./neutron-rpc-settings.js";
+import { neutronRpcNeutronOptions, neutronRpcSettingsFlags, neutronRpcSettingsKeys } from "./neutron-rpc-settings.js";
 import { connectOsloMessaging } from "./oslo-transport.js";
 
 /**
@@ -16,7 +16,7 @@ export function createNeutronL2RpcPlugin(connect: ConnectRpc = connectOsloMessag
     name: "neutron-l2-rpc",
     version: "0.1.0",
     framework: "^0.1.0",
-    settings: { keys: neutronRpcSettingsKeys, flags: neutronRpcSettingsFlags },
+    settings: { keys: neutronRpcSettingsKeys, flags: neutronRpcSettingsFlags, neutron: neutronRpcNeutronOptions },
     register(env) {
       const settings = env.settings;
       if (settings.transport_url === undefined) return;

@@ -4,7 +4,7 @@ import { FIRST_SYNC_WAIT_MS, type ConnectRpc } from "./connect-rpc.js";
 import { L3RpcSource } from "./l3-rpc-source.js";
 import { redactTransportUrl } from "@chainwarden/oslo-messaging";
 import { lazyTransport } from "./lazy-transport.js";
-import { neutronRpcSettingsFlags, neutronRpcSettingsKeys } from "./neutron-rpc-settings.js";
+import { neutronRpcNeutronOptions, neutronRpcSettingsFlags, neutronRpcSettingsKeys } from "./neutron-rpc-settings.js";
 import { connectOsloMessaging } from "./oslo-transport.js";
 
 /**
@@ -17,7 +17,7 @@ export function createNeutronL3RpcPlugin(connect: ConnectRpc = connectOsloMessag
     name: "neutron-l3-rpc",
     version: "0.1.0",
     framework: "^0.1.0",
-    settings: { keys: neutronRpcSettingsKeys, flags: neutronRpcSettingsFlags },
+    settings: { keys: neutronRpcSettingsKeys, flags: neutronRpcSettingsFlags, neutron: neutronRpcNeutronOptions },
     register(env) {
       const settings = env.settings;
       if (settings.transport_url === undefined) return;

@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import type { SettingFlag } from "@chainwarden/agent";
+import { neutronOptions, type PluginNeutronOptions, type SettingFlag } from "@chainwarden/agent";
 import { z } from "zod";
 
 /**
@@ -48,3 +48,25 @@ export const neutronRpcSettingsFlags: readonly SettingFlag[] = [
   { flag: "transport-url", key: "transport_url", type: "string", description: "take desired state from neutron-server over this broker (Neutron [DEFAULT] transport_url)" },
   { flag: "report-interval", key: "report_interval", type: "number", description: "seconds between heartbeats to neutron-server (Neutron [AGENT] report_interval)" },
 ];
+
+/** Neutron's spelling of "not set" for a path is an empty value; ours is no key. */
+const emptyIsUnset = (value: string): string | undefined => value || undefined;
+
+/**
+ * The same keys read from Neutron's own files (`--config-file /etc/neutron/neutron.conf`), so an
+ * operator swapping `neutron-l3-agent` for ours keeps `transport_url` and `host` where they are.
+ */
+export const neutronRpcNeutronOptions: PluginNeutronOptions<typeof neutronRpcSettingsKeys> = {
+  keys: {
+    host: neutronOptions.host,
+    transport_url: { ...neutronOptions.transport_url, convert: emptyIsUnset },
+    control_exchange: neutronOptions.control_exchange,
+    rpc_response_timeout: neutronOptions.rpc_response_timeout,
+    report_interval: neutronOptions.report_interval,
+    rabbit_ssl: neutronOptions.ssl,
+    rabbit_ssl_ca_file: { ...neutronOptions.ssl_ca_file, convert: emptyIsUnset },
+    rabbit_ssl_cert_file: { ...neutronOptions.ssl_cert_file, convert: emptyIsUnset },
+    rabbit_ssl_key_file: { ...neutronOptions.ssl_key_file, convert: emptyIsUnset },
+    heartbeat_timeout_threshold: neutronOptions.heartbeat_timeout_threshold,
+  },
+};
