@@ -2,9 +2,13 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { freePort, waitForPort } from "./free-port.js";
 
 const SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+const PYTHON = "/usr/bin/python3";
+// Beside the compiled file and the source alike: dist/ and src/ are siblings.
+const EXEC_WITH_PARENT = fileURLToPath(new URL("../src/python/exec_with_parent.py", import.meta.url));
 const CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 
 export interface RabbitMqLabOptions {
@@ -26,6 +30,7 @@ export class RabbitMqLab {
   private distPort = 0;
   private epmdPort = 0;
   private child: ChildProcess | undefined;
+  private epmd: ChildProcess | undefined;
   private exit: string | undefined;
   private output = "";
 
@@ -74,6 +79,8 @@ export class RabbitMqLab {
       RABBITMQ_ENABLED_PLUGINS_FILE: join(this.dir, "enabled_plugins"),
       RABBITMQ_CONFIG_FILE: join(this.dir, "rabbitmq"),
       RABBITMQ_ADVANCED_CONFIG_FILE: join(this.dir, "advanced.config"),
+      // The Erlang distribution listens on loopback too, not on every address.
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: "-kernel inet_dist_use_interface {127,0,0,1}",
       ERL_EPMD_ADDRESS: "127.0.0.1",
       ERL_EPMD_PORT: String(this.epmdPort),
     };
@@ -82,8 +89,19 @@ export class RabbitMqLab {
   private async boot(): Promise<void> {
     this.exit = undefined;
     this.output = "";
+    // Our own epmd, in the foreground, so that it is ours to end (the broker would start a daemon
+    // that outlives everything); both die with the test runner even when it is killed.
+    if (!this.epmd || this.epmd.exitCode !== null) {
+      this.epmd = spawn(PYTHON, [EXEC_WITH_PARENT, "/usr/bin/epmd", "-port", String(this.epmdPort), "-address", "127.0.0.1"], {
+        env: this.env(),
+        cwd: this.dir,
+        detached: true,
+        stdio: "ignore",
+      });
+      await waitForPort(this.epmdPort, 10_000, () => (this.epmd?.exitCode !== null ? "epmd exited" : undefined));
+    }
     // Its own process group, so that stop() ends the broker and whatever it started with it.
-    const child = spawn(SERVER, [], { env: this.env(), cwd: this.dir, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(PYTHON, [EXEC_WITH_PARENT, "--group", SERVER], { env: this.env(), cwd: this.dir, detached: true, stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     child.stdout!.setEncoding("utf8").on("data", (d: string) => (this.output = (this.output + d).slice(-4000)));
     child.stderr!.setEncoding("utf8").on("data", (d: string) => (this.output = (this.output + d).slice(-4000)));
@@ -108,8 +126,10 @@ export class RabbitMqLab {
   /** Stops the broker, its epmd, and removes the directory. Safe to call twice. */
   async stop(): Promise<void> {
     await this.halt();
-    if (this.epmdPort) {
-      spawnSync("epmd", ["-port", String(this.epmdPort), "-kill"], { env: this.env(), timeout: 10_000 });
+    if (this.epmd?.pid && this.epmd.exitCode === null && this.epmd.signalCode === null) {
+      const gone = new Promise<void>((resolve) => this.epmd!.once("exit", () => resolve()));
+      signalGroup(this.epmd.pid, "SIGKILL");
+      await gone;
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
