@@ -21,7 +21,7 @@ export const l2AgentApp: AgentApp = {
   appDir: fileURLToPath(new URL("..", import.meta.url)),
   notes: [
     "Built in: l2-secgroup (Neutron's IptablesFirewallDriver, aliases iptables and iptables_hybrid: per-port chains on the bridge, anti-spoofing, DHCP and ICMPv6 rules, remote groups with or without ipset, conntrack zones and cleanup). State: { devices: {port_id: port}, security_groups: {sg_id: [rules]}, sg_member_ips: {...}, trusted_devices: [...] } in Neutron's shapes.",
-    "Under OpenStack: with transport_url (--transport-url, or [DEFAULT] transport_url in Neutron's own files), neutron-l2-rpc takes the host's ports from neutron-server (security_group_info_for_devices for the taps on the host, the security group and port fanouts), beside neutron-linuxbridge-agent with firewall_driver = noop.",
+    "Under OpenStack: with transport_url (--transport-url, or [DEFAULT] transport_url in Neutron's own files), neutron-l2-rpc takes the host's ports from neutron-server (security_group_info_for_devices for the taps on the host, the security group and port fanouts), beside neutron-linuxbridge-agent with firewall_driver = noop (moot here with --firewall-driver iptables).",
   ],
   examples: ["apply --once --state ports.yaml --netns lab-bridge", "plan --netns lab-bridge --state ports.yaml"],
 };

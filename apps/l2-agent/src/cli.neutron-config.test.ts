@@ -65,6 +65,18 @@ describe.concurrent("l2-agent: Neutron's config files", () => {
     expect(logged(r.stderr, "security group firewall registered")).toMatchObject({ enableIpset: true });
   });
 
+  it("beside neutron-linuxbridge-agent: its file says firewall_driver = noop, and --firewall-driver (or the config file) makes that moot", async () => {
+    const ini = file("linuxbridge_agent.ini", ["[securitygroup]", "firewall_driver = noop", "enable_ipset = true", ""].join("\n"));
+    const refused = await runCli(BIN, ["plan", "--config-file", NEUTRON_CONF, "--config-file", ini]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`  - ${ini} [securitygroup] firewall_driver: "noop" is not supported`);
+    const r = await runCli(BIN, ["plan", "--config-file", NEUTRON_CONF, "--config-file", ini, "--firewall-driver", "iptables", "--log-level", "debug"]);
+    expect(r.code, r.stderr).toBe(1); // no state: nothing to plan, as with Debian's files above
+    expect(logged(r.stderr, "security group firewall registered")).toMatchObject({ firewallDriver: "iptables", enableIpset: true });
+    const yaml = file("l2-agent.yaml", "firewall_driver: iptables\n");
+    expect((await runCli(BIN, ["plan", "--config-file", NEUTRON_CONF, "--config-file", ini, "--config", yaml])).code).toBe(1);
+  });
+
   it("refuses what it does not do, each with file, section, option, value and line (exit 2)", async () => {
     const ini = file(
       "linuxbridge_agent.ini",

@@ -48,9 +48,9 @@ export function loadConfig<S extends z.ZodType<AgentConfig>>(options: LoadConfig
   const shape = options.schema instanceof z.ZodObject ? (options.schema.shape as Record<string, z.ZodType>) : undefined;
   for (const [key, value] of Object.entries(overrides)) overrides[key] = coerceFlag(shape?.[key], value);
 
-  const problems: Problem[] = [...(options.neutron?.problems ?? [])];
   const neutron = options.neutron?.values ?? {};
   // Top-level keys only: a plugin's options are checked where they were written (mapNeutronConfig).
+  const problems: Problem[] = [];
   const neutronSources = new Map((options.neutron?.taken ?? []).filter((t) => !t.path.includes(".")).map((t) => [t.path, t.source]));
   let fileData: Record<string, unknown> = {};
   let fileText: string | undefined;
@@ -62,6 +62,11 @@ export function loadConfig<S extends z.ZodType<AgentConfig>>(options: LoadConfig
     if (read.data) fileData = read.data;
     fileText = read.text;
   }
+
+  // A value of Neutron's files this agent refuses is moot where the file or a flag sets its key.
+  const setAbove = (path: string) => [fileData, overrides].some((layer) => valueAt(layer, path.split(".")) !== undefined);
+  const moot = new Set((options.neutron?.overridable ?? []).filter((o) => setAbove(o.path)).map((o) => o.problem));
+  problems.unshift(...(options.neutron?.problems ?? []).filter((p) => !moot.has(p)));
 
   const merged: Record<string, unknown> = { ...defaults, ...neutron, ...fileData, ...overrides };
   if (neutron.plugin_options !== undefined) {

@@ -130,6 +130,28 @@ describe("loadConfig with Neutron's files", () => {
     expect(loadConfig({ schema: composed.schema, overrides: {}, defaults: { wrap_name: "w" }, neutron: layerOf(l3) })).toMatchObject({ metadata_port: 9798, state_path: "/srv/n" });
   });
 
+  it("a refused value is moot where the config file or a flag sets its key; options only checked stay refused", () => {
+    // A neutron-linuxbridge-agent beside ours says firewall_driver = noop in the file both read; here
+    // the same with interface_driver (a plugin option) and metadata_port (a key our schema refuses at 0).
+    const l3 = file("l3_agent.ini", ["[DEFAULT]", "interface_driver = openvswitch", "metadata_port = 0", "agent_mode = dvr"]);
+    const layer = layerOf(l3);
+    expect(layer.overridable?.map((o) => o.path)).toEqual(["metadata_port", "plugin_options.routers.interface_driver"]);
+    const yaml = file("agent.yaml", ["plugin_options:", "  routers:", "    interface_driver: noop"]);
+    let error: unknown;
+    try {
+      loadConfig({ schema: composed.schema, file: yaml, overrides: { metadata_port: 9697 }, defaults: { wrap_name: "w" }, neutron: layer });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as ConfigError).problems).toEqual([{ source: l3, path: "[DEFAULT] agent_mode", message: '"dvr" is not supported: no DVR (supported: legacy) (line 4)' }]);
+
+    const fine = file("l3_agent.ini", ["[DEFAULT]", "interface_driver = openvswitch", "metadata_port = 0"]);
+    const config = loadConfig({ schema: composed.schema, file: yaml, overrides: { metadata_port: "9697" }, defaults: { wrap_name: "w" }, neutron: layerOf(fine) });
+    expect(config).toMatchObject({ metadata_port: 9697, plugin_options: { routers: { interface_driver: "noop" } } });
+    // Without the higher layer, both are refused as before.
+    expect(() => loadConfig({ schema: composed.schema, overrides: {}, defaults: { wrap_name: "w" }, neutron: layerOf(fine) })).toThrow(/interface_driver[\s\S]*metadata_port|metadata_port[\s\S]*interface_driver/);
+  });
+
   it("lists Neutron's problems with the config file's", () => {
     const l3 = file("l3_agent.ini", ["[DEFAULT]", "agent_mode = dvr"]);
     const yaml = file("agent.yaml", ["metadata_prot: 1"]);

@@ -7,6 +7,10 @@
  *   options that are only checked (`[DEFAULT] agent_mode = dvr`);
  * - a value the target's schema refuses (`[DEFAULT] metadata_port = 0`);
  * - a value oslo.config would refuse (wrong type, a `$name` that is no option).
+ * A refused value of an option that sets a config key or plugin option is no problem when the
+ * `--config` file or a flag sets that key (`overridable`): the higher layer wins, as it would over a
+ * supported value. So the l2 agent takes the `linuxbridge_agent.ini` of a neutron-linuxbridge-agent
+ * that runs beside it with `firewall_driver = noop`, given `--firewall-driver iptables`.
  * An option no file sets (nor a `$name` in its default) is left alone: our default stands, which is
  * not always Neutron's (documented per option). Assignments no declaration reads are `unused`.
  */
@@ -30,6 +34,8 @@ export interface NeutronLayer {
   readonly values: Record<string, unknown>;
   readonly taken: readonly NeutronTaken[];
   readonly problems: readonly Problem[];
+  /** Those of `problems` a higher layer makes moot: each with the config path its option sets. */
+  readonly overridable?: readonly { readonly path: string; readonly problem: Problem }[];
   /** Assignments in the files that nothing the agent declares reads. */
   readonly unused: readonly OsloConfigEntry[];
 }
@@ -40,6 +46,7 @@ export function mapNeutronConfig(neutron: NeutronConfig, targets: readonly Neutr
   const values: Record<string, unknown> = {};
   const taken: NeutronTaken[] = [];
   const problems: Problem[] = [];
+  const overridable: { path: string; problem: Problem }[] = [];
   for (const target of targets) {
     const { use } = target;
     let read;
@@ -54,6 +61,11 @@ export function mapNeutronConfig(neutron: NeutronConfig, targets: readonly Neutr
     if (read.sources.length === 0 || read.value === undefined) continue;
     const source = read.source ?? read.sources[0]!;
     const where = { source: source.file, path: `[${source.section}] ${source.option}` };
+    const path = target.key ?? (target.pluginOption ? `plugin_options.${target.pluginOption.plugin}.${target.pluginOption.option}` : undefined);
+    const refuse = (problem: Problem) => {
+      problems.push(problem);
+      if (path !== undefined) overridable.push({ path, problem });
+    };
     const shown = read.source ? JSON.stringify(read.source.value) : `its default ${JSON.stringify(String(use.default))} with ${describeNeutronSource(read.sources[0]!)}`;
 
     let mapped: unknown = read.value;
@@ -64,7 +76,7 @@ export function mapNeutronConfig(neutron: NeutronConfig, targets: readonly Neutr
       if (refused.length > 0) {
         const what = Array.isArray(read.value) ? `${refused.map((r) => JSON.stringify(String(r))).join(", ")} in ${shown}` : shown;
         const supported = Object.keys(table);
-        problems.push({
+        refuse({
           ...where,
           message: withLine(`${what} is not supported${use.unsupported ? `: ${use.unsupported}` : ""} (${supported.length > 0 ? `supported: ${supported.join(", ")}` : "none is"})`, source.line),
         });
@@ -73,13 +85,12 @@ export function mapNeutronConfig(neutron: NeutronConfig, targets: readonly Neutr
       mapped = Array.isArray(read.value) ? items.map((item) => table[String(item)]) : table[String(read.value)];
     }
     if (use.convert) mapped = use.convert(mapped);
-    const path = target.key ?? (target.pluginOption ? `plugin_options.${target.pluginOption.plugin}.${target.pluginOption.option}` : undefined);
     if (path === undefined || mapped === undefined) continue;
     if (target.schema) {
       const checked = target.schema.safeParse(mapped);
       if (!checked.success) {
         const reasons = checked.error.issues.map((i) => i.message).join("; ");
-        problems.push({ ...where, message: withLine(`${shown} is not valid for ${path}: ${reasons}`, source.line) });
+        refuse({ ...where, message: withLine(`${shown} is not valid for ${path}: ${reasons}`, source.line) });
         continue;
       }
     }
@@ -91,7 +102,7 @@ export function mapNeutronConfig(neutron: NeutronConfig, targets: readonly Neutr
     taken.push({ path, value: mapped, source });
   }
   const unused = neutron.entries().filter((entry) => !targets.some((t) => NeutronConfig.isEntryOf(t.use, entry)));
-  return { values, taken, problems, unused };
+  return { values, taken, problems, overridable, unused };
 }
 
 /** `FILE [SECTION] option (line N)`. */
