@@ -55,6 +55,7 @@ export class L3RpcSource implements StateSource {
   private sink: StateSink | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private firstSync: (() => void) | undefined;
+  private startSyncAsked = false;
 
   constructor(private readonly options: L3RpcSourceOptions) {
     const { rpc, host, logger } = options;
@@ -73,7 +74,12 @@ export class L3RpcSource implements StateSource {
       state,
       intervalMs: options.reportIntervalMs,
       counts: () => countRouters(this.routers.current),
-      onRevived: () => this.routers.fullSync("agent revived"),
+      // A revived answer to the first report is answered by the start's own full sync, which follows
+      // it at once: a second one would process every router twice (and Neutron's agent, whose
+      // `fullsync` flag is already set at start, does one).
+      onRevived: () => {
+        if (this.startSyncAsked) this.routers.fullSync("agent revived");
+      },
       logger,
     });
     this.floatingIpStatuses = new FloatingIpStatuses({ api: this.api, routers: () => this.routers.current, logger });
@@ -93,6 +99,7 @@ export class L3RpcSource implements StateSource {
     await this.reporter.start();
     const synced = new Promise<void>((resolve) => (this.firstSync = resolve));
     this.routers.fullSync("start");
+    this.startSyncAsked = true;
     let timer: NodeJS.Timeout | undefined;
     const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.options.firstSyncWaitMs)))]);
     clearTimeout(timer);
@@ -121,15 +128,27 @@ export class L3RpcSource implements StateSource {
   endpoints(): RpcEndpoints {
     const ids = (value: unknown): string[] =>
       Array.isArray(value) ? value.map((r) => (typeof r === "object" && r !== null ? (r as { id?: unknown }).id : r)).filter((id): id is string => typeof id === "string") : [];
+    // As Neutron's agent, each cast is logged at debug ("Got routers updated notification").
+    const heard = (method: string, routers: string[]) => this.options.logger.debug({ method, routers }, "router change from neutron-server");
     return {
-      routers_updated: ({ routers }) => this.routers.updated(ids(routers)),
-      router_deleted: ({ router_id }) => {
-        if (typeof router_id === "string") this.routers.removed(router_id);
+      routers_updated: ({ routers }) => {
+        heard("routers_updated", ids(routers));
+        this.routers.updated(ids(routers));
       },
-      router_added_to_agent: ({ payload }) => this.routers.updated(ids(payload)),
+      router_deleted: ({ router_id }) => {
+        if (typeof router_id !== "string") return;
+        heard("router_deleted", [router_id]);
+        this.routers.removed(router_id);
+      },
+      router_added_to_agent: ({ payload }) => {
+        heard("router_added_to_agent", ids(payload));
+        this.routers.updated(ids(payload));
+      },
       router_removed_from_agent: ({ payload }) => {
         const id = (payload as { router_id?: unknown } | undefined)?.router_id;
-        if (typeof id === "string") this.routers.removed(id);
+        if (typeof id !== "string") return;
+        heard("router_removed_from_agent", [id]);
+        this.routers.removed(id);
       },
       agent_updated: ({ payload }) => {
         this.options.logger.info({ payload }, "agent updated by neutron-server: full sync");
