@@ -12,6 +12,11 @@ export const L2_AGENT_API_VERSION = "1.5";
 export const PORT_UPDATE_TOPIC = "q-agent-notifier-port-update";
 export const PORT_DELETE_TOPIC = "q-agent-notifier-port-delete";
 
+const DEFAULT_COALESCE_MS = 50;
+
+/** How often a group cast is retried with another port when the one asked did not bring the group back. */
+const MAX_GROUP_ATTEMPTS = 3;
+
 export interface L2RpcSourceOptions {
   rpc: RpcTransport;
   host: string;
@@ -28,33 +33,76 @@ export interface L2RpcSourceOptions {
   logger: Logger;
   /** Retry backoff after a failed fetch. */
   retryMs?: number;
+  /**
+   * How long a cast or a tap change waits for others before the server is asked (default 50 ms):
+   * one API change casts several messages at once (a port's groups changed: the member update and
+   * its `port_update`), and they then cost one call instead of one each.
+   */
+  coalesceMs?: number;
+}
+
+type PortDict = Record<string, unknown>;
+
+/** A security group cast to answer: the group's rules, or its members of one ethertype, and the port asked for it. */
+interface GroupWant {
+  kind: "rules" | "members";
+  group: string;
+  ethertype?: string;
+  device: string;
+  attempts: number;
 }
 
 /**
  * The l2 agent's desired state from neutron-server, as the security-group half of Neutron's Linux
  * bridge agent gets it (that agent runs beside us with `firewall_driver = noop` and keeps the
- * bridges): the tap devices on the host are the devices; `security_group_info_for_devices` answers
- * for them; the security group fanout (`security_groups_rule_updated`,
- * `security_groups_member_updated`), `port_update` and `port_delete` say which to ask again.
- * Delivered as the answer's own shape — `devices`, `security_groups`, `sg_member_ips` — plus
- * `trusted_devices`: taps of ports bound here that the server leaves out of its answer because
- * Neutron trusts them (`device_owner` `network:*`), as Neutron's agent decides them. A tap that is no
- * port of this host is neither filtered nor trusted, as in Neutron.
+ * bridges). Delivered as the answer's own shape — `devices`, `security_groups`, `sg_member_ips` —
+ * plus `trusted_devices`.
+ *
+ * The model:
+ * - **The devices are the taps on the host** (`TapDevices`: `tap<port id[:11]>` in the namespace).
+ *   A tap that appears is asked about (`security_group_info_for_devices`, in chunks of `step`); a
+ *   tap that goes takes its port (or trusted entry) out of the document at once, without asking.
+ * - **What a tap had stays while it exists.** A port the server stops answering for (deleted, or
+ *   turned into a network port) keeps its last rules until its tap goes, as in Neutron's agent (whose
+ *   firewall keeps the port); a tap the server never answered for is trusted only when it is a port
+ *   bound to this host owned by the network (`device_owner` `network:*`, from
+ *   `get_ports_by_vnic_type_and_host`). Neutron's agent trusts every tap the server leaves out; we
+ *   do not accept a tap that is no port at all (it gets no rule, the FORWARD policy decides).
+ * - **Partial answers merge.** Rules are per group and member lists per group and ethertype, shared
+ *   by every port that uses them: an answer replaces the groups it carries and, for the member
+ *   lists, the ethertypes it carries (the server lists only the ethertypes its asked ports' rules
+ *   name). What no port uses any more leaves the document.
+ * - **Casts.** `port_update` asks again for that port; `port_delete` marks it gone (its rules stay
+ *   until its tap goes: nothing to ask). `security_groups_rule_updated` and
+ *   `security_groups_member_updated` change only what is shared — a group's rules, a remote group's
+ *   members — so one port that uses the group (for members: one per ethertype a rule names it
+ *   with) is asked for, not every port of the group as Neutron's agent does: with 2,000 ports in the
+ *   default group a VM booting elsewhere costs one call, not a hundred. A port asked that no longer
+ *   brings the group back (its groups changed meanwhile) makes another one be asked.
+ * - **Nothing is delivered before the first full answer**; every reconnect, `server_resync_interval`
+ *   and a failure retried with backoff asks for every tap again. A failed fetch changes nothing.
  */
 export class L2RpcSource implements StateSource {
   readonly name = "neutron-rpc";
   readonly api: SecurityGroupRpcApi;
   readonly taps: TapDevices;
   /** Port dicts by device (tap) name. */
-  private readonly ports = new Map<string, Record<string, unknown>>();
+  private readonly ports = new Map<string, PortDict>();
+  /** Devices whose port the server no longer answers for: their last port dict stays while the tap exists. */
+  private readonly gone = new Set<string>();
   private readonly groups = new Map<string, unknown[]>();
   private readonly memberIps = new Map<string, Record<string, unknown>>();
   private readonly trusted = new Set<string>();
+  /** Devices to ask about again. */
   private readonly pending = new Set<string>();
+  /** Groups whose rules (or members) changed, with how often they were asked for already. */
+  private readonly rulesWanted = new Map<string, number>();
+  private readonly membersWanted = new Map<string, number>();
   private fullWanted: string | undefined;
   private synced = false;
   private running: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  private coalesceTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   private stopped = false;
@@ -68,10 +116,7 @@ export class L2RpcSource implements StateSource {
       namespace: options.namespace,
       pollMs: options.pollMs,
       logger: options.logger,
-      onChange: (added, removed) => {
-        for (const d of [...added, ...removed]) this.pending.add(d);
-        this.kick();
-      },
+      onChange: (added, removed) => this.tapsChanged(added, removed),
     });
   }
 
@@ -83,18 +128,18 @@ export class L2RpcSource implements StateSource {
       this.full("reconnected");
     });
     await rpc.serve({ topic: SECURITY_GROUP_UPDATE_TOPIC, server: host, version: L2_AGENT_API_VERSION }, this.securityGroupEndpoints());
-    await rpc.serve({ topic: PORT_UPDATE_TOPIC, server: host, version: L2_AGENT_API_VERSION }, { port_update: ({ port }) => this.portChanged((port as { id?: unknown } | undefined)?.id) });
-    await rpc.serve({ topic: PORT_DELETE_TOPIC, server: host, version: L2_AGENT_API_VERSION }, { port_delete: ({ port_id }) => this.portChanged(port_id) });
+    await rpc.serve({ topic: PORT_UPDATE_TOPIC, server: host, version: L2_AGENT_API_VERSION }, { port_update: ({ port }) => this.portUpdated((port as { id?: unknown } | undefined)?.id) });
+    await rpc.serve({ topic: PORT_DELETE_TOPIC, server: host, version: L2_AGENT_API_VERSION }, { port_delete: ({ port_id }) => this.portDeleted(port_id) });
     const synced = new Promise<void>((resolve) => (this.firstSync = resolve));
     await this.taps.start();
     this.full("start");
     let timer: NodeJS.Timeout | undefined;
     const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.options.firstSyncWaitMs)))]);
     clearTimeout(timer);
-    if (!waited) {
+    if (!waited && !this.stopped) {
       sink.problem({ source: this.name, path: "", message: `no answer from neutron-server yet (host ${host}); nothing on the host is changed until one arrives` });
     }
-    if (this.options.resyncIntervalMs > 0) {
+    if (this.options.resyncIntervalMs > 0 && !this.stopped) {
       this.resyncTimer = setInterval(() => this.full("periodic resync"), this.options.resyncIntervalMs);
       this.resyncTimer.unref?.();
     }
@@ -105,37 +150,75 @@ export class L2RpcSource implements StateSource {
     this.sink = undefined;
     clearInterval(this.resyncTimer);
     clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    clearTimeout(this.coalesceTimer);
+    this.coalesceTimer = undefined;
     this.taps.stop();
-    while (this.running) await this.running;
+    this.firstSync?.();
+    // Closing fails the calls in flight, so a stop does not wait out rpc_response_timeout.
     await this.options.rpc.close();
+    while (this.running) await this.running;
   }
 
-  /** Resolves when nothing is queued or running. */
+  /** Resolves when nothing is queued or running (a fetch waiting for its retry does not count). */
   async idle(): Promise<void> {
-    while (this.running) await this.running;
+    for (;;) {
+      if (this.running) await this.running;
+      else if (this.coalesceTimer) await new Promise((r) => setTimeout(r, this.options.coalesceMs ?? DEFAULT_COALESCE_MS));
+      else return;
+    }
   }
 
   securityGroupEndpoints(): RpcEndpoints {
     return {
-      security_groups_rule_updated: ({ security_groups }) => {
-        const changed = new Set(Array.isArray(security_groups) ? security_groups : []);
-        for (const [device, port] of this.ports) {
-          const sgs = Array.isArray(port.security_groups) ? port.security_groups : [];
-          if (sgs.some((sg) => changed.has(sg))) this.pending.add(device);
-        }
-        this.kick();
-      },
-      // Members change the address sets of the groups that name them as remote groups: ask again for all.
-      security_groups_member_updated: () => this.full("security group members updated"),
+      security_groups_rule_updated: ({ security_groups }) => this.groupsChanged(this.rulesWanted, security_groups),
+      security_groups_member_updated: ({ security_groups }) => this.groupsChanged(this.membersWanted, security_groups),
     };
   }
 
-  private portChanged(portId: unknown): void {
+  private groupsChanged(wanted: Map<string, number>, groups: unknown): void {
+    this.options.logger.debug({ groups, what: wanted === this.rulesWanted ? "rules" : "members" }, "security groups changed on neutron-server");
+    // Kept also while the first full answer is on its way: it may have been made before this change.
+    for (const g of Array.isArray(groups) ? groups : []) if (typeof g === "string") wanted.set(g, 0);
+    this.kick();
+  }
+
+  private tapsChanged(added: readonly string[], removed: readonly string[]): void {
+    let forgot = false;
+    for (const d of removed) forgot = this.forget(d) || forgot;
+    for (const d of added) this.pending.add(d);
+    if (forgot && this.synced) {
+      this.prune();
+      this.publish(`${removed.length} taps removed`);
+    }
+    this.kick();
+  }
+
+  /** A tap that went: its port or trusted entry leaves. Whether it had one. */
+  private forget(device: string): boolean {
+    this.pending.delete(device);
+    this.gone.delete(device);
+    const had = this.ports.delete(device);
+    return this.trusted.delete(device) || had;
+  }
+
+  private portUpdated(portId: unknown): void {
     if (typeof portId !== "string") return;
     const device = tapName(portId);
-    if (!this.taps.devices.has(device) && !this.ports.has(device)) return;
+    this.options.logger.debug({ port: portId, device, here: this.taps.devices.has(device) }, "port updated on neutron-server");
+    if (!this.taps.devices.has(device)) return;
     this.pending.add(device);
     this.kick();
+  }
+
+  private portDeleted(portId: unknown): void {
+    if (typeof portId !== "string") return;
+    const device = tapName(portId);
+    // Nothing to ask: the server no longer knows the port. Its rules stay until the tap goes.
+    if (this.ports.has(device) && !this.gone.has(device)) {
+      this.gone.add(device);
+      this.options.logger.info({ port: portId, device }, "port deleted on neutron-server; its rules stay until its tap goes");
+    }
   }
 
   private full(reason: string): void {
@@ -143,28 +226,61 @@ export class L2RpcSource implements StateSource {
     this.kick();
   }
 
+  private get hasWork(): boolean {
+    const partial = this.pending.size > 0 || this.rulesWanted.size > 0 || this.membersWanted.size > 0;
+    return this.fullWanted !== undefined || (partial && this.synced);
+  }
+
   private kick(): void {
-    if (this.stopped || this.running || this.retryTimer) return;
-    if (this.fullWanted === undefined && (this.pending.size === 0 || !this.synced)) return;
-    this.running = this.drain().finally(() => {
-      this.running = undefined;
-      this.kick();
-    });
+    if (this.stopped || this.running || this.retryTimer || this.coalesceTimer || !this.hasWork) return;
+    const run = () => {
+      this.coalesceTimer = undefined;
+      if (this.stopped || this.running || !this.hasWork) return;
+      this.running = this.drain().finally(() => {
+        this.running = undefined;
+        this.kick();
+      });
+    };
+    const wait = this.options.coalesceMs ?? DEFAULT_COALESCE_MS;
+    if (wait <= 0) return run();
+    this.coalesceTimer = setTimeout(run, wait);
+    this.coalesceTimer.unref?.();
   }
 
   private async drain(): Promise<void> {
     const reason = this.fullWanted;
-    const devices = reason !== undefined ? [...this.taps.devices] : [...this.pending];
     this.fullWanted = undefined;
-    const asked = new Set(devices);
-    if (reason !== undefined) this.pending.clear();
-    else for (const d of devices) this.pending.delete(d);
+    const full = reason !== undefined;
+    const pending = [...this.pending];
+    this.pending.clear();
+    let devices: string[];
+    let wants: GroupWant[] = [];
+    if (full) {
+      devices = [...this.taps.devices];
+      this.rulesWanted.clear();
+      this.membersWanted.clear();
+    } else {
+      wants = this.chooseWants();
+      devices = [...new Set([...pending, ...wants.map((w) => w.device)])];
+    }
     try {
-      await this.fetch(devices, reason !== undefined);
+      const info = await this.fetch(devices, full);
       this.failures = 0;
+      for (const w of wants) {
+        if (satisfied(w, info)) continue;
+        if (w.attempts + 1 >= MAX_GROUP_ATTEMPTS) {
+          this.options.logger.warn({ group: w.group, kind: w.kind }, "no port brought a changed security group back; the next full resync will");
+          continue;
+        }
+        requeue(w.kind === "rules" ? this.rulesWanted : this.membersWanted, w.group, w.attempts + 1);
+      }
     } catch (err) {
-      if (reason !== undefined) this.fullWanted ??= reason;
-      else for (const d of asked) this.pending.add(d);
+      if (this.stopped) return;
+      if (full) this.fullWanted ??= reason;
+      else {
+        for (const d of pending) this.pending.add(d);
+        for (const w of wants) requeue(w.kind === "rules" ? this.rulesWanted : this.membersWanted, w.group, w.attempts);
+      }
       this.failures++;
       const delay = Math.min((this.options.retryMs ?? 1000) * 2 ** (this.failures - 1), 60_000);
       this.options.logger.warn({ err, retryInMs: delay }, "asking neutron-server for security group information failed; what the host has stays, retrying");
@@ -176,71 +292,140 @@ export class L2RpcSource implements StateSource {
     }
   }
 
-  /** Asks for `devices` (those still on the host) and merges the answer; `full` replaces everything. */
-  private async fetch(devices: readonly string[], full: boolean): Promise<void> {
-    const present = devices.filter((d) => this.taps.devices.has(d));
+  /**
+   * For each changed group, one port here that brings it back: for rules a port in the group, for
+   * members a port whose groups name it as remote group, one per ethertype they name it with. The
+   * ports already chosen are preferred; ports the server no longer knows are never chosen. A group no
+   * port here uses is dropped: nothing here depends on it.
+   */
+  private chooseWants(): GroupWant[] {
+    const live = [...this.ports].filter(([device]) => !this.gone.has(device));
+    const chosen = new Set<string>();
+    const wants: GroupWant[] = [];
+    const pick = (candidates: string[]): string | undefined => candidates.find((d) => chosen.has(d)) ?? candidates[0];
+    for (const [group, attempts] of this.rulesWanted) {
+      const device = pick(live.filter(([, port]) => groupsOf(port).includes(group)).map(([d]) => d));
+      if (device === undefined) continue;
+      chosen.add(device);
+      wants.push({ kind: "rules", group, device, attempts });
+    }
+    for (const [group, attempts] of this.membersWanted) {
+      const byEthertype = new Map<string, string[]>();
+      for (const [device, port] of live) {
+        for (const ethertype of this.remoteEthertypes(port, group)) {
+          const list = byEthertype.get(ethertype) ?? [];
+          list.push(device);
+          byEthertype.set(ethertype, list);
+        }
+      }
+      for (const [ethertype, candidates] of byEthertype) {
+        const device = pick(candidates)!;
+        chosen.add(device);
+        wants.push({ kind: "members", group, ethertype, device, attempts });
+      }
+    }
+    this.rulesWanted.clear();
+    this.membersWanted.clear();
+    return wants;
+  }
+
+  /** The ethertypes with which the rules of a port's groups (and its own rules) name `remote` as remote group. */
+  private remoteEthertypes(port: PortDict, remote: string): Set<string> {
+    const out = new Set<string>();
+    const rules = [...groupsOf(port).flatMap((g) => this.groups.get(g) ?? []), ...(Array.isArray(port.security_group_rules) ? port.security_group_rules : [])];
+    for (const rule of rules) {
+      const r = rule as { remote_group_id?: unknown; ethertype?: unknown } | null;
+      if (r?.remote_group_id === remote && typeof r.ethertype === "string") out.add(r.ethertype);
+    }
+    return out;
+  }
+
+  /** Asks for `devices` (those still on the host) and merges the answer; a full answer also re-decides every tap. */
+  private async fetch(devices: readonly string[], full: boolean): Promise<SecurityGroupInfo> {
+    const asked = devices.filter((d) => this.taps.devices.has(d));
+    const started = Date.now();
     const info: SecurityGroupInfo = { devices: {}, security_groups: {}, sg_member_ips: {} };
-    for (let i = 0; i < present.length; i += this.options.step) {
-      const part = await this.api.securityGroupInfoForDevices(present.slice(i, i + this.options.step));
+    for (let i = 0; i < asked.length; i += this.options.step) {
+      const part = await this.api.securityGroupInfoForDevices(asked.slice(i, i + this.options.step));
       Object.assign(info.devices, part.devices);
       Object.assign(info.security_groups, part.security_groups);
-      Object.assign(info.sg_member_ips, part.sg_member_ips);
+      for (const [id, byEthertype] of Object.entries(part.sg_member_ips)) info.sg_member_ips[id] = { ...info.sg_member_ips[id], ...byEthertype };
     }
-    const answered = new Set<string>();
-    const ports = new Map<string, Record<string, unknown>>();
+    const answered = new Map<string, PortDict>();
     for (const port of Object.values(info.devices)) {
       const device = typeof port?.device === "string" ? port.device : undefined;
-      if (device) {
-        ports.set(device, port);
-        answered.add(device);
-      }
+      if (device) answered.set(device, port);
     }
-    // Taps the server left out: trusted when they are ports bound here owned by the network.
-    const unanswered = present.filter((d) => !answered.has(d));
-    const trusted = new Set<string>();
-    if (unanswered.length > 0) {
+    // Taps the server left out that had nothing yet: trusted when they are ports bound here owned by the network.
+    const unknown = asked.filter((d) => !answered.has(d) && !this.ports.has(d) && !this.trusted.has(d));
+    let networkOwned = new Set<string>();
+    if (unknown.length > 0) {
       const bound = await this.api.boundPorts();
-      const networkOwned = new Set(bound.filter((p) => p.device_owner?.startsWith("network:")).map((p) => tapName(p.id)));
-      for (const d of unanswered) if (networkOwned.has(d)) trusted.add(d);
+      networkOwned = new Set(bound.filter((p) => p.device_owner?.startsWith("network:")).map((p) => tapName(p.id)));
     }
 
-    if (full) {
-      this.ports.clear();
-      this.groups.clear();
-      this.memberIps.clear();
-      this.trusted.clear();
-    } else {
-      for (const d of devices) {
-        this.ports.delete(d);
+    // Merged as the host is now: a tap that went while we asked stays gone.
+    for (const d of asked) {
+      if (!this.taps.devices.has(d)) {
+        this.forget(d);
+        continue;
+      }
+      const port = answered.get(d);
+      if (port) {
+        this.ports.set(d, port);
+        this.gone.delete(d);
         this.trusted.delete(d);
+      } else if (this.ports.has(d)) {
+        if (!this.gone.has(d)) {
+          this.gone.add(d);
+          this.options.logger.info({ port: this.ports.get(d)!.id, device: d }, "neutron-server no longer answers for a port whose tap is here; its rules stay until its tap goes");
+        }
+      } else if (networkOwned.has(d)) {
+        this.trusted.add(d);
       }
     }
-    for (const [device, port] of ports) this.ports.set(device, port);
-    for (const d of trusted) this.trusted.add(d);
-    for (const [id, rules] of Object.entries(info.security_groups)) this.groups.set(id, rules);
-    for (const [id, ips] of Object.entries(info.sg_member_ips)) this.memberIps.set(id, ips);
+    for (const [id, rules] of Object.entries(info.security_groups)) if (Array.isArray(rules)) this.groups.set(id, rules);
+    for (const [id, byEthertype] of Object.entries(info.sg_member_ips)) {
+      if (isRecord(byEthertype)) this.memberIps.set(id, { ...this.memberIps.get(id), ...byEthertype });
+    }
     this.prune();
     this.synced = true;
-    this.publish(full ? "full" : `${devices.length} devices`);
+    this.publish(full ? "full" : `${asked.length} devices`, Date.now() - started);
+    return info;
   }
 
-  /** Groups no port uses any more (and remote groups no rule names) leave the document. */
+  /**
+   * Groups no port uses leave the document, and so do member lists no rule names: a remote group
+   * (or address group) no rule of a used group names, an ethertype no such rule has.
+   */
   private prune(): void {
     const used = new Set<string>();
-    for (const port of this.ports.values()) for (const sg of Array.isArray(port.security_groups) ? port.security_groups : []) if (typeof sg === "string") used.add(sg);
+    for (const port of this.ports.values()) for (const sg of groupsOf(port)) used.add(sg);
     for (const id of this.groups.keys()) if (!used.has(id)) this.groups.delete(id);
-    const remote = new Set<string>();
-    for (const rules of this.groups.values()) for (const r of rules) {
-      const g = (r as { remote_group_id?: unknown } | null)?.remote_group_id;
-      if (typeof g === "string") remote.add(g);
+    const named = new Map<string, Set<string>>();
+    const portRules = [...this.ports.values()].flatMap((p) => (Array.isArray(p.security_group_rules) ? p.security_group_rules : []));
+    for (const rule of [...[...this.groups.values()].flat(), ...portRules]) {
+      const r = rule as { remote_group_id?: unknown; remote_address_group_id?: unknown; ethertype?: unknown } | null;
+      for (const remote of [r?.remote_group_id, r?.remote_address_group_id]) {
+        if (typeof remote !== "string") continue;
+        const ethertypes = named.get(remote) ?? new Set<string>();
+        // A rule without a usable ethertype is the handler's problem to name: keep every list it might mean.
+        ethertypes.add(typeof r?.ethertype === "string" ? r.ethertype : "*");
+        named.set(remote, ethertypes);
+      }
     }
-    for (const id of this.memberIps.keys()) if (!remote.has(id)) this.memberIps.delete(id);
+    for (const [id, byEthertype] of this.memberIps) {
+      const ethertypes = named.get(id);
+      if (!ethertypes) this.memberIps.delete(id);
+      else if (!ethertypes.has("*")) this.memberIps.set(id, Object.fromEntries(Object.entries(byEthertype).filter(([e]) => ethertypes.has(e))));
+    }
   }
 
-  private publish(why: string): void {
-    const devices: Record<string, Record<string, unknown>> = {};
+  private publish(why: string, askedMs?: number): void {
+    if (!this.synced) return;
+    const devices: Record<string, PortDict> = {};
     for (const port of this.ports.values()) devices[String(port.id)] = port;
-    this.options.logger.debug({ ports: this.ports.size, trusted: this.trusted.size, why }, "security group information from neutron-server");
+    this.options.logger.debug({ ports: this.ports.size, trusted: this.trusted.size, gone: this.gone.size, why, askedMs }, "security group information from neutron-server");
     this.sink?.update(
       {
         devices,
@@ -253,4 +438,23 @@ export class L2RpcSource implements StateSource {
     this.firstSync?.();
     this.firstSync = undefined;
   }
+}
+
+function groupsOf(port: PortDict): string[] {
+  return Array.isArray(port.security_groups) ? port.security_groups.filter((g): g is string => typeof g === "string") : [];
+}
+
+function satisfied(want: GroupWant, info: SecurityGroupInfo): boolean {
+  if (want.kind === "rules") return want.group in info.security_groups;
+  const members = info.sg_member_ips[want.group];
+  return isRecord(members) && want.ethertype! in members;
+}
+
+function requeue(wanted: Map<string, number>, group: string, attempts: number): void {
+  // A fresh cast for the group meanwhile starts its count over.
+  if (!wanted.has(group)) wanted.set(group, attempts);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
 }

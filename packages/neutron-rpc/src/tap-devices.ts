@@ -28,6 +28,10 @@ export interface TapDevicesOptions {
 export class TapDevices {
   private current = new Set<string>();
   private watched: WatchedCommand | undefined;
+  /** The monitor started last (an end reported for an older one changes nothing). */
+  private monitorRun: object | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private failures = 0;
   private timer: NodeJS.Timeout | undefined;
   private listing: Promise<void> | undefined;
   private again = false;
@@ -41,17 +45,7 @@ export class TapDevices {
 
   /** Lists the devices (reporting them as added) and starts watching. */
   async start(): Promise<void> {
-    const { runner, namespace, logger } = this.options;
-    if (runner.watch) {
-      this.watched = runner.watch("ip", ["-o", "monitor", "link"], {
-        namespace,
-        onLine: () => this.relist(),
-        onExit: (err) => {
-          if (!this.stopped) logger.warn({ err }, "the link monitor ended; polling for tap devices");
-        },
-      });
-      await this.watched.started.catch(() => undefined);
-    }
+    await this.watch();
     await this.relist();
     this.timer = setInterval(() => void this.relist(), this.options.pollMs ?? 10_000);
     this.timer.unref?.();
@@ -60,7 +54,54 @@ export class TapDevices {
   stop(): void {
     this.stopped = true;
     this.watched?.stop();
+    this.watched = undefined;
     clearInterval(this.timer);
+    clearTimeout(this.restartTimer);
+  }
+
+  /** Whether the link monitor runs (false while it waits to be started again, or without one). */
+  get watching(): boolean {
+    return this.watched !== undefined;
+  }
+
+  /**
+   * Starts the link monitor. One that ends on its own is started again after a back-off (1 s,
+   * doubling up to a minute; a monitor that printed a line starts over at 1 s), listing the
+   * devices meanwhile at every poll, so taps that come and go while it is away are still seen.
+   */
+  private async watch(): Promise<void> {
+    const { runner, namespace, logger } = this.options;
+    if (!runner.watch || this.stopped) return;
+    const run: { command?: WatchedCommand } = {};
+    const ended = (err: Error) => {
+      if (this.stopped || this.monitorRun !== run) return;
+      this.monitorRun = undefined;
+      this.watched = undefined;
+      this.failures++;
+      const retryInMs = Math.min(1000 * 2 ** (this.failures - 1), 60_000);
+      logger.warn({ err, namespace: namespace ?? null, retryInMs }, "the link monitor ended; listing the tap devices at each poll until it runs again");
+      void this.relist();
+      this.restartTimer = setTimeout(() => void this.watch(), retryInMs);
+      this.restartTimer.unref?.();
+    };
+    this.monitorRun = run;
+    try {
+      run.command = runner.watch("ip", ["-o", "monitor", "link"], {
+        namespace,
+        onLine: () => {
+          this.failures = 0;
+          void this.relist();
+        },
+        onExit: ended,
+      });
+      if (this.monitorRun === run) this.watched = run.command;
+      await run.command.started;
+    } catch (err) {
+      ended(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    // Devices that came or went while the monitor was away.
+    if (this.failures > 0 && this.monitorRun === run) await this.relist();
   }
 
   /** Lists again (coalesced: one listing at a time, one more if asked meanwhile). */
