@@ -41,6 +41,19 @@ export function inspectProxyProcess(pid: number, namespace: string): ProxyProces
   return { pid, commandLine, netns };
 }
 
+/**
+ * Whether process `pid` is the haproxy `neutron-l3-agent` runs as a router's metadata proxy
+ * (`haproxy -f <state_path>/ns-metadata-proxy/<router id>.conf`, daemonized) and lives in the router's
+ * namespace: what a neutron-l3-agent this agent replaces may leave behind.
+ */
+export function isNeutronHaproxy(pid: number, namespace: string, configFile: string): boolean {
+  if (!processAlive(pid)) return false;
+  const argv = readCommandLine(pid);
+  const f = argv.indexOf("-f");
+  if (basename(argv[0] ?? "") !== "haproxy" || f < 0 || argv[f + 1] !== configFile) return false;
+  return compareNetns(pid, namespace) === "same";
+}
+
 /** True while the process exists and is not a zombie. */
 export function processAlive(pid: number): boolean {
   let stat: string;

@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import { AgentMetrics } from "@chainwarden/agent";
 import { ExecaRunner } from "@chainwarden/core";
@@ -17,7 +17,7 @@ import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { alive, pidsMentioning } from "./test-support/processes.js";
 import { MetadataProxyMonitor } from "./metadata-proxy-monitor.js";
-import { defaultMetadataProxyScript, MetadataProxyProcess, metadataProxyFiles, type MetadataProxyProcessOptions } from "./metadata-proxy-process.js";
+import { defaultMetadataProxyScript, MetadataProxyProcess, metadataProxyFiles, neutronHaproxyFiles, type MetadataProxyProcessOptions } from "./metadata-proxy-process.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -180,6 +180,55 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
     expect(next.pid).toBe(pid);
     expect(t.log.msgs()).toContain("metadata proxy adopted");
     expect(t.log.msgs()).not.toContain("metadata proxy started; it runs on its own");
+  });
+
+  it("replaces the haproxy a neutron-l3-agent it took over from left holding the port: stopped, its pid file removed, ours listens", async (ctx) => {
+    const haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((p) => existsSync(p));
+    if (!haproxy) ctx.skip("haproxy is not installed");
+    const t = await setup();
+    const { pidFile, configFile } = neutronHaproxyFiles(t.statePath, t.routerId);
+    mkdirSync(dirname(pidFile), { recursive: true });
+    mkdirSync(dirname(configFile), { recursive: true });
+    // What neutron-l3-agent (Zed) writes for a router and runs as `haproxy -f <config>` in its namespace.
+    writeFileSync(
+      configFile,
+      [
+        "global",
+        "    user        root",
+        "    group       root",
+        "    maxconn     1024",
+        `    pidfile     ${pidFile}`,
+        "    daemon",
+        "defaults",
+        "    mode http",
+        "    option http-server-close",
+        "    option forwardfor",
+        "    timeout connect         30s",
+        "    timeout client          32s",
+        "    timeout server          32s",
+        "listen listener",
+        "    bind 0.0.0.0:9697",
+        `    server metadata ${t.upstream.socketPath}`,
+        "    http-request del-header X-Neutron-Network-ID",
+        `    http-request set-header X-Neutron-Router-ID ${t.routerId}`,
+        "",
+      ].join("\n"),
+    );
+    await t.netns.exec([haproxy!, "-f", configFile]);
+    await waitFor(() => existsSync(pidFile), 5_000, "haproxy's pid file");
+    const haproxyPid = readPid(pidFile);
+    expect(await t.curl(["http://127.0.0.1:9697/latest/meta-data/"])).toBe("hello /latest/meta-data/");
+
+    const proxy = t.handle();
+    await proxy.ensureRunning();
+    expect(alive(haproxyPid)).toBe(false);
+    expect(existsSync(pidFile)).toBe(false);
+    expect(readPid(t.files.pidFile)).toBe(proxy.pid);
+    expect(t.log.lines.find((l) => l.msg === "neutron-l3-agent's haproxy metadata proxy stopped; this agent's proxy replaces it")).toMatchObject({ proxyPid: haproxyPid, pidFile });
+    expect(t.log.msgs()).not.toContain("metadata proxy failed to start");
+    expect(await t.curl(["http://127.0.0.1:9697/latest/meta-data/"])).toBe("hello /latest/meta-data/");
+    // Its config stays (Neutron's file); a pid file naming anything but that haproxy is never acted on.
+    expect(existsSync(configFile)).toBe(true);
   });
 
   it("a handle dropped without stop leaves its proxy to the next handle: adopted with the same options, restarted with others", async () => {

@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { IpRunner, ProcessRunner, SpawnedProcess } from "@chainwarden/core";
 import { MetadataProxyError } from "./metadata-proxy-error.js";
-import { inspectProxyProcess, parseProxyCommandLine, processAlive, readPidFile, type ProxyProcessInfo } from "./metadata-proxy-inspect.js";
+import { inspectProxyProcess, isNeutronHaproxy, parseProxyCommandLine, processAlive, readPidFile, type ProxyProcessInfo } from "./metadata-proxy-inspect.js";
 import { MetadataProxyMonitor, type MonitoredMetadataProxy } from "./metadata-proxy-monitor.js";
 import { formatMetadataUpstream, type MetadataUpstream } from "./metadata-proxy.js";
 import { L3NatError } from "./l3-nat-errors.js";
@@ -29,6 +29,14 @@ export function defaultMetadataProxyScript(): string {
  */
 export function metadataProxyFiles(statePath: string, routerId: string): { pidFile: string; logFile: string } {
   return { pidFile: join(statePath, "external", "pids", `${routerId}.pid`), logFile: join(statePath, "external", "logs", `${routerId}.log`) };
+}
+
+/**
+ * Where `neutron-l3-agent` keeps a router's haproxy under the same `state_path`: its pid file
+ * (`external/pids/<router id>.pid.haproxy`) and its config (`ns-metadata-proxy/<router id>.conf`).
+ */
+export function neutronHaproxyFiles(statePath: string, routerId: string): { pidFile: string; configFile: string } {
+  return { pidFile: join(statePath, "external", "pids", `${routerId}.pid.haproxy`), configFile: join(statePath, "ns-metadata-proxy", `${routerId}.conf`) };
 }
 
 /**
@@ -284,6 +292,7 @@ export class MetadataProxyProcess implements MetadataProxyHandle, MonitoredMetad
       }
     }
     try {
+      await this.retireNeutronHaproxy();
       try {
         await this.start();
       } catch (err) {
@@ -358,6 +367,32 @@ export class MetadataProxyProcess implements MetadataProxyHandle, MonitoredMetad
     this.respawnPending = false;
     this.logger.info({ proxyPid: child.pid, port, upstream, pidFile: this.pidFile, logFile: this.logFile }, "metadata proxy started; it runs on its own");
     await this.reportUpstream();
+  }
+
+  /**
+   * The haproxy `neutron-l3-agent` left running for this router when this agent replaced it (a
+   * service stopped without its children, as with systemd's `KillMode=process`, or an agent killed by
+   * hand): it holds the metadata port in the namespace, so ours could never start. It forwards to the
+   * same metadata agent; it is stopped (SIGTERM, SIGKILL after `stopTimeoutMs`), its pid file removed,
+   * and ours starts in its place. Found only by Neutron's pid file, checked against `/proc`.
+   */
+  private async retireNeutronHaproxy(): Promise<void> {
+    const { namespace, statePath } = this.options;
+    const { pidFile, configFile } = neutronHaproxyFiles(statePath, this.routerId);
+    const pid = readPidFile(pidFile);
+    if (pid === undefined || !isNeutronHaproxy(pid, namespace, configFile)) return;
+    const signal = (s: NodeJS.Signals) => {
+      if (!isNeutronHaproxy(pid, namespace, configFile)) return false;
+      try {
+        process.kill(pid, s);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (signal("SIGTERM") && !(await waitGone(pid, this.options.stopTimeoutMs ?? 5_000)) && signal("SIGKILL")) await waitGone(pid, 5_000);
+    rmSync(pidFile, { force: true });
+    this.logger.info({ proxyPid: pid, pidFile }, "neutron-l3-agent's haproxy metadata proxy stopped; this agent's proxy replaces it");
   }
 
   /** A router's proxy that cannot reach its upstream answers 502: say so, naming the router and the upstream. */
