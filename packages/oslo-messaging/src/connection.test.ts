@@ -303,7 +303,8 @@ describe("TLS ([oslo_messaging_rabbit] ssl options)", () => {
   });
 });
 
-async function waitUntil(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+// Generous: the conditions often run rabbitmqctl, an Erlang VM start each, slow on a loaded machine.
+async function waitUntil(condition: () => boolean, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error("condition not met in time");
