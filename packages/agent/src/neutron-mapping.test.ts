@@ -75,6 +75,23 @@ describe("mapNeutronConfig", () => {
     expect(layerOf(file("a.conf", ["[DEFAULT]", "debug = false"])).values).toEqual({});
   });
 
+  it("an option two plugins read is one problem when its value is bad, not two", () => {
+    const reporter = (name: string) =>
+      createPlugin({
+        name,
+        version: "1.0.0",
+        framework: "*",
+        settings: {
+          keys: { [`${name}_interval`]: z.number().default(30) },
+          neutron: { keys: { [`${name}_interval`]: { section: "AGENT", option: "report_interval", type: "float" } } },
+        },
+        register() {},
+      });
+    const conf = file("neutron.conf", ["[agent]", "report_interval = soon"]);
+    const layer = mapNeutronConfig(NeutronConfig.read([{ file: conf }]), composeAgentConfig([reporter("a"), reporter("b")]).neutron);
+    expect(layer.problems.map((p) => `${p.path}: ${p.message}`)).toEqual(['[agent] report_interval: "soon": not a number (line 2)']);
+  });
+
   it("refuses values outside an option's values (checked-only options too), values our schemas refuse, and values oslo.config refuses", () => {
     const l3 = file("l3_agent.ini", [
       "[DEFAULT]",

@@ -102,7 +102,15 @@ export function mapNeutronConfig(neutron: NeutronConfig, targets: readonly Neutr
     taken.push({ path, value: mapped, source });
   }
   const unused = neutron.entries().filter((entry) => !targets.some((t) => NeutronConfig.isEntryOf(t.use, entry)));
-  return { values, taken, problems, overridable, unused };
+  // Two plugins (or a plugin and the framework) may read one option: its trouble is one problem.
+  const seen = new Set<string>();
+  const distinct = problems.filter((p) => {
+    const key = JSON.stringify([p.source, p.path, p.message]);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  return { values, taken, problems: distinct, overridable, unused };
 }
 
 /** `FILE [SECTION] option (line N)`. */
