@@ -23,6 +23,15 @@ export function runCli(bin: string, args: readonly string[], timeoutMs = 20_000)
   return new AgentProcess(bin, args, timeoutMs).exited;
 }
 
+export interface AgentProcessOptions {
+  /**
+   * A command the binary runs under, as an argument array that ends where `node <bin> args…` follow,
+   * e.g. `["nsenter", "--mount=/proc/<pid>/ns/mnt"]`. It must exec them (not fork), so that the
+   * agent is the child: signals and the exit code are its own.
+   */
+  wrapper?: readonly string[];
+}
+
 /** A running binary (for `run`): its output so far, its logs, signals, its exit. */
 export class AgentProcess {
   readonly child: ChildProcess;
@@ -32,8 +41,9 @@ export class AgentProcess {
   private exitInfo: CliResult | undefined;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(bin: string, args: readonly string[], timeoutMs = 30_000) {
-    this.child = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "pipe", "pipe"], env: CHILD_ENV });
+  constructor(bin: string, args: readonly string[], timeoutMs = 30_000, options: AgentProcessOptions = {}) {
+    const [command, ...prefix] = [...(options.wrapper ?? []), process.execPath];
+    this.child = spawn(command!, [...prefix, bin, ...args], { stdio: ["ignore", "pipe", "pipe"], env: CHILD_ENV });
     this.child.stdout!.setEncoding("utf8").on("data", (d: string) => (this.stdout += d));
     this.child.stderr!.setEncoding("utf8").on("data", (d: string) => (this.stderr += d));
     // A hung agent must not hang the suite.

@@ -34,7 +34,7 @@ export { NotModelledError } from "./not-modelled-error.js";
 export { createNetns, isRoot, withNetns, type NetnsExecOptions, type TestNetns } from "./netns.js";
 export type { RunResult } from "./run-command.js";
 export { holdXtablesLock, type HeldXtablesLock } from "./xtables-lock.js";
-export { AgentProcess, freePort, runCli, waitFor, type CliResult, type LogLine } from "./agent-process.js";
+export { AgentProcess, freePort, runCli, waitFor, type AgentProcessOptions, type CliResult, type LogLine } from "./agent-process.js";
 export { duplicateLogKeys } from "./log-keys.js";
 export {
   parseReferenceExpected,
