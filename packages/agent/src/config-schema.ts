@@ -44,7 +44,10 @@ export const baseConfigShape = {
   use_ipv6: z.boolean().default(true),
   /** Seconds between full resyncs (with drift repair); 0 turns them off. */
   resync_interval: z.number().int().min(0).default(60),
-  /** A burst of state changes within this many ms is applied as one. */
+  /**
+   * Least time between the starts of two runs of a namespace: a change to a namespace that has not
+   * run within it applies at once; changes within it wait for its end and apply as one run.
+   */
   coalesce_ms: z.number().int().min(0).max(60_000).default(50),
   /** Namespaces applied in parallel. */
   max_parallel_namespaces: z.number().int().min(1).max(256).default(4),

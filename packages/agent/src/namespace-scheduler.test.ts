@@ -38,30 +38,48 @@ describe("NamespaceScheduler", () => {
     vi.useRealTimers();
   });
 
-  it("coalesces requests within the window into one run, and merges what they ask", async () => {
+  it("a lone request runs at once; requests within the window of the last start wait for its end as one run, merging what they ask", async () => {
     const { scheduler, calls } = setup();
+    scheduler.request("ns-a", { immediate: false });
+    expect(calls).toHaveLength(1);
+    calls[0]!.finish();
+    await vi.advanceTimersByTimeAsync(10);
     scheduler.request("ns-a", { immediate: false, pendingSince: 5 });
-    await vi.advanceTimersByTimeAsync(30);
-    scheduler.request("ns-a", { immediate: false, verify: true, pendingSince: 9 });
-    expect(calls).toHaveLength(0);
     await vi.advanceTimersByTimeAsync(20);
-    expect(calls.map((c) => [c.ns, c.request.full, c.request.verify, c.request.pendingSince])).toEqual([["ns-a", false, true, 5]]);
+    scheduler.request("ns-a", { immediate: false, verify: true, pendingSince: 9 });
+    expect(calls).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(19);
+    expect(calls).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(calls.map((c) => [c.ns, c.request.full, c.request.verify, c.request.pendingSince])).toEqual([
+      ["ns-a", false, false, undefined],
+      ["ns-a", false, true, 5],
+    ]);
+    calls[1]!.finish();
+    // Long after: at once again.
+    await vi.advanceTimersByTimeAsync(500);
+    scheduler.request("ns-b", { immediate: false });
+    scheduler.request("ns-a", { immediate: false });
+    expect(calls.map((c) => c.ns)).toEqual(["ns-a", "ns-a", "ns-b", "ns-a"]);
   });
 
-  it("an immediate request skips the window; one arriving while running runs once more after", async () => {
+  it("an immediate request skips the window; one arriving while running runs once more after, a window after the start", async () => {
     const { scheduler, calls } = setup();
-    scheduler.request("ns-a", { immediate: false });
-    scheduler.request("ns-a", { immediate: true, full: true });
-    expect(calls).toHaveLength(1);
-    expect(calls[0]!.request.full).toBe(true);
-    scheduler.request("ns-a", { immediate: false });
     scheduler.request("ns-a", { immediate: false });
     calls[0]!.finish();
     await settle();
-    expect(calls).toHaveLength(1);
-    await vi.advanceTimersByTimeAsync(50);
+    scheduler.request("ns-a", { immediate: false });
+    scheduler.request("ns-a", { immediate: true, full: true });
     expect(calls).toHaveLength(2);
-    expect(calls[1]!.request.full).toBe(false);
+    expect(calls[1]!.request.full).toBe(true);
+    scheduler.request("ns-a", { immediate: false });
+    scheduler.request("ns-a", { immediate: false });
+    calls[1]!.finish();
+    await settle();
+    expect(calls).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(50);
+    expect(calls).toHaveLength(3);
+    expect(calls[2]!.request.full).toBe(false);
   });
 
   it("runs at most max_parallel_namespaces at once, one run per namespace", async () => {
@@ -183,7 +201,7 @@ describe("NamespaceScheduler", () => {
   });
 
   it("stop: timers cancelled, the run in flight finishes, every waiter hears, later requests are refused", async () => {
-    const { scheduler, calls } = setup();
+    const { scheduler, calls } = setup({ parallel: 1 });
     const heard: (RunOutcome | string)[] = [];
     scheduler.request("ns-a", { immediate: true, waiter: (o) => heard.push(o) });
     scheduler.request("ns-b", { immediate: false, waiter: (o) => heard.push(o.error instanceof StoppedError ? "stopped b" : o) });

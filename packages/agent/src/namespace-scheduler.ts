@@ -51,6 +51,8 @@ interface Slot {
   pendingSince: number | undefined;
   /** Told by the next run to finish. */
   waiters: RunWaiter[];
+  /** When its last run started (performance.now()); the coalesce window counts from there. */
+  lastStart: number | undefined;
 }
 
 export interface NamespaceSchedulerOptions {
@@ -70,9 +72,10 @@ export interface NamespaceSchedulerOptions {
 }
 
 /**
- * When each namespace runs. Work is queued per namespace: the first request starts a `coalesce_ms`
- * window that later ones join; requests for a namespace that is queued, waiting or running merge
- * into its next run. One run at a time per namespace, up to `max_parallel_namespaces` at once. A
+ * When each namespace runs. Runs of a namespace start at least `coalesce_ms` apart (kube-proxy's
+ * BoundedFrequencyRunner): a request for a namespace that has not started a run within the window
+ * runs at once, so a lone change is not delayed; one within the window waits for its end, and
+ * requests for a namespace that is queued, waiting or running merge into its next run. One run at a time per namespace, up to `max_parallel_namespaces` at once. A
  * failed run is retried as a full pass after a capped exponential backoff; a run whose failure was
  * isolated (resources held) runs again at once. What a run does is the caller's (`run`).
  */
@@ -152,7 +155,7 @@ export class NamespaceScheduler {
   private slot(ns: NsKey): Slot {
     let st = this.slots.get(ns);
     if (!st) {
-      st = { ns, phase: "idle", timer: undefined, full: false, verify: false, again: false, recheck: new Set(), failures: 0, pendingSince: undefined, waiters: [] };
+      st = { ns, phase: "idle", timer: undefined, full: false, verify: false, again: false, recheck: new Set(), failures: 0, pendingSince: undefined, waiters: [], lastStart: undefined };
       this.slots.set(ns, st);
       this.phases.idle++;
     }
@@ -173,9 +176,11 @@ export class NamespaceScheduler {
       case "requeued":
         this.setPhase(st, "idle");
       // falls through: a requested run replaces the requeued one
-      case "idle":
-        if (immediate || this.options.config.coalesce_ms === 0) this.makeReady(st);
-        else this.wait(st, "coalescing", this.options.config.coalesce_ms);
+      case "idle": {
+        const left = st.lastStart === undefined ? 0 : this.options.config.coalesce_ms - (performance.now() - st.lastStart);
+        if (immediate || left <= 0) this.makeReady(st);
+        else this.wait(st, "coalescing", left);
+      }
     }
   }
 
@@ -216,6 +221,7 @@ export class NamespaceScheduler {
 
   private async run(st: Slot): Promise<void> {
     this.setPhase(st, "running");
+    st.lastStart = performance.now();
     const waiters = st.waiters.splice(0);
     const request: RunRequest = { full: st.full, verify: st.verify, recheck: st.recheck, pendingSince: st.pendingSince };
     st.full = st.verify = st.again = false;

@@ -49,8 +49,9 @@ interface NamespaceRun {
  * incomplete removes nothing. Until a source has delivered a document, nothing is changed at all.
  *
  * Scheduling
- * - Work is queued per namespace. The first change starts a `coalesce_ms` window; later changes join
- *   it, and changes that arrive while the namespace is queued, running or waiting for a retry are
+ * - Work is queued per namespace. Runs of a namespace start at least `coalesce_ms` apart: a change
+ *   to a namespace that has not run within that window runs at once; later changes wait for the
+ *   window's end and join one run, and changes that arrive while the namespace is queued, running or waiting for a retry are
  *   merged into the next run: what a run reconciles is computed when it starts, as the difference
  *   between the desired state then and what the namespace's last successful run reconciled.
  * - One run at a time per namespace; up to `max_parallel_namespaces` namespaces in parallel.
