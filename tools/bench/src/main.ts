@@ -1,9 +1,10 @@
-import type { Backend } from "@chainwarden/core";
+import { ExecaRunner, type Backend } from "@chainwarden/core";
 import { benchCore, type CoreBenchRow } from "./core-bench.js";
 import { benchFwaas, type FwaasBenchRow } from "./fwaas-bench.js";
 import { benchL2, formatL2Bench, type L2BenchResult } from "./l2-bench.js";
 import { benchDevices, formatDevicesBench, type DevicesBenchResult } from "./l2-devices-bench.js";
 import { benchL3, formatL3Bench } from "./l3-bench.js";
+import { benchRpc, formatRpcBench } from "./rpc-bench.js";
 
 function option(name: string, fallback: string): string {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -11,23 +12,32 @@ function option(name: string, fallback: string): string {
 }
 
 const CASES = ["core", "l2", "devices", "l3", "fwaas"] as const;
+/** Cases run only when named (they take more than a few minutes). */
+const OPT_IN = ["rpc"] as const;
 
 if (process.argv.includes("--help")) {
   process.stdout.write(
-    "usage: npm run bench -- [--cases=core,l2,devices,l3,fwaas] [--backends=nft,legacy] [--sizes=1000x10,5000x10,10000x10]\n" +
+    "usage: npm run bench -- [--cases=core,l2,devices,l3,fwaas,rpc] [--backends=nft,legacy] [--sizes=1000x10,5000x10,10000x10]\n" +
       "  core   N chains × M rules: cold apply and a one-rule change, beside raw iptables-restore of the same input\n" +
       "  l2     2,000 ports × 10 rules: add, update 200, add one, remove 200 (security groups)\n" +
       "  devices  the l2 agent with 2,000 ports filtered and 6 waiting for their taps: host CPU while they\n" +
       "         wait, and tap → rules latency, with the device monitor and with polling only\n" +
       "  l3     200 routers × 10 floating IPs, then one floating IP change on a 1,000-FIP router\n" +
       "  fwaas  a 512-rule policy on 10 routers: create and update (v1 and v2)\n" +
+      "  rpc    (only when named; Neutron's privsep daemon wedges beyond a few routers here: compare at --routers=4) the agents driven over Neutron's RPC from a stand-in\n" +
+      "         neutron-server on a real RabbitMQ: l3 full sync of R routers × F floating IPs, floating IP change\n" +
+      "         latency and memory, ours next to Debian's neutron-l3-agent; l2 full sync of P ports and a security\n" +
+      "         group rule change. Flags: --routers=200 --fips=10 --ports=2000 --moves=20 --rule-changes=10\n" +
+      "         --rpc-parts=l3,l2 --neutron=on|off --neutron-privsep-threads=32 (0: oslo's default) --neutron-timeout-min=15.\n" +
+      "         Backend: the one `iptables` is on this host (Neutron's agent uses that one).\n" +
       "Runs as root; every measurement uses throwaway network namespaces it deletes.\n",
   );
   process.exit(0);
 }
 
 const cases = option("cases", CASES.join(",")).split(",");
-for (const c of cases) if (!(CASES as readonly string[]).includes(c)) throw new Error(`unknown case ${c}; known: ${CASES.join(", ")}`);
+const known: readonly string[] = [...CASES, ...OPT_IN];
+for (const c of cases) if (!known.includes(c)) throw new Error(`unknown case ${c}; known: ${known.join(", ")}`);
 const backends = option("backends", "nft,legacy").split(",") as Backend[];
 const sizes = option("sizes", "1000x10,5000x10,10000x10").split(",").map((s) => s.split("x").map(Number) as [number, number]);
 const out = (s: string) => process.stdout.write(s);
@@ -82,4 +92,22 @@ if (cases.includes("fwaas")) {
       );
     }
   }
+}
+
+if (cases.includes("rpc")) {
+  out("\n## rpc: the agents driven over Neutron's RPC (stand-in neutron-server, real RabbitMQ)\n\n");
+  const number = (name: string, fallback: number) => Number(option(name, String(fallback)));
+  const result = await benchRpc({
+    backend: await new ExecaRunner({ backend: "auto" }).backend(),
+    routers: number("routers", 200),
+    fips: number("fips", 10),
+    ports: number("ports", 2000),
+    moves: number("moves", 20),
+    ruleChanges: number("rule-changes", 10),
+    neutron: option("neutron", "on") !== "off",
+    neutronPrivsepThreads: number("neutron-privsep-threads", 32),
+    neutronTimeoutMs: number("neutron-timeout-min", 15) * 60_000,
+    parts: option("rpc-parts", "l3,l2").split(",") as ("l3" | "l2")[],
+  });
+  out(formatRpcBench(result));
 }
