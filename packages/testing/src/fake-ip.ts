@@ -55,6 +55,8 @@ export interface FakeIpDevice {
   master?: string;
   /** A veth's other end. */
   peer?: { namespace: string | undefined; name: string };
+  /** Its alias (`ip link set NAME alias TEXT`; `ifalias` in `ip -j link show`). */
+  alias?: string;
   /** `addr/len` in the order `ip addr show` lists them (IPv4 first). */
   addresses: string[];
 }
@@ -89,6 +91,8 @@ interface Link {
   hadPort?: boolean;
   /** Bridge: set by the user, no longer following its ports. */
   mtuSet?: boolean;
+  /** `ip link set NAME alias TEXT` (an empty text removes it). */
+  alias?: string;
   macSet?: boolean;
   v4: Address[];
   v6: Address[];
@@ -325,6 +329,7 @@ export class FakeIp implements IpRunner {
       mac: l.mac,
       ...(l.master ? { master: l.master.name } : {}),
       ...(l.peer ? { peer: { namespace: l.peer.ns.name, name: l.peer.name } } : {}),
+      ...(l.alias !== undefined ? { alias: l.alias } : {}),
       addresses: [...l.v4, ...l.v6].map((a) => `${a.local.text}/${a.prefixlen}`),
     };
   }
@@ -593,22 +598,44 @@ export class FakeIp implements IpRunner {
     return this.notModelled(["link", ...words]);
   }
 
-  /** `link show [[dev] NAME]` and `addr show [[dev] NAME]` (`-j` only for addresses). */
+  /**
+   * `link show [[dev] NAME] [type bridge|veth] [master BRIDGE]` and `addr show [[dev] NAME]` (`-j`
+   * only for addresses). A master that does not exist is ip's argument error (exit 255).
+   */
   private linkShow(ctx: Context, words: string[], addresses: boolean): Outcome {
-    const name = words[0] === "dev" ? words[1] : words[0];
-    if (words.length > (words[0] === "dev" ? 2 : 1) || (words[0] === "dev" && name === undefined)) this.notModelled([addresses ? "addr" : "link", "show", ...words]);
+    const notModelled = () => this.notModelled([addresses ? "addr" : "link", "show", ...words]);
+    let name: string | undefined;
+    let type: LinkKind | undefined;
+    let master: Link | undefined;
+    for (let i = 0; i < words.length; i++) {
+      const w = words[i]!;
+      if (!addresses && w === "type") {
+        const t = words[++i];
+        if (t !== "bridge" && t !== "veth") return notModelled();
+        type = t;
+      } else if (!addresses && w === "master") {
+        const m = words[++i] ?? notModelled();
+        master = this.find(ctx.ns, m) ?? invalidArgument(m, "Device does not exist");
+      } else if (w === "dev" && name === undefined) {
+        name = words[++i] ?? notModelled();
+      } else if (name === undefined && !["type", "master", "dev"].includes(w)) {
+        name = w;
+      } else return notModelled();
+    }
     // -4/-6 would also leave out the devices without an address of the family: not modelled.
-    if (addresses && (!ctx.json || ctx.family !== undefined)) this.notModelled(["addr", "show", ...words]);
+    if (addresses && (!ctx.json || ctx.family !== undefined)) notModelled();
     if (!addresses) this.deviceLists++;
     let links = ctx.ns.links;
     if (name !== undefined) {
       const l = this.find(ctx.ns, name);
       if (!l) {
-        if (ctx.inBatch) this.notModelled([addresses ? "addr" : "link", "show", ...words]);
+        if (ctx.inBatch) notModelled();
         fail(1, `Device "${name}" does not exist.\n`);
       }
       links = [l!];
     }
+    if (type !== undefined) links = links.filter((l) => l.kind === type);
+    if (master !== undefined) links = links.filter((l) => l.master === master);
     if (ctx.json) return ok(`${JSON.stringify(links.map((l) => this.linkJson(l, addresses)))}\n`);
     return ok(links.map((l) => `${this.linkText(l, ctx.oneline ? "\\" : "\n")}\n`).join(""));
   }
@@ -659,7 +686,7 @@ export class FakeIp implements IpRunner {
   }
 
   /**
-   * `link set [dev] NAME [address MAC] [mtu N] [up|down] [master BR|nomaster]`. ip checks the
+   * `link set [dev] NAME [address MAC] [mtu N] [up|down] [master BR|nomaster] [alias TEXT]`. ip checks the
    * names and values first; the kernel then applies them in this order and stops at the first it
    * refuses, keeping those before it.
    */
@@ -674,6 +701,7 @@ export class FakeIp implements IpRunner {
     let lladdr: string | undefined;
     let master: string | null | undefined;
     let bridge: Link | undefined;
+    let alias: string | undefined;
     // ip reads the arguments (and looks up the master) before it looks for the device.
     while (i < words.length) {
       const w = words[i++]!;
@@ -695,10 +723,18 @@ export class FakeIp implements IpRunner {
       } else if (w === "nomaster") {
         master = null;
         bridge = undefined;
+      } else if (w === "alias") {
+        alias = words[i++] ?? notModelled();
       } else return notModelled();
     }
     const l = this.find(ctx.ns, name) ?? cannotFind(name);
-    if (l.kind === "loopback" && (mtu !== undefined || lladdr !== undefined || master !== undefined)) return notModelled();
+    if (l.kind === "loopback" && (mtu !== undefined || lladdr !== undefined || master !== undefined || alias !== undefined)) return notModelled();
+    // An alias the kernel takes cannot fail the request (one of 256 characters or more is not modelled).
+    if (alias !== undefined && alias.length > 255) return notModelled();
+    if (alias !== undefined) {
+      if (alias === "") delete l.alias;
+      else l.alias = alias;
+    }
 
     if (lladdr !== undefined) {
       if ((parseInt(lladdr.slice(0, 2), 16) & 1) === 1 || lladdr === ZERO_MAC) rtnetlink("Cannot assign requested address");
@@ -1216,7 +1252,8 @@ export class FakeIp implements IpRunner {
   /** `ip link show` (`-o`: the second line after a backslash). */
   private linkText(l: Link, join: "\\" | "\n"): string {
     const master = l.master ? ` master ${l.master.name}` : "";
-    return `${l.ifindex}: ${l.name}${this.peerSuffix(l)}: <${this.flags(l).join(",")}> mtu ${l.mtu} qdisc ${this.qdisc(l)}${master} state ${this.operstate(l)} mode DEFAULT group default qlen 1000${join}    ${this.linkTail(l)}${this.peerNetns(l)}`;
+    const alias = l.alias !== undefined ? `${join}    alias ${l.alias}` : "";
+    return `${l.ifindex}: ${l.name}${this.peerSuffix(l)}: <${this.flags(l).join(",")}> mtu ${l.mtu} qdisc ${this.qdisc(l)}${master} state ${this.operstate(l)} mode DEFAULT group default qlen 1000${join}    ${this.linkTail(l)}${this.peerNetns(l)}${alias}`;
   }
 
   /** A line of `ip -o monitor link`; a deleted device is printed as it was closed, its peer gone. */
@@ -1256,6 +1293,8 @@ export class FakeIp implements IpRunner {
     o["address"] = l.mac;
     o["broadcast"] = l.kind === "loopback" ? ZERO_MAC : "ff:ff:ff:ff:ff:ff";
     if (foreignPeer) o["link_netnsid"] = nsidOf(l.ns, foreignPeer.ns);
+    // `ip addr show` leaves the alias out.
+    if (!addresses && l.alias !== undefined) o["ifalias"] = l.alias;
     if (addresses) {
       const tentative = !this.carrier(l);
       o["addr_info"] = [

@@ -31,8 +31,8 @@ export { FakeConntrack, type FakeConnection, type FakeConntrackOptions, type Con
 export { FakeIp, type FakeIpCommand, type FakeIpDevice, type FakeIpOptions, type LinkKind } from "./fake-ip.js";
 export { FakeHost, type FakeHostEvent, type FakeHostOptions } from "./fake-host.js";
 export { NotModelledError } from "./not-modelled-error.js";
-export { createNetns, isRoot, withNetns, type NetnsExecOptions, type TestNetns } from "./netns.js";
-export type { RunResult } from "./run-command.js";
+export { createNetns, deleteNetns, isRoot, listNetns, withNetns, type NetnsExecOptions, type TestNetns } from "./netns.js";
+export { runCommand, type RunResult } from "./run-command.js";
 export { holdXtablesLock, type HeldXtablesLock } from "./xtables-lock.js";
 export { AgentProcess, freePort, runCli, waitFor, type AgentProcessOptions, type CliResult, type LogLine } from "./agent-process.js";
 export { duplicateLogKeys } from "./log-keys.js";

@@ -371,6 +371,45 @@ export function describeIpRunnerContract(name: string, setup: () => Promise<IpRu
         expect([...(await s.runner.listLinks!(A))].sort()).toEqual(["aa", "ab", "lo", "tap1", "tapx", "zz"]);
         expect(await s.runner.listLinks!(B)).toEqual(["lo", "qrx"]);
       });
+
+      it("marks a device with an alias (ifalias, an alias line) and lists devices by type and by master", async () => {
+        // What l3-nat's linuxbridge driver reads to tell its own bridges from others'.
+        await batch(A, ["link add brqm type bridge", "link set dev brqm alias cw:mark up"]).then((r) => expect(failure(r)).toEqual({ exitCode: 0, stderr: "" }));
+        await ipOk(A, "link", "add", "brqu", "type", "bridge");
+        await ipOk(A, "link", "add", "tapm", "type", "veth", "peer", "name", "qrm", "netns", B);
+        await ipOk(A, "link", "set", "tapm", "master", "brqm", "up");
+        expect(await linkJson(A, "brqm")).toMatchObject({ ifname: "brqm", ifalias: "cw:mark" });
+        expect(await linkJson(A, "brqu")).not.toHaveProperty("ifalias");
+        // ip addr show leaves the alias out.
+        expect((JSON.parse((await ipOk(A, "-j", "addr", "show", "dev", "brqm")).stdout) as Record<string, unknown>[])[0]).not.toHaveProperty("ifalias");
+        const m = await mac(A, "brqu");
+        await ipOk(A, "link", "set", "dev", "brqu", "alias", "other");
+        expect((await ipOk(A, "-o", "link", "show", "dev", "brqu")).stdout).toBe(
+          `3: brqu: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN mode DEFAULT group default qlen 1000\\    link/ether ${m} brd ff:ff:ff:ff:ff:ff\\    alias other\n`,
+        );
+        expect((await ipOk(A, "link", "show", "dev", "brqu")).stdout).toBe(
+          `3: brqu: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN mode DEFAULT group default qlen 1000\n    link/ether ${m} brd ff:ff:ff:ff:ff:ff\n    alias other\n`,
+        );
+        // An empty alias removes it.
+        await ipOk(A, "link", "set", "dev", "brqu", "alias", "");
+        expect(await linkJson(A, "brqu")).not.toHaveProperty("ifalias");
+        // A veth end whose peer is elsewhere: the alias after link_netnsid.
+        await ipOk(A, "link", "set", "dev", "tapm", "alias", "cw:tap");
+        expect(Object.keys(await linkJson(A, "tapm")).slice(-2)).toEqual(["link_netnsid", "ifalias"]);
+        const list = async (...args: string[]) => (JSON.parse((await ipOk(A, "-j", "link", "show", ...args)).stdout) as { ifname: string; ifalias?: string; master?: string }[]).map((l) => [l.ifname, l.ifalias ?? null, l.master ?? null]);
+        expect(await list("type", "bridge")).toEqual([
+          ["brqm", "cw:mark", null],
+          ["brqu", null, null],
+        ]);
+        expect(await list("master", "brqm")).toEqual([["tapm", "cw:tap", "brqm"]]);
+        expect(await list("master", "brqu")).toEqual([]);
+        expect(await list("type", "veth")).toEqual([["tapm", "cw:tap", "brqm"]]);
+        expect(failure(await ip(A, "-j", "link", "show", "master", "nonex"))).toEqual({ exitCode: 255, stderr: 'Error: argument "nonex" is wrong: Device does not exist\n\n' });
+        // The bridge goes; its port stays, without a master.
+        await ipOk(A, "link", "del", "brqm");
+        expect(await list("type", "bridge")).toEqual([["brqu", null, null]]);
+        expect(await list("type", "veth")).toEqual([["tapm", "cw:tap", null]]);
+      });
     });
 
     describe("addresses", () => {
