@@ -18,7 +18,7 @@ describe("composeAgentConfig", () => {
     const { schema, flags, owners } = composeAgentConfig([plugin("routers", { namespace_prefix: z.string().default("qrouter-") }, [{ flag: "namespace-prefix", key: "namespace_prefix" }])]);
     expect(owners.get("namespace_prefix")).toBe("routers");
     expect(owners.get("wrap_name")).toBe("the framework");
-    expect(flags.map((f) => f.flag)).toEqual(["state", "backend", "log-level", "metrics-address", "netns", "wrap-name", "namespace-prefix"]);
+    expect(flags.map((f) => f.flag)).toEqual(["state", "backend", "log-level", "log-format", "log-time", "metrics-address", "netns", "wrap-name", "namespace-prefix"]);
     expect(schema.parse({ wrap_name: "w" })).toMatchObject({ wrap_name: "w", namespace_prefix: "qrouter-" });
     expect(schema.safeParse({ wrap_name: "w", namespace_prefx: "x" }).success).toBe(false);
   });

@@ -18,11 +18,19 @@ export const FRAMEWORK_FLAGS: readonly (SettingFlag & { placeholder?: string })[
   { flag: "backend", key: "backend", type: "string", placeholder: "nft|legacy|auto", description: "which iptables to drive; auto: what `iptables` is" },
   { flag: "log-level", key: "log_level", type: "string", placeholder: "LEVEL", description: "trace, debug, info, warn, error, fatal or silent" },
   {
+    flag: "log-format",
+    key: "log_format",
+    type: "string",
+    placeholder: "json|pretty|auto",
+    description: "log lines as pino JSON, or pretty text (pino-pretty) for a human; auto: JSON unless the output is a terminal",
+  },
+  { flag: "log-time", key: "log_time", type: "string", placeholder: "epoch|iso", description: "each line's time: epoch milliseconds (pino's) or ISO 8601 UTC text" },
+  {
     flag: "metrics-address",
     key: "metrics_address",
     type: "string",
     placeholder: "HOST:PORT",
-    description: "serve Prometheus metrics on http://HOST:PORT/metrics during `run` (a bare port binds 127.0.0.1); off unless set",
+    description: "serve Prometheus metrics on http://HOST:PORT/metrics, and /healthz and /readyz, during `run` (a bare port binds 127.0.0.1); off unless set",
   },
   {
     flag: "netns",
@@ -47,6 +55,13 @@ export const FRAMEWORK_NEUTRON: PluginNeutronOptions<typeof baseConfigShape> = {
   },
   reads: NEUTRON_RPC_OPTIONS,
 };
+
+/** The placeholder of a flag's value in help and docs (`N` for a number, the key's last word otherwise); none for a boolean. */
+export function flagPlaceholder(f: SettingFlag & { placeholder?: string }): string | undefined {
+  if (f.placeholder !== undefined) return f.placeholder;
+  if (f.type === "boolean") return undefined;
+  return f.type === "number" ? "N" : f.key.toUpperCase().replace(/^.*_/, "");
+}
 
 /** One Neutron option an agent reads, who declared it and what it sets. */
 export interface NeutronTarget {

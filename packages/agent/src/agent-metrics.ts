@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { AgentError } from "./agent-errors.js";
 
 /**
@@ -88,6 +88,32 @@ export class AgentMetrics {
     labelNames: ["kind"] as const,
     registers: [this.registry],
   });
+
+  readonly buildInfo = new Gauge({
+    name: "chainwarden_build_info",
+    help: "Always 1: what runs, in its labels (the app and its version, the iptables backend, the plugins as name@version)",
+    labelNames: ["app", "version", "backend", "plugins"] as const,
+    registers: [this.registry],
+  });
+
+  private processMetrics = false;
+
+  /**
+   * Adds prom-client's default metrics (`process_*`: CPU, memory, open files, start time;
+   * `nodejs_*`: event loop lag, heap, GC) to this registry, once. Only a served agent calls it: they
+   * watch the event loop and GC, which a one-shot run or a test does not need.
+   */
+  collectProcessMetrics(): void {
+    if (this.processMetrics) return;
+    this.processMetrics = true;
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Sets `chainwarden_build_info` (one series, value 1). */
+  setBuildInfo(info: { app: string; version: string; backend: string; plugins: readonly { name: string; version: string }[] }): void {
+    this.buildInfo.reset();
+    this.buildInfo.set({ app: info.app, version: info.version, backend: info.backend, plugins: info.plugins.map((p) => `${p.name}@${p.version}`).join(",") }, 1);
+  }
 
   /**
    * A gauge of a plugin's own, served with the agent's (`env.metrics` in `register`); `collect`

@@ -14,6 +14,7 @@ import { createLogger } from "./logging.js";
 import { didYouMean } from "./near-miss.js";
 import { NeutronConfig } from "./neutron-config.js";
 import { serveMetrics, type MetricsServer } from "./metrics-server.js";
+import { liveness, readiness, type HealthChecks, type HealthView } from "./agent-health.js";
 import { pluginSettings } from "./agent-config.js";
 import type { AgentPlugin, PluginEnvironment } from "./plugin.js";
 import { isServiceToken, type ServiceToken } from "./service-token.js";
@@ -74,6 +75,10 @@ export interface Contribution<T> {
 /** One `start()` .. `stop()`. */
 interface Run {
   loop: ReconcileLoop;
+  /** Every state source of the run (for `/readyz`), and those whose `start` resolved. */
+  candidates: readonly StateSource[];
+  startedSources: Set<StateSource>;
+  /** The sources to stop (all of them, once they all started). */
   sources: StateSource[];
   metricsServer: MetricsServer | undefined;
   /** Settles true once sources and metrics endpoint are up, false if they failed. */
@@ -126,7 +131,7 @@ export class Agent {
     this.name = options.name;
     this.version = options.version;
     this.config = options.config;
-    this.logger = options.logger ?? createLogger({ level: options.config.log_level, name: options.name });
+    this.logger = options.logger ?? createLogger({ level: options.config.log_level, name: options.name, format: options.config.log_format, time: options.config.log_time });
     this.runner = options.runner ?? new ExecaRunner({ backend: options.config.backend, lockWaitSeconds: options.config.lock_wait_seconds });
     this.metrics = new AgentMetrics();
     this.defaultNamespace = options.defaultNamespace ?? options.config.netns;
@@ -205,20 +210,33 @@ export class Agent {
   }
 
   /**
-   * Runs the daemon: starts the state sources, the metrics endpoint (when `metrics_address` is
-   * set) and the reconcile loop, whose first full sync this resolves with. Later changes are
-   * applied as the sources deliver them, plus a full resync on a timer.
+   * Runs the daemon: serves metrics and health (when `metrics_address` is set), starts the state
+   * sources and the reconcile loop, whose first full sync this resolves with. Later changes are
+   * applied as the sources deliver them, plus a full resync on a timer. The endpoint comes first so
+   * that `/healthz` answers while a source waits for neutron-server.
    */
   async start(): Promise<SyncReport> {
     this.enter("starting");
     let markReady!: (ok: boolean) => void;
-    const run: Run = { loop: this.createLoop(), sources: [], metricsServer: undefined, ready: new Promise<boolean>((r) => (markReady = r)), stopping: undefined };
+    const loop = this.createLoop();
+    const run: Run = {
+      loop,
+      candidates: this.stateSources(),
+      startedSources: new Set(),
+      sources: [],
+      metricsServer: undefined,
+      ready: new Promise<boolean>((r) => (markReady = r)),
+      stopping: undefined,
+    };
     this.running = run;
     try {
-      run.sources = await this.startSources(run.loop);
       if (this.config.metrics_address !== undefined) {
-        run.metricsServer = await serveMetrics(this.metrics, this.config.metrics_address, this.logger.child({ component: "metrics" }));
+        this.metrics.collectProcessMetrics();
+        const backend = await this.runner.backend().catch(() => this.config.backend);
+        this.metrics.setBuildInfo({ app: this.name, version: this.version, backend, plugins: this.plugins });
+        run.metricsServer = await serveMetrics(this.metrics, this.config.metrics_address, this.logger.child({ component: "metrics" }), this.healthChecks(run));
       }
+      run.sources = await this.startSources(loop, run.candidates, run.startedSources);
     } catch (err) {
       markReady(false);
       await this.teardown(run);
@@ -263,6 +281,17 @@ export class Agent {
     }
   }
 
+  /** `/healthz` and `/readyz` of a run (see `liveness` and `readiness`). */
+  private healthChecks(run: Run): HealthChecks {
+    const view = (): HealthView => ({
+      phase: this.running !== run || this.activity === "stopping" ? "stopping" : this.activity === "running" ? "running" : "starting",
+      loop: run.loop.health(),
+      sources: run.candidates.map((source) => ({ name: source.name, health: source.health?.(), started: run.startedSources.has(source) })),
+    });
+    const stuckAfter = this.config.stuck_after_seconds ?? 300;
+    return { live: () => liveness(view(), stuckAfter), ready: () => readiness(view()) };
+  }
+
   /** Where the metrics endpoint listens while the agent runs (the real port when 0 was configured). */
   get metricsAddress(): { address: string; port: number } | undefined {
     const server = this.running?.metricsServer;
@@ -294,7 +323,7 @@ export class Agent {
     const loop = this.createLoop();
     let sources: StateSource[] = [];
     try {
-      sources = await this.startSources(loop);
+      sources = await this.startSources(loop, this.stateSources(), new Set());
       return await run(loop);
     } finally {
       await this.stopSources(sources);
@@ -320,21 +349,31 @@ export class Agent {
     });
   }
 
-  /** Starts every source (in parallel); if one fails, stops the others and rethrows. */
-  private async startSources(loop: ReconcileLoop): Promise<StateSource[]> {
+  /** The plugins' state sources, and the file source when `state` is set. */
+  private stateSources(): StateSource[] {
     const sources = [...this.extensions(stateSourceExtensionPoint)];
     if (this.config.state !== undefined) {
       sources.push(new FileStateSource({ path: this.config.state, maxBytes: this.config.state_max_bytes, logger: this.logger.child({ stateSource: "file" }) }));
     }
+    return sources;
+  }
+
+  /** Starts every source (in parallel), noting each in `started` as it is up; if one fails, stops the others and rethrows. */
+  private async startSources(loop: ReconcileLoop, sources: readonly StateSource[], started: Set<StateSource>): Promise<StateSource[]> {
     if (sources.length === 0) this.logger.warn({}, "no state source: set state in the config or install a plugin that provides one");
-    const results = await Promise.allSettled(sources.map((source) => source.start(loop)));
-    const started = sources.filter((_, i) => results[i]?.status === "fulfilled");
+    const results = await Promise.allSettled(
+      sources.map(async (source) => {
+        await source.start(loop);
+        started.add(source);
+      }),
+    );
+    const up = sources.filter((_, i) => results[i]?.status === "fulfilled");
     const failures = results.flatMap((r, i) => (r.status === "rejected" ? [{ source: sources[i], error: r.reason as unknown }] : []));
-    if (failures.length === 0) return sources;
+    if (failures.length === 0) return [...sources];
     for (const { source, error } of failures) {
       this.logger.error({ err: error, stateSource: source?.name, plugin: source ? this.pluginOf(source) : undefined }, "state source failed to start");
     }
-    await this.stopSources(started);
+    await this.stopSources(up);
     throw failures[0]?.error;
   }
 

@@ -22,13 +22,12 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { pino, type DestinationStream, type Logger } from "pino";
-import pretty from "pino-pretty";
+import type { Logger } from "pino";
 import type { z } from "zod";
 import { Agent } from "./agent.js";
 import { isChainwardenError } from "@chainwarden/core";
 import { AgentError, ConfigError } from "./agent-errors.js";
-import { composeAgentConfig, type ComposedConfig } from "./agent-config.js";
+import { composeAgentConfig, flagPlaceholder, type ComposedConfig } from "./agent-config.js";
 import { loadConfig } from "./config-loader.js";
 import { jsonEqual } from "./json-equal.js";
 import { NeutronConfig, NeutronConfigError, type NeutronConfigSource } from "./neutron-config.js";
@@ -36,7 +35,7 @@ import { describeNeutronSource, mapNeutronConfig, type NeutronLayer } from "./ne
 import { describeNeutronOption } from "./neutron-option.js";
 import type { AgentConfig } from "./config-schema.js";
 import { createLogger } from "./logging.js";
-import type { AgentPlugin, SettingFlag } from "./plugin.js";
+import type { AgentPlugin } from "./plugin.js";
 import { loadPluginsFromConfig, type PluginEntry } from "./plugin-loader.js";
 import { applyFailures, applySucceeded, applySummary, describeError, formatPlan, formatStatus, planFailures, planSucceeded, statusFailures, statusInSync } from "./cli-reports.js";
 
@@ -126,7 +125,8 @@ const COMMANDS: Record<CommandName, CommandSpec> = {
     details: [
       "Starts the plugins and the state sources, applies the whole desired state, then applies each change as it arrives (bursts are coalesced; one apply at a time per namespace), retries failures with backoff and repairs drift on every resync.",
       "On SIGTERM or SIGINT it finishes the apply in flight, stops, and exits 0 leaving every rule in place (a restart adopts them without a flush). A second signal exits at once.",
-      "Logs go to stdout (JSON lines; pretty on a terminal).",
+      "Logs go to stdout: pino JSON lines (--log-format, --log-time), pretty text on a terminal. A full pass over many namespaces logs its progress (done/total) at most once a second.",
+      "With --metrics-address it serves /metrics (Prometheus), /healthz (200 unless a namespace run is stuck: in flight longer than stuck_after_seconds) and /readyz (200 once the first full sync is done and every state source has delivered and is connected); both answer with a small JSON body saying why.",
     ],
     examples: ["run --config /etc/chainwarden/agent.yaml", "run --state /var/lib/chainwarden/state.json --metrics-address 127.0.0.1:9180"],
   },
@@ -170,7 +170,7 @@ class UsageError extends Error {}
 export async function runAgentCli(app: AgentApp, argv: readonly string[] = process.argv.slice(2)): Promise<number> {
   // The framework's keys and flags plus the built-in plugins' (a clash is a broken app: it throws).
   const composed = composeAgentConfig(app.plugins);
-  const flags: FlagSpec[] = [CONFIG_FLAG, ...NEUTRON_FLAGS, ...composed.flags.map((f) => ({ ...f, placeholder: f.placeholder ?? placeholderFor(f) }))];
+  const flags: FlagSpec[] = [CONFIG_FLAG, ...NEUTRON_FLAGS, ...composed.flags.map((f) => ({ ...f, placeholder: flagPlaceholder(f) }))];
   let parsed: ReturnType<typeof parseCommandLine>;
   try {
     parsed = parseCommandLine(app, flags, argv);
@@ -328,22 +328,15 @@ function describeParseError(err: unknown): string {
   }
 }
 
-function placeholderFor(f: SettingFlag): string | undefined {
-  if (f.type === "boolean") return undefined;
-  return f.type === "number" ? "N" : f.key.toUpperCase().replace(/^.*_/, "");
-}
 
 // ---------------------------------------------------------------------------------------------
 // Building the agent
 
 function createCommandLogger(app: AgentApp, command: CommandName, config: AgentConfig): Logger {
-  const level = config.log_level;
-  if (command === "run" || command === "apply") return createLogger({ level, name: app.name });
-  // plan/status: stdout carries the result, so logs go to stderr (pretty when stderr is a terminal).
-  const destination: DestinationStream = process.stderr.isTTY
-    ? pretty({ destination: 2, sync: true, colorize: true })
-    : pino.destination({ dest: 2, sync: true });
-  return createLogger({ level, name: app.name, destination });
+  const options = { level: config.log_level, name: app.name, format: config.log_format, time: config.log_time };
+  if (command === "run" || command === "apply") return createLogger(options);
+  // plan/status: stdout carries the result, so logs go to stderr (`auto`: pretty when stderr is a terminal).
+  return createLogger({ ...options, fd: 2 });
 }
 
 async function createAgent(app: AgentApp, config: AgentConfig, logger: Logger, neutron: NeutronConfig): Promise<Agent> {

@@ -10,57 +10,78 @@ const HOST_PORT = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
  * The options every agent has. Names follow Neutron's where Neutron has one (`comment_iptables_rules`,
  * `use_ipv6`); the rest are ours. Some are also CLI flags: `log_level` ↔ `--log-level`. An app's
  * configuration adds its built-in plugins' settings (`composeAgentConfig`); unknown keys are errors.
+ * Every key says what it is with `.describe()`: `docs/configuration.md` is generated from it
+ * (`configReference`).
  */
 export const baseConfigShape = {
-  /** The default file state source: a JSON/YAML file or a directory of them. */
-  state: z.string().min(1).optional(),
-  /**
-   * The largest state file the file state source reads, in bytes (64 MiB); a larger file is a problem
-   * and the last good state stays in force. At most 256 MiB: a file is decoded into one string, and
-   * parsing YAML takes tens of times the file's size in memory.
-   */
-  state_max_bytes: z.number().int().min(1).max(256 * 1024 * 1024).default(64 * 1024 * 1024),
-  /**
-   * Neutron's `state_path`: where the agent keeps what must outlive its process (metadata proxies'
-   * pid files under `external/pids/`, as Neutron keeps them).
-   */
-  state_path: z.string().regex(/^\/[^\0]*$/, "an absolute path").default("/var/lib/chainwarden"),
-  backend: z.enum(["auto", "nft", "legacy"]).default("auto"),
-  log_level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
-  /** `HOST:PORT` for the Prometheus endpoint; off unless set. A bare port binds 127.0.0.1. */
+  state: z.string().min(1).optional().describe("The default file state source: a JSON/YAML file or a directory of them, watched during `run`. Unset: no file source (a plugin's source, such as the RPC one, delivers the state)."),
+  state_max_bytes: z
+    .number()
+    .int()
+    .min(1)
+    .max(256 * 1024 * 1024)
+    .default(64 * 1024 * 1024)
+    .describe(
+      "The largest state file the file state source reads, in bytes; a larger file is a problem and the last good state stays in force. At most 256 MiB: a file is decoded into one string, and parsing YAML takes tens of times the file's size in memory.",
+    ),
+  state_path: z
+    .string()
+    .regex(/^\/[^\0]*$/, "an absolute path")
+    .default("/var/lib/chainwarden")
+    .describe("Neutron's `state_path`: where the agent keeps what must outlive its process (metadata proxies' pid files under `external/pids/`, as Neutron keeps them)."),
+  backend: z.enum(["auto", "nft", "legacy"]).default("auto").describe("Which iptables to drive: `nft` (iptables-nft), `legacy` (iptables-legacy), or `auto`: the one whose rules the host already has (nft when neither has any)."),
+  log_level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info").describe("The pino log level, or `silent`. Neutron's `[DEFAULT] debug = true` makes it `debug` (false leaves it)."),
+  log_format: z
+    .enum(["auto", "json", "pretty"])
+    .default("auto")
+    .describe("How log lines are written: `json` (pino's JSON lines, one object per line), `pretty` (pino-pretty's text, for a human), `auto`: JSON unless the output is a terminal (under systemd it never is)."),
+  log_time: z
+    .enum(["epoch", "iso"])
+    .default("epoch")
+    .describe("The `time` of each log line: `epoch` (pino's own: milliseconds since 1970 as a number) or `iso` (ISO 8601 text in UTC, `2026-01-31T12:00:00.000Z`)."),
   metrics_address: z
     .string()
     .transform((v) => (/^\d+$/.test(v) ? `127.0.0.1:${v}` : v))
     .pipe(z.string().regex(HOST_PORT, "expected HOST:PORT"))
-    .optional(),
-  /**
-   * The namespace for resources that name none (the l2 agent's bridge namespace); unset: the
-   * host's own. A namespace of your own runs the agent isolated from the host's rules.
-   */
-  netns: namespaceNameSchema.optional(),
-  /** The agent's wrap name (Neutron: the binary name cut to 16 characters). */
-  wrap_name: z.string().min(1).max(16).regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only"),
-  comment_iptables_rules: z.boolean().default(true),
-  use_ipv6: z.boolean().default(true),
-  /** Seconds between full resyncs (with drift repair); 0 turns them off. */
-  resync_interval: z.number().int().min(0).default(60),
-  /**
-   * Least time between the starts of two runs of a namespace: a change to a namespace that has not
-   * run within it applies at once; changes within it wait for its end and apply as one run.
-   */
-  coalesce_ms: z.number().int().min(0).max(60_000).default(50),
-  /** Namespaces applied in parallel. */
-  max_parallel_namespaces: z.number().int().min(1).max(256).default(4),
-  retry_initial_delay_ms: z.number().int().min(1).default(500),
-  retry_max_delay_ms: z.number().int().min(1).default(30_000),
-  /** Seconds iptables-restore waits for the xtables lock per attempt (`-w`). */
-  lock_wait_seconds: z.number().int().min(1).max(600).default(5),
-  /** Extra plugins by npm package name, resolved from the app. */
+    .optional()
+    .describe("`HOST:PORT` (or `[IPV6]:PORT`) to serve Prometheus metrics on (`/metrics`) and health (`/healthz`, `/readyz`) during `run`; a bare port binds 127.0.0.1. Off unless set."),
+  stuck_after_seconds: z
+    .number()
+    .int()
+    .min(1)
+    .default(300)
+    .describe("A namespace run (the handlers and iptables-restore of one namespace) in flight for longer than this makes `/healthz` answer 503: the reconcile loop is stuck."),
+  netns: namespaceNameSchema
+    .optional()
+    .describe("The network namespace for resources that name none (the l2 agent's bridge namespace). Unset: the host's own. A namespace of your own runs the agent isolated from the host's rules."),
+  wrap_name: z
+    .string()
+    .min(1)
+    .max(16)
+    .regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only")
+    .describe("The agent's wrap name, the prefix of its chains (Neutron: the binary name cut to 16 characters)."),
+  comment_iptables_rules: z.boolean().default(true).describe("Neutron's `comment_iptables_rules`: add Neutron's comments to the rules that have one."),
+  use_ipv6: z.boolean().default(true).describe("Program IPv6 (ip6tables) as well as IPv4."),
+  resync_interval: z.number().int().min(0).default(60).describe("Seconds between full resyncs, which also repair drift (rules changed behind the agent's back); 0 turns them off."),
+  coalesce_ms: z
+    .number()
+    .int()
+    .min(0)
+    .max(60_000)
+    .default(50)
+    .describe("Least time between the starts of two runs of a namespace: a change to a namespace that has not run within it applies at once; changes within it wait for its end and apply as one run."),
+  max_parallel_namespaces: z.number().int().min(1).max(256).default(4).describe("Namespaces applied in parallel."),
+  retry_initial_delay_ms: z.number().int().min(1).default(500).describe("The first wait before a failed namespace is retried; it doubles with each failure in a row."),
+  retry_max_delay_ms: z.number().int().min(1).default(30_000).describe("The longest wait between retries of a failed namespace."),
+  lock_wait_seconds: z.number().int().min(1).max(600).default(5).describe("Seconds iptables-restore waits for the xtables lock per attempt (`-w`)."),
   plugins: z
     .array(z.strictObject({ package: z.string().min(1), options: z.record(z.string(), z.unknown()).optional() }))
-    .default([]),
-  /** Options for the app's default plugins, by plugin name. */
-  plugin_options: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+    .default([])
+    .describe("Extra plugins by npm package name, in order, each with its options: `[{ package, options }]`; resolved from the app's directory."),
+  plugin_options: z
+    .record(z.string(), z.record(z.string(), z.unknown()))
+    .default({})
+    .describe("Options for the app's built-in plugins, by plugin name (`plugin_options.l3-nat.interface_driver`)."),
 };
 
 export const baseConfigSchema = z.strictObject(baseConfigShape);

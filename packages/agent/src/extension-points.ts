@@ -26,12 +26,30 @@ export interface StateSink {
   problem(problem: Problem): void;
 }
 
+/** How a state source is doing, for `/readyz`. */
+export interface StateSourceHealth {
+  /** It has delivered a complete desired state at least once (a file read, a full sync). */
+  readonly delivered: boolean;
+  /**
+   * Whether it is connected to where its state comes from (the RPC sources: the message broker).
+   * Absent for a source without a connection (files).
+   */
+  readonly connected?: boolean;
+  /** Why it is not ready, for `/readyz` (`not connected to the message broker`, `no full sync from neutron-server yet`). */
+  readonly detail?: string;
+}
+
 /** Where desired state comes from. The default watches a JSON/YAML file or a directory of them. */
 export interface StateSource {
   readonly name: string;
   /** Starts delivering; resolves once the first document (or problem) was delivered. */
   start(sink: StateSink): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * For `/readyz`: ready once `delivered` and not `connected: false`. Optional: a source without it
+   * counts as ready once `start` resolved.
+   */
+  health?(): StateSourceHealth;
 }
 
 export const stateSourceExtensionPoint = createExtensionPoint<StateSource>({ id: "agent.state-source" });

@@ -3,7 +3,7 @@ import { readdir, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { Problem } from "./agent-errors.js";
-import type { StateDocument, StateSink, StateSource } from "./extension-points.js";
+import type { StateDocument, StateSink, StateSource, StateSourceHealth } from "./extension-points.js";
 import { digestStateDocument } from "./state-file-digest.js";
 import { DEFAULT_STATE_FILE_LIMITS, isPlainObject, tooLargeMessage, type StateFileLimits } from "./state-file-parser.js";
 import { StateFileReader, type StateFileRead, type StateFileReaderOptions } from "./state-file-reader.js";
@@ -150,6 +150,11 @@ export class FileStateSource implements StateSource {
       }, this.pollMs);
     }
     await this.read();
+  }
+
+  /** Delivered once a document was read and handed over (a file that never parsed is not). */
+  health(): StateSourceHealth {
+    return this.delivered !== undefined ? { delivered: true } : { delivered: false, detail: `no valid state read from ${this.path} yet` };
   }
 
   async stop(): Promise<void> {

@@ -5,7 +5,7 @@ export * from "./extension-points.js";
 export * from "./config-schema.js";
 export * from "./agent-metrics.js";
 export { FileStateSource, parseStateText, mergeStateDocuments, type FileStateSourceOptions } from "./file-state-source.js";
-export { ReconcileLoop, type ReconcileLoopOptions } from "./reconcile-loop.js";
+export { ReconcileLoop, type ReconcileLoopOptions, type LoopHealth } from "./reconcile-loop.js";
 export type { SyncReport, FailedResource, NamespacePlan, NamespaceStatus, PlanReport, StatusReport } from "./loop-reports.js";
 export { jsonEqual } from "./json-equal.js";
 export * from "./config-loader.js";
@@ -13,6 +13,9 @@ export { closestKey, didYouMean, misspelledKeys, nearMissKeys, type NearMissKey 
 export * from "./plugin-loader.js";
 export * from "./logging.js";
 export * from "./metrics-server.js";
+export { liveness, readiness, type HealthChecks, type HealthReport, type HealthView } from "./agent-health.js";
+export { ProgressLog, type ProgressLogOptions } from "./progress-log.js";
+export { configReference, configReferenceSection, undescribed, descriptionOf, type ConfigReferenceApp } from "./config-reference.js";
 export * from "./agent.js";
 export { runAgentCli, exitCodeFor, EXIT_CODE_BY_ERROR, EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_IN_SYNC, type AgentApp } from "./cli.js";
 export { composeAgentConfig, pluginSettings, FRAMEWORK_FLAGS, FRAMEWORK_NEUTRON, type ComposedConfig, type NeutronTarget } from "./agent-config.js";

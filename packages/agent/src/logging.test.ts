@@ -1,3 +1,4 @@
+import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { createLogger } from "./logging.js";
 
@@ -30,4 +31,38 @@ describe("createLogger", () => {
     createLogger({ level: "info", name: "a", destination }).child({ plugin: "l3-nat" }).info({ router: "r1" }, "router added");
     expect(lines[0]).toMatchObject({ plugin: "l3-nat", router: "r1", msg: "router added" });
   });
+
+  it("log_time: epoch milliseconds by default (pino's), ISO 8601 UTC text with iso", () => {
+    const epoch = capture();
+    createLogger({ level: "info", name: "a", destination: epoch.destination }).info({}, "x");
+    expect(typeof epoch.lines[0]!.time).toBe("number");
+    const iso = capture();
+    createLogger({ level: "info", name: "a", time: "iso", destination: iso.destination }).info({}, "x");
+    expect(iso.lines[0]!.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(Math.abs(Date.parse(iso.lines[0]!.time as string) - Date.now())).toBeLessThan(5_000);
+  });
+
+  it("log_format pretty: pino-pretty's text (not JSON), with the ISO time when asked", async () => {
+    const chunks: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        chunks.push(chunk.toString());
+        done();
+      },
+    });
+    const logger = createLogger({ level: "info", name: "l3-agent", format: "pretty", time: "iso", destination });
+    logger.info({ namespace: "qrouter-1" }, "namespace applied");
+    await new Promise((r) => setTimeout(r, 50));
+    const text = chunks.join("");
+    expect(text).toMatch(/^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] INFO \(l3-agent\/\d+\): namespace applied\n/);
+    expect(text).toContain('namespace: "qrouter-1"');
+    expect(() => JSON.parse(text)).toThrow();
+  });
+
+  it("log_format json with a destination writes JSON even when asked auto", () => {
+    const { lines, destination } = capture();
+    createLogger({ level: "info", name: "a", format: "auto", destination }).info({}, "x");
+    expect(lines).toHaveLength(1);
+  });
 });
+

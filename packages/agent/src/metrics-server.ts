@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
+import type { HealthChecks, HealthReport } from "./agent-health.js";
 import type { AgentMetrics } from "./agent-metrics.js";
 import { AgentError } from "./agent-errors.js";
 
@@ -15,12 +16,14 @@ export interface MetricsServer {
 
 /**
  * Serves the agent's Prometheus metrics on `http://HOST:PORT/metrics` (`HOST:PORT`, `[v6]:PORT`;
- * port 0 picks a free one). Everything else is 404; other methods on `/metrics` are 405.
+ * port 0 picks a free one), and, given `health`, `/healthz` (alive, not stuck) and `/readyz`
+ * (synced, sources delivering) beside it: 200 or 503 with a small JSON body, `{ ok, reasons, ... }`
+ * (see `liveness`, `readiness`). Everything else is 404; methods other than GET and HEAD are 405.
  */
-export async function serveMetrics(metrics: AgentMetrics, address: string, logger: Logger): Promise<MetricsServer> {
+export async function serveMetrics(metrics: AgentMetrics, address: string, logger: Logger, health?: HealthChecks): Promise<MetricsServer> {
   const { host, port } = parseAddress(address);
   const server = createServer((request, response) => {
-    void handle(metrics, request, response, logger);
+    void handle(metrics, health, request, response, logger);
   });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(err);
@@ -48,14 +51,27 @@ export async function serveMetrics(metrics: AgentMetrics, address: string, logge
   };
 }
 
-async function handle(metrics: AgentMetrics, request: IncomingMessage, response: ServerResponse, logger: Logger): Promise<void> {
+async function handle(metrics: AgentMetrics, health: HealthChecks | undefined, request: IncomingMessage, response: ServerResponse, logger: Logger): Promise<void> {
   const path = (request.url ?? "/").split("?")[0];
-  if (path !== "/metrics") {
-    response.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found; metrics are at /metrics\n");
+  const check = health && (path === "/healthz" ? () => health.live() : path === "/readyz" ? () => health.ready() : undefined);
+  if (path !== "/metrics" && !check) {
+    response.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end(`not found; metrics are at /metrics${health ? ", health at /healthz and /readyz" : ""}\n`);
     return;
   }
   if (request.method !== "GET" && request.method !== "HEAD") {
     response.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" }).end("method not allowed\n");
+    return;
+  }
+  if (check) {
+    let report: HealthReport;
+    try {
+      report = check();
+    } catch (err) {
+      logger.error({ err, path }, "health check failed");
+      report = { ok: false, reasons: ["the health check itself failed"] };
+    }
+    response.writeHead(report.ok ? 200 : 503, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" });
+    response.end(request.method === "HEAD" ? undefined : `${JSON.stringify(report)}\n`);
     return;
   }
   try {

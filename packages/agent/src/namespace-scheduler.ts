@@ -120,6 +120,14 @@ export class NamespaceScheduler {
     return [...this.slots.keys()];
   }
 
+  /** The namespaces running now, each with when its run started (performance.now()), oldest first. */
+  running(): { ns: NsKey; since: number }[] {
+    const out: { ns: NsKey; since: number }[] = [];
+    if (this.phases.running === 0) return out;
+    for (const st of this.slots.values()) if (st.phase === "running") out.push({ ns: st.ns, since: st.lastStart ?? performance.now() });
+    return out.sort((a, b) => a.since - b.since);
+  }
+
   /** Resolves when nothing is queued, waiting (coalescing or retry backoff) or running. */
   idle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();

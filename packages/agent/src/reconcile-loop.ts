@@ -12,6 +12,7 @@ import { LoopContext } from "./loop-context.js";
 import type { PlanReport, StatusReport, SyncReport } from "./loop-reports.js";
 import { NamespaceScheduler, type RunOutcome, type RunRequest, type RunWaiter } from "./namespace-scheduler.js";
 import { namespaceWork, type NamespaceWork } from "./namespace-work.js";
+import { ProgressLog } from "./progress-log.js";
 import { countRules, familyLabel, RuleTotals } from "./rule-counts.js";
 
 export interface ReconcileLoopOptions {
@@ -24,6 +25,27 @@ export interface ReconcileLoopOptions {
   config: AgentConfig;
   /** Namespace for resources whose handler returns undefined (undefined: the host's own). */
   defaultNamespace?: string;
+}
+
+/** The loop's side of the agent's health (`ReconcileLoop.health`). */
+export interface LoopHealth {
+  /** `idle`: not started (a one-shot run, or the agent still starting its sources); `stopped`: `stop()` was called. */
+  readonly state: "idle" | "running" | "stopped";
+  /** A state source has delivered a document. */
+  readonly stateRead: boolean;
+  /**
+   * A full pass over a read desired state has finished (failures included), or, when `start`'s pass
+   * ran without one, every namespace of the first state read since has finished a run.
+   */
+  readonly synced: boolean;
+  /** `start`'s own full pass has finished. */
+  readonly startPassDone: boolean;
+  /** Namespaces of that first late state still to finish a run. */
+  readonly firstStatePending: number;
+  /** Namespace runs in flight. */
+  readonly running: number;
+  /** The longest-running of them: its namespace (null: the host's own) and how long it has run. */
+  readonly oldestRun?: { readonly namespace: string | null; readonly seconds: number };
 }
 
 /** What the loop keeps of a namespace between runs. */
@@ -97,6 +119,15 @@ export class ReconcileLoop implements StateSink {
   private stopping = false;
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly ruleTotals: RuleTotals;
+  /** A full pass with a desired state read has finished, or the first state read after a pass without one was applied. */
+  private synced = false;
+  /** `start`'s own full pass has finished. */
+  private startPassDone = false;
+  /**
+   * The first state read after `start`'s pass had none (the source delivered late): the namespaces
+   * it asked to run that have not finished a run since, and the progress of that work.
+   */
+  private firstState: { pending: Set<NsKey>; since: number; progress: ProgressLog } | undefined;
 
   constructor(options: ReconcileLoopOptions) {
     this.handlers = options.handlers;
@@ -158,6 +189,7 @@ export class ReconcileLoop implements StateSink {
 
   update(document: StateDocument, origin: string, options?: StateUpdateOptions): void {
     const arrival = performance.now();
+    const wasRead = this.desired.read;
     const { affected, fresh } = this.desired.update(document, origin, options);
     for (const { kind, problem: p, keptAs } of fresh) {
       this.metrics.stateProblems.inc();
@@ -175,10 +207,43 @@ export class ReconcileLoop implements StateSink {
     this.failing.forgetUndesired((kind, id) => this.desired.ofKind(kind).has(id));
     this.updateHeldGauge();
 
+    // The initial pass had no state to apply (or is running without one): track what this one asks for.
+    if (this.started && !this.stopping && !wasRead && this.desired.read) this.trackFirstState(affected, arrival);
     if (affected.size === 0) return;
     this.logger.debug({ origin, namespaces: affected.size }, "desired state changed");
     if (!this.started || this.stopping) return;
     for (const ns of affected) this.scheduler.request(ns, { immediate: false, pendingSince: arrival });
+  }
+
+  /**
+   * The first desired state arrived after `start`'s pass began without one: readiness waits until
+   * every namespace it touches has finished a run that started after it arrived, and an operator
+   * sees that work's progress as for a full pass.
+   */
+  private trackFirstState(affected: ReadonlySet<NsKey>, arrival: number): void {
+    if (affected.size === 0) {
+      this.synced = true;
+      return;
+    }
+    const total = affected.size;
+    this.logger.info({ namespaces: total }, "first desired state read after the initial sync; applying it");
+    const progress = new ProgressLog({
+      total,
+      log: (done, all) => this.logger.info({ pass: "first state", done, total: all, progress: `${done}/${all}` }, "full pass progress"),
+    });
+    this.firstState = { pending: new Set(affected), since: arrival, progress };
+  }
+
+  /** A run of `ns` that started at `runStarted` finished (either way). */
+  private runFinished(ns: NsKey, runStarted: number): void {
+    const first = this.firstState;
+    if (!first || runStarted < first.since || !first.pending.delete(ns)) return;
+    first.progress.step();
+    if (first.pending.size > 0) return;
+    first.progress.finish();
+    this.firstState = undefined;
+    this.synced = true;
+    this.logger.info({ pass: "first state" }, "first desired state applied");
   }
 
   problem(problem: Problem): void {
@@ -198,6 +263,7 @@ export class ReconcileLoop implements StateSink {
     if (this.stopping) throw new AgentError("AGENT_STATE", "the reconcile loop was stopped");
     this.started = true;
     const report = await this.pass({ verify: false, label: "initial sync" });
+    this.startPassDone = true;
     // Resources that failed in the pass are retried alone from now on.
     this.failing.scheduleAll();
     this.scheduleResync();
@@ -217,6 +283,7 @@ export class ReconcileLoop implements StateSink {
   /** No new work starts; the applies in flight finish; timers and pending retries are cancelled. Rules stay. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.firstState?.progress.finish();
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.resyncTimer = undefined;
     this.failing.stop();
@@ -233,6 +300,22 @@ export class ReconcileLoop implements StateSink {
   /** Resolves when nothing is queued, waiting (coalescing or retry backoff) or running. */
   idle(): Promise<void> {
     return this.scheduler.idle();
+  }
+
+  /** What `/healthz` and `/readyz` look at (see AgentHealth). */
+  health(): LoopHealth {
+    const now = performance.now();
+    const running = this.scheduler.running();
+    const oldest = running[0];
+    return {
+      state: this.stopping ? "stopped" : this.started ? "running" : "idle",
+      stateRead: this.desired.read,
+      synced: this.synced,
+      startPassDone: this.startPassDone,
+      firstStatePending: this.firstState?.pending.size ?? 0,
+      running: running.length,
+      ...(oldest ? { oldestRun: { namespace: oldest.ns ?? null, seconds: (now - oldest.since) / 1000 } } : {}),
+    };
   }
 
   // ---- plan and status ---------------------------------------------------------------------------
@@ -254,29 +337,28 @@ export class ReconcileLoop implements StateSink {
     await this.cleanupStale(false);
     const keys = this.allNamespaces();
     const total = keys.length;
-    let done = 0;
-    let nextPercent = 10;
-    let lastLog = started;
+    const stateRead = this.desired.read;
     const failed: SyncReport["failed"] = [];
-    this.logger.info({ namespaces: total, pass: options.label }, this.desired.read ? "full pass started" : "full pass started; no desired state was read, so nothing is changed");
+    this.logger.info({ namespaces: total, pass: options.label }, stateRead ? "full pass started" : "full pass started; no desired state was read, so nothing is changed");
+    // At most one line a second, none for a pass shorter than that (see ProgressLog).
+    const progress = new ProgressLog({
+      total,
+      log: (done, all) => this.logger.info({ pass: options.label, done, total: all, failed: failed.length, progress: `${done}/${all}` }, "full pass progress"),
+    });
     const outcomes = keys.map(
       (ns) =>
         new Promise<void>((resolve) => {
           const waiter: RunWaiter = (outcome) => {
             if (!outcome.ok) failed.push({ namespace: ns, error: outcome.error ?? new Error("failed") });
-            done++;
-            const now = performance.now();
-            if (total >= 10 && done < total && (done * 100 >= nextPercent * total || now - lastLog >= 2_000)) {
-              while (nextPercent <= (done * 100) / total) nextPercent += 10;
-              lastLog = now;
-              this.logger.info({ pass: options.label, done, total, failed: failed.length, progress: `${done}/${total}` }, "full pass progress");
-            }
+            progress.step();
             resolve();
           };
           this.scheduler.request(ns, { full: true, verify: options.verify, immediate: true, waiter });
         }),
     );
     await Promise.all(outcomes);
+    progress.finish();
+    if (stateRead && !this.stopping) this.synced = true;
     const durationMs = performance.now() - started;
     const failedResources = this.failing.held().map((f) => ({ namespace: f.ns, resource: `${f.kind}/${f.id}`, error: f.error }));
     if (failed.length === 0 && failedResources.length === 0) this.metrics.lastSuccessfulSync.set(Date.now() / 1000);
@@ -372,7 +454,13 @@ export class ReconcileLoop implements StateSink {
   private async reconcileNamespace(ns: NsKey, request: RunRequest): Promise<RunOutcome> {
     let run = this.runs.get(ns);
     if (!run) this.runs.set(ns, (run = { context: undefined, applied: new Map(), appliedHeld: new Map(), appliedIncomplete: new Set() }));
-    const outcome = await this.runNamespace(ns, run, request);
+    const runStarted = performance.now();
+    let outcome: RunOutcome;
+    try {
+      outcome = await this.runNamespace(ns, run, request);
+    } finally {
+      this.runFinished(ns, runStarted);
+    }
     const requeue = run.context?.takeRequeue();
     return requeue ? { ...outcome, requeue } : outcome;
   }
