@@ -110,6 +110,21 @@ describe("L2RpcSource", () => {
     expect(t.server.callsOf("get_ports_by_vnic_type_and_host")).toEqual([]);
   });
 
+  it("says for /readyz whether neutron-server answered for the taps and whether the broker is connected", async () => {
+    const t = setup();
+    let connected: boolean | undefined = false;
+    t.server.connected = () => connected;
+    expect(t.source.health()).toEqual({ delivered: false, connected: false, detail: "not connected to the message broker; no answer from neutron-server for the devices on this host yet" });
+    connected = true;
+    t.server.ports.set(uuid(1), vm(1));
+    t.tap(uuid(1));
+    await t.source.start(t.sink);
+    await t.settle();
+    expect(t.source.health()).toEqual({ delivered: true, connected: true });
+    connected = false;
+    expect(t.source.health()).toEqual({ delivered: true, connected: false, detail: "not connected to the message broker" });
+  });
+
   it("a start while the server is away changes nothing and says so; the answer comes once it is back", async () => {
     const t = setup({ firstSyncWaitMs: 50 });
     t.server.ports.set(uuid(1), vm(1));

@@ -1,4 +1,5 @@
-import type { StateSink, StateSource } from "@chainwarden/agent";
+import { ProgressLog, type StateSink, type StateSource, type StateSourceHealth } from "@chainwarden/agent";
+import { rpcSourceHealth } from "./l3-rpc-source.js";
 import type { IpRunner } from "@chainwarden/core";
 import type { Logger } from "pino";
 import type { RpcEndpoints, RpcTransport } from "./rpc-transport.js";
@@ -143,6 +144,11 @@ export class L2RpcSource implements StateSource {
       this.resyncTimer = setInterval(() => this.full("periodic resync"), this.options.resyncIntervalMs);
       this.resyncTimer.unref?.();
     }
+  }
+
+  /** Delivered once neutron-server answered for the taps on the host; connected as the transport says (the broker). */
+  health(): StateSourceHealth {
+    return rpcSourceHealth(this.synced, this.options.rpc.connected?.(), "no answer from neutron-server for the devices on this host yet");
   }
 
   async stop(): Promise<void> {
@@ -345,11 +351,24 @@ export class L2RpcSource implements StateSource {
     const asked = devices.filter((d) => this.taps.devices.has(d));
     const started = Date.now();
     const info: SecurityGroupInfo = { devices: {}, security_groups: {}, sg_member_ips: {} };
-    for (let i = 0; i < asked.length; i += this.options.step) {
-      const part = await this.api.securityGroupInfoForDevices(asked.slice(i, i + this.options.step));
-      Object.assign(info.devices, part.devices);
-      Object.assign(info.security_groups, part.security_groups);
-      for (const [id, byEthertype] of Object.entries(part.sg_member_ips)) info.sg_member_ips[id] = { ...info.sg_member_ips[id], ...byEthertype };
+    // A full answer for thousands of taps takes a while: at most one line a second (none for a quick one).
+    const progress = full
+      ? new ProgressLog({
+          total: asked.length,
+          log: (done, total) => this.options.logger.info({ done, total, progress: `${done}/${total}` }, "full sync of devices progress"),
+        })
+      : undefined;
+    try {
+      for (let i = 0; i < asked.length; i += this.options.step) {
+        const devices = asked.slice(i, i + this.options.step);
+        const part = await this.api.securityGroupInfoForDevices(devices);
+        Object.assign(info.devices, part.devices);
+        Object.assign(info.security_groups, part.security_groups);
+        for (const [id, byEthertype] of Object.entries(part.sg_member_ips)) info.sg_member_ips[id] = { ...info.sg_member_ips[id], ...byEthertype };
+        progress?.step(devices.length);
+      }
+    } finally {
+      progress?.finish();
     }
     const answered = new Map<string, PortDict>();
     for (const port of Object.values(info.devices)) {

@@ -39,6 +39,8 @@ class L3ServerRpc implements RpcTransport {
 
   onReconnected(): void {}
 
+  connected?: () => boolean | undefined;
+
   async close(): Promise<void> {}
 }
 
@@ -90,6 +92,25 @@ describe("L3RpcSource", () => {
     await l3.routers.idle();
     expect(rpc.calls).toEqual(["report_state", "get_router_ids", "sync_routers", "report_state", "get_router_ids", "sync_routers"]);
     expect(documents.at(-1)).toEqual({ routers: [{ id: "r1" }, { id: "r2" }] });
+    await l3.stop();
+  });
+
+  it("says for /readyz whether it has done a full sync and whether the transport is connected", async () => {
+    const rpc = new L3ServerRpc();
+    let connected: boolean | undefined = false;
+    rpc.connected = () => connected;
+    rpc.routers.set("r1", { id: "r1" });
+    const { l3, sink } = source(rpc);
+    expect(l3.health()).toEqual({ delivered: false, connected: false, detail: "not connected to the message broker; no full sync of routers from neutron-server yet" });
+    connected = true;
+    await l3.start(sink);
+    await l3.routers.idle();
+    expect(l3.health()).toEqual({ delivered: true, connected: true });
+    connected = false;
+    expect(l3.health()).toEqual({ delivered: true, connected: false, detail: "not connected to the message broker" });
+    // A transport that does not know says nothing of its connection.
+    connected = undefined;
+    expect(l3.health()).toEqual({ delivered: true });
     await l3.stop();
   });
 });

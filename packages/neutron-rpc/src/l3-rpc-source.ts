@@ -1,4 +1,4 @@
-import type { StateSink, StateSource } from "@chainwarden/agent";
+import type { StateSink, StateSource, StateSourceHealth } from "@chainwarden/agent";
 import type { Logger } from "pino";
 import { FloatingIpStatuses } from "./floating-ip-statuses.js";
 import { L3PluginApi, type RouterDict } from "./l3-plugin-api.js";
@@ -116,6 +116,11 @@ export class L3RpcSource implements StateSource {
     }
   }
 
+  /** Delivered once a full sync of routers completed; connected as the transport says (the broker). */
+  health(): StateSourceHealth {
+    return rpcSourceHealth(this.routers.synced, this.options.rpc.connected?.(), "no full sync of routers from neutron-server yet");
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.resyncTimer);
     this.sink = undefined;
@@ -175,6 +180,12 @@ export class L3RpcSource implements StateSource {
     this.firstSync?.();
     this.firstSync = undefined;
   }
+}
+
+/** A source's health from whether it synced and whether its transport is connected (undefined: unknown). */
+export function rpcSourceHealth(delivered: boolean, connected: boolean | undefined, waiting: string): StateSourceHealth {
+  const detail = [connected === false ? "not connected to the message broker" : undefined, delivered ? undefined : waiting].filter(Boolean).join("; ");
+  return { delivered, ...(connected !== undefined ? { connected } : {}), ...(detail ? { detail } : {}) };
 }
 
 /** `report_state`'s counts, as Neutron's agent computes them from the routers it has. */

@@ -9,6 +9,8 @@ export function lazyTransport(make: () => RpcTransport): RpcTransport {
     cast: (target, method, args) => get().cast(target, method, args),
     serve: (target, endpoints) => get().serve(target, endpoints),
     onReconnected: (listener) => get().onReconnected(listener),
+    // Not made yet: not connected.
+    connected: () => (rpc ? rpc.connected?.() : false),
     close: async () => {
       await rpc?.close();
     },

@@ -191,6 +191,9 @@ export class NeutronL2Server implements RpcTransport {
     this.reconnectListeners.push(listener);
   }
 
+  /** Whether the broker is connected, as a test sets it (unset: not known). */
+  connected?: () => boolean | undefined;
+
   async close(): Promise<void> {
     this.closed = true;
     this.release?.();

@@ -16,6 +16,7 @@ const CONNECT_ROUND_MS = 10_000;
 
 export function connectOsloMessaging(settings: NeutronRpcSettings & { transport_url: string }, logger: Logger): RpcTransport {
   let closed = false;
+  let current: OsloTransport | undefined;
   const listeners: (() => void)[] = [];
   // oslo waits for the broker forever; we try in rounds, so that close() can end the waiting.
   const connecting: Promise<OsloTransport> = (async () => {
@@ -42,6 +43,7 @@ export function connectOsloMessaging(settings: NeutronRpcSettings & { transport_
           throw new TransportClosedError("connect");
         }
         transport.on("reconnected", () => listeners.forEach((l) => l()));
+        current = transport;
         return transport;
       } catch (err) {
         // A bad URL or option does not get better by waiting.
@@ -78,6 +80,7 @@ export function connectOsloMessaging(settings: NeutronRpcSettings & { transport_
       ).catch((err: unknown) => logger.error({ err, topic: target.topic }, "could not consume a topic"));
     },
     onReconnected: (listener) => void listeners.push(listener),
+    connected: () => !closed && current?.connected === true,
     close: async () => {
       closed = true;
       const transport = await connecting.catch(() => undefined);

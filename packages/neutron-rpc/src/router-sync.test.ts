@@ -133,4 +133,33 @@ describe("RouterSync", () => {
     expect(SYNC_ROUTERS_MAX_CHUNK_SIZE).toBe(256);
     await sync.stop();
   });
+
+  it("a long full sync logs routers fetched / total at info, at most once a second", async () => {
+    const server = new L3Server();
+    for (let i = 0; i < 1000; i++) server.add(`r${i}`);
+    const lines: { level: number; time: number; msg: string; done?: number; total?: number; progress?: string; reason?: string }[] = [];
+    const sync = new RouterSync({
+      api: {
+        getRouterIds: () => server.getRouterIds(),
+        // 4 chunks of 256, 350 ms each: about 1.4 s.
+        syncRouters: async (ids) => {
+          await new Promise((r) => setTimeout(r, 350));
+          return server.syncRouters(ids);
+        },
+      },
+      logger: pino({ level: "info" }, { write: (m: string) => void lines.push(JSON.parse(m) as (typeof lines)[number]) }),
+      publish: () => undefined,
+    });
+    const started = Date.now();
+    sync.fullSync("start");
+    await sync.idle();
+    const progress = lines.filter((l) => l.msg === "full sync of routers progress");
+    expect(progress).toHaveLength(1);
+    expect(progress[0]).toMatchObject({ level: 30, reason: "start", total: 1000, progress: `${String(progress[0]!.done)}/1000` });
+    // 2 of 4 chunks at the first second (3 under load); never all of them.
+    expect([512, 768]).toContain(progress[0]!.done);
+    expect(progress[0]!.time - started).toBeGreaterThanOrEqual(990);
+    expect(lines.at(-1)).toMatchObject({ msg: "full sync of routers from neutron-server", routers: 1000 });
+  });
 });
+

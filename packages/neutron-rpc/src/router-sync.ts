@@ -1,3 +1,4 @@
+import { ProgressLog } from "@chainwarden/agent";
 import type { Logger } from "pino";
 import type { L3PluginApi, RouterDict } from "./l3-plugin-api.js";
 import { isRpcTimeout } from "./rpc-transport.js";
@@ -142,21 +143,31 @@ export class RouterSync {
       throw err;
     }
     const fetched = new Map<string, RouterDict>();
-    for (let i = 0; i < ids.length; ) {
-      const chunk = ids.slice(i, i + this.chunkSize);
-      let routers: RouterDict[];
-      try {
-        routers = await this.options.api.syncRouters(chunk);
-      } catch (err) {
-        if (isRpcTimeout(err) && this.chunkSize > SYNC_ROUTERS_MIN_CHUNK_SIZE) {
-          this.chunkSize = Math.max(Math.floor(this.chunkSize / 2), SYNC_ROUTERS_MIN_CHUNK_SIZE);
-          this.options.logger.warn({ chunkSize: this.chunkSize }, "sync_routers timed out; asking for fewer routers at a time");
-          continue;
+    // Thousands of routers take a while: at most one line a second (none for a quick sync).
+    const progress = new ProgressLog({
+      total: ids.length,
+      log: (done, total) => this.options.logger.info({ reason, done, total, progress: `${done}/${total}` }, "full sync of routers progress"),
+    });
+    try {
+      for (let i = 0; i < ids.length; ) {
+        const chunk = ids.slice(i, i + this.chunkSize);
+        let routers: RouterDict[];
+        try {
+          routers = await this.options.api.syncRouters(chunk);
+        } catch (err) {
+          if (isRpcTimeout(err) && this.chunkSize > SYNC_ROUTERS_MIN_CHUNK_SIZE) {
+            this.chunkSize = Math.max(Math.floor(this.chunkSize / 2), SYNC_ROUTERS_MIN_CHUNK_SIZE);
+            this.options.logger.warn({ chunkSize: this.chunkSize }, "sync_routers timed out; asking for fewer routers at a time");
+            continue;
+          }
+          throw err;
         }
-        throw err;
+        for (const router of routers) if (typeof router?.id === "string") fetched.set(router.id, router);
+        i += chunk.length;
+        progress.step(chunk.length);
       }
-      for (const router of routers) if (typeof router?.id === "string") fetched.set(router.id, router);
-      i += chunk.length;
+    } finally {
+      progress.finish();
     }
     if (this.chunkSize < SYNC_ROUTERS_MAX_CHUNK_SIZE) this.chunkSize = Math.min(this.chunkSize + SYNC_ROUTERS_MIN_CHUNK_SIZE, SYNC_ROUTERS_MAX_CHUNK_SIZE);
     const before = new Set(this.routers.keys());

@@ -30,6 +30,11 @@ export interface RpcTransport {
   serve(target: { topic: string; server: string; version: string }, endpoints: RpcEndpoints): Promise<void>;
   /** Called after every reconnect, once the consumers are back: what was sent meanwhile is lost, so resync in full. */
   onReconnected(listener: () => void): void;
+  /**
+   * Whether it is connected to the message broker now (for `/readyz`); undefined, or absent (a
+   * test's transport): it does not know.
+   */
+  connected?(): boolean | undefined;
   close(): Promise<void>;
 }
 

@@ -133,6 +133,11 @@ export class RpcTransport extends EventEmitter<{ reconnected: [ReconnectedEvent]
     return transport;
   }
 
+  /** Both connections (sending and listening) are up, and the transport is not closing. */
+  get connected(): boolean {
+    return !this.closing && this.send.isReady && this.listen.isReady;
+  }
+
   /** The host the listening connection is on (`host:port`), `undefined` while disconnected. */
   get host(): string | undefined {
     return this.listen.isReady ? this.listen.host : undefined;
