@@ -8,14 +8,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createNetns, isRoot } from "@chainwarden/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { runCli } from "@chainwarden/testing";
+import { AgentProcess, freePort, runCli, waitFor } from "@chainwarden/testing";
 
 const BIN = fileURLToPath(new URL("../bin/l2-agent.js", import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), "l2-agent-cli-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe.concurrent("l2-agent", () => {
-  it("--help shows the l2 flags with Neutron's defaults and that no plugin is built in yet", async () => {
+  it("--help shows the l2 flags with Neutron's defaults and the built-in plugins", async () => {
     const r = await runCli(BIN, ["--help"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^l2-agent \d+\.\d+\.\d+: /);
@@ -57,6 +57,41 @@ describe.concurrent("l2-agent", () => {
       expect(saved).toContain("-A neutron-linuxbri-cs-lab -s 192.168.10.0/24 -j ACCEPT\n");
       expect((await ns.exec(["ip6tables-save"])).stdout).not.toContain("neutron-linuxbri");
     } finally {
+      await ns.delete();
+    }
+  });
+
+  it.skipIf(!isRoot())("run serves /healthz, /readyz and the build info beside /metrics", async () => {
+    const ns = await createNetns("cw-l2h");
+    let daemon: AgentProcess | undefined;
+    try {
+      const state = join(tmp, "health.yaml");
+      writeFileSync(state, ["chain_sets:", "  - id: web", "    rules:", '      - "-j ACCEPT"', ""].join("\n"));
+      const config = join(tmp, "health.json");
+      writeFileSync(config, JSON.stringify({ plugins: [{ package: "@chainwarden/example-plugin-static-chains" }], use_ipv6: false }));
+      const port = await freePort();
+      daemon = new AgentProcess(BIN, ["run", "--config", config, "--state", state, "--netns", ns.name, "--metrics-address", String(port)]);
+      const base = `http://127.0.0.1:${port}`;
+      const ready = await waitFor(
+        async () => {
+          const r = await fetch(`${base}/readyz`).catch(() => undefined);
+          return r?.status === 200 ? ((await r.json()) as Record<string, unknown>) : undefined;
+        },
+        "ready",
+        15_000,
+        () => daemon!.running,
+      );
+      expect(ready).toEqual({ ok: true, reasons: [], phase: "running", synced: true, stateRead: true, sources: [{ name: "file", delivered: true }] });
+      const live = await fetch(`${base}/healthz`);
+      expect(live.status).toBe(200);
+      expect(await live.json()).toMatchObject({ ok: true, reasons: [], loop: "running" });
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      expect(metrics).toMatch(/^chainwarden_build_info\{app="l2-agent",version="[^"]+",backend="(nft|legacy)",plugins="l2-secgroup@[^"]+,neutron-l2-rpc@[^"]+,static-chains@[^"]+"\} 1$/m);
+      expect(metrics).toMatch(/^process_start_time_seconds \d+/m);
+      daemon.signal("SIGTERM");
+      expect((await daemon.exited).code, daemon.describe()).toBe(0);
+    } finally {
+      await daemon?.kill();
       await ns.delete();
     }
   });

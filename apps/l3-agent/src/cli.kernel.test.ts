@@ -193,14 +193,14 @@ describe.skipIf(!isRoot())("l3-agent on a real kernel", () => {
     expect(await chainRules(ns, "cs-b")).toEqual([`-A ${WRAP}-cs-b -j DROP`]);
   });
 
-  it("run serves Prometheus metrics on --metrics-address after an apply", async () => {
+  it("run serves Prometheus metrics, /healthz and /readyz on --metrics-address; --log-time iso", async () => {
     const ns = await netns();
     const dir = tempDir();
     const config = writeConfig(dir, [STATIC_CHAINS]);
     const state = join(dir, "state.json");
     writeState(state, [{ id: "m", namespace: ns.name, rules: ["-j ACCEPT"] }]);
     const port = await freePort();
-    const agent = daemon(["run", "--config", config, "--state", state, "--metrics-address", `127.0.0.1:${port}`]);
+    const agent = daemon(["run", "--config", config, "--state", state, "--metrics-address", `127.0.0.1:${port}`, "--log-time", "iso", "--log-format", "json"]);
     await waitFor(async () => (await chainRules(ns, "cs-m")).length === 1, "chain set programmed", 10_000, () => agent.running);
     const text = await waitFor(
       async () => {
@@ -216,6 +216,58 @@ describe.skipIf(!isRoot())("l3-agent on a real kernel", () => {
     expect(text).toMatch(/^chainwarden_restore_lines_total\{family="ipv4"\} [1-9]\d*$/m);
     expect(text).toMatch(/^# TYPE chainwarden_apply_duration_seconds histogram$/m);
     expect(text).toMatch(/^chainwarden_apply_duration_seconds_bucket\{le="\+Inf",kind="full"\} [1-9]/m);
+    // What runs, and the process.
+    expect(text).toMatch(/^chainwarden_build_info\{app="l3-agent",version="\d+\.\d+\.\d+[^"]*",backend="(nft|legacy)",plugins="l3-nat@[^"]*,fwaas-iptables@[^"]*,neutron-l3-rpc@[^"]*,static-chains@[^"]*"\} 1$/m);
+    expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
+    expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
+
+    // Alive, and ready once the first full sync is done and the file was read.
+    const live = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(live.status).toBe(200);
+    expect(live.headers.get("content-type")).toBe("application/json; charset=utf-8");
+    expect(await live.json()).toMatchObject({ ok: true, reasons: [], phase: "running", loop: "running", stuckAfterSeconds: 300 });
+    const ready = await waitFor(
+      async () => {
+        const response = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+        return response?.status === 200 ? ((await response.json()) as Record<string, unknown>) : undefined;
+      },
+      "ready",
+      10_000,
+      () => agent.running,
+    );
+    expect(ready).toEqual({ ok: true, reasons: [], phase: "running", synced: true, stateRead: true, sources: [{ name: "file", delivered: true }] });
+
+    // A state file that no longer parses leaves the agent ready: the last good state stays in force.
+    writeFileSync(state, "{ not json");
+    await agent.waitForLog((l) => l.level === 40 && l.source === state, "state problem reported");
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+
+    // --log-time iso: each line's time is ISO 8601 text in UTC; still JSON lines (pino's fields).
+    const lines = agent.logs();
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(line.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(lines[0]).toMatchObject({ name: "l3-agent", level: expect.any(Number) });
+    agent.signal("SIGTERM");
+    expect((await agent.exited).code, agent.describe()).toBe(0);
+  });
+
+  it("run with a state file that never parsed: alive, not ready, and /readyz says why", async () => {
+    const dir = tempDir();
+    const state = join(dir, "state.json");
+    writeFileSync(state, "{ not json");
+    const port = await freePort();
+    const agent = daemon(["run", "--config", writeConfig(dir, [STATIC_CHAINS]), "--state", state, "--metrics-address", `127.0.0.1:${port}`]);
+    await agent.waitForLog((l) => l.msg === "agent started", "agent started");
+    const live = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(live.status).toBe(200);
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(ready.status).toBe(503);
+    const body = (await ready.json()) as { ok: boolean; reasons: string[] };
+    expect(body.ok).toBe(false);
+    expect(body.reasons).toEqual(["no desired state was read yet", `state source file: no valid state read from ${state} yet`]);
+    // Fixed: ready once what it asks for has run.
+    writeState(state, []);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, "ready after the file is fixed", 10_000, () => agent.running);
     agent.signal("SIGTERM");
     expect((await agent.exited).code, agent.describe()).toBe(0);
   });

@@ -7,8 +7,7 @@ import type { RouterBoundFirewall, RouterBoundGroup } from "./fwaas-state.js";
 
 /** The plugin's options (`plugin_options.fwaas-iptables`). */
 export const fwaasIptablesOptionsSchema = z.strictObject({
-  /** Remove the connections a new or changed firewall forbids, as neutron-fwaas does. */
-  conntrack_cleanup: z.boolean().default(true),
+  conntrack_cleanup: z.boolean().default(true).describe("Remove the connections a new or changed firewall forbids, as neutron-fwaas does."),
 });
 
 export type FwaasIptablesOptions = z.output<typeof fwaasIptablesOptionsSchema>;

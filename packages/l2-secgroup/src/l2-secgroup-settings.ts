@@ -10,17 +10,10 @@ const driverAlias = z.string().refine((v) => FIREWALL_DRIVERS.has(v), { message:
  * top-level keys and flags, declared once here.
  */
 export const l2SecgroupSettingsKeys = {
-  /** Neutron `[securitygroup] firewall_driver`: `iptables`, `iptables_hybrid`, or Neutron's class paths for them. */
-  firewall_driver: driverAlias.default("iptables"),
-  /** Neutron `enable_ipset`: remote-group members as ipsets instead of one rule per address. */
-  enable_ipset: z.boolean().default(true),
-  /** Filter a port once its tap exists (Neutron's behaviour); off: every port in the state at once. */
-  wait_for_devices: z.boolean().default(true),
-  /**
-   * Neutron `polling_interval` (seconds): while a port waits for its tap, look for it this often too
-   * (a device monitor reports taps as they appear; this is the safety net). An hour at most.
-   */
-  polling_interval: z.number().positive().max(3_600).default(2),
+  firewall_driver: driverAlias.default("iptables").describe("Neutron `[securitygroup] firewall_driver`: `iptables`, `iptables_hybrid`, or Neutron's class paths for them."),
+  enable_ipset: z.boolean().default(true).describe("Neutron `enable_ipset`: remote-group members as ipsets instead of one rule per address."),
+  wait_for_devices: z.boolean().default(true).describe("Filter a port once its tap exists (Neutron's behaviour); off: every port in the state at once."),
+  polling_interval: z.number().positive().max(3_600).default(2).describe("Neutron `polling_interval` (seconds): while a port waits for its tap, look for it this often too (a device monitor reports taps as they appear; this is the safety net). An hour at most."),
 };
 
 export type L2SecgroupAgentSettings = z.output<z.ZodObject<typeof l2SecgroupSettingsKeys>>;
@@ -73,15 +66,26 @@ export const l2SecgroupNeutronOptions: PluginNeutronOptions<typeof l2SecgroupSet
 
 /** The plugin's options (`plugin_options.l2-secgroup`): what is not a Neutron option. */
 export const l2SecgroupOptionsSchema = z.strictObject({
-  /** The chain prefix; default the agent's `wrap_name` for `iptables`, `neutron-openvswi` (Neutron's OVS agent) for `iptables_hybrid`. */
   wrap_name: z
     .string()
     .min(1)
     .max(16)
     .regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only")
-    .optional(),
-  max_rules_per_port: z.number().int().min(1).max(1_000_000).default(DEFAULT_L2_LIMITS.maxRulesPerPort),
-  max_members_per_group: z.number().int().min(1).max(DEFAULT_L2_LIMITS.maxMembersPerGroup).default(DEFAULT_L2_LIMITS.maxMembersPerGroup),
+    .optional().describe("The chain prefix; default the agent's `wrap_name` for `iptables`, `neutron-openvswi` (Neutron's OVS agent) for `iptables_hybrid`."),
+  max_rules_per_port: z
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(DEFAULT_L2_LIMITS.maxRulesPerPort)
+    .describe("The most rules one port's security groups may make (its groups' rules and its own, remote groups expanded one rule per member when ipsets are off); a port over it is an invalid resource, kept as the kernel has it."),
+  max_members_per_group: z
+    .number()
+    .int()
+    .min(1)
+    .max(DEFAULT_L2_LIMITS.maxMembersPerGroup)
+    .default(DEFAULT_L2_LIMITS.maxMembersPerGroup)
+    .describe("The most members of one remote group or address group, per ethertype (an ipset's `maxelem`); the ports that use a group over it are invalid resources."),
 });
 
 export type L2SecgroupOptions = z.output<typeof l2SecgroupOptionsSchema>;
