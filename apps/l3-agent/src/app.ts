@@ -23,7 +23,7 @@ export const l3AgentApp: AgentApp = {
   plugins: [l3NatPlugin, fwaasIptablesPlugin, neutronL3RpcPlugin],
   appDir: fileURLToPath(new URL("..", import.meta.url)),
   notes: [
-    "Built in: l3-nat (routers in namespaces: interfaces, metadata redirect and proxy, SNAT, floating IPs; options under plugin_options.l3-nat: interface_driver linuxbridge|noop, bridge_namespace, metadata_upstream, metadata_proxy process|external, use_random_fully, check_child_processes_interval) and fwaas-iptables (FWaaS v1 firewalls and v2 firewall groups on router ports). State: { routers: [...], firewalls: [...], firewall_groups: [...] } in Neutron's shapes.",
+    "Built in: l3-nat (routers in namespaces: interfaces, metadata redirect and proxy, SNAT, floating IPs; options under plugin_options.l3-nat: interface_driver linuxbridge|noop, bridge_namespace, bridge_mode auto|neutron|standalone, metadata_upstream, metadata_proxy process|external, use_random_fully, check_child_processes_interval) and fwaas-iptables (FWaaS v1 firewalls and v2 firewall groups on router ports). State: { routers: [...], firewalls: [...], firewall_groups: [...] } in Neutron's shapes.",
     "Under OpenStack: with transport_url (--transport-url, or [DEFAULT] transport_url in Neutron's own files), neutron-l3-rpc takes the routers from neutron-server instead of files, as neutron-l3-agent does: report_state, sync_routers, the l3_agent casts, floating IP statuses.",
   ],
   examples: ["apply --once --state routers.json --namespace-prefix test-", "status --config /etc/chainwarden/l3-agent.yaml"],

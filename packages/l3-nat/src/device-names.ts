@@ -34,3 +34,12 @@ export function bridgeName(networkId: string): string {
 export function routerNamespaceName(prefix: string, routerId: string): string {
   return prefix + routerId;
 }
+
+/**
+ * The alias that marks a bridge as made by the l3 agent whose routers are `<prefix><router id>`
+ * (linuxbridge driver, standalone): `chainwarden:l3-nat:<prefix>`. Agents with different prefixes
+ * (a test beside a node's agent) never delete each other's bridges.
+ */
+export function bridgeMark(namespacePrefix: string): string {
+  return `chainwarden:l3-nat:${namespacePrefix}`;
+}

@@ -8,8 +8,8 @@ import { l3NatPlugin } from "./l3-nat-plugin.js";
 export { l3NatPlugin };
 export default l3NatPlugin;
 export { l3AgentRouterExtensionPoint, type L3RouterExtension, type RouterExtensionContext } from "./router-extension-point.js";
-export { l3InterfaceDriverExtensionPoint, type InterfaceDriver, type InterfaceDriverContext, type PlugRequest } from "./interface-driver.js";
-export { LinuxbridgeInterfaceDriver, type LinuxbridgeInterfaceDriverOptions } from "./linuxbridge-interface-driver.js";
+export { l3InterfaceDriverExtensionPoint, type InterfaceDriver, type InterfaceDriverContext, type InterfaceDriverSweepContext, type PlugRequest } from "./interface-driver.js";
+export { LinuxbridgeInterfaceDriver, type LinuxbridgeInterfaceDriverOptions, type BridgeMode } from "./linuxbridge-interface-driver.js";
 export { NoopInterfaceDriver } from "./noop-interface-driver.js";
 export { RouterHandler, type RouterHandlerOptions } from "./router-handler.js";
 export { RouterRules, FLOATING_IP_TAG, ROUTER_MARK_MASK, METADATA_V4_CIDR, METADATA_V6_CIDR, type RouterRulesOptions, type RouterRulesChange } from "./router-rules.js";
@@ -21,8 +21,12 @@ export {
   l3NatSettingsKeys,
   l3NatSettingsFlags,
   l3NatSettingsService,
+  l3NatControlPlaneService,
+  createL3NatControlPlane,
+  resolveBridgeMode,
   resolveL3NatSettings,
   DEFAULT_METADATA_UPSTREAM,
+  type L3NatControlPlane,
   type L3NatOptions,
   type L3NatSettings,
   type L3NatAgentSettings,

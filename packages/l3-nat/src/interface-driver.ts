@@ -1,4 +1,4 @@
-import type { ReconcileContext } from "@chainwarden/agent";
+import type { HostAction, ReconcileContext } from "@chainwarden/agent";
 import { createExtensionPoint } from "@chainwarden/agent";
 import type { IpRunner } from "@chainwarden/core";
 import type { RouterPort } from "./router.js";
@@ -30,6 +30,14 @@ export interface PlugRequest {
   readonly linkSetup?: string[];
 }
 
+/** What a driver gets to find and remove what earlier runs left (`sweep`). */
+export interface InterfaceDriverSweepContext {
+  readonly runner: IpRunner;
+  readonly logger: Logger;
+  /** List what would be removed; remove nothing. */
+  readonly dryRun: boolean;
+}
+
 /**
  * Neutron's interface driver (`LinuxInterfaceDriver`): makes a router port's device exist in the
  * router namespace, joined to its network. Addresses and routes are not the driver's business; the
@@ -40,8 +48,19 @@ export interface InterfaceDriver {
   readonly name: string;
   /** `ready`: the device exists now. `missing`: it does not and the driver cannot make it (retried later). */
   plug(context: InterfaceDriverContext, request: PlugRequest): Promise<"ready" | "missing">;
-  /** Removes a device this router no longer has. A missing device is fine. */
+  /** Removes a device this router no longer has (and what the driver made for it alone). A missing device is fine. */
   unplug(context: InterfaceDriverContext, device: string): Promise<void>;
+  /**
+   * Dry runs (`plan`, `status`): what `unplug` would remove, changing nothing. Without it a dry run
+   * lists no device removals for the driver.
+   */
+  planUnplug?(context: InterfaceDriverContext, device: string): Promise<HostAction[]>;
+  /**
+   * Removes (in a dry run: lists) what earlier runs of this agent left outside the router namespaces
+   * and marked as theirs: never anything without the driver's mark. Called by the stale cleanup at
+   * every full pass, after the stale namespaces are gone; each action is logged by the loop.
+   */
+  sweep?(context: InterfaceDriverSweepContext): Promise<HostAction[]>;
 }
 
 /**

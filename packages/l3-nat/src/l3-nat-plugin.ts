@@ -1,6 +1,17 @@
 import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoint } from "@chainwarden/agent";
 import { l3InterfaceDriverExtensionPoint } from "./interface-driver.js";
-import { l3NatNeutronOptions, l3NatOptionsSchema, l3NatSettingsFlags, l3NatSettingsKeys, l3NatSettingsService, resolveL3NatSettings } from "./l3-nat-settings.js";
+import { bridgeMark } from "./device-names.js";
+import {
+  createL3NatControlPlane,
+  l3NatControlPlaneService,
+  l3NatNeutronOptions,
+  l3NatOptionsSchema,
+  l3NatSettingsFlags,
+  l3NatSettingsKeys,
+  l3NatSettingsService,
+  resolveBridgeMode,
+  resolveL3NatSettings,
+} from "./l3-nat-settings.js";
 import { LinuxbridgeInterfaceDriver } from "./linuxbridge-interface-driver.js";
 import { MetadataProxyMonitor } from "./metadata-proxy-monitor.js";
 import { MetadataProxyProcess } from "./metadata-proxy-process.js";
@@ -18,9 +29,10 @@ import { RouterHandler } from "./router-handler.js";
  *
  * Settings (the agent's keys it owns, with flags): `namespace_prefix`, `metadata_port`,
  * `enable_metadata_proxy`. Options (`plugin_options.l3-nat`): `interface_driver`,
- * `bridge_namespace`, `metadata_upstream`, `metadata_proxy`, `use_random_fully`,
+ * `bridge_namespace`, `bridge_mode`, `metadata_upstream`, `metadata_proxy`, `use_random_fully`,
  * `metadata_access_mark`, `external_ingress_mark`, `check_child_processes_interval`. Framework keys
- * read: `use_ipv6`, `state_path`. It provides its resolved settings as `l3NatSettingsService`.
+ * read: `use_ipv6`, `state_path`. It provides its resolved settings as `l3NatSettingsService`, and
+ * `l3NatControlPlaneService`, where a source of routers from neutron-server says so (`bridge_mode: auto`).
  */
 export const l3NatPlugin = createPlugin({
   name: "l3-nat",
@@ -31,7 +43,21 @@ export const l3NatPlugin = createPlugin({
   register(env) {
     const settings = resolveL3NatSettings(env.settings, env.options, env.config);
     env.provide(l3NatSettingsService, settings);
-    env.addExtension(l3InterfaceDriverExtensionPoint, new LinuxbridgeInterfaceDriver({ bridgeNamespace: settings.bridgeNamespace }));
+    const controlPlane = createL3NatControlPlane();
+    env.provide(l3NatControlPlaneService, controlPlane);
+    env.addExtension(
+      l3InterfaceDriverExtensionPoint,
+      new LinuxbridgeInterfaceDriver({
+        bridgeNamespace: settings.bridgeNamespace,
+        bridgeMark: bridgeMark(settings.namespacePrefix),
+        // Decided on first use: the RPC plugin registers after this one.
+        mode: () => {
+          const { mode, why } = resolveBridgeMode(settings.bridgeMode, controlPlane);
+          env.logger.info({ bridgeMode: mode, why }, "linuxbridge interface driver: bridge mode");
+          return mode;
+        },
+      }),
+    );
     env.addExtension(l3InterfaceDriverExtensionPoint, new NoopInterfaceDriver());
     // Neutron's ProcessMonitor for the metadata proxies: one per agent, its metrics in the agent's registry.
     const proxies = new MetadataProxyMonitor({

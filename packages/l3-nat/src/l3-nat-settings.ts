@@ -1,5 +1,6 @@
 import { createServiceToken, namespaceNameSchema, PluginError, type BaseConfig, type PluginNeutronOptions, type SettingFlag } from "@chainwarden/agent";
 import { z } from "zod";
+import type { BridgeMode } from "./linuxbridge-interface-driver.js";
 import { parseMetadataUpstream, type MetadataUpstream } from "./metadata-proxy.js";
 
 const MARK = /^0x[0-9a-f]{1,4}$/;
@@ -16,6 +17,14 @@ export const l3NatOptionsSchema = z.strictObject({
   interface_driver: z.string().regex(/^[a-z][a-z0-9_-]*$/, "a driver name such as linuxbridge or noop").default("linuxbridge"),
   /** linuxbridge: the namespace that holds the bridges and the outer veth ends (default: the host's). */
   bridge_namespace: namespaceNameSchema.optional(),
+  /**
+   * linuxbridge: who owns the networks' bridges. `neutron`: neutron-linuxbridge-agent (the driver
+   * makes and removes veths only, as Neutron's BridgeInterfaceDriver); `standalone`: this agent (it
+   * creates a missing bridge, marks it, and deletes a bridge of its own with its last port); `auto`:
+   * `neutron` when neutron-server delivers the routers (neutron-l3-rpc with a transport_url), else
+   * `standalone`.
+   */
+  bridge_mode: z.enum(["auto", "neutron", "standalone"]).default("auto"),
   /** Where the metadata proxies forward to: a unix socket path (Neutron's metadata agent) or an http(s) URL. */
   metadata_upstream: z
     .string()
@@ -148,6 +157,8 @@ export interface L3NatSettings {
   readonly externalIngressMark: string;
   readonly interfaceDriver: string;
   readonly bridgeNamespace: string | undefined;
+  /** `bridge_mode` as configured (`auto` is decided on first use: `resolveBridgeMode`). */
+  readonly bridgeMode: "auto" | BridgeMode;
   /** Neutron's `state_path` (agent config): metadata proxy pid files in `external/pids/<router id>.pid`. */
   readonly statePath: string;
   /** `check_child_processes_interval` in milliseconds (0: no polling). */
@@ -171,6 +182,7 @@ export function resolveL3NatSettings(settings: L3NatAgentSettings, options: L3Na
     externalIngressMark: options.external_ingress_mark,
     interfaceDriver: options.interface_driver,
     bridgeNamespace: options.bridge_namespace,
+    bridgeMode: options.bridge_mode,
     statePath: config.state_path,
     checkChildProcessesIntervalMs: Math.round(options.check_child_processes_interval * 1000),
   };
@@ -181,3 +193,40 @@ export function resolveL3NatSettings(settings: L3NatAgentSettings, options: L3Na
  * prefix here instead of declaring it again): `env.use(l3NatSettingsService)` after l3-nat.
  */
 export const l3NatSettingsService = createServiceToken<L3NatSettings>({ id: "l3-nat.settings" });
+
+/**
+ * Where the routers come from, as the plugins that deliver them say: a state source fed by
+ * neutron-server (neutron-l3-rpc) calls `neutron(itsName)` while it registers (after l3-nat:
+ * `env.use(l3NatControlPlaneService)`). `bridge_mode: auto` reads it on first use, once every plugin
+ * has registered.
+ */
+export interface L3NatControlPlane {
+  /** A Neutron control plane delivers the routers: neutron-linuxbridge-agent owns the bridges. */
+  neutron(source: string): void;
+  /** The source that said so; undefined: the routers come from files (or a source that did not say). */
+  readonly neutronSource: string | undefined;
+}
+
+export const l3NatControlPlaneService = createServiceToken<L3NatControlPlane>({ id: "l3-nat.control-plane" });
+
+/** A fresh `L3NatControlPlane`: files until a source says otherwise. */
+export function createL3NatControlPlane(): L3NatControlPlane {
+  let source: string | undefined;
+  return {
+    neutron(name: string) {
+      source ??= name;
+    },
+    get neutronSource() {
+      return source;
+    },
+  };
+}
+
+/** The bridge mode in force, and why (for the log line that says it). */
+export function resolveBridgeMode(configured: "auto" | BridgeMode, controlPlane: L3NatControlPlane): { mode: BridgeMode; why: string } {
+  if (configured !== "auto") return { mode: configured, why: "bridge_mode" };
+  const source = controlPlane.neutronSource;
+  return source !== undefined
+    ? { mode: "neutron", why: `bridge_mode auto: routers come from neutron-server (${source}); its linuxbridge agent owns the bridges` }
+    : { mode: "standalone", why: "bridge_mode auto: no Neutron control plane; this agent creates the bridges it needs and deletes its own" };
+}

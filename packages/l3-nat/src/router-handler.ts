@@ -1,7 +1,7 @@
 import type { ApplyEvent, HostAction, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StaleCleanupContext, StateDocument } from "@chainwarden/agent";
-import { listNamespaces, type IptablesManager, type IptablesRunner, type IptablesVersion, type TableName } from "@chainwarden/core";
+import { listNamespaces, NamespaceGoneError, type IpRunner, type IptablesManager, type IptablesRunner, type IptablesVersion, type TableName } from "@chainwarden/core";
 import { AddressScopeMarks } from "./address-scope-marks.js";
-import { externalDeviceName, internalDeviceName, routerNamespaceName } from "./device-names.js";
+import { EXTERNAL_DEV_PREFIX, externalDeviceName, INTERNAL_DEV_PREFIX, internalDeviceName, routerNamespaceName } from "./device-names.js";
 import type { InterfaceDriver } from "./interface-driver.js";
 import { InterfaceDriverUnknownError, RouterDevicesMissingError, RouterExtensionError } from "./l3-nat-errors.js";
 import type { L3NatSettings } from "./l3-nat-settings.js";
@@ -102,24 +102,47 @@ export class RouterHandler implements ResourceHandler<Router | HeldRouter> {
   /**
    * Neutron's namespace cleanup: a `<prefix><router id>` namespace no desired router claims and this
    * process does not know (the router was deleted while no agent ran) goes, with its rules, devices and
-   * any proxy left in it. Routers this process knows leave through `reconcile`'s removal path.
+   * any proxy left in it. Its `qr-`/`qg-` devices are unplugged through the interface driver first, as
+   * on a router's removal (a standalone linuxbridge driver deletes a bridge of its own with its last
+   * port). Then the driver's `sweep` removes what earlier runs left outside the namespaces and marked
+   * as theirs (bridges). Routers this process knows leave through `reconcile`'s removal path.
    */
   async cleanupStale(context: StaleCleanupContext, desired: ReadonlyMap<string, Router | HeldRouter>): Promise<HostAction[]> {
     const prefix = this.settings.namespacePrefix;
     const wanted = new Set([...desired.values()].map((r) => this.namespaceOf(r)));
     const removed: HostAction[] = [];
+    // An unknown interface_driver fails the routers (each one names it); the namespaces still go.
+    const driver = this.interfaceDriverIfKnown();
     for (const namespace of await listNamespaces(context.runner)) {
       if (!namespace.startsWith(prefix) || wanted.has(namespace) || this.byNamespace.has(namespace)) continue;
       // Only names a router of ours could have: Neutron's router ids are UUIDs.
       const id = namespace.slice(prefix.length);
       if (!ROUTER_UUID.test(id)) continue;
+      const resource = `router/${id}`;
+      const devices = driver ? await routerDevicesIn(context.runner, namespace) : [];
+      const driverContext = { runner: context.runner, namespace, logger: context.logger.child({ router: id, namespace }) };
+      const deviceActions: HostAction[] = [];
       if (!context.dryRun) {
+        for (const device of devices) {
+          try {
+            await driver!.unplug(driverContext, device);
+          } catch (err) {
+            // The namespace goes regardless (and the veth with it); the sweep finds what stays.
+            context.logger.warn({ err, device, namespace }, "unplugging a stale router device failed");
+          }
+        }
         // The namespace's processes (a metadata proxy) go with it; their files here.
         await deleteRouterNamespace(context.runner, namespace);
         removeMetadataProxyFiles(this.settings.statePath, id);
+      } else if (driver?.planUnplug) {
+        for (const device of devices) deviceActions.push(...(await driver.planUnplug(driverContext, device)));
       }
-      removed.push({ verb: "remove", object: "namespace", name: namespace, resource: `router/${id}` });
+      const veths = deviceActions.filter((a) => a.object === "device").map((a) => `${a.name} (${a.detail})`);
+      const others = deviceActions.filter((a) => a.object !== "device").map((a) => ({ ...a, resource }));
+      removed.push({ verb: "remove", object: "namespace", name: namespace, resource, ...(veths.length ? { detail: `with its devices ${veths.join(", ")}` } : {}) });
+      removed.push(...others);
     }
+    if (driver?.sweep) removed.push(...(await driver.sweep({ runner: context.runner, logger: context.logger, dryRun: context.dryRun })));
     return removed;
   }
 
@@ -291,6 +314,12 @@ export class RouterHandler implements ResourceHandler<Router | HeldRouter> {
     if (context.dryRun) {
       context.report?.({ verb: "remove", object: "namespace", name: namespace, resource: `router/${id}` });
       if (this.settings.runMetadataProxy) context.report?.({ verb: "stop", object: "metadata proxy", name: namespace, resource: `router/${id}` });
+      const driver = this.interfaceDriverIfKnown();
+      if (driver?.planUnplug && !isHeldRouter(router)) {
+        for (const device of routerDevices(router)) {
+          for (const action of await driver.planUnplug({ runner: context.runner, namespace, logger }, device)) context.report?.({ ...action, resource: `router/${id}` });
+        }
+      }
       return;
     }
     const state = this.routers.get(id);
@@ -368,6 +397,16 @@ export class RouterHandler implements ResourceHandler<Router | HeldRouter> {
     return found;
   }
 
+  /** The driver, or undefined when `interface_driver` names none (the routers fail with that error). */
+  private interfaceDriverIfKnown(): InterfaceDriver | undefined {
+    try {
+      return this.interfaceDriver();
+    } catch (err) {
+      if (err instanceof InterfaceDriverUnknownError) return undefined;
+      throw err;
+    }
+  }
+
   private version(runner: IptablesRunner): Promise<IptablesVersion> {
     let v = this.versions.get(runner);
     if (!v) this.versions.set(runner, (v = runner.version()));
@@ -381,6 +420,22 @@ const defaultProxyFactory: MetadataProxyFactory = (params) => new MetadataProxyP
 function routerDevices(router: Router | undefined): string[] {
   if (!router) return [];
   return [...router._interfaces.map((p) => internalDeviceName(p.id)), ...(router.gw_port ? [externalDeviceName(router.gw_port.id)] : [])];
+}
+
+/** The `qr-`/`qg-` devices a router namespace has (a namespace that is gone has none). */
+async function routerDevicesIn(runner: IpRunner, namespace: string): Promise<string[]> {
+  let names: readonly string[];
+  try {
+    if (runner.listLinks) names = await runner.listLinks(namespace);
+    else {
+      const r = await runner.exec("ip", ["-o", "link", "show"], { namespace });
+      names = r.stdout.split("\n").flatMap((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1] ?? []);
+    }
+  } catch (err) {
+    if (err instanceof NamespaceGoneError) return [];
+    throw err;
+  }
+  return names.filter((n) => n.startsWith(INTERNAL_DEV_PREFIX) || n.startsWith(EXTERNAL_DEV_PREFIX));
 }
 
 /** Drops post-apply work that will not run (its prepared processes stop). */

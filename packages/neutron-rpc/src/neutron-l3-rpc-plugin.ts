@@ -1,5 +1,5 @@
 import { applyObserverExtensionPoint, createPlugin, stateSourceExtensionPoint } from "@chainwarden/agent";
-import { l3NatSettingsService } from "@chainwarden/l3-nat";
+import { l3NatControlPlaneService, l3NatSettingsService } from "@chainwarden/l3-nat";
 import { FIRST_SYNC_WAIT_MS, type ConnectRpc } from "./connect-rpc.js";
 import { L3RpcSource } from "./l3-rpc-source.js";
 import { redactTransportUrl } from "@chainwarden/oslo-messaging";
@@ -10,7 +10,9 @@ import { connectOsloMessaging } from "./oslo-transport.js";
 /**
  * `neutron-l3-rpc`: the l3 agent driven by neutron-server, in place of `neutron-l3-agent`. With
  * `transport_url` set, its routers come from the server (`L3RpcSource`) and floating IP statuses go
- * back; without it, the plugin does nothing and the agent reads files. Register after l3-nat.
+ * back, and l3-nat is told that a Neutron control plane drives it (`bridge_mode: auto` leaves the
+ * bridges to neutron-linuxbridge-agent); without it, the plugin does nothing and the agent reads
+ * files. Register after l3-nat.
  */
 export function createNeutronL3RpcPlugin(connect: ConnectRpc = connectOsloMessaging) {
   return createPlugin({
@@ -35,6 +37,8 @@ export function createNeutronL3RpcPlugin(connect: ConnectRpc = connectOsloMessag
       });
       env.addExtension(stateSourceExtensionPoint, source);
       env.addExtension(applyObserverExtensionPoint, source.floatingIpStatuses);
+      // Under Neutron, neutron-linuxbridge-agent owns the bridges (l3-nat's bridge_mode auto).
+      env.use(l3NatControlPlaneService).neutron(source.name);
       logger.info({ host: settings.host, broker: redactTransportUrl(settings.transport_url) }, "routers come from neutron-server");
     },
   });

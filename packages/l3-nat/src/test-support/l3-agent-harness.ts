@@ -5,7 +5,7 @@ import { Agent, baseConfigSchema, createPlugin, MemoryStateSource, stateSourceEx
 import type { HostRunner } from "@chainwarden/core";
 import { pino, type Logger } from "pino";
 import { l3NatPlugin } from "../l3-nat-plugin.js";
-import type { L3NatOptions } from "../l3-nat-settings.js";
+import { l3NatControlPlaneService, type L3NatOptions } from "../l3-nat-settings.js";
 import type { RouterHandler } from "../router-handler.js";
 import { l3AgentRouterExtensionPoint, type L3RouterExtension } from "../router-extension-point.js";
 import { l3InterfaceDriverExtensionPoint, type InterfaceDriver } from "../interface-driver.js";
@@ -21,6 +21,8 @@ export interface L3AgentHarnessOptions {
   initial?: StateDocument;
   /** Default: silent (or `L3_TEST_LOG`'s level). */
   logger?: Logger;
+  /** The test's state source says it is neutron-server's (as neutron-l3-rpc does): `bridge_mode: auto` is `neutron`. */
+  neutronControlPlane?: boolean;
 }
 
 let sharedStateDir: string | undefined;
@@ -47,6 +49,7 @@ export async function createL3Agent(options: L3AgentHarnessOptions) {
       env.addExtension(stateSourceExtensionPoint, source);
       for (const e of options.extensions ?? []) env.addExtension(l3AgentRouterExtensionPoint, e);
       for (const d of options.drivers ?? []) env.addExtension(l3InterfaceDriverExtensionPoint, d);
+      if (options.neutronControlPlane) env.use(l3NatControlPlaneService).neutron(source.name);
     },
   });
   const config: AgentConfig = {
