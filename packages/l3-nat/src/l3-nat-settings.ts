@@ -13,19 +13,9 @@ export const DEFAULT_METADATA_UPSTREAM = "/var/lib/neutron/metadata_proxy";
  * Neutron has the option.
  */
 export const l3NatOptionsSchema = z.strictObject({
-  /** Which interface driver plugs router ports: `linuxbridge`, `noop`, or one another plugin adds. */
-  interface_driver: z.string().regex(/^[a-z][a-z0-9_-]*$/, "a driver name such as linuxbridge or noop").default("linuxbridge"),
-  /** linuxbridge: the namespace that holds the bridges and the outer veth ends (default: the host's). */
-  bridge_namespace: namespaceNameSchema.optional(),
-  /**
-   * linuxbridge: who owns the networks' bridges. `neutron`: neutron-linuxbridge-agent (the driver
-   * makes and removes veths only, as Neutron's BridgeInterfaceDriver); `standalone`: this agent (it
-   * creates a missing bridge, marks it, and deletes a bridge of its own with its last port); `auto`:
-   * `neutron` when neutron-server delivers the routers (neutron-l3-rpc with a transport_url), else
-   * `standalone`.
-   */
-  bridge_mode: z.enum(["auto", "neutron", "standalone"]).default("auto"),
-  /** Where the metadata proxies forward to: a unix socket path (Neutron's metadata agent) or an http(s) URL. */
+  interface_driver: z.string().regex(/^[a-z][a-z0-9_-]*$/, "a driver name such as linuxbridge or noop").default("linuxbridge").describe("Which interface driver plugs router ports: `linuxbridge`, `noop`, or one another plugin adds."),
+  bridge_namespace: namespaceNameSchema.optional().describe("linuxbridge: the namespace that holds the bridges and the outer veth ends (default: the host's)."),
+  bridge_mode: z.enum(["auto", "neutron", "standalone"]).default("auto").describe("linuxbridge: who owns the networks' bridges. `neutron`: neutron-linuxbridge-agent (the driver makes and removes veths only, as Neutron's BridgeInterfaceDriver); `standalone`: this agent (it creates a missing bridge, marks it, and deletes a bridge of its own with its last port); `auto`: `neutron` when neutron-server delivers the routers (neutron-l3-rpc with a transport_url), else `standalone`."),
   metadata_upstream: z
     .string()
     .default(DEFAULT_METADATA_UPSTREAM)
@@ -35,24 +25,12 @@ export const l3NatOptionsSchema = z.strictObject({
       } catch (err) {
         ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
       }
-    }),
-  /**
-   * `process`: a metadata proxy per router, run by the agent. `external`: only the rules; something
-   * else listens on `metadata_port` in each router namespace.
-   */
-  metadata_proxy: z.enum(["process", "external"]).default("process"),
-  /**
-   * Neutron `[AGENT] check_child_processes_interval`, in seconds: how often the metadata proxies
-   * (adopted ones too) are checked and a dead one started again; 0 leaves it to the router's next
-   * reconcile. Neutron's default is 60; ours is 5.
-   */
-  check_child_processes_interval: z.number().min(0).max(3600).default(5),
-  /** Neutron `[AGENT] use_random_fully`: `--random-fully` on SNAT where iptables has it. */
-  use_random_fully: z.boolean().default(true),
-  /** Neutron `metadata_access_mark`. */
-  metadata_access_mark: z.string().regex(MARK, "a mark such as 0x1 (lower 16 bits)").default("0x1"),
-  /** Neutron `external_ingress_mark`. */
-  external_ingress_mark: z.string().regex(MARK, "a mark such as 0x2 (lower 16 bits)").default("0x2"),
+    }).describe("Where the metadata proxies forward to: a unix socket path (Neutron's metadata agent) or an http(s) URL."),
+  metadata_proxy: z.enum(["process", "external"]).default("process").describe("`process`: a metadata proxy per router, run by the agent. `external`: only the rules; something else listens on `metadata_port` in each router namespace."),
+  check_child_processes_interval: z.number().min(0).max(3600).default(5).describe("Neutron `[AGENT] check_child_processes_interval`, in seconds: how often the metadata proxies (adopted ones too) are checked and a dead one started again; 0 leaves it to the router's next reconcile. Neutron's default is 60; ours is 5."),
+  use_random_fully: z.boolean().default(true).describe("Neutron `[AGENT] use_random_fully`: `--random-fully` on SNAT where iptables has it."),
+  metadata_access_mark: z.string().regex(MARK, "a mark such as 0x1 (lower 16 bits)").default("0x1").describe("Neutron `metadata_access_mark`."),
+  external_ingress_mark: z.string().regex(MARK, "a mark such as 0x2 (lower 16 bits)").default("0x2").describe("Neutron `external_ingress_mark`."),
 });
 
 export type L3NatOptions = z.output<typeof l3NatOptionsSchema>;
@@ -63,11 +41,13 @@ export type L3NatOptions = z.output<typeof l3NatOptionsSchema>;
  * 36-character UUID and `ip netns` names stop at 64 characters, so the prefix keeps to 28.
  */
 export const l3NatSettingsKeys = {
-  namespace_prefix: z.string().regex(/^(?![.-])[A-Za-z0-9_.-]{1,28}$/, "1 to 28 letters, digits, _ . - (not first)").default("qrouter-"),
-  /** Neutron `metadata_port`: where the metadata proxy listens inside a router namespace. */
-  metadata_port: z.number().int().min(1).max(65535).default(9697),
-  /** Neutron `enable_metadata_proxy`: redirect 169.254.169.254:80 to the proxy. */
-  enable_metadata_proxy: z.boolean().default(true),
+  namespace_prefix: z
+    .string()
+    .regex(/^(?![.-])[A-Za-z0-9_.-]{1,28}$/, "1 to 28 letters, digits, _ . - (not first)")
+    .default("qrouter-")
+    .describe("Router namespaces are `<namespace_prefix><router id>` (Neutron's are `qrouter-`); a prefix of your own runs the agent isolated from the host's routers. At most 28 characters."),
+  metadata_port: z.number().int().min(1).max(65535).default(9697).describe("Neutron `metadata_port`: where the metadata proxy listens inside a router namespace."),
+  enable_metadata_proxy: z.boolean().default(true).describe("Neutron `enable_metadata_proxy`: redirect 169.254.169.254:80 to the proxy."),
 };
 
 export type L3NatAgentSettings = z.output<z.ZodObject<typeof l3NatSettingsKeys>>;
