@@ -1,0 +1,163 @@
+import { randomBytes } from "node:crypto";
+import {
+  Agent,
+  applyObserverExtensionPoint,
+  baseConfigSchema,
+  createLogger,
+  createPlugin,
+  MemoryStateSource,
+  stateSourceExtensionPoint,
+  type AgentConfig,
+  type AgentPlugin,
+  type ApplyEvent,
+  type StateDocument,
+} from "@chainwarden/agent";
+import { deleteNamespace, ExecaRunner, type HostRunner, type IpFamily } from "@chainwarden/core";
+import { FakeHost } from "@chainwarden/testing";
+
+/** A plugin to run, with its options (what its config entry would hold). */
+export type HarnessPlugin = AgentPlugin<any, any> | { plugin: AgentPlugin<any, any>; options?: unknown };
+
+export interface PluginHarnessOptions {
+  /** The plugins under test, in the order an app would list them. */
+  plugins: readonly HarnessPlugin[];
+  /**
+   * Where the rules go: `"fake"` (default), the honest fake of every tool (`FakeHost`, checked
+   * against the real tools by @chainwarden/testing's contract suites), or `"kernel"`: the real
+   * tools in network namespaces the harness creates and deletes (run as root).
+   */
+  host?: "fake" | "kernel";
+  /**
+   * The namespaces your resources name, by the names your test uses. On the kernel each gets a
+   * unique real name (`harness.namespace(name)` gives it); on the fake the names are used as they are.
+   */
+  namespaces?: readonly string[];
+  /** Framework config over the harness's defaults (wrap name `test-agent`, no resync, no coalescing, silent logs). */
+  config?: Partial<AgentConfig>;
+  /** iptables backend on the kernel (default: the one `iptables` is). */
+  backend?: "nft" | "legacy" | "auto";
+}
+
+/** What one `apply` did: the namespace applies it caused, and their failures. */
+export interface HarnessApply {
+  events: ApplyEvent[];
+  /** The failed applies' errors (empty when everything applied). */
+  errors: Error[];
+}
+
+/**
+ * Runs plugins the way an agent runs them — the real plugin loading, desired-state parsing,
+ * reconcile loop, managers and applier — with the desired state handed over in code, on the fake
+ * host or the real kernel. A test of a plugin is then: start, `apply` a state document, read what
+ * the namespace's tables hold, `stop` (or `await using`).
+ *
+ * ```ts
+ * await using h = await PluginHarness.start({ plugins: [myPlugin], namespaces: ["ns1"] });
+ * await h.apply({ my_things: [{ id: "a", namespace: h.namespace("ns1"), ... }] });
+ * expect(await h.rules("ns1")).toContain("-A test-agent-INPUT -j test-agent-my-a");
+ * ```
+ */
+export class PluginHarness implements AsyncDisposable {
+  private stopped = false;
+
+  private constructor(
+    private readonly agent: Agent,
+    /** Every apply the agent reported (the harness's observer fills it). */
+    private readonly applied: ApplyEvent[],
+    private readonly source: MemoryStateSource,
+    /** Every tool, as the plugins see it (the fake or the execa runner). */
+    readonly runner: HostRunner,
+    /** The fake host when `host` is `"fake"` (to inspect devices, ipsets, injected failures). */
+    readonly fake: FakeHost | undefined,
+    private readonly names: ReadonlyMap<string, string>,
+    private readonly created: readonly string[],
+  ) {}
+
+  static async start(options: PluginHarnessOptions): Promise<PluginHarness> {
+    const onKernel = options.host === "kernel";
+    const tag = randomBytes(3).toString("hex");
+    const names = new Map((options.namespaces ?? []).map((n, i) => [n, onKernel ? `cwh${tag}${i}` : n] as const));
+    const fake = onKernel ? undefined : new FakeHost({ namespaces: [...names.values()] });
+    const runner: HostRunner = fake ?? new ExecaRunner({ backend: options.backend ?? "auto" });
+    const created: string[] = [];
+    const source = new MemoryStateSource({}, { name: "harness" });
+    const applied: ApplyEvent[] = [];
+    const harnessPlugin = createPlugin({
+      name: "plugin-harness",
+      version: "0.0.0",
+      framework: "*",
+      register(env) {
+        env.addExtension(stateSourceExtensionPoint, source);
+        env.addExtension(applyObserverExtensionPoint, { onApply: (e: ApplyEvent) => void applied.push(e) });
+      },
+    });
+    const config = {
+      ...baseConfigSchema.parse({ wrap_name: "test-agent", resync_interval: 0, coalesce_ms: 0, log_level: "silent" }),
+      ...options.config,
+    } as AgentConfig;
+    try {
+      if (onKernel) {
+        for (const real of names.values()) {
+          await runner.exec("ip", ["netns", "add", real]);
+          created.push(real);
+          await runner.exec("ip", ["link", "set", "lo", "up"], { namespace: real });
+        }
+      }
+      const agent = await Agent.create({
+        name: "plugin-harness",
+        version: "0.0.0",
+        config,
+        plugins: [...options.plugins.map((p) => ("plugin" in p ? p : { plugin: p })), { plugin: harnessPlugin }],
+        runner,
+        logger: createLogger({ level: config.log_level, name: "plugin-harness" }),
+      });
+      const harness = new PluginHarness(agent, applied, source, runner, fake, names, created);
+      await agent.start();
+      return harness;
+    } catch (err) {
+      for (const ns of created) await deleteNamespace(runner, ns).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** The real name of a namespace your test named (the same name on the fake). */
+  namespace(name: string): string {
+    const real = this.names.get(name);
+    if (real === undefined) throw new Error(`the harness was not started with a namespace ${JSON.stringify(name)} (namespaces: ${[...this.names.keys()].join(", ") || "none"})`);
+    return real;
+  }
+
+  /** Hands the agent a new desired state (the whole document) and waits until every namespace it touched is applied. */
+  async apply(document: StateDocument): Promise<HarnessApply> {
+    const from = this.applied.length;
+    this.source.push(document);
+    await this.agent.idle();
+    const events = this.applied.slice(from);
+    return { events, errors: events.flatMap((e) => (e.error ? [e.error] : [])) };
+  }
+
+  /** `iptables-save` of a namespace your test named (IPv4 by default; one table if given). */
+  async save(name: string, family: IpFamily = 4, table?: string): Promise<string> {
+    return this.runner.save({ namespace: this.namespace(name), family }, table ? { table } : {});
+  }
+
+  /** The namespace's rules and chain declarations (`-A …`, `:chain …`) in one family, as lines. */
+  async rules(name: string, family: IpFamily = 4, table?: string): Promise<string[]> {
+    return (await this.save(name, family, table)).split("\n").filter((l) => l.startsWith("-A ") || l.startsWith(":"));
+  }
+
+  /** Stops the agent (rules stay, as when an agent stops) and deletes the namespaces the harness created. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    try {
+      await this.agent.stop();
+    } finally {
+      for (const ns of this.created) await deleteNamespace(this.runner, ns).catch(() => undefined);
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
