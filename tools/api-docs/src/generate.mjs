@@ -13,7 +13,7 @@ import { Application } from "typedoc";
 const here = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(here, "../../..");
 /** The packages documented: the framework, its test kit, and the plugins' extension points. */
-export const PACKAGES = ["core", "agent", "testing", "l3-nat", "l2-secgroup", "fwaas-iptables"];
+export const PACKAGES = ["core", "agent", "testing", "plugin-harness", "l3-nat", "l2-secgroup", "fwaas-iptables"];
 
 /**
  * Writes the reference into `out` (emptied first). Returns TypeDoc's warnings about exports
