@@ -1,0 +1,3 @@
+import { packageTestConfig } from "@chainwarden/testing/vitest-config";
+
+export default packageTestConfig();
