@@ -23,6 +23,7 @@ export class CanonicalCache {
     return this.map(family, strict).get(comment === undefined ? rule : `${rule}\u0000${comment}`);
   }
 
+  /** Stores the canonical text of `rule` (+ `comment`). */
   set(family: IpFamily, strict: boolean, rule: string, comment: string | undefined, text: string): void {
     this.store(this.map(family, strict), comment === undefined ? rule : `${rule}\u0000${comment}`, text);
   }
@@ -49,6 +50,7 @@ export class CanonicalCache {
     return n;
   }
 
+  /** Forgets every entry. */
   clear(): void {
     this.maps.length = 0;
   }

@@ -7,7 +7,9 @@ import { InvalidChainNameError } from "./errors.js";
  * 11 characters (`neutron-l3-agent-iv480daec7b`); an unwrapped chain is cut to 28.
  */
 export const MAX_CHAIN_NAME_LENGTH = 28;
+/** The longest wrap name (Neutron's `get_binary_name` cut). */
 export const MAX_WRAP_NAME_LENGTH = 16;
+/** The longest own part of a wrapped chain name; longer names are cut to it, as Neutron does. */
 export const MAX_WRAPPED_PART_LENGTH = 11;
 
 // Whitespace, quotes, `!`, and control characters can't be in a chain name that round-trips through
@@ -33,6 +35,7 @@ export function kernelChainName(wrapName: string, name: string, wrap: boolean): 
   return wrap ? `${wrapName}-${cut}` : cut;
 }
 
+/** Throws `InvalidChainNameError` (naming `what` and the resource) for an empty name or one longer than the kernel allows. */
 export function validateChainName(name: string, what = "chain name", resource?: string): void {
   const opts = resource === undefined ? {} : { resource };
   if (name.length === 0) throw new InvalidChainNameError(name, `${what} is empty`, opts);

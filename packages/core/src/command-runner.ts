@@ -14,12 +14,14 @@
 /** The tools a `CommandRunner` runs (`iptables`/`ip6tables` for diagnostics and tests only). */
 export type AuxCommand = "ipset" | "conntrack" | "ip" | "iptables" | "ip6tables";
 
+/** What a command printed and how it ended. */
 export interface ExecResult {
   stdout: string;
   stderr: string;
   exitCode: number;
 }
 
+/** Where and how `CommandRunner.exec` runs a command. */
 export interface ExecOptions {
   namespace?: string | undefined;
   input?: string;
@@ -53,6 +55,7 @@ export interface PreparedCommand {
   readonly waiting: boolean;
 }
 
+/** Options of `CommandRunner.prepare`. */
 export interface PrepareOptions {
   namespace?: string | undefined;
   /** Do not throw on a non-zero exit; return it. */
@@ -86,6 +89,7 @@ export interface WatchedCommand {
 
 /** Runs one tool (`C`), one command at a time. */
 export interface CommandRunner<C extends AuxCommand = AuxCommand> {
+  /** Runs the tool with the arguments (never a shell), in the namespace when named; throws `CommandError` on a non-zero exit unless `reject: false`. */
   exec(command: C, args: readonly string[], options?: ExecOptions): Promise<ExecResult>;
   /**
    * Optional: starts a command now and gives it its input later, so that the start (entering the

@@ -18,6 +18,7 @@ export type ChainwardenErrorCode =
   | "COMMAND_FAILED"
   | "BACKEND_UNAVAILABLE";
 
+/** What a `ChainwardenError` names besides its message: the cause, and where it happened. */
 export interface ChainwardenErrorOptions {
   cause?: unknown;
   /** The resource (router, port, firewall, ...) the failing input belongs to. */
@@ -26,6 +27,7 @@ export interface ChainwardenErrorOptions {
   family?: 4 | 6;
 }
 
+/** The error family of every Chainwarden package: a stable `code` to branch on, and the resource, namespace and family it concerns, so a log line or an exit code can say which one failed. */
 export class ChainwardenError<C extends string = ChainwardenErrorCode> extends Error {
   readonly code: C;
   readonly resource: string | undefined;
@@ -56,6 +58,7 @@ export class InvalidRuleError extends ChainwardenError {
   }
 }
 
+/** A chain name iptables would refuse or that is unsafe in restore input (length, characters); nothing was sent. */
 export class InvalidChainNameError extends ChainwardenError {
   readonly chain: string;
   constructor(chain: string, reason: string, options: ChainwardenErrorOptions = {}) {
@@ -64,6 +67,7 @@ export class InvalidChainNameError extends ChainwardenError {
   }
 }
 
+/** A network namespace name that fails `NAMESPACE_NAME`; nothing was run with it. */
 export class InvalidNamespaceNameError extends ChainwardenError {
   constructor(readonly namespaceName: string) {
     super("INVALID_NAMESPACE_NAME", `invalid network namespace name ${JSON.stringify(namespaceName)}: 1-64 of letters, digits, _ . - (not first)`);
@@ -81,12 +85,14 @@ export class ChainNameCollisionError extends ChainwardenError {
   }
 }
 
+/** A rule for, or a lookup of, a chain the manager's table does not have. */
 export class UnknownChainError extends ChainwardenError {
   constructor(readonly table: string, readonly chain: string, options: ChainwardenErrorOptions = {}) {
     super("UNKNOWN_CHAIN", `unknown chain ${JSON.stringify(chain)} in table ${table}`, options);
   }
 }
 
+/** A table the manager does not manage in this family (nat in stateless mode, nat for IPv6 beyond PREROUTING). */
 export class UnknownTableError extends ChainwardenError {
   constructor(readonly table: string, family: 4 | 6, options: ChainwardenErrorOptions = {}) {
     super("UNKNOWN_TABLE", `table ${JSON.stringify(table)} is not managed for IPv${family}`, { ...options, family });
@@ -186,6 +192,7 @@ export class NamespaceGoneError extends ChainwardenError {
   }
 }
 
+/** A command (ip, ipset, conntrack, ...) that exited non-zero: the argument array, its exit code and stderr. */
 export class CommandError extends ChainwardenError {
   constructor(
     readonly command: readonly string[],
@@ -197,12 +204,14 @@ export class CommandError extends ChainwardenError {
   }
 }
 
+/** `iptables-save` failed; its stderr says why. */
 export class SaveError extends ChainwardenError {
   constructor(readonly stderr: string, options: ChainwardenErrorOptions = {}) {
     super("SAVE_FAILED", `iptables-save failed: ${stderr.trim()}`, options);
   }
 }
 
+/** The iptables backend asked for cannot be used on this host (tools missing, or the wrong flavour installed). */
 export class BackendUnavailableError extends ChainwardenError {
   constructor(message: string, options: ChainwardenErrorOptions = {}) {
     super("BACKEND_UNAVAILABLE", message, options);

@@ -9,8 +9,12 @@ import type { ProcessRunner } from "./process-runner.js";
  * those; a test builds one from the fakes of the tools the code under test runs.
  */
 export interface HostRunner extends IptablesRunner, ProcessRunner {
+  /** Runs `ip`, `ipset`, `conntrack` (or iptables for diagnostics) as `CommandRunner.exec` promises. */
   exec(command: AuxCommand, args: readonly string[], options?: ExecOptions): Promise<ExecResult>;
+  /** Starts a command before its input is known (see `CommandRunner.prepare`); optional: callers fall back to `exec`. */
   prepare?(command: AuxCommand, args: readonly string[], options?: PrepareOptions): PreparedCommand;
+  /** Runs `ip monitor`-style commands and reports their lines as printed (see `IpRunner.watch`); optional. */
   watch?(command: "ip", args: readonly string[], options: WatchOptions): WatchedCommand;
+  /** The names of the network devices in a namespace (the host's when undefined); optional. */
   listLinks?(namespace?: string): Promise<string[]>;
 }

@@ -13,6 +13,7 @@ export interface IpAddress {
   text: string;
 }
 
+/** A parsed CIDR: family, prefix length, the network address and the address as written. */
 export interface IpNetwork {
   family: 4 | 6;
   prefix: number;
@@ -57,10 +58,12 @@ export function parseCidr(text: string): IpNetwork | undefined {
   };
 }
 
+/** 4 or 6 for an address or a CIDR, undefined for anything else. */
 export function ipFamily(text: string): 4 | 6 | undefined {
   return parseIp(text)?.family ?? parseCidr(text)?.family;
 }
 
+/** Whether the address is in the network (false across families). */
 export function cidrContains(network: IpNetwork, ip: IpAddress): boolean {
   if (network.family !== ip.family) return false;
   const masked = maskWords(ip.words, network.prefix, ip.family);

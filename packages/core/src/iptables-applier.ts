@@ -79,6 +79,7 @@ import { planTables, type FamilyDesire, type TablePlan } from "./table-plan.js";
  */
 const STREAM_MAX_OPEN_MS = 30_000;
 
+/** Options of `IptablesApplier`. */
 export interface IptablesApplierOptions {
   runner: IptablesRunner;
   /** The network namespace; the host's own when undefined. */
@@ -91,12 +92,14 @@ export interface IptablesApplierOptions {
   streamMaxOpenMs?: number;
 }
 
+/** One family's restore as applied: its plan, whether it was sent, lock retries and how long it took. */
 export interface FamilyApplyResult extends FamilyPlan {
   sent: boolean;
   lockRetries: number;
   durationMs: number;
 }
 
+/** Writes managers' tables of one namespace to the kernel: keeps a view of what the kernel holds (read once with `iptables-save`, then updated from what it sends), diffs each apply against it and sends only the difference in one `iptables-restore` per family; foreign rules are never touched. Managers of one namespace share one applier so their views agree. */
 export class IptablesApplier {
   readonly namespace: string | undefined;
   private readonly runner: IptablesRunner;

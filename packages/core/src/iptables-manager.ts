@@ -25,6 +25,7 @@ const HOLD_MIN_RULES = 4000;
 /** Neutron's `ic.SNAT_OUT`, the comment on the jump to the snat chain. */
 export const SNAT_OUT_COMMENT = "Perform source NAT on outgoing traffic.";
 
+/** Options of `IptablesManager` (Neutron's `IptablesManager` arguments, plus the runner and applier). */
 export interface IptablesManagerOptions {
   runner: IptablesRunner;
   /** The network namespace; the host's own when undefined. */
@@ -52,6 +53,7 @@ export interface IptablesManagerOptions {
   streamMaxOpenMs?: number;
 }
 
+/** What `IptablesManager.apply` did. */
 export interface ApplyResult {
   /** One entry per restore planned (a family sent early by `applyEarly` and again after has two), in family order. */
   families: FamilyApplyResult[];
@@ -63,11 +65,13 @@ export interface ApplyResult {
   deferred: boolean;
 }
 
+/** What an apply would send now (`IptablesManager.plan`), per family; nothing is sent. */
 export interface Plan {
   families: FamilyPlan[];
   lines: number;
 }
 
+/** What `IptablesManager.verify` found drifted in the kernel and whether it repaired it. */
 export interface VerifyResult {
   /** The repairs that were needed (empty when the kernel matched). */
   drift: FamilyApplyResult[];
@@ -217,10 +221,12 @@ export class IptablesManager {
     return { value, result };
   }
 
+  /** Starts deferring: `apply` calls are no-ops until the matching `deferApplyOff` (nestable). */
   deferApplyOn(): void {
     this.deferDepth++;
   }
 
+  /** Ends one level of deferring; at the outermost level, applies what changed meanwhile. */
   async deferApplyOff(): Promise<ApplyResult> {
     if (this.deferDepth > 0) this.deferDepth--;
     return this.deferDepth === 0 ? this.apply() : deferredResult();

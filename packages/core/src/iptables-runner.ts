@@ -18,8 +18,11 @@
  */
 import { BackendUnavailableError } from "./errors.js";
 
+/** The address family of an iptables tool: 4 (`iptables`) or 6 (`ip6tables`). */
 export type IpFamily = 4 | 6;
+/** The iptables flavour: `nft` (iptables-nft, nf_tables) or `legacy` (x_tables, the xtables lock). */
 export type Backend = "nft" | "legacy";
+/** A configured backend: one of `Backend`, or `auto` (whichever `iptables` on the host is). */
 export type BackendChoice = Backend | "auto";
 
 /** Where a command runs: the host's own namespace when `namespace` is undefined. */
@@ -28,6 +31,7 @@ export interface Target {
   family: IpFamily;
 }
 
+/** Options of `IptablesRunner.save`. */
 export interface SaveOptions {
   /** Only this table. */
   table?: string;
@@ -35,6 +39,7 @@ export interface SaveOptions {
   counters?: boolean;
 }
 
+/** Options of `IptablesRunner.restore` and `restoreStream`. */
 export interface RestoreOptions {
   /**
    * Seconds to wait for the xtables lock inside the tool (`-w N`). Ignored when the binary does not
@@ -59,6 +64,7 @@ export interface XtablesLockHold {
   release(): void;
 }
 
+/** The iptables tools' version and what it supports (`IptablesRunner.version`). */
 export interface IptablesVersion {
   /** e.g. "1.8.9" */
   version: string;
@@ -87,10 +93,13 @@ export interface RestoreStream {
   end(): Promise<void>;
 }
 
+/** The iptables tools of one host, as the contract at the top of this file says. */
 export interface IptablesRunner {
   /** The backend this runner drives (resolves `auto` on first use). */
   backend(): Promise<Backend>;
+  /** `iptables-save` (or `ip6tables-save`) of the target's namespace: the whole ruleset, or one table. */
   save(target: Target, options?: SaveOptions): Promise<string>;
+  /** `iptables-restore --noflush` of the input in the target's namespace; throws the typed errors of the contract above. */
   restore(target: Target, input: string, options?: RestoreOptions): Promise<void>;
   /** Optional: a restore whose input is written while it runs. Without it, callers send whole inputs. */
   restoreStream?(target: Target, options?: RestoreOptions): RestoreStream;
@@ -108,6 +117,7 @@ export interface IptablesRunner {
   holdXtablesLock?(options?: { waitSeconds?: number }): Promise<XtablesLockHold | undefined>;
   /** Optional: why `holdXtablesLock` gives nothing with these tools, once that is known (for the log). */
   readonly holdRefusal?: string | undefined;
+  /** The tools' version and features, read once and cached. */
   version(): Promise<IptablesVersion>;
 }
 

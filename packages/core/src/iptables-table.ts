@@ -5,8 +5,10 @@ import { ruleJumpTarget } from "./canonical/rule-tokens.js";
 import { ChainNameCollisionError, UnknownChainError } from "./errors.js";
 import type { IpFamily } from "./iptables-runner.js";
 
+/** The tables Chainwarden manages. */
 export type TableName = "filter" | "nat" | "mangle" | "raw";
 
+/** Options of `IptablesTable.addChain`. */
 export interface AddChainOptions {
   /** Prefix the name with the wrap name (default true). */
   wrap?: boolean;
@@ -14,6 +16,7 @@ export interface AddChainOptions {
   resource?: string;
 }
 
+/** Options of `IptablesTable.addRule`. */
 export interface AddRuleOptions {
   wrap?: boolean;
   /** Place the rule before the chain's other rules. */
@@ -25,6 +28,7 @@ export interface AddRuleOptions {
   resource?: string;
 }
 
+/** Options of `IptablesTable.removeRule`. */
 export interface RemoveRuleOptions {
   wrap?: boolean;
   top?: boolean;
@@ -58,6 +62,7 @@ export interface TableState {
   readonly name: TableName;
   /** Chains this manager declares (kernel names); only the wrapped or only the unwrapped ones when asked. */
   declaredChains(wrapped?: boolean): Iterable<string>;
+  /** Whether the chain (a kernel name) is one this manager declares. */
   isDeclared(chain: string): boolean;
   /** Chains this manager puts rules in (declared or not: built-ins, shared chains). */
   chainsWithRules(): Iterable<string>;
@@ -115,6 +120,7 @@ export class IptablesTable implements TableState {
     return this.ctx.family;
   }
 
+  /** Declares a chain (wrapped with the wrap name unless `wrap: false`) and returns its kernel name; declaring it again is a no-op. The name is checked before anything is sent. */
   addChain(name: string, options: AddChainOptions = {}): string {
     const wrap = options.wrap ?? true;
     validateChainName(name, "chain name", options.resource);
@@ -131,6 +137,7 @@ export class IptablesTable implements TableState {
     return kernel;
   }
 
+  /** Whether this manager declares the chain. */
   hasChain(name: string, options: { wrap?: boolean } = {}): boolean {
     return this.chains.has(kernelChainName(this.ctx.wrapName, name, options.wrap ?? true));
   }
@@ -152,6 +159,7 @@ export class IptablesTable implements TableState {
     this.topCursor.delete(kernel);
   }
 
+  /** Appends a rule (or puts it first with `top`) to a chain of ours or a built-in; `$name` in the rule is the wrapped chain `name`. The rule is canonicalized to iptables-save form now, so bad text fails here, naming the resource, not at apply time. */
   addRule(chain: string, rule: string, options: AddRuleOptions = {}): IptablesRule {
     const wrap = options.wrap ?? true;
     const kernel = this.resolveChain(chain, wrap, options.resource);
@@ -198,6 +206,7 @@ export class IptablesTable implements TableState {
     this.dropRules(this.rules.get(kernel) ?? []);
   }
 
+  /** Removes every rule added with this tag (in every chain). */
   clearRulesByTag(tag: string): void {
     const set = this.byTag.get(tag);
     if (set) this.dropRules([...set]);
@@ -208,6 +217,7 @@ export class IptablesTable implements TableState {
     return this.rules.get(kernelChainName(this.ctx.wrapName, chain, options.wrap ?? true)) ?? [];
   }
 
+  /** Whether the chain holds none of our rules. */
   isChainEmpty(chain: string, options: { wrap?: boolean } = {}): boolean {
     return this.getChain(chain, options).length === 0;
   }
@@ -220,6 +230,7 @@ export class IptablesTable implements TableState {
     return [...this.chains].filter(([, e]) => e.wrap).map(([name]) => name);
   }
 
+  /** Whether this manager declares the chain (by kernel name). */
   isDeclared(chain: string): boolean {
     return this.chains.has(chain);
   }

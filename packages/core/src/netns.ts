@@ -7,6 +7,7 @@ import type { IpRunner } from "./command-runner.js";
  */
 export const NAMESPACE_NAME = /^(?![.-])[A-Za-z0-9_.-]{1,64}$/;
 
+/** True when `name` matches `NAMESPACE_NAME`: check before a name reaches a command or a path. */
 export function isNamespaceName(name: string): boolean {
   return NAMESPACE_NAME.test(name);
 }
@@ -16,6 +17,7 @@ export function validateNamespaceName(name: string): void {
   if (!isNamespaceName(name)) throw new InvalidNamespaceNameError(name);
 }
 
+/** The named network namespaces (`ip netns list`), names only. */
 export async function listNamespaces(runner: IpRunner): Promise<string[]> {
   const r = await runner.exec("ip", ["netns", "list"]);
   return r.stdout
@@ -24,6 +26,7 @@ export async function listNamespaces(runner: IpRunner): Promise<string[]> {
     .filter(Boolean);
 }
 
+/** Whether a named network namespace exists. */
 export async function namespaceExists(runner: IpRunner, name: string): Promise<boolean> {
   return (await listNamespaces(runner)).includes(name);
 }

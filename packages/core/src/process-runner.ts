@@ -5,6 +5,7 @@
 /** A long-lived child (a metadata proxy): Node's ChildProcess, with pipes on all three streams. */
 export type SpawnedProcess = import("node:child_process").ChildProcess;
 
+/** Options of `ProcessRunner.spawn`. */
 export interface SpawnOptions {
   namespace?: string | undefined;
   env?: Record<string, string>;
@@ -17,6 +18,7 @@ export interface SpawnOptions {
   detached?: { logFile: string };
 }
 
+/** Starts long-running processes (a metadata proxy) in a namespace, as argument arrays, never a shell. */
 export interface ProcessRunner {
   /** Starts `node` with the arguments (an array, never a shell). */
   spawn(command: "node", args: readonly string[], options?: SpawnOptions): SpawnedProcess;

@@ -6,6 +6,7 @@ const NAMESPACE_GONE = /Cannot open network namespace "[^"]*": No such file or d
 const FAILED_LINE = /line:? (\d+)(?: failed)?/;
 const MISSING_CHAIN = /Chain '([^']+)' does not exist/;
 
+/** What a failed `iptables-restore` left to explain it: its exit code and stderr. */
 export interface RawRestoreFailure {
   exitCode: number;
   stderr: string;

@@ -8,6 +8,7 @@
 import type { IpFamily } from "./iptables-runner.js";
 import type { ChainChange, TablePlan } from "./table-plan.js";
 
+/** One family's restore input for an apply, by table, with the counts it reports. */
 export interface FamilyPlan {
   family: IpFamily;
   namespace: string | undefined;

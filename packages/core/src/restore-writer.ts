@@ -15,6 +15,7 @@ import type { FamilyPlan } from "./restore-render.js";
 import type { IpFamily, IptablesRunner, RestoreOptions, RestoreStream, XtablesLockHold } from "./iptables-runner.js";
 import type { SharedXtablesHold } from "./shared-xtables-hold.js";
 
+/** How an apply retries a restore that found the xtables lock held (legacy): attempts and the backoff between them. */
 export interface LockRetryPolicy {
   /** Attempts in all, the first included. */
   attempts: number;

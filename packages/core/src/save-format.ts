@@ -8,12 +8,14 @@ export interface Counters {
   bytes: bigint;
 }
 
+/** One `-A` line of `iptables-save`, with its counters when saved with `-c`. */
 export interface SavedRule {
   /** Rule text after `-A <chain> `, exactly as iptables-save prints it. */
   text: string;
   counters?: Counters;
 }
 
+/** One chain of a saved table: its policy (built-in chains) and its rules in order. */
 export interface SavedChain {
   name: string;
   /** `ACCEPT`/`DROP` for built-in chains, `null` for user chains (`-`). */
@@ -22,14 +24,17 @@ export interface SavedChain {
   rules: SavedRule[];
 }
 
+/** One table of `iptables-save` output: its chains in order. */
 export interface SavedTable {
   name: string;
   /** In the order iptables-save printed them: built-ins first, then user chains sorted. */
   chains: Map<string, SavedChain>;
 }
 
+/** `iptables-save` output parsed: tables by name. */
 export type SavedRuleset = Map<string, SavedTable>;
 
+/** `iptables-save` output that could not be parsed, with the line. */
 export class SaveParseError extends Error {
   constructor(
     readonly lineNumber: number,
@@ -98,6 +103,7 @@ export function parseSave(text: string): SavedRuleset {
   return tables;
 }
 
+/** Options of `formatSave`. */
 export interface FormatSaveOptions {
   counters?: boolean;
   /** Table order; defaults to the map's order. */
@@ -135,6 +141,7 @@ export const BUILTIN_CHAINS: Readonly<Record<string, readonly string[]>> = {
   security: ["INPUT", "FORWARD", "OUTPUT"],
 };
 
+/** Whether a chain is one of the table's built-in chains (INPUT, PREROUTING, ...). */
 export function isBuiltinChain(table: string, chain: string): boolean {
   return BUILTIN_CHAINS[table]?.includes(chain) ?? false;
 }

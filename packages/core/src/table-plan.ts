@@ -31,6 +31,7 @@ export interface FamilyDesire {
   dirty: ReadonlyMap<TableName, ReadonlySet<string>>;
 }
 
+/** What an apply changes in one chain: how many rules it adds and removes, and whether the chain is created, deleted or rewritten. */
 export interface ChainChange {
   table: string;
   chain: string;

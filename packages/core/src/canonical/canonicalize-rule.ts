@@ -42,6 +42,7 @@ import {
 import { tokenizeRule } from "./rule-tokens.js";
 import { isInterfaceName, protocolName, protocolNumber } from "./value-parsers.js";
 
+/** Options of `canonicalizeRule`. */
 export interface CanonicalizeOptions {
   family: 4 | 6;
   /** Throw when the input is not already canonical (tests and strict callers). */

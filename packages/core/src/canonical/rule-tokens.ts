@@ -91,6 +91,7 @@ export function formatRuleTokens(tokens: readonly string[]): string {
   return out;
 }
 
+/** A rule's `-j` (jump) or `-g` (goto) target. */
 export interface RuleTarget {
   kind: "jump" | "goto";
   target: string;
