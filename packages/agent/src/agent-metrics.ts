@@ -89,6 +89,7 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
+  /** `chainwarden_build_info`: one series of value 1 whose labels say what runs (`setBuildInfo`). */
   readonly buildInfo = new Gauge({
     name: "chainwarden_build_info",
     help: "Always 1: what runs, in its labels (the app and its version, the iptables backend, the plugins as name@version)",
@@ -96,6 +97,7 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
+  /** Whether `collectProcessMetrics` already ran. */
   private processMetrics = false;
 
   /**

@@ -1,3 +1,4 @@
+/** What a `ProgressLog` counts and how it writes a line. */
 export interface ProgressLogOptions {
   /** How many items the work has (namespaces of a full pass, routers of a full sync). */
   total: number;
