@@ -73,7 +73,7 @@ async function host() {
   const cli = (...args: string[]) => runCli(BIN, [...args, "--config", config, "--state", state]);
   const save = async () => (await runner.save({ namespace, family: 4 })).split("\n").filter((l) => !l.startsWith("#")).join("\n");
   const exists = async () => (await listNamespaces(runner)).includes(namespace);
-  return { namespace, state, write, cli, save, exists };
+  return { namespace, state, write, cli, save, exists, prefix, fabric: fabric.name };
 }
 
 describe.skipIf(!isRoot())("l3-agent: what bad input gets (real kernel, a fresh process each time)", () => {
@@ -152,7 +152,14 @@ describe.skipIf(!isRoot())("l3-agent: what bad input gets (real kernel, a fresh 
     h.write({ routers: [] });
     const plan = await h.cli("plan");
     expect(plan.code).toBe(0);
-    expect(plan.stdout).toContain(`# namespace ${h.namespace}: left by an earlier run and no longer desired\n# would remove namespace ${h.namespace} (router/${ROUTER_ID})\n`);
+    // The namespace with its devices (veth, tap and bridge), and the bridges of our own that lose their last port.
+    const fabric = `(namespace ${h.fabric})`;
+    expect(plan.stdout).toContain(
+      `# namespace ${h.namespace}: left by an earlier run and no longer desired\n# would remove namespace ${h.namespace} (router/${ROUTER_ID}; with its devices qg-a1b2c3d4-00 (veth, with tapa1b2c3d4-00 in brqf0e1d2c3-00 ${fabric}), qr-c0ffee00-11 (veth, with tapc0ffee00-11 in brq8f2e0c6a-3d ${fabric}))\n`,
+    );
+    for (const bridge of ["brqf0e1d2c3-00", "brq8f2e0c6a-3d"]) {
+      expect(plan.stdout).toContain(`# bridge ${bridge}: left by an earlier run and no longer desired\n# would remove bridge ${bridge} (router/${ROUTER_ID}; made by this agent (alias chainwarden:l3-nat:${h.prefix}); its last port goes)\n`);
+    }
     const status = await h.cli("status");
     expect(status.code).toBe(3);
     expect(status.stdout).toMatch(new RegExp(`^${h.namespace} +yes +- +no .*stale: left by an earlier run, would be removed$`, "m"));

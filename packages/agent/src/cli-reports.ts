@@ -64,7 +64,9 @@ export function formatPlan(report: PlanReport): string {
   }
   for (const p of report.namespaces) {
     if (p.stale) {
-      out.push(`# namespace ${namespaceLabel(p.namespace)}: left by an earlier run and no longer desired`);
+      // Other objects than namespaces (a bridge a driver's sweep found) are listed under their own name and kind.
+      const object = p.actions.length > 0 && !p.actions.some((a) => a.object === "namespace") ? p.actions[0]!.object : "namespace";
+      out.push(`# ${object} ${namespaceLabel(p.namespace)}: left by an earlier run and no longer desired`);
       for (const a of p.actions) out.push(`# ${describeAction(a)}`);
       continue;
     }
