@@ -9,11 +9,11 @@
  * the bridge and taps (Nova's and the l2 agent's part) are the test's own, made before "before".
  * Teardown (also on failure) kills a leftover agent, deletes the namespace and the directory.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createNetns, isRoot, listNetns, runCli, type TestNetns } from "@chainwarden/testing";
+import { createNetns, filesUnder, isRoot, listNetns, pidsMentioning, runCli, type TestNetns } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 
 const APP_DIR = fileURLToPath(new URL("..", import.meta.url));
@@ -30,28 +30,6 @@ afterEach(async () => {
   }
 });
 
-function pidsNaming(text: string): number[] {
-  return readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(text);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
-
-function files(dir: string, base = dir): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...files(path, base));
-    else out.push(path.slice(base.length + 1));
-  }
-  return out.sort();
-}
 
 const NETWORK = "hc0a0a0a-0000-4000-8000-000000000001";
 const BRIDGE = `brq${NETWORK.slice(0, 11)}`;
@@ -135,8 +113,8 @@ describe.skipIf(!isRoot())("l2-agent: removing ports leaves the host as it was",
         ipsets: (await host.exec(["ipset", "list", "-n"])).stdout.split("\n").filter(Boolean).sort(),
         iptables: await save("iptables-save"),
         ip6tables: await save("ip6tables-save"),
-        processes: pidsNaming(dir),
-        files: files(dir).filter((f) => f !== "ports.json" && f !== "l2-agent.yaml"),
+        processes: pidsMentioning(dir),
+        files: filesUnder(dir).filter((f) => f !== "ports.json" && f !== "l2-agent.yaml"),
       };
     };
     const pristine = await snapshot();

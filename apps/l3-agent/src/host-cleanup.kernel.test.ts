@@ -9,11 +9,11 @@
  * namespace and the directory.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AgentProcess, createNetns, deleteNetns, isRoot, listNetns, runCli, runCommand, waitFor, type TestNetns } from "@chainwarden/testing";
+import { AgentProcess, createNetns, deleteNetns, filesUnder, isRoot, listNetns, pidsMentioning, runCli, runCommand, type TestNetns, waitFor } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 
 const APP_DIR = fileURLToPath(new URL("..", import.meta.url));
@@ -30,30 +30,6 @@ afterEach(async () => {
   }
 });
 
-/** Every process whose command line names `text`. */
-function pidsNaming(text: string): number[] {
-  return readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(text);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
-
-/** Files (not directories) under `dir`, relative, sorted. */
-function files(dir: string, base = dir): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...files(path, base));
-    else out.push(path.slice(base.length + 1));
-  }
-  return out.sort();
-}
 
 interface TestHost {
   host: TestNetns;
@@ -74,7 +50,7 @@ async function testHost(): Promise<TestHost> {
   });
   // Metadata proxies name the state path in their command line; kill any left (a failed test).
   cleanups.push(() => {
-    for (const pid of pidsNaming(dir)) {
+    for (const pid of pidsMentioning(dir)) {
       try {
         process.kill(pid, "SIGKILL");
       } catch {
@@ -119,8 +95,8 @@ async function snapshot(t: TestHost) {
     ipsets: (await t.host.exec(["ipset", "list", "-n"])).stdout.split("\n").filter(Boolean).sort(),
     iptables: await save("iptables-save"),
     ip6tables: await save("ip6tables-save"),
-    processes: pidsNaming(t.dir).filter((pid) => pid !== process.pid),
-    files: files(t.dir).filter((f) => f !== "routers.json" && f !== "l3-agent.yaml"),
+    processes: pidsMentioning(t.dir).filter((pid) => pid !== process.pid),
+    files: filesUnder(t.dir).filter((f) => f !== "routers.json" && f !== "l3-agent.yaml"),
   };
 }
 
@@ -199,7 +175,7 @@ describe.skipIf(!isRoot())("l3-agent: removing routers leaves the host as it was
     const remove = await runCli(BIN, ["apply", "--once", ...args], 60_000);
     expect(remove.code, remove.stderr + remove.stdout.slice(-3000)).toBe(0);
     // The proxies exit with their namespaces (killed by the namespace's removal).
-    await waitFor(() => pidsNaming(t.dir).filter((p) => p !== process.pid).length === 0, "the metadata proxies to exit", 15_000);
+    await waitFor(() => pidsMentioning(t.dir).filter((p) => p !== process.pid).length === 0, "the metadata proxies to exit", 15_000);
     expect(await snapshot(t)).toEqual(before);
   }, 180_000);
 
@@ -216,7 +192,7 @@ describe.skipIf(!isRoot())("l3-agent: removing routers leaves the host as it was
     await waitFor(async () => (await listNetns()).filter((n) => n.startsWith(t.prefix)).length === 0, "all routers removed", 30_000);
     agent.signal("SIGTERM");
     expect((await agent.exited).code, agent.describe()).toBe(0);
-    await waitFor(() => pidsNaming(t.dir).filter((p) => p !== process.pid).length === 0, "every process to exit", 15_000);
+    await waitFor(() => pidsMentioning(t.dir).filter((p) => p !== process.pid).length === 0, "every process to exit", 15_000);
     expect(await snapshot(t)).toEqual(before);
   }, 180_000);
 

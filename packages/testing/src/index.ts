@@ -33,6 +33,7 @@ export { FakeHost, type FakeHostEvent, type FakeHostOptions } from "./fake-host.
 export { NotModelledError } from "./not-modelled-error.js";
 export { createNetns, deleteNetns, isRoot, listNetns, withNetns, type NetnsExecOptions, type TestNetns } from "./netns.js";
 export { runCommand, type RunResult } from "./run-command.js";
+export { filesUnder, pidsMentioning } from "./host-inspect.js";
 export { holdXtablesLock, type HeldXtablesLock } from "./xtables-lock.js";
 export { AgentProcess, freePort, runCli, waitFor, type AgentProcessOptions, type CliResult, type LogLine } from "./agent-process.js";
 export { duplicateLogKeys } from "./log-keys.js";
