@@ -281,7 +281,8 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
     process.kill(p1, "SIGKILL");
     await waitFor(() => first.pid !== undefined && first.pid !== p1, 8_000, "respawn of our child");
     const p2 = first.pid!;
-    expect(readPid(t.files.pidFile)).toBe(p2);
+    // The new daemon writes its pid file itself, a moment after it runs.
+    await waitFor(() => existsSync(t.files.pidFile) && readPid(t.files.pidFile) === p2, 5_000, "the pid file to name the new proxy");
     expect(t.log.lines.find((l) => l.msg === "metadata proxy died; starting it again")).toMatchObject({ proxyPid: p1 });
     await waitFor(async () => (await t.status()) === "200", 5_000, "the new proxy to answer");
 
