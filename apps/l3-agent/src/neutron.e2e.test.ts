@@ -221,6 +221,11 @@ describe.skipIf(!isRoot())("l3-agent driven by a real neutron-server, in place o
         "use_helper_for_ns_read = false",
         "[oslo_concurrency]",
         `lock_path = ${join(dir, "lock")}`,
+        // Zed's privsep daemon runs commands with eventlet's green subprocess from its native thread
+        // pool: two at once can wedge it ("greenlet.error: cannot switch to a different thread", then
+        // no answer; see tools/bench/README.md). One thread cannot race; its arpings then take turns.
+        // Our agent ignores these sections.
+        ...["privsep", "privsep_namespace", "privsep_link", "privsep_conntrack", "privsep_dhcp_release", "privsep_ovs_vsctl"].flatMap((section) => [`[${section}]`, "thread_pool_size = 1"]),
         "",
       ].join("\n"),
     );
