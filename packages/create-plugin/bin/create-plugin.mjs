@@ -3,7 +3,7 @@
 // plugin package into <dir> from ../template. Plain JavaScript: it runs from the package as published.
 //
 //   create-plugin <dir> [--name <npm package name>] [--plugin <plugin name>] [--kind <resource kind>]
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -84,7 +84,17 @@ export function createPlugin({ dir, packageName, pluginName, kind }) {
   return written.sort();
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+/** Run as a program, not imported (the test imports it): through npm's bin link too (`npm create`, `npx`). */
+function isMain() {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
   try {
     const options = parseArgs(process.argv.slice(2));
     if (options.help) {

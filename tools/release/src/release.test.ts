@@ -146,6 +146,56 @@ describe.skipIf(!isRoot())("the release, installed from its tarballs into a scra
     expect(await chainRules(ns, "cs-web")).toEqual([`-A ${WRAP}-cs-web -s 10.0.0.0/8 -j ACCEPT`, `-A ${WRAP}-cs-web -p tcp -m tcp --dport 22 -j ACCEPT`]);
   });
 
+  it("a plugin made by the released create-plugin builds and passes its tests on the released packages; packed, both installed agents load it as its README says and program a throwaway namespace", async () => {
+    // As a plugin author without a registry: `npm create` is `npm exec` of the create-plugin package.
+    const gen = join(scratch, "gen");
+    mkdirSync(gen);
+    const dir = join(gen, "chainwarden-plugin-allow-list");
+    const created = await exec("npm", ["exec", "--yes", "--offline", "--package", release.packages.get("@chainwarden/create-plugin")!, "--", "create-plugin", dir], { cwd: gen, timeoutMs: 120_000 });
+    expect(created.code, created.stderr + created.stdout).toBe(0);
+    // Its README's way without a registry: our packages from the release's tarballs.
+    const ours = ["core", "oslo-config", "agent", "testing", "plugin-harness"].map((p) => release.packages.get(`@chainwarden/${p}`)!);
+    const npm = (args: string[], timeoutMs = 300_000) => exec("npm", ["--no-audit", "--no-fund", ...args], { cwd: dir, timeoutMs });
+    const installed = await npm(["install", "--prefer-offline", "--save-dev", ...ours]);
+    expect(installed.code, installed.stderr + installed.stdout).toBe(0);
+    for (const script of ["typecheck", "build"]) {
+      const r = await npm(["run", script]);
+      expect(r.code, `${script}: ${r.stderr}${r.stdout}`).toBe(0);
+    }
+    const tested = await npm(["test", "--", "--reporter=verbose"]);
+    expect(tested.code, tested.stderr + tested.stdout).toBe(0);
+    expect(tested.stdout).toMatch(/allow-list on the fake host/);
+    expect(tested.stdout).toMatch(/allow-list on the kernel/);
+    expect(tested.stdout).not.toMatch(/\bfailed\b|\bskipped\b/);
+    const packed = await npm(["pack", "--silent"]);
+    expect(packed.code, packed.stderr).toBe(0);
+    const tarball = join(dir, packed.stdout.trim().split("\n").pop()!);
+
+    // What its README gives: the state example and the config that loads it.
+    const readme = readFileSync(join(dir, "README.md"), "utf8");
+    const yaml = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    const stateExample = yaml.find((b) => b.startsWith("allow_lists:"));
+    const config = write("plugin.yaml", yaml.find((b) => b.startsWith("plugins:"))!);
+    expect(stateExample, readme).toBeDefined();
+    for (const [app, wrap, scope] of [
+      ["l3-agent", "neutron-l3-agent", (ns: string) => ["--namespace-prefix", `${ns}-r-`]],
+      ["l2-agent", "neutron-linuxbri", (ns: string) => ["--netns", ns]],
+    ] as const) {
+      const agentDir = join(prefix, "lib", "chainwarden", app);
+      const add = await exec("npm", ["install", "--prefix", agentDir, "--offline", "--no-audit", "--no-fund", tarball], { timeoutMs: 120_000 });
+      expect(add.code, add.stderr + add.stdout).toBe(0);
+      const ns = await netns();
+      const state = write(`${app}-allow.yaml`, stateExample!.replace("namespace: lab", `namespace: ${ns.name}`));
+      const apply = await exec(bin(app), ["apply", "--once", "--config", config, "--state", state, ...scope(ns.name)]);
+      expect(apply.code, `${app}: ${apply.stderr}${apply.stdout}`).toBe(0);
+      const save = (await ns.exec(["iptables-save", "-t", "filter"])).stdout.split("\n");
+      const jump = save.find((l) => l.startsWith(`-A ${wrap}-INPUT -j ${wrap}-`));
+      expect(jump, `${app}:\n${save.join("\n")}`).toBeDefined();
+      const chain = jump!.split(" -j ")[1]!;
+      expect(save.filter((l) => l.startsWith(`-A ${chain} `)), app).toEqual([`-A ${chain} -s 10.0.0.1/32 -j ACCEPT`, `-A ${chain} -s 192.168.0.0/16 -j ACCEPT`]);
+    }
+  }, 600_000);
+
   it("ships example configs under the sysconfdir that the installed agents accept", async () => {
     const ns = await netns();
     const l3 = await exec(bin("l3-agent"), ["plan", "--config", join(etc, "chainwarden", "l3-agent.yaml"), "--state", write("routers.json", '{"routers": []}'), "--namespace-prefix", `${ns.name}-r-`]);

@@ -1,6 +1,6 @@
 /**
  * {{PACKAGE_NAME}}: the Chainwarden plugin "{{PLUGIN_NAME}}". The default export is what an agent
- * loads when a config names this package (`plugins: [{ name: "{{PACKAGE_NAME}}" }]`).
+ * loads when a config names this package (`plugins: [{ package: "{{PACKAGE_NAME}}" }]`).
  */
 import { {{PLUGIN_VAR}} } from "./plugin.js";
 
