@@ -10,6 +10,7 @@
  */
 import { matchSequences } from "./sequence-diff.js";
 
+/** The edit script `diffChain` made for one chain: the restore lines, the rules they leave, and what they add and remove. */
 export interface ChainDiff {
   /** The edit lines, in the order they must run; empty when the chain is as wanted. */
   lines: string[];
@@ -17,8 +18,11 @@ export interface ChainDiff {
   final: string[];
   /** The wanted rules the script adds. */
   inserted: string[];
+  /** Rules the script adds. */
   added: number;
+  /** Rules of ours the script deletes (or the flush drops). */
   removed: number;
+  /** The script flushes the chain and writes it anew (only when every rule in it is ours). */
   rewritten: boolean;
 }
 

@@ -106,6 +106,7 @@ export interface ContextLine {
   failing: boolean;
 }
 
+/** What a `RestoreError` is made from: the failed `iptables-restore`'s exit code, stderr and the input it was given. */
 export interface RestoreFailure {
   exitCode: number;
   stderr: string;

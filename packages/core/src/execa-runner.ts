@@ -15,7 +15,9 @@ import type { SpawnedProcess, SpawnOptions } from "./process-runner.js";
 import { lockDescriptor, takeXtablesLock, waitsForLock } from "./xtables-lock-hold.js";
 import { XTABLES_LOCK_HELD } from "./xtables-lock-message.js";
 
+/** Options of `ExecaRunner`; every one has a default, so `{}` gives the production runner. */
 export interface ExecaRunnerOptions {
+  /** Which iptables flavour to run (`auto`, the default: whichever `iptables` on the host is). */
   backend?: BackendChoice;
   /** Extra environment for every command (e.g. `XTABLES_LOCKFILE` in tests). */
   env?: Record<string, string>;

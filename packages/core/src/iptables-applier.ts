@@ -233,6 +233,13 @@ export class IptablesApplier {
     });
   }
 
+  /**
+   * Brings the family's kernel tables to `desire`: sends only the difference from the view in one
+   * `iptables-restore --noflush` (into the open stream, if any; nothing when already there) and
+   * updates the view. Applies of a family run one at a time. A jump to a chain that will not exist
+   * throws `UnknownChainError` before anything is sent; a failed restore drops the view and throws
+   * the attributed `RestoreError` / `ResourceProblemError`, `XtablesLockError` or `NamespaceGoneError`.
+   */
   apply(desire: FamilyDesire): Promise<FamilyApplyResult> {
     return this.serialize(desire.family, async () => {
       const stream = this.streams.get(desire.family);

@@ -78,6 +78,7 @@ export interface VerifyResult {
   repaired: boolean;
 }
 
+/** The manager's tables of one family, by name: only those it manages there (nat and mangle not in stateless mode, and so on). */
 type Tables = Partial<Record<TableName, IptablesTable>>;
 
 /**

@@ -83,9 +83,12 @@ export interface TableState {
   resourceOf(chain: string, text?: string, target?: string): string | undefined;
 }
 
+/** What an `IptablesTable` gets from its manager: the wrap name and family, whether comments are kept, how rules are canonicalized, and whom to tell of a changed chain. */
 export interface TableContext {
+  /** The agent's wrap name (Neutron's `binary_name`): wrapped chains and `$chain` references become `<wrap>-<chain>`, cut to the kernel's length. */
   wrapName: string;
   family: IpFamily;
+  /** Keep rule comments (`-m comment`); false drops them, as Neutron's `comment_iptables_rules = False`. */
   comments: boolean;
   /** Rule text (with the comment placed as Neutron places it) in iptables-save form; throws InvalidRuleError. */
   canonicalize(rule: string, comment: string | undefined, resource: string | undefined): string;

@@ -3,6 +3,8 @@
  * Rule text is kept exactly as the tool printed it (after `-A <chain> `); that string is the identity
  * of a rule everywhere in Chainwarden.
  */
+
+/** Packet and byte counters (`[packets:bytes]` in `iptables-save -c` output), exact as bigints. */
 export interface Counters {
   packets: bigint;
   bytes: bigint;

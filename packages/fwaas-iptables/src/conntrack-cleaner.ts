@@ -25,8 +25,10 @@ export interface ConntrackPlan {
   readonly filters: readonly ConntrackFilter[];
 }
 
+/** The plan that removes nothing (what a sync that changed no enforcement returns); `ConntrackCleaner.apply` runs no command for it. */
 export const EMPTY_CONNTRACK_PLAN: ConntrackPlan = { flush: [], filters: [] };
 
+/** True when the plan would remove nothing (no family to flush, no filter), so the caller can skip running it. */
 export function isEmptyConntrackPlan(plan: ConntrackPlan): boolean {
   return plan.flush.length === 0 && plan.filters.length === 0;
 }
@@ -38,6 +40,7 @@ export function mergeConntrackPlans(plans: readonly ConntrackPlan[]): ConntrackP
   return { flush, filters };
 }
 
+/** The filter for the connections a firewall rule decides: its family, protocol, ports and addresses; an absent field matches any. */
 export function conntrackFilterOf(rule: FirewallRule): ConntrackFilter {
   return {
     family: rule.ipVersion,
@@ -68,6 +71,7 @@ export function conntrackFilterMatches(filter: ConntrackFilter, entry: Conntrack
   return true;
 }
 
+/** What `ConntrackCleaner.apply` removed: the families flushed, and how many entries the filters deleted. */
 export interface ConntrackResult {
   flushed: IpVersion[];
   /** Entries deleted one by one for the filters. */
@@ -85,6 +89,10 @@ export class ConntrackCleaner {
     private readonly logger: CoreLogger = silentLogger,
   ) {}
 
+  /**
+   * Runs the plan in the namespace (the host's when undefined): flushes its families, then deletes each listed entry a filter
+   * matches in the others. An entry gone meanwhile is not an error; any other failed `conntrack` throws `CommandError` (`NamespaceGoneError` when the listing finds the namespace gone).
+   */
   async apply(namespace: string | undefined, plan: ConntrackPlan): Promise<ConntrackResult> {
     const result: ConntrackResult = { flushed: [], deleted: 0 };
     for (const family of plan.flush) {

@@ -3,7 +3,9 @@ import { canonicalizeRule } from "@chainwarden/core";
 import { z } from "zod";
 import { parseIpNetwork, type IpNetwork } from "./ip-network.js";
 
+/** A firewall rule's action, as Neutron names it; v1 rules jump to ACCEPT / DROP / REJECT, v2 rules to the `accepted` / `dropped` / `rejected` chains. */
 export type FirewallAction = "allow" | "deny" | "reject";
+/** A firewall rule's IP version (Neutron's `ip_version`): which family's chains it goes into. */
 export type IpVersion = 4 | 6;
 
 /** A port or an inclusive range, as Neutron writes it (`80`, `1000:2000`). */

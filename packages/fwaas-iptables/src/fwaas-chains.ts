@@ -6,9 +6,14 @@ import type { IpVersion } from "./firewall-rule.js";
  * (`neutron-l3-agent-` + 11 characters), so `iv4<firewall id>` becomes `neutron-l3-agent-iv480daec7b`
  * and `fwaas-default-policy` becomes `neutron-l3-agent-fwaas-defau`, as in the seed.
  */
+
+/** The chain every firewalled interface's traffic falls through to when no rule decided it: it drops (neutron-fwaas's `fwaas-default-policy`). */
 export const DEFAULT_POLICY_CHAIN = "fwaas-default-policy";
+/** v2's verdict chain for `allow` (neutron-fwaas's `accepted`): it accepts. Present while a v2 group is on the router. */
 export const ACCEPTED_CHAIN = "accepted";
+/** v2's verdict chain for `deny` and INVALID packets (neutron-fwaas's `dropped`): it drops. Present while a v2 group is on the router. */
 export const DROPPED_CHAIN = "dropped";
+/** v2's verdict chain for `reject` (neutron-fwaas's `rejected`): it rejects with ICMP port unreachable. Present while a v2 group is on the router. */
 export const REJECTED_CHAIN = "rejected";
 
 /** Neutron's internal router interfaces. */
@@ -16,6 +21,7 @@ export const INTERNAL_DEV_PREFIX = "qr-";
 /** Neutron's `LinuxInterfaceDriver.DEV_NAME_LEN`: device names are cut to 14 characters. */
 export const DEV_NAME_LEN = 14;
 
+/** A firewall rule's direction as FWaaS v2 names it, seen from the tenant network: `ingress` towards it, `egress` from it. */
 export type Direction = "ingress" | "egress";
 
 /**

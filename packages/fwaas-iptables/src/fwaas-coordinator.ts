@@ -26,6 +26,7 @@ interface PendingConntrack {
   items: { plan: ConntrackPlan; chains: string[] }[];
 }
 
+/** Options of `FwaasCoordinator`; both optional. */
 export interface FwaasCoordinatorOptions {
   /** Remove the connections a new or changed firewall forbids (neutron-fwaas does). Default true. */
   conntrackCleanup?: boolean;

@@ -10,6 +10,7 @@ export const fwaasIptablesOptionsSchema = z.strictObject({
   conntrack_cleanup: z.boolean().default(true).describe("Remove the connections a new or changed firewall forbids, as neutron-fwaas does."),
 });
 
+/** `plugin_options.fwaas-iptables` as `fwaasIptablesOptionsSchema` leaves it: validated, defaults filled in. */
 export type FwaasIptablesOptions = z.output<typeof fwaasIptablesOptionsSchema>;
 
 /**

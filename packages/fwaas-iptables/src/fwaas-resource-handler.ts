@@ -25,6 +25,7 @@ export class FwaasResourceHandler<R extends RouterBoundResource> implements Reso
     return (this.kind === "firewall" ? state.firewalls : state.groups) as unknown as ParsedResources<R>;
   }
 
+  /** The namespace of the router the resource is bound to (`<namespace_prefix><router id>`): it is reconciled, and applied, with that router. */
   namespaceOf(resource: R): string {
     return resource.namespace;
   }
@@ -34,6 +35,10 @@ export class FwaasResourceHandler<R extends RouterBoundResource> implements Reso
     return a.fingerprint === b.fingerprint;
   }
 
+  /**
+   * Records the kind's resources of the namespace and, when the l3 plugin has set up that router, writes every firewall on it into the router's manager
+   * (the loop applies it); otherwise they wait for the router's `addRouter`. Held resources are kept as the kernel has them.
+   */
   reconcile(context: ReconcileContext, request: ReconcileRequest<R>): Promise<void> {
     return this.coordinator.reconcile(this.kind, context, request);
   }
@@ -48,6 +53,7 @@ export class FwaasStateParser {
 
   constructor(private readonly namespacePrefix: string) {}
 
+  /** The FWaaS state of the document (`parseFwaasState`): parsed once per document and origin, the same object for both handlers. */
   parse(document: StateDocument, origin: string): FwaasState {
     if (this.last?.document === document && this.last.origin === origin) return this.last.state;
     const state = parseFwaasState(document, origin, { namespacePrefix: this.namespacePrefix });
@@ -56,5 +62,7 @@ export class FwaasStateParser {
   }
 }
 
+/** The handler of kind `firewall` (FWaaS v1, the document's `firewalls`). */
 export type FirewallHandler = FwaasResourceHandler<RouterBoundFirewall>;
+/** The handler of kind `firewall_group` (FWaaS v2, the document's `firewall_groups`). */
 export type FirewallGroupHandler = FwaasResourceHandler<RouterBoundGroup>;

@@ -22,6 +22,10 @@ export interface RouterBoundFirewall {
   readonly fingerprint: string;
 }
 
+/**
+ * A v2 firewall group as it applies to one router (`<group id>@<router id>`, in the router's namespace): the v2 twin of `RouterBoundFirewall`;
+ * its `group.ports` are only this router's, none of them bound by another group.
+ */
 export interface RouterBoundGroup {
   readonly kind: "firewall_group";
   readonly routerId: string;
@@ -51,13 +55,16 @@ export interface HeldFirewallStandIn {
   readonly fingerprint: string;
 }
 
+/** Any resource `parseFwaasState` binds to a router: a v1 firewall, a v2 group, or the stand-in of an invalid one (`standIn: true`). */
 export type RouterBoundResource = RouterBoundFirewall | RouterBoundGroup | HeldFirewallStandIn;
 
+/** What `parseFwaasState` read: the v1 firewalls and the v2 groups, each as router-bound resources keyed `<id>@<router id>`, with their problems and held stand-ins. */
 export interface FwaasState {
   readonly firewalls: ParsedResources<RouterBoundFirewall | HeldFirewallStandIn>;
   readonly groups: ParsedResources<RouterBoundGroup | HeldFirewallStandIn>;
 }
 
+/** Options of `parseFwaasState`. */
 export interface FwaasStateOptions {
   /** The l3 agent's `namespace_prefix` (router namespaces are `<prefix><router id>`). */
   namespacePrefix: string;

@@ -5,6 +5,8 @@
  * - Conntrack: `ConntrackCleaner` removes the connections a new or changed firewall forbids.
  * - The agent plugin: `fwaasIptablesPlugin` (kinds `firewall` and `firewall_group`, a router
  *   extension of `@chainwarden/l3-nat`), also the default export.
+ *
+ * @packageDocumentation
  */
 export { parseFirewallRule, firewallRuleInputSchema, type FirewallRule, type FirewallAction, type IpVersion, type PortRange, type ParseIssue } from "./firewall-rule.js";
 export { parseFirewall, firewallInputSchema, type Firewall } from "./firewall.js";

@@ -56,6 +56,7 @@ import {
 } from "./fwaas-chains.js";
 import { translateRule, V1_ACTION_TARGETS, V2_ACTION_TARGETS } from "./rule-translation.js";
 
+/** Everything that decides one router's firewall layout: its ports, the v1 firewalls and v2 groups on it, and what to keep from the kernel. */
 export interface RouterFirewallInput {
   /** The router's internal interface port ids (Neutron's `_interfaces`). */
   readonly ports: readonly string[];
@@ -90,6 +91,7 @@ export interface HeldFirewall {
 /** Per IP version: kernel chain name → rules as iptables-save prints them. */
 export type KernelFilter = ReadonlyMap<IpVersion, ReadonlyMap<string, readonly string[]>>;
 
+/** Options of `RouterFirewall`; both optional. */
 export interface RouterFirewallOptions {
   /** The internal interface prefix, Neutron's `qr-`. */
   interfacePrefix?: string;
@@ -97,6 +99,7 @@ export interface RouterFirewallOptions {
   resource?: string;
 }
 
+/** What one `RouterFirewall.sync` changed in the manager, and the conntrack plan to run once that is applied. */
 export interface RouterFirewallSyncResult {
   /** `v1:<id>` / `v2:<id>` whose chains were written (new or changed). */
   readonly rewritten: string[];
@@ -150,6 +153,12 @@ const KEPT_TAG = "fwaas-kept-while-incomplete";
 const SHARED_CHAINS: readonly string[] = [DEFAULT_POLICY_CHAIN, ACCEPTED_CHAIN, DROPPED_CHAIN, REJECTED_CHAIN];
 const FAMILIES: readonly IpVersion[] = [4, 6];
 
+/**
+ * neutron-fwaas's iptables driver (`IptablesFwaasDriver`) for one router's `IptablesManager`, v1 and v2 layouts:
+ * `sync` makes the manager hold exactly the chains and FORWARD jumps of its input, rewriting only the chains
+ * that changed; a second `sync` of the same input changes nothing. It mutates only the manager (the caller
+ * applies it), and the conntrack plan it returns is for after that apply.
+ */
 export class RouterFirewall {
   private programs = new Map<string, Program>();
   private sharedKey = "";

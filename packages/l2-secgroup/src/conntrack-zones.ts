@@ -9,6 +9,7 @@
  */
 import { LINUX_DEV_PREFIX_LEN, MAX_CONNTRACK_ZONES, ZONE_START } from "./neutron-constants.js";
 
+/** Thrown by `ConntrackZones.allocate` when every zone Neutron hands out is taken by a key still in use. A plain `Error` (no `code`); nothing was allocated. */
 export class ConntrackZoneExhaustedError extends Error {
   constructor() {
     super(`all conntrack zones ${ZONE_START}-${MAX_CONNTRACK_ZONES} are in use`);
@@ -18,6 +19,10 @@ export class ConntrackZoneExhaustedError extends Error {
 
 const RECOVER = /--physdev-in ([A-Za-z0-9-]+).* -j CT --zone (\d+)/;
 
+/**
+ * The conntrack zone of each key (a network or a port), as Neutron's `IpConntrackManager` hands them out: stable for the life of the agent,
+ * recovered after a restart from the raw table's `CT --zone` rules (`recover`). A dry run allocates in a `clone`.
+ */
 export class ConntrackZones {
   private readonly zones = new Map<string, number>();
   /** The highest zone in use (0 when none), so the common allocation is O(1). */
@@ -41,6 +46,7 @@ export class ConntrackZones {
     return copy;
   }
 
+  /** The key's zone if it has one; never allocates (see `allocate`). */
   get(key: string): number | undefined {
     return this.zones.get(key);
   }

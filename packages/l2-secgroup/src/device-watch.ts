@@ -40,13 +40,19 @@ export function parseLinkEvent(line: string): LinkEvent | undefined {
 const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 60_000;
 
+/** Options of `DeviceWatch`: the runner and namespace to watch (the host's when undefined), a logger, and where events go. */
 export interface DeviceWatchOptions {
   readonly runner: IpRunner;
   readonly namespace: string | undefined;
   readonly logger?: CoreLogger;
+  /** Called for every device added, changed or deleted, in the monitor's order, synchronously from its output handler: it must not throw. */
   readonly onEvent: (event: LinkEvent) => void;
 }
 
+/**
+ * The device monitor of one namespace (`ip -o monitor link`): reports taps as they come and go, so ports are filtered without waiting
+ * for the poll. Best effort: it never throws, and a monitor that ends is restarted by a later `ensure` after a growing back-off.
+ */
 export class DeviceWatch {
   private readonly runner: IpRunner;
   private readonly namespace: string | undefined;
@@ -111,6 +117,7 @@ export class DeviceWatch {
     this.logger.warn({ err, namespace: this.namespace ?? null, failures: this.failures, retryInMs: backoffMs }, "device monitor ended; devices are found by polling until it runs again");
   }
 
+  /** Stops the running monitor, if any, without counting it as a failure; a later `ensure` starts a new one. */
   stop(): void {
     const run = this.current;
     this.current = undefined;

@@ -15,13 +15,16 @@ import { PluginError } from "@chainwarden/agent";
 /** The wrapped chain names are cut to 11 characters, as Neutron's `get_chain_name` cuts them. */
 const CHAIN_PART_LENGTH = 11;
 
+/** Neutron's short `firewall_driver` aliases of the two layouts: `iptables` (Linux bridge agent) and `iptables_hybrid` (OVS agent). */
 export type FirewallDriverAlias = "iptables" | "iptables_hybrid";
 
+/** What of a port its names are built from: its `device`, and its network (the `iptables` layout's zone and bridge). */
 export interface PortNaming {
   readonly device: string;
   readonly network_id?: string | undefined;
 }
 
+/** One layout of Neutron's iptables firewall: how a port's device, chains, bridge device and conntrack zone are named. Pure functions of the port. */
 export interface FirewallFlavor {
   readonly alias: FirewallDriverAlias;
   /** The wrap name of the Neutron agent that runs this driver (so its rules are adopted as they are). */
@@ -53,6 +56,7 @@ function commentName(port: PortNaming): string {
   return port.device.startsWith("tap") ? port.device.slice(4) : port.device;
 }
 
+/** The `iptables` layout (Neutron's `IptablesFirewallDriver`, Linux bridge agent): `device` is the tap; one zone per network, entered from `brq<network>`. */
 export const iptablesFlavor: FirewallFlavor = {
   alias: "iptables",
   defaultWrapName: "neutron-linuxbri",
@@ -66,6 +70,7 @@ export const iptablesFlavor: FirewallFlavor = {
   commentName,
 };
 
+/** The `iptables_hybrid` layout (Neutron's `OVSHybridIptablesFirewallDriver`, OVS agent): `device` is the port id; one zone per port, entered from its `qvb` veth. */
 export const ovsHybridFlavor: FirewallFlavor = {
   alias: "iptables_hybrid",
   defaultWrapName: "neutron-openvswi",
@@ -92,6 +97,7 @@ export const FIREWALL_DRIVERS: ReadonlyMap<string, FirewallFlavor> = new Map([
   ["neutron.agent.linux.iptables_firewall.OVSHybridIptablesFirewallDriver", ovsHybridFlavor],
 ]);
 
+/** The layout a `firewall_driver` value names (a short alias or Neutron's class path). Throws `PluginError` (`PLUGIN_OPTIONS`) for any other value. */
 export function firewallFlavor(alias: string): FirewallFlavor {
   const flavor = FIREWALL_DRIVERS.get(alias);
   if (!flavor) throw new PluginError("PLUGIN_OPTIONS", `unknown firewall_driver ${JSON.stringify(alias)} (known: ${[...FIREWALL_DRIVERS.keys()].join(", ")})`, "l2-secgroup");

@@ -31,6 +31,7 @@ import type { IpVersion } from "./neutron-constants.js";
 /** The tools a namespace's firewall runs. */
 export type FirewallRunner = IptablesRunner & IpsetRunner & ConntrackRunner & IpRunner;
 
+/** Options of `FirewallNamespace`: the tools and namespace (the host's when undefined), the firewall layout, and whether remote groups use ipsets. */
 export interface FirewallNamespaceOptions {
   /** iptables for the rules, ipset for remote groups, conntrack for cleanups, ip for the devices. */
   readonly runner: FirewallRunner;
@@ -44,6 +45,10 @@ export interface FirewallNamespaceOptions {
   readonly conntrackConcurrency?: number;
 }
 
+/**
+ * What `FirewallNamespace.reconcile` did: the driver's counts, the ports still waiting for their device, the sets changed before the apply,
+ * the held ports and how each is kept, and (dry runs) the ipset plan.
+ */
 export interface NamespaceReconcileResult extends SyncSummary {
   /** Ports (ids) and trusted devices whose device does not exist yet, with that device. */
   readonly waitingForDevice: readonly string[];
@@ -56,8 +61,10 @@ export interface NamespaceReconcileResult extends SyncSummary {
   readonly ipsetPlan?: { readonly create: readonly string[]; readonly destroy: readonly string[] };
 }
 
+/** Options of one `FirewallNamespace.reconcile`; by default a live, complete reconcile without a device monitor. */
 export interface NamespaceReconcileOptions {
   readonly dryRun?: boolean;
+  /** The agent's waker: with it (and `waitForDevices`, not a dry run) a device monitor runs and calls it when a tap of a wanted port or trusted device comes or goes. */
   readonly wake?: (() => void) | undefined;
   /**
    * Ids to keep as the kernel has them (`ReconcileRequest.held`): stand-ins of invalid ports and
@@ -69,6 +76,7 @@ export interface NamespaceReconcileOptions {
   readonly complete?: boolean;
 }
 
+/** What `FirewallNamespace.afterApply` did after a successful apply: the unused ipsets it destroyed, and the conntrack deletions planned and run. */
 export interface AfterApplyResult {
   readonly ipsetsDestroyed: readonly string[];
   /** The `conntrack -D` argument lists the change calls for (Neutron's commands, as it runs them). */
@@ -86,6 +94,10 @@ const LIST_FROM = 3;
 /** New ports from which a reconcile streams their chains to the restore (a cold add, not a port or two). */
 const STREAM_MIN_PORTS = 64;
 
+/**
+ * The security-group firewall of one network namespace around its driver: per-manager drivers, conntrack zones kept for the namespace's life,
+ * ipsets, device checks, and the work after an apply. A change is `reconcile` → the caller applies the manager → `afterApply`.
+ */
 export class FirewallNamespace {
   readonly namespace: string | undefined;
   readonly ipsets: IpsetManager;

@@ -2,6 +2,8 @@
  * @chainwarden/l2-secgroup: Neutron's iptables security groups (`IptablesFirewallDriver` and the
  * OVS-hybrid variant) on Chainwarden's IptablesManager, and the l2-agent plugin that runs them.
  * The default export is the plugin, for the agent's plugin loader.
+ *
+ * @packageDocumentation
  */
 import { l2SecgroupPlugin } from "./l2-secgroup-plugin.js";
 

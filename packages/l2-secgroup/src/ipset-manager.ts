@@ -20,12 +20,17 @@ import { IpsetError } from "./ipset-error.js";
 /** Sets this agent owns: Neutron's naming (`NIPv4…`, `NIPv6…`), never the swap sets of another writer. */
 const OURS = new RegExp(`^${IPSET_PREFIX}IPv[46]`);
 
+/** Options of `IpsetManager`: the runner, the namespace (the host's when undefined) and a logger. */
 export interface IpsetManagerOptions {
   readonly runner: IpsetRunner;
   readonly namespace?: string | undefined;
   readonly logger?: CoreLogger;
 }
 
+/**
+ * The remote-group ipsets of one namespace, as Neutron's `IpsetManager` keeps them: created and filled before the apply that names them,
+ * members swapped in atomically, destroyed after the apply that drops their last rule. It touches only sets of Neutron's naming (`NIPv4…`, `NIPv6…`).
+ */
 export class IpsetManager {
   private readonly runner: IpsetRunner;
   private readonly namespace: string | undefined;

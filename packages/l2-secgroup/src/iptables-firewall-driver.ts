@@ -41,6 +41,7 @@ import { COMMENTS, ETHERTYPES, type Ethertype, type IpVersion, SG_CHAIN, SG_FALL
 import { buildPortRules, conntrackRules, physdevMatch, type PortRules, type RuleSpec } from "./port-rules.js";
 import { remoteIdOf, ruleKey, type SecurityGroupRule } from "./security-group-rule.js";
 
+/** Options of `IptablesFirewallDriver`: its manager, the layout, ipsets or not, and the namespace's conntrack zones. */
 export interface IptablesFirewallDriverOptions {
   /** A stateless manager (`stateless: true`), the driver's alone. */
   readonly manager: IptablesManager;
@@ -67,6 +68,7 @@ export interface IpsetUse {
   readonly members: readonly string[];
 }
 
+/** What one sync did to the ports: how many were added, updated, removed, left unchanged (same fingerprint), and newly held. */
 export interface SyncSummary {
   readonly added: number;
   readonly updated: number;
@@ -124,6 +126,12 @@ const portResource = (id: string) => `port/${id}`;
 /** The shared chains a port has rules in, per table. */
 const SHARED_CHAINS = { filter: ["FORWARD", SG_CHAIN, "INPUT"], raw: ["PREROUTING"] } as const;
 
+/**
+ * Neutron's `IptablesFirewallDriver` (and `OVSHybridIptablesFirewallDriver`) on one stateless `IptablesManager`: the manager holds exactly
+ * the filtered, unfiltered and trusted ports and the held ports' kept or closed chains, each change rewriting only what differs. It runs
+ * no process: it queues the conntrack deletions a change calls for (`takeConntrackDeletions`, for after the apply) and lists the
+ * ipsets its rules name (`ipsetsInUse`, to exist before it).
+ */
 export class IptablesFirewallDriver {
   readonly manager: IptablesManager;
   readonly flavor: FirewallFlavor;
@@ -193,6 +201,7 @@ export class IptablesFirewallDriver {
     this.renderAcceptJumps();
   }
 
+  /** Neutron's `remove_trusted_ports`: the devices' ACCEPT jumps go (unknown devices are ignored); the other trusted devices keep their order. */
   removeTrustedPorts(devices: readonly string[]): void {
     const next = this.trusted.filter((d) => !devices.includes(d));
     if (next.length === this.trusted.length) return;

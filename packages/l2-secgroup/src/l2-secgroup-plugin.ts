@@ -11,6 +11,10 @@ import { applyObserverExtensionPoint, createPlugin, resourceHandlerExtensionPoin
 import { l2SecgroupNeutronOptions, l2SecgroupOptionsSchema, l2SecgroupSettingsFlags, l2SecgroupSettingsKeys, resolveL2SecgroupSettings } from "./l2-secgroup-settings.js";
 import { PortFilterHandler } from "./port-filter-handler.js";
 
+/**
+ * The plugin (also the package's default export): registers the `PortFilterHandler` (Neutron's security group agent with `IptablesFirewallDriver`)
+ * for the state document's ports, and its apply observer. Throws `PluginError` at registration for an unknown `firewall_driver`.
+ */
 export const l2SecgroupPlugin = createPlugin({
   name: "l2-secgroup",
   version: "0.1.0",

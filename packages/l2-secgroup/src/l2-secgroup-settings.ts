@@ -16,8 +16,10 @@ export const l2SecgroupSettingsKeys = {
   polling_interval: z.number().positive().max(3_600).default(2).describe("Neutron `polling_interval` (seconds): while a port waits for its tap, look for it this often too (a device monitor reports taps as they appear; this is the safety net). An hour at most."),
 };
 
+/** The l2 agent's top-level keys (`l2SecgroupSettingsKeys`) as parsed: validated, defaults filled in. */
 export type L2SecgroupAgentSettings = z.output<z.ZodObject<typeof l2SecgroupSettingsKeys>>;
 
+/** The command-line flags of those keys (`--firewall-driver`, `--enable-ipset`, ...), one per key. */
 export const l2SecgroupSettingsFlags: readonly SettingFlag[] = [
   { flag: "firewall-driver", key: "firewall_driver", type: "string", description: "iptables or iptables_hybrid (or Neutron's class paths for them)" },
   { flag: "enable-ipset", key: "enable_ipset", type: "boolean", description: "match remote security group members with ipsets" },
@@ -88,6 +90,7 @@ export const l2SecgroupOptionsSchema = z.strictObject({
     .describe("The most members of one remote group or address group, per ethertype (an ipset's `maxelem`); the ports that use a group over it are invalid resources."),
 });
 
+/** `plugin_options.l2-secgroup` as `l2SecgroupOptionsSchema` leaves it: validated, defaults filled in. */
 export type L2SecgroupOptions = z.output<typeof l2SecgroupOptionsSchema>;
 
 /** Everything the plugin's handler needs, resolved once from its settings and options. */
@@ -101,6 +104,10 @@ export interface L2SecgroupSettings {
   readonly limits: L2Limits;
 }
 
+/**
+ * The handler's settings from the plugin's keys and options, resolved once: the firewall layout, the poll interval in milliseconds,
+ * the wrap name (the layout's Neutron default for `iptables_hybrid` unless set). Throws `PluginError` for an unknown `firewall_driver`.
+ */
 export function resolveL2SecgroupSettings(settings: L2SecgroupAgentSettings, options: L2SecgroupOptions): L2SecgroupSettings {
   const flavor = firewallFlavor(settings.firewall_driver);
   return {

@@ -38,6 +38,10 @@ export interface MemberIps {
   readonly IPv6?: readonly string[];
 }
 
+/**
+ * A port to filter (resource id: the port id), self-contained: the port, the rules of its groups and the members of the remote groups they name,
+ * all validated; two with equal `fingerprint` make the same rules.
+ */
 export interface PortFilterResource {
   readonly type: "port";
   readonly port: PortInfo;
@@ -49,6 +53,7 @@ export interface PortFilterResource {
   readonly fingerprint: string;
 }
 
+/** A device of `trusted_devices` (a DHCP or router port on the bridge): accepted, not filtered (Neutron's `process_trusted_ports`). Its id is `trustedDeviceId(device)`. */
 export interface TrustedDeviceResource {
   readonly type: "trusted_device";
   readonly device: string;
@@ -66,6 +71,7 @@ export interface HeldPortResource {
   readonly fingerprint: string;
 }
 
+/** Every resource of the l2 document: a port to filter, a trusted device, or the stand-in of an invalid port (held as the kernel has it, or closed). */
 export type L2Resource = PortFilterResource | TrustedDeviceResource | HeldPortResource;
 
 /** Bounds on what one port's input may cost. */
@@ -84,6 +90,7 @@ export function trustedDeviceId(device: string): string {
   return `trusted_device:${device}`;
 }
 
+/** Options of `parseL2State`: the layout the devices must fit, whether remote groups become ipsets, and the limits on one port's input. */
 export interface L2StateOptions {
   readonly flavor: FirewallFlavor;
   readonly enableIpset: boolean;
@@ -113,12 +120,14 @@ interface Remembered<T> {
   readonly value: T;
 }
 
+/** A security group's rule list as parsed: its rules, or the problem that makes it unusable; `key` fingerprints the rules (empty with a problem). */
 interface GroupInfo {
   rules?: SecurityGroupRule[];
   problem?: { path: string; message: string };
   key: string;
 }
 
+/** A remote group's member list as parsed: its addresses per ethertype, or the problem that makes it unusable; `key` fingerprints them (empty with a problem). */
 interface MemberInfo {
   members?: MemberIps;
   problem?: { path: string; message: string };

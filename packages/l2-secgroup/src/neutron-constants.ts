@@ -26,6 +26,7 @@ export const COMMENTS = {
 
 /** The shared chains of the driver (wrapped). */
 export const SG_CHAIN = "sg-chain";
+/** Neutron's `sg-fallback` (wrapped): one `-j DROP` rule; a port chain's traffic that no rule of its security groups accepted ends here. */
 export const SG_FALLBACK_CHAIN = "sg-fallback";
 
 /** Per-port chain prefixes: ingress, egress and the anti-spoofing chain. */
@@ -60,8 +61,11 @@ export const IPSET_NAME_MAX_LENGTH = 31 - IPSET_SWAP_SUFFIX.length;
 /** The link-local prefix the EUI-64 address of every port's MAC lives in. */
 export const IPV6_LLA_PREFIX = "fe80::/64";
 
+/** Neutron's `ethertype` of a security group rule (and the keys of `sg_member_ips`). */
 export type Ethertype = "IPv4" | "IPv6";
+/** A security group rule's direction, as Neutron names it, seen from the port: `ingress` to it, `egress` from it. */
 export type Direction = "ingress" | "egress";
+/** An IP family as a number: 4 for `IPv4`, 6 for `IPv6` (`ipVersionOf`, `ethertypeOf`). */
 export type IpVersion = 4 | 6;
 
 export const ETHERTYPES: readonly Ethertype[] = ["IPv4", "IPv6"];

@@ -24,6 +24,7 @@ import { L2ParseCache, parseL2State, type L2Limits, type L2Resource } from "./l2
 /** How often ports waiting for their tap device are looked at again (Neutron's `polling_interval`). */
 export const DEVICE_POLL_INTERVAL_MS = 2_000;
 
+/** Options of `PortFilterHandler`: the plugin's resolved settings, and optionally a logger and the agent's metrics. */
 export interface PortFilterHandlerOptions {
   /** The plugin's resolved settings (driver flavor, ipsets, device wait and poll, wrap name, limits). */
   readonly settings: L2SecgroupSettings;
@@ -42,6 +43,10 @@ export interface PortFilterHandlerOptions {
 
 type NsKey = string | undefined;
 
+/**
+ * The `port` resource handler: Neutron's security group agent (`SecurityGroupAgentRpc` with `IptablesFirewallDriver`) for the l2 document's
+ * ports and trusted devices, all in the agent's namespace. Its `observer` must be registered too: it runs the ipset and conntrack work after each apply.
+ */
 export class PortFilterHandler implements ResourceHandler<L2Resource> {
   readonly kind = "port";
   readonly documentKeys = ["devices", "security_groups", "sg_member_ips", "trusted_devices"];
@@ -111,6 +116,10 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
     return a.type === b.type && a.fingerprint === b.fingerprint;
   }
 
+  /**
+   * Puts the namespace's changed ports into its stateless manager in one batch (the loop applies it) and creates the ipsets they name first;
+   * ports whose tap does not exist yet wait, and the handler asks to be called again. A set that cannot be made throws `IpsetError` (`COMMAND_FAILED`) naming the ports that use it.
+   */
   async reconcile(context: ReconcileContext, request: ReconcileRequest<L2Resource>): Promise<void> {
     const ns = this.namespace(context.namespace, context.runner, this.logger ?? context.logger);
     const manager = context.manager({ stateless: true, ...(this.wrapName !== undefined ? { wrapName: this.wrapName } : {}) });

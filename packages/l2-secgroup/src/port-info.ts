@@ -14,6 +14,10 @@ import type { IpVersion } from "./neutron-constants.js";
 import { parseSecurityGroupRule, type SecurityGroupRule } from "./security-group-rule.js";
 import { describe, idSchema, misspelledIssues, zodIssues, type Issue } from "./validation.js";
 
+/**
+ * One of a port's allowed address pairs (Neutron's `allowed_address_pairs`): traffic from this address and MAC passes the anti-spoofing chain;
+ * the MAC is the port's own when the input named none.
+ */
 export interface AllowedAddressPair {
   /** An address or a CIDR, canonical (host bits cleared for a CIDR). */
   readonly ip_address: string;
@@ -23,6 +27,10 @@ export interface AllowedAddressPair {
   readonly mac_address: string;
 }
 
+/**
+ * One port as `parsePortInfo` leaves it: its id is its key in `devices`, its device fits the layout, addresses and MACs are canonical,
+ * port security defaults to on, and a filtered `iptables`-layout port has its `network_id`.
+ */
 export interface PortInfo {
   readonly id: string;
   readonly device: string;
@@ -58,6 +66,7 @@ const portShape = z.looseObject({
   network_id: idSchema.nullish(),
 });
 
+/** What `parsePortInfo` returns: the valid port, or the issues found (paths below the port); never both. */
 export type PortResult = { port: PortInfo } | { issues: Issue[] };
 
 /**

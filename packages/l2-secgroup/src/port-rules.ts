@@ -32,6 +32,7 @@ export interface RuleSpec {
   readonly comment?: string;
 }
 
+/** One IP family's rules of a port: the contents of its ingress, egress and anti-spoofing chains, in order. */
 export interface FamilyChains {
   readonly ingress: readonly RuleSpec[];
   readonly egress: readonly RuleSpec[];
@@ -39,12 +40,17 @@ export interface FamilyChains {
   readonly spoof: readonly RuleSpec[] | undefined;
 }
 
+/** A port's chain names (unwrapped, already cut to their kernel length), from its layout. */
 export interface PortChainNames {
   readonly ingress: string;
   readonly egress: string;
   readonly spoof: string;
 }
 
+/**
+ * Everything the driver writes for one filtered port (`buildPortRules`): its chain names, each family's chain contents, and whether its traffic is tracked.
+ * Pure data in `iptables-save` form; equal inputs give equal rules.
+ */
 export interface PortRules {
   readonly chains: PortChainNames;
   readonly families: Readonly<Record<IpVersion, FamilyChains>>;
@@ -52,6 +58,7 @@ export interface PortRules {
   readonly stateful: boolean;
 }
 
+/** What shapes a port's rules besides the port: the layout, and whether remote groups are ipset matches. */
 export interface PortRuleOptions {
   readonly flavor: FirewallFlavor;
   readonly enableIpset: boolean;

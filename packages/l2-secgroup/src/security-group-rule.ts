@@ -56,6 +56,7 @@ const ruleShape = z.looseObject({
 
 type RuleShape = z.infer<typeof ruleShape>;
 
+/** What `parseSecurityGroupRule` returns: the valid rule, or the issues found (paths are field names); never both. */
 export type RuleResult = { rule: SecurityGroupRule } | { issues: Issue[] };
 
 /** Validates one rule. Issues carry the field name as their path. */

@@ -3,11 +3,18 @@
  * the first characters of the port or network id, cut to 14 characters (`LinuxInterfaceDriver
  * .DEV_NAME_LEN`), which keeps every name under the kernel's 15-character limit.
  */
+
+/** Neutron's `namespaces.INTERNAL_DEV_PREFIX`: a router's interfaces on tenant networks are `qr-…`; the sweep treats every `qr-` device in a router namespace as the agent's. */
 export const INTERNAL_DEV_PREFIX = "qr-";
+/** Neutron's `namespaces.EXTERNAL_DEV_PREFIX`: a router's gateway device is `qg-…`; the sweep treats every `qg-` device in a router namespace as the agent's. */
 export const EXTERNAL_DEV_PREFIX = "qg-";
+/** Neutron's `TAP_DEVICE_PREFIX`: the outer (bridge) end of a router port's veth under the linuxbridge driver is `tap…`. */
 export const TAP_DEV_PREFIX = "tap";
+/** The linuxbridge agent's `BRIDGE_NAME_PREFIX`: a network's bridge is `brq…`, so the driver plugs into the bridge that agent would use. */
 export const BRIDGE_PREFIX = "brq";
+/** Neutron's `namespaces.NS_PREFIX`, the prefix of its router namespaces (`qrouter-<router id>`) and the default `namespace_prefix`. */
 export const NS_PREFIX = "qrouter-";
+/** Neutron's `LinuxInterfaceDriver.DEV_NAME_LEN`: every device name built here is cut to this length, under the kernel's `IFNAMSIZ` limit. */
 export const DEV_NAME_LEN = 14;
 
 /** `qr-<port id[:11]>`: a router interface on a tenant network. */

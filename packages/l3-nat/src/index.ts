@@ -2,6 +2,8 @@
  * @chainwarden/l3-nat: Neutron's l3 agent for legacy routers. Each router is a network namespace
  * with its interfaces, SNAT, floating IPs, the metadata redirect and a metadata proxy. The default
  * export is the plugin.
+ *
+ * @packageDocumentation
  */
 import { l3NatPlugin } from "./l3-nat-plugin.js";
 

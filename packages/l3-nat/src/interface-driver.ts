@@ -14,6 +14,7 @@ export interface InterfaceDriverContext {
   readonly logger: Logger;
 }
 
+/** What `InterfaceDriver.plug` is asked for (Neutron's `plug`): the device a router port needs in the router namespace, the port, and what is there already. */
 export interface PlugRequest {
   /** `qr-<port id[:11]>` or `qg-<port id[:11]>`. */
   readonly device: string;

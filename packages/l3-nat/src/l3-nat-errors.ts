@@ -1,5 +1,6 @@
 import { ChainwardenError, type ChainwardenErrorOptions } from "@chainwarden/core";
 
+/** The `code` of an `L3NatError`: stable strings for callers and logs to branch on (e.g. `ROUTER_EXTENSION_FAILED` is a `RouterExtensionError`). */
 export type L3NatErrorCode =
   | "ROUTER_EXTENSION_FAILED"
   | "ROUTER_DEVICES_MISSING"

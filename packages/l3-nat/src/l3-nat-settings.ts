@@ -33,6 +33,7 @@ export const l3NatOptionsSchema = z.strictObject({
   external_ingress_mark: z.string().regex(MARK, "a mark such as 0x2 (lower 16 bits)").default("0x2").describe("Neutron `external_ingress_mark`."),
 });
 
+/** `plugin_options.l3-nat` as `l3NatOptionsSchema` leaves it: validated, every default filled in. */
 export type L3NatOptions = z.output<typeof l3NatOptionsSchema>;
 
 /**
@@ -50,6 +51,7 @@ export const l3NatSettingsKeys = {
   enable_metadata_proxy: z.boolean().default(true).describe("Neutron `enable_metadata_proxy`: redirect 169.254.169.254:80 to the proxy."),
 };
 
+/** The l3 agent's top-level keys (`l3NatSettingsKeys`) as parsed: validated, defaults filled in. */
 export type L3NatAgentSettings = z.output<z.ZodObject<typeof l3NatSettingsKeys>>;
 
 /** The flags of those keys. */
@@ -124,6 +126,10 @@ export const l3NatNeutronOptions: PluginNeutronOptions<typeof l3NatSettingsKeys>
   ],
 };
 
+/**
+ * The plugin's settings resolved once (`resolveL3NatSettings`) from its keys, its options and the framework config; read-only,
+ * shared with other plugins through `l3NatSettingsService`.
+ */
 export interface L3NatSettings {
   readonly namespacePrefix: string;
   readonly metadataPort: number;
@@ -187,6 +193,7 @@ export interface L3NatControlPlane {
   readonly neutronSource: string | undefined;
 }
 
+/** The service through which a state source says it delivers routers from neutron-server (`L3NatControlPlane`); provided by l3-nat, so `env.use` it after l3-nat. */
 export const l3NatControlPlaneService = createServiceToken<L3NatControlPlane>({ id: "l3-nat.control-plane" });
 
 /** A fresh `L3NatControlPlane`: files until a source says otherwise. */

@@ -15,6 +15,7 @@ import type { InterfaceDriver, InterfaceDriverContext, InterfaceDriverSweepConte
  */
 export type BridgeMode = "neutron" | "standalone";
 
+/** Options of `LinuxbridgeInterfaceDriver`, all optional; the constructor throws on an invalid `bridgeNamespace` (`InvalidNamespaceNameError`) or `bridgeMark`. */
 export interface LinuxbridgeInterfaceDriverOptions {
   /**
    * Where the bridges and the outer veth ends live: the host's namespace when undefined (as with

@@ -61,6 +61,7 @@ export interface MetadataProxyHandle {
   readonly pid: number | undefined;
 }
 
+/** What a router's metadata proxy is made from (`MetadataProxyFactory`): where it runs and listens, the upstream it forwards to, and where its files live. */
 export interface MetadataProxyParams {
   namespace: string;
   routerId: string;
@@ -73,8 +74,10 @@ export interface MetadataProxyParams {
   statePath: string;
 }
 
+/** Makes the proxy handle of one router (`RouterHandlerOptions.proxyFactory`); called once per router the handler sets up (never in a dry run); the handle's `ensureRunning` starts or adopts the proxy. */
 export type MetadataProxyFactory = (params: MetadataProxyParams) => MetadataProxyHandle;
 
+/** Options of `MetadataProxyProcess`: the router's parameters, plus the script, start and stop time-outs and the shared monitor. */
 export interface MetadataProxyProcessOptions extends MetadataProxyParams {
   /** Default: `defaultMetadataProxyScript()`. */
   script?: string;

@@ -27,10 +27,12 @@ export function parseMetadataUpstream(text: string): MetadataUpstream {
   return { kind: "url", url };
 }
 
+/** The upstream as text (a socket path, or the URL's normalized `href`) that `parseMetadataUpstream` reads back to the same upstream; for logs and the proxy's command line. */
 export function formatMetadataUpstream(upstream: MetadataUpstream): string {
   return upstream.kind === "unix" ? upstream.socketPath : upstream.url.href;
 }
 
+/** Options of `createMetadataProxyServer`: the router it serves (sent upstream as `X-Neutron-Router-ID`), the upstream, limits and log hooks. */
 export interface MetadataProxyOptions {
   routerId: string;
   upstream: MetadataUpstream;

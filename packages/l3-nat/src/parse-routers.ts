@@ -14,6 +14,7 @@ export class RouterParseCache {
   floatingIps = new Map<string, FloatingIpEntries>();
 }
 
+/** One router's floating IP entries as last parsed: each entry's JSON text and its result, by position (for `RouterParseCache`). */
 interface FloatingIpEntries {
   readonly keys: readonly string[];
   readonly results: readonly ParseFloatingIpResult[];
@@ -36,6 +37,7 @@ function floatingIpLookup(before: FloatingIpEntries | undefined, keys: readonly 
   };
 }
 
+/** Options of `parseRouters`: the namespace prefix that bounds a router id's length, and an optional cache of earlier results. */
 export interface ParseRoutersOptions {
   /** Router namespaces are `<prefix><id>`; ids that would make the name too long are refused. */
   namespacePrefix: string;

@@ -34,9 +34,13 @@ export interface RouterExtensionContext {
  */
 export interface L3RouterExtension {
   readonly name: string;
+  /** Neutron's `add_router`: program the router into the (new) manager from nothing. Throwing fails the router's apply with `RouterExtensionError` (retried). */
   addRouter?(context: RouterExtensionContext): void | Promise<void>;
+  /** Neutron's `update_router`: the router changed or is resynced, on the manager `addRouter` programmed. Throwing fails the apply with `RouterExtensionError`. */
   updateRouter?(context: RouterExtensionContext): void | Promise<void>;
+  /** Neutron's `delete_router`: the router goes; runs before its namespace is deleted. Throwing stops the removal before the namespace goes (`RouterExtensionError`, retried). */
   deleteRouter?(context: RouterExtensionContext): void | Promise<void>;
 }
 
+/** Where a plugin registers an `L3RouterExtension` (FWaaS, third parties); every registered extension runs in each router's reconcile. */
 export const l3AgentRouterExtensionPoint = createExtensionPoint<L3RouterExtension>({ id: "l3-nat.router" });

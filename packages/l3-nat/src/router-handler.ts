@@ -20,6 +20,7 @@ const KEPT_TAG = "kept-for-held-router";
 /** The agent's pino logger type, without importing pino. */
 type Logger = ReconcileContext["logger"];
 
+/** Options of `RouterHandler`: the resolved settings and the registered drivers and extensions (read lazily). */
 export interface RouterHandlerOptions {
   settings: L3NatSettings;
   /** Every registered interface driver; read on first use (extension points close after registration). */
@@ -85,10 +86,15 @@ export class RouterHandler implements ResourceHandler<Router | HeldRouter> {
     return parseRouters(document, origin, { namespacePrefix: this.settings.namespacePrefix, cache: this.parsed });
   }
 
+  /** The router's namespace, `<namespace_prefix><router id>` (Neutron's `build_ns_name`); the same for a held router's stand-in. */
   namespaceOf(router: Router | HeldRouter): string {
     return routerNamespaceName(this.settings.namespacePrefix, router.id);
   }
 
+  /**
+   * Removes the removed routers, then sets up each changed one (all on a full pass) in Neutron's order; a held router is kept as the kernel has it.
+   * Throws `RouterExtensionError`, `InterfaceDriverUnknownError` or `RouterDevicesMissingError` (rules applied, devices retried) naming the router.
+   */
   async reconcile(context: ReconcileContext, request: ReconcileRequest<Router | HeldRouter>): Promise<void> {
     for (const [id, router] of request.removed) await this.removeRouter(context, id, router);
     const ids = request.full ? [...request.desired.keys()] : [...request.changed].filter((id) => request.desired.has(id));

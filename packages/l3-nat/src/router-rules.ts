@@ -5,11 +5,14 @@ import type { FloatingIp, Router, RouterPort } from "./router.js";
 
 /** Neutron's `lib_constants.ROUTER_MARK_MASK`: router marks use the lower 16 bits. */
 export const ROUTER_MARK_MASK = "0xffff";
+/** The metadata service's IPv4 address as a match (Neutron's `METADATA_CIDR`): requests to it from `qr-` devices are marked and redirected to the router's metadata proxy. */
 export const METADATA_V4_CIDR = "169.254.169.254/32";
+/** The metadata service's IPv6 address as a match (Neutron's `METADATA_V6_IP`, link-local): redirected as its IPv4 twin is when the agent manages IPv6 (`use_ipv6`). */
 export const METADATA_V6_CIDR = "fe80::a9fe:a9fe/128";
 /** The tag of every floating IP rule (nat and mangle), as Neutron tags them. */
 export const FLOATING_IP_TAG = "floating_ip";
 
+/** Options of `RouterRules`: the Neutron l3 agent settings that shape a router's rules (metadata, marks, SNAT port randomization). */
 export interface RouterRulesOptions {
   /** Neutron `enable_metadata_proxy`: the INPUT and REDIRECT rules of the metadata driver. */
   enableMetadataProxy: boolean;

@@ -19,6 +19,10 @@ export interface Router {
   readonly [key: string]: unknown;
 }
 
+/**
+ * A router port (`gw_port` or one of `_interfaces`) as `parseRouter` leaves it: ids safe in device names,
+ * addresses in canonical text, each fixed IP inside one of the port's subnets and with its prefix length.
+ */
 export interface RouterPort {
   readonly id: string;
   readonly network_id: string;
@@ -33,6 +37,7 @@ export interface RouterPort {
   readonly [key: string]: unknown;
 }
 
+/** An address of a router port: canonical text, in the subnet `subnet_id` names, `prefixlen` always set. */
 export interface FixedIp {
   readonly ip_address: string;
   readonly subnet_id: string;
@@ -40,6 +45,7 @@ export interface FixedIp {
   readonly [key: string]: unknown;
 }
 
+/** A subnet of a router port: a valid `cidr`, and its gateway (canonical text, same family) or null. */
 export interface Subnet {
   readonly id: string;
   readonly cidr: string;
@@ -60,6 +66,10 @@ export function isHeldRouter(router: Router | HeldRouter): router is HeldRouter 
   return (router as HeldRouter).standIn === true;
 }
 
+/**
+ * An associated floating IP (Neutron's `_floatingips` entry): IPv4 floating and fixed addresses in canonical text,
+ * each used once per router; the fixed address's address scope or null.
+ */
 export interface FloatingIp {
   readonly id: string;
   readonly floating_ip_address: string;
@@ -123,6 +133,7 @@ const routerSchema = z.looseObject({
 
 type RawPort = z.output<typeof portSchema>;
 
+/** What `parseRouter` found: `router` only when `issues` is empty; otherwise the issues, and the router is left out. */
 export interface ParseRouterResult {
   router?: Router;
   /** Field paths relative to the router, with what is wrong. */

@@ -18,6 +18,7 @@ import { FakeHost } from "@chainwarden/testing";
 /** A plugin to run, with its options (what its config entry would hold). */
 export type HarnessPlugin = AgentPlugin<any, any> | { plugin: AgentPlugin<any, any>; options?: unknown };
 
+/** Options of `PluginHarness.start`: the plugins, where their rules go, and the namespaces they name. */
 export interface PluginHarnessOptions {
   /** The plugins under test, in the order an app would list them. */
   plugins: readonly HarnessPlugin[];
@@ -73,6 +74,11 @@ export class PluginHarness implements AsyncDisposable {
     private readonly created: readonly string[],
   ) {}
 
+  /**
+   * Creates the namespaces (on the kernel), loads the plugins into a real `Agent` fed by an in-memory
+   * state source, and starts it. If anything fails, the namespaces created so far are deleted and
+   * the error (a plugin's registration or config error, a failed `ip netns add`) is rethrown.
+   */
   static async start(options: PluginHarnessOptions): Promise<PluginHarness> {
     const onKernel = options.host === "kernel";
     const tag = randomBytes(3).toString("hex");
@@ -157,6 +163,7 @@ export class PluginHarness implements AsyncDisposable {
     }
   }
 
+  /** `stop()`, for `await using`: the namespaces go even when the test throws. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }

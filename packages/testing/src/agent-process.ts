@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 
+/** How a binary run ended: its exit code and signal, and everything it wrote to stdout and stderr. */
 export interface CliResult {
   /** The exit code (128 + n when killed by a signal). */
   code: number;
@@ -23,6 +24,7 @@ export function runCli(bin: string, args: readonly string[], timeoutMs = 20_000)
   return new AgentProcess(bin, args, timeoutMs).exited;
 }
 
+/** Options of `AgentProcess` beyond the binary, its arguments and its time-out. */
 export interface AgentProcessOptions {
   /**
    * A command the binary runs under, as an argument array that ends where `node <bin> args…` follow,
@@ -62,6 +64,7 @@ export class AgentProcess {
     return this.exitInfo === undefined;
   }
 
+  /** Sends the signal to the agent (e.g. `SIGTERM` to test a graceful stop); returns at once, `exited` says how it ended. */
   signal(name: NodeJS.Signals): void {
     this.child.kill(name);
   }
@@ -80,6 +83,10 @@ export class AgentProcess {
       });
   }
 
+  /**
+   * The first JSON log line on stdout that satisfies `predicate`, polled until it appears. Throws (a plain
+   * `Error` naming `what`) after `timeoutMs`, or at once when the agent exits without writing it.
+   */
   async waitForLog(predicate: (line: LogLine) => boolean, what: string, timeoutMs = 10_000): Promise<LogLine> {
     return waitFor(() => this.logs().find(predicate), `log line: ${what}`, timeoutMs, () => this.running);
   }
@@ -90,6 +97,7 @@ export class AgentProcess {
     await this.exited.catch(() => undefined);
   }
 
+  /** The tail of the agent's stdout and stderr, for a failing assertion's message. */
   describe(): string {
     return `stdout:\n${this.stdout.slice(-4000)}\nstderr:\n${this.stderr.slice(-4000)}`;
   }

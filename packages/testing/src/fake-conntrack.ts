@@ -53,6 +53,7 @@ export interface ConntrackCall {
   prepared?: true;
 }
 
+/** Options of `FakeConntrack`: the namespaces it shares, and whether it offers prepared commands. */
 export interface FakeConntrackOptions {
   /** The host's namespaces, shared with the fakes of the other tools. */
   netns: FakeNetns;

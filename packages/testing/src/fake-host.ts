@@ -23,6 +23,7 @@ import { FakeIptablesRunner, type FakeIptablesRunnerOptions } from "./fake-iptab
 import { FakeNetns } from "./fake-netns.js";
 import { NotModelledError } from "./not-modelled-error.js";
 
+/** Options of `FakeHost`: the iptables variant, the namespaces that exist, and each fake tool's optional features (all on by default). */
 export interface FakeHostOptions {
   /** Which iptables 1.8.9 variant (default nft). */
   variant?: Backend;

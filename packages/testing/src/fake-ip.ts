@@ -16,6 +16,7 @@ import { FakeNetns } from "./fake-netns.js";
 import { NotModelledError } from "./not-modelled-error.js";
 import { namespaceGoneFailure } from "./tool-messages.js";
 
+/** Options of `FakeIp`: the namespaces it shares, and which optional runner features it offers. */
 export interface FakeIpOptions {
   /** The host's namespaces, shared with the fakes of the other tools (default: a new one). */
   netns?: FakeNetns;
@@ -61,6 +62,7 @@ export interface FakeIpDevice {
   addresses: string[];
 }
 
+/** The device types the fake models (`ip link add … type veth|bridge`, `ip tuntap … mode tap`, and `lo`); others are not modelled. */
 export type LinkKind = "loopback" | "veth" | "bridge" | "tap";
 
 type Scope = "global" | "link" | "host";
@@ -286,6 +288,7 @@ export class FakeIp implements IpRunner {
     this.prune();
   }
 
+  /** Whether the named namespace exists now (`ip netns add` seen, not deleted since). */
   hasNamespace(name: string): boolean {
     return this.netns.has(name);
   }

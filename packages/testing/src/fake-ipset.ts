@@ -5,8 +5,10 @@ import type { FakeNetns } from "./fake-netns.js";
 import { NotModelledError } from "./not-modelled-error.js";
 import { namespaceGoneFailure } from "./tool-messages.js";
 
+/** An ipset's address family as `ipset create NAME hash:net family …` names it. */
 export type IpsetFamily = "inet" | "inet6";
 
+/** Options of `FakeIpset`: the namespaces it shares, and what the kernel holds sets for. */
 export interface FakeIpsetOptions {
   /** The host's namespaces, shared with the fakes of the other tools. */
   netns: FakeNetns;

@@ -31,6 +31,7 @@ import { quoteArgs, tokenizeRestoreLine } from "./restore-line.js";
 import { isTargetExtension } from "./xtables-extensions.js";
 import { namespaceGoneFailure, ToolMessages, type ToolFailure } from "./tool-messages.js";
 
+/** Options of `FakeIptablesRunner`: the variant it behaves like (required), its namespaces, and the runner features and lock waits it offers. */
 export interface FakeIptablesRunnerOptions {
   /** Which iptables 1.8.9 variant to behave like: error texts, exit codes, table order, lock use. */
   variant: Backend;
@@ -55,6 +56,7 @@ export interface FakeIptablesRunnerOptions {
   restoreStream?: boolean;
 }
 
+/** One `restore` as it was asked for (`FakeIptablesRunner.restoreCalls`), failed ones included, with when it began and ended. */
 export interface RestoreCall {
   target: Target;
   input: string;
@@ -66,11 +68,13 @@ export interface RestoreCall {
   streamed?: boolean;
 }
 
+/** One `save` as it was asked for (`FakeIptablesRunner.saveCalls`). */
 export interface SaveCall {
   target: Target;
   options: SaveOptions;
 }
 
+/** One `exec` as it was asked for (`FakeIptablesRunner.execCalls`), modelled or not. */
 export interface ExecCall {
   command: AuxCommand;
   args: readonly string[];
@@ -85,8 +89,13 @@ export interface InjectedRestoreFailure {
   line?: number;
 }
 
+/**
+ * An `onBeforeRestore` hook: awaited before each recorded restore is checked and applied (not for restores it
+ * makes itself); it may change the fake's state (`externalRestore`) as a concurrent writer would.
+ */
 export type BeforeRestoreHook = (call: RestoreCall, fake: FakeIptablesRunner) => void | Promise<void>;
 
+/** Options of `FakeIptablesRunner.dump`: one table only, and whether counters are printed (default: every table, no counters). */
 export interface DumpOptions {
   table?: string;
   /** `[p:b]` on chain and rule lines. */
@@ -232,6 +241,11 @@ export class FakeIptablesRunner implements IptablesRunner {
     this.apply(target, fam, input, fail);
   }
 
+  /**
+   * `iptables`/`ip6tables -S`, `-C` and `--version` against the fake's tables, settled as `ExecaRunner`
+   * settles the real tool: a non-zero exit rejects with `CommandError` (`NamespaceGoneError` for a missing
+   * namespace) unless `reject: false`. Any other command or option throws `NotModelledError`.
+   */
   async exec(command: AuxCommand, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     this.execCalls.push({ command, args: [...args], options: { ...options } });
     const file = command === "iptables" || command === "ip6tables" ? `${command}-${this.variant}` : command;
@@ -250,6 +264,7 @@ export class FakeIptablesRunner implements IptablesRunner {
     this.netns.delete(name);
   }
 
+  /** Whether the named namespace exists now (`ip netns add` seen, not deleted since). */
   hasNamespace(name: string): boolean {
     return this.netns.has(name);
   }
@@ -349,6 +364,7 @@ export class FakeIptablesRunner implements IptablesRunner {
     this.lockHeldUntil = Math.max(this.lockHeldUntil, Date.now() + durationMs);
   }
 
+  /** Ends a `holdLock` at once: legacy restores waiting for the lock proceed. */
   releaseLock(): void {
     this.lockHeldUntil = 0;
   }

@@ -14,6 +14,8 @@
  * - `@chainwarden/testing/contract`: `describeIptablesRunnerContract`, the vitest suite every runner
  *   must pass (a subpath of its own because it imports vitest).
  * - `@chainwarden/testing/vitest-config`: `packageTestConfig`, the shared vitest config (imports vitest).
+ *
+ * @packageDocumentation
  */
 export {
   FakeIptablesRunner,

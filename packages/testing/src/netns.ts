@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { runCommand, type RunOptions, type RunResult } from "./run-command.js";
 
+/** Options of `TestNetns.exec`: stdin input, whether a non-zero exit throws (default true), extra environment. */
 export type NetnsExecOptions = Pick<RunOptions, "input" | "reject" | "env">;
 
 /** A network namespace a test created; `delete()` (or `await using`) removes it. */

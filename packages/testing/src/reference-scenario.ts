@@ -13,6 +13,7 @@ import { parseReferenceExpected, type ReferenceStep } from "./reference-expected
  */
 const REFERENCE_DIR = join(import.meta.dirname, "../test-fixtures/reference");
 
+/** One loaded scenario: its input, its steps (parsed when a `parseStep` was given) and one expected block per step, the counts equal. */
 export interface ReferenceScenario<Step = unknown> {
   /** The file name without `.json`. */
   name: string;
@@ -25,6 +26,7 @@ export interface ReferenceScenario<Step = unknown> {
   expected: ReferenceStep[];
 }
 
+/** How `loadReferenceScenario(s)` checks and parses a scenario; a mismatch or a `parseStep` error throws naming the file. */
 export interface LoadReferenceScenarioOptions<Step> {
   /** The `kind` the input must declare (`l2`, `l3`, `fwaas`); unchecked when absent. */
   kind?: string;

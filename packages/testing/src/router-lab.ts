@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { netToolPath } from "./net-tool.js";
 import { createNetns, deleteNetns, listNetns, type TestNetns } from "./netns.js";
 
+/** Options of `createRouterLab`: how its namespaces are named, which hosts it has, and which agent namespaces its `delete()` also removes. */
 export interface RouterLabOptions<Host extends string> {
   /** Names the lab's namespaces: `<prefix>-fabric-<pid>-<random>`, `<prefix>-<host>-<pid>-<random>`. */
   prefix: string;
@@ -17,6 +18,7 @@ export interface RouterLabOptions<Host extends string> {
   agentNamespacePrefix?: string;
 }
 
+/** A running lab (`createRouterLab`): its fabric and hosts, ways to wire and drive them, and `delete()`, which removes all of it. */
 export interface RouterLab<Host extends string = string> {
   /** The namespace with the bridges. */
   readonly fabric: TestNetns;

@@ -1,13 +1,16 @@
 import { spawn } from "node:child_process";
 
+/** Options of `runCommand`: stdin input, whether a non-zero exit throws (default true), and environment added to the process's (with `LC_ALL=C`). */
 export interface RunOptions {
   /** Written to the command's stdin (stdin is closed either way). */
   input?: string;
   /** Throw on a non-zero exit (default true). */
   reject?: boolean;
+  /** Added to this process's environment (after `LC_ALL=C`, so it may override that). */
   env?: Record<string, string>;
 }
 
+/** A finished command's output and exit code (128 + n when a signal killed it); non-zero only when `reject: false`. */
 export interface RunResult {
   stdout: string;
   stderr: string;
