@@ -19,6 +19,7 @@ import { pluginSettings } from "./agent-config.js";
 import type { AgentPlugin, PluginEnvironment } from "./plugin.js";
 import { isServiceToken, type ServiceToken } from "./service-token.js";
 import type { PlanReport, StatusReport, SyncReport } from "./loop-reports.js";
+import { ManagerFlavours, managerNeedsProblems, type ManagerDefaults } from "./manager-flavours.js";
 import { ReconcileLoop } from "./reconcile-loop.js";
 
 /** The agent's own services in its container (internal: plugins get them typed, in their environment). */
@@ -40,6 +41,7 @@ export interface AgentPluginEntry {
   source?: string;
 }
 
+/** What an agent is made of: its name and version, its config, its plugins, and what it runs commands with. */
 export interface AgentOptions {
   /** The agent's name, e.g. `l3-agent`. */
   name: string;
@@ -57,6 +59,12 @@ export interface AgentOptions {
   defaultNamespace?: string;
   /** Neutron's config files the agent was started with (`env.neutron`); default: none. */
   neutron?: NeutronConfig;
+  /**
+   * The app's flavour for its managers (`AgentApp.managerDefaults`): what `context.manager()` gives
+   * a handler that names no options, for every wrap name no handler declares otherwise
+   * (`ResourceHandler.managers`). Default: stateful, with nat (the l3 agent's).
+   */
+  managerDefaults?: ManagerDefaults;
 }
 
 /** A plugin as installed, for `status` and `--version` output. */
@@ -122,6 +130,7 @@ export class Agent {
   private readonly providers = new Map<symbol, string>();
   readonly plugins: readonly InstalledPlugin[];
   private readonly defaultNamespace: string | undefined;
+  private readonly managerDefaults: ManagerDefaults | undefined;
   private readonly contributions = new Map<symbol, Contribution<unknown>[]>();
   private closed = false;
   private activity: Activity = "idle";
@@ -135,6 +144,7 @@ export class Agent {
     this.runner = options.runner ?? new ExecaRunner({ backend: options.config.backend, lockWaitSeconds: options.config.lock_wait_seconds });
     this.metrics = new AgentMetrics();
     this.defaultNamespace = options.defaultNamespace ?? options.config.netns;
+    this.managerDefaults = options.managerDefaults;
     this.plugins = plugins;
     this.container = rootContainer.createChildContainer();
     this.container.register(AGENT_CONFIG, { useValue: this.config });
@@ -146,7 +156,9 @@ export class Agent {
   /**
    * Checks and registers the plugins.
    * @throws PluginError (`PLUGIN_INVALID`, `PLUGIN_DUPLICATE`, `PLUGIN_INCOMPATIBLE`,
-   *   `PLUGIN_OPTIONS`, `PLUGIN_REGISTER`) naming the plugin and where it came from.
+   *   `PLUGIN_OPTIONS`, `PLUGIN_REGISTER`) naming the plugin and where it came from;
+   *   `PLUGIN_INVALID` also when two plugins' resource handlers need one manager with different
+   *   options (`ResourceHandler.managers`), naming both.
    */
   static async create(options: AgentOptions): Promise<Agent> {
     const checked = await checkPlugins(options);
@@ -178,6 +190,8 @@ export class Agent {
       agent.logger.debug({ plugin: name, version: plugin.version, source }, "plugin registered");
     }
     agent.closed = true;
+    // Every handler is known now: managers with different needs are refused before anything runs.
+    agent.managerFlavours();
     return agent;
   }
 
@@ -337,7 +351,16 @@ export class Agent {
     this.activity = activity;
   }
 
+  /** Each wrap name's manager flavour from the handlers' declared needs and the app's defaults; throws on a clash. */
+  private managerFlavours(): ManagerFlavours {
+    return ManagerFlavours.resolve(
+      this.contributionsTo(resourceHandlerExtensionPoint).map((c) => ({ handler: c.extension, plugin: c.plugin })),
+      { wrapName: this.config.wrap_name, useIpv6: this.config.use_ipv6, defaults: this.managerDefaults },
+    );
+  }
+
   private createLoop(): ReconcileLoop {
+    const plugins = new Map(this.contributionsTo(resourceHandlerExtensionPoint).map((c) => [c.extension.kind, c.plugin] as const));
     return new ReconcileLoop({
       handlers: this.extensions(resourceHandlerExtensionPoint),
       observers: this.extensions(applyObserverExtensionPoint),
@@ -345,6 +368,8 @@ export class Agent {
       logger: this.logger,
       metrics: this.metrics,
       config: this.config,
+      plugins,
+      ...(this.managerDefaults !== undefined ? { managerDefaults: this.managerDefaults } : {}),
       ...(this.defaultNamespace !== undefined ? { defaultNamespace: this.defaultNamespace } : {}),
     });
   }
@@ -412,6 +437,10 @@ export class Agent {
           `plugin ${plugin} added a resource handler for kind ${JSON.stringify(kind)} without documentKeys: list the top-level state keys it reads (e.g. ["routers"])`,
           plugin,
         );
+      }
+      const problems = managerNeedsProblems((extension as { managers?: unknown }).managers);
+      if (problems.length > 0) {
+        throw new PluginError("PLUGIN_REGISTER", `plugin ${plugin} added a resource handler for kind ${JSON.stringify(kind)} whose managers field is invalid: ${problems.join("; ")}`, plugin);
       }
     }
     this.container.register(point.token, { useValue: extension });

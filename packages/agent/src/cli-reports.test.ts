@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applySucceeded, applySummary, formatPlan, formatStatus, planSucceeded, statusInSync } from "./cli-reports.js";
+import { applyFailures, applySucceeded, applySummary, formatPlan, formatStatus, planFailures, planSucceeded, statusInSync } from "./cli-reports.js";
 import type { PlanReport, StatusReport, SyncReport } from "./loop-reports.js";
 
 const family = (f: 4 | 6, input: string, lines: number) => ({ family: f, namespace: "ns", input, lines, tables: [], changes: [], full: true });
@@ -32,6 +32,39 @@ describe("formatPlan", () => {
       ].join("\n"),
     );
     expect(formatPlan({ stateRead: true, problems: [], namespaces: [] })).toBe("# no namespaces in the desired state: no changes\n");
+  });
+
+  it("names a handler that failed in the plan, plans the rest, and fails plan", () => {
+    const report: PlanReport = {
+      stateRead: true,
+      problems: [],
+      namespaces: [
+        {
+          namespace: "ns",
+          resources: ["chain_set/a", "guard/g1"],
+          held: ["guard/g1"],
+          actions: [],
+          families: [family(4, "*filter\n-A INPUT -j ACCEPT\nCOMMIT\n", 1)],
+          failedHandlers: [{ kind: "guard", plugin: "acme", error: "guard backend unreachable\nat line 3" }],
+        },
+      ],
+    };
+    expect(formatPlan(report)).toBe(
+      [
+        "# namespace ns: chain_set/a, guard/g1",
+        "# held as the kernel has it (invalid input or a failed apply): guard/g1",
+        "# the guard handler of plugin acme failed (its resources are held as the kernel has them): guard backend unreachable",
+        "# IPv4: 1 line",
+        "*filter",
+        "-A INPUT -j ACCEPT",
+        "COMMIT",
+        "",
+      ].join("\n"),
+    );
+    expect(planSucceeded(report)).toBe(false);
+    expect(planFailures("l2-agent", report)).toBe(
+      "l2-agent: the guard handler of plugin acme failed in namespace ns; planned as a run would apply it (its resources held): guard backend unreachable\nat line 3\n",
+    );
   });
 
   it("lists removals (stale namespaces, chains, host objects), held resources, waiting ports and the problems", () => {
@@ -95,13 +128,19 @@ describe("formatStatus", () => {
 
 describe("apply summary", () => {
   it("fails on invalid input, failed resources and an unread state", () => {
-    const ok: SyncReport = { namespaces: 2, applied: 2, failed: [], failedResources: [], problems: [], stateRead: true };
+    const ok: SyncReport = { namespaces: 2, applied: 2, failed: [], failedResources: [], failedHandlers: [], problems: [], stateRead: true };
     expect(applySucceeded(ok)).toBe(true);
     expect(applySummary(ok)).toBe("applied 2 of 2 namespaces\n");
     const held = { ...ok, failedResources: [{ namespace: "ns", resource: "port/p1", error: new Error("ipset restore failed") }] };
     expect(applySucceeded(held)).toBe(false);
     expect(applySummary(held)).toBe("applied 2 of 2 namespaces, 1 resource held after failing\n");
     expect(applySucceeded({ ...ok, problems: [problem] })).toBe(false);
+    const skipped = { ...ok, failedHandlers: [{ namespace: "ns", kind: "guard", plugin: "acme", error: new Error("guard backend unreachable") }] };
+    expect(applySucceeded(skipped)).toBe(false);
+    expect(applySummary(skipped)).toBe("applied 2 of 2 namespaces, 1 handler skipped after failing\n");
+    expect(applyFailures("l2-agent", skipped)).toBe(
+      "l2-agent: the guard handler of plugin acme failed in namespace ns even with its resources held; it is skipped there and what the kernel has of its chains is kept: guard backend unreachable\n",
+    );
     const unread = { ...ok, namespaces: 0, applied: 0, stateRead: false };
     expect(applySucceeded(unread)).toBe(false);
     expect(applySummary(unread)).toBe("no desired state was read: nothing was changed\n");

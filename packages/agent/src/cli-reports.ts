@@ -10,7 +10,7 @@ import type { PlanReport, StatusReport, SyncReport } from "./loop-reports.js";
 
 /** `apply --once` succeeded: a state was read, every namespace and resource applied, every input valid. */
 export function applySucceeded(report: SyncReport): boolean {
-  return report.stateRead && report.failed.length === 0 && report.failedResources.length === 0 && report.problems.length === 0;
+  return report.stateRead && report.failed.length === 0 && report.failedResources.length === 0 && report.failedHandlers.length === 0 && report.problems.length === 0;
 }
 
 /** One line on stdout: how much applied. */
@@ -19,6 +19,7 @@ export function applySummary(report: SyncReport): string {
   const parts = [`applied ${report.applied} of ${plural(report.namespaces, "namespace")}`];
   if (report.failed.length) parts.push(`${report.failed.length} failed`);
   if (report.failedResources.length) parts.push(`${plural(report.failedResources.length, "resource")} held after failing`);
+  if (report.failedHandlers.length) parts.push(`${plural(report.failedHandlers.length, "handler")} skipped after failing`);
   if (report.problems.length) parts.push(plural(report.problems.length, "invalid input"));
   return `${parts.join(", ")}\n`;
 }
@@ -31,11 +32,16 @@ export function applyFailures(name: string, report: SyncReport): string {
   for (const f of report.failedResources) {
     out.push(`${name}: ${f.resource} in namespace ${namespaceLabel(f.namespace)} failed to apply and is kept as the kernel has it: ${describeError(f.error)}`);
   }
+  for (const f of report.failedHandlers) {
+    out.push(
+      `${name}: ${describeHandler(f)} failed in namespace ${namespaceLabel(f.namespace)} even with its resources held; it is skipped there and what the kernel has of its chains is kept: ${describeError(f.error)}`,
+    );
+  }
   return out.length ? `${out.join("\n")}\n` : "";
 }
 
 export function planSucceeded(report: PlanReport): boolean {
-  return report.stateRead && report.problems.length === 0 && report.namespaces.every((p) => p.error === undefined);
+  return report.stateRead && report.problems.length === 0 && report.namespaces.every((p) => p.error === undefined && !p.failedHandlers?.length);
 }
 
 /** The failures of `plan`, for stderr. */
@@ -43,7 +49,12 @@ export function planFailures(name: string, report: PlanReport): string {
   const out: string[] = [];
   if (report.problems.length > 0) out.push(`${name}: ${invalidHeadline(report.problems)}:\n${formatProblems(report.problems)}`);
   if (!report.stateRead) out.push(`${name}: no desired state was read; the plan changes nothing`);
-  for (const p of report.namespaces) if (p.error !== undefined) out.push(`${name}: plan failed in namespace ${namespaceLabel(p.namespace)}: ${p.error}`);
+  for (const p of report.namespaces) {
+    if (p.error !== undefined) out.push(`${name}: plan failed in namespace ${namespaceLabel(p.namespace)}: ${p.error}`);
+    for (const f of p.failedHandlers ?? []) {
+      out.push(`${name}: ${describeHandler(f)} failed in namespace ${namespaceLabel(p.namespace)}; planned as a run would apply it (its resources held): ${f.error}`);
+    }
+  }
   return out.length ? `${out.join("\n")}\n` : "";
 }
 
@@ -72,6 +83,7 @@ export function formatPlan(report: PlanReport): string {
     }
     out.push(`# namespace ${namespaceLabel(p.namespace)}: ${p.resources.length ? p.resources.join(", ") : "no resources"}`);
     if (p.held.length) out.push(`# held as the kernel has it (invalid input or a failed apply): ${p.held.join(", ")}`);
+    for (const f of p.failedHandlers ?? []) out.push(`# ${describeHandler(f)} failed (its resources are held as the kernel has them): ${firstLine(f.error)}`);
     if (p.error !== undefined) {
       out.push(`# error (nothing planned here): ${firstLine(p.error)}`);
       continue;
@@ -165,4 +177,9 @@ function namespaceLabel(namespace: string | undefined): string {
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** `the port handler of plugin l2-secgroup`. */
+function describeHandler(f: { kind: string; plugin?: string }): string {
+  return `the ${f.kind} handler${f.plugin !== undefined ? ` of plugin ${f.plugin}` : ""}`;
 }

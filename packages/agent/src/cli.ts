@@ -35,6 +35,7 @@ import { describeNeutronSource, mapNeutronConfig, type NeutronLayer } from "./ne
 import { describeNeutronOption } from "./neutron-option.js";
 import type { AgentConfig } from "./config-schema.js";
 import { createLogger } from "./logging.js";
+import type { ManagerDefaults } from "./manager-flavours.js";
 import type { AgentPlugin } from "./plugin.js";
 import { loadPluginsFromConfig, type PluginEntry } from "./plugin-loader.js";
 import { applyFailures, applySucceeded, applySummary, describeError, formatPlan, formatStatus, planFailures, planSucceeded, statusFailures, statusInSync } from "./cli-reports.js";
@@ -54,6 +55,12 @@ export interface AgentApp {
   plugins: AgentPlugin<any, any>[];
   /** Defaults for framework keys the app sets differently (its `wrap_name`); the file and the flags win. */
   defaults?: Readonly<Record<string, unknown>>;
+  /**
+   * The flavour of the app's iptables managers: what `context.manager()` gives a handler (a
+   * plugin's included) that names no options (see `AgentOptions.managerDefaults`). The l2 agent's
+   * are stateless, as Neutron's l2 firewall driver makes them; default: stateful, with nat.
+   */
+  managerDefaults?: ManagerDefaults;
   /** The app's package directory: plugins named in a config file are resolved from here. */
   appDir: string;
   /** Extra paragraphs for `--help` (what the built-in plugins do, the state's shape). */
@@ -343,7 +350,15 @@ async function createAgent(app: AgentApp, config: AgentConfig, logger: Logger, n
   // A built-in plugin's options come from config.plugin_options.<name>; the agent reads them there.
   const builtIn = app.plugins.map((plugin) => ({ plugin }));
   const fromConfig = await loadPluginsFromConfig(config.plugins as PluginEntry[], app.appDir);
-  return Agent.create({ name: app.name, version: app.version, config, plugins: [...builtIn, ...fromConfig], logger, neutron });
+  return Agent.create({
+    name: app.name,
+    version: app.version,
+    config,
+    plugins: [...builtIn, ...fromConfig],
+    logger,
+    neutron,
+    ...(app.managerDefaults !== undefined ? { managerDefaults: app.managerDefaults } : {}),
+  });
 }
 
 /**

@@ -8,12 +8,12 @@ import type { NamespacePlan } from "./loop-reports.js";
 import { namespaceWork } from "./namespace-work.js";
 import { config, doc, rs, ruleSetHandler, WRAP } from "./rule-set-handler.test-support.js";
 
-function setup(options: { stale?: HostAction[]; throwIn?: string } = {}) {
+function setup(options: { stale?: HostAction[]; throwIn?: string; throwCode?: string } = {}) {
   const host = new FakeHost({ namespaces: ["ns-a"] });
   const fake = host.iptables;
   const { handler } = ruleSetHandler({
     beforeReconcile: (ns) => {
-      if (ns === options.throwIn) throw new Error(`cannot plan ${ns}`);
+      if (ns === options.throwIn) throw Object.assign(new Error(`cannot plan ${ns}`), options.throwCode ? { code: options.throwCode } : {});
     },
   });
   const handlers = [handler as ResourceHandler];
@@ -24,8 +24,15 @@ function setup(options: { stale?: HostAction[]; throwIn?: string } = {}) {
     config: config(),
     source: {
       namespaces: () => [...desired.namespaces()],
-      work: (ns: NsKey) =>
-        namespaceWork({ handlers, desired: desired.in(ns), full: true, heldIn: (kind, want) => new Set([...want.keys()].filter((id) => desired.isHeld(kind, id))), complete: (k) => desired.complete(k) }),
+      work: (ns: NsKey, isolate) =>
+        namespaceWork({
+          handlers,
+          desired: desired.in(ns),
+          full: true,
+          heldIn: (kind, want) => new Set([...want.keys()].filter((id) => desired.isHeld(kind, id) || isolate?.held?.get(kind)?.has(id))),
+          complete: (k) => desired.complete(k),
+          ...(isolate?.benched ? { benched: isolate.benched } : {}),
+        }),
       staleActions: async () => options.stale ?? [],
       problems: () => desired.problems.map((p) => p.problem),
       stateRead: () => desired.read,
@@ -54,12 +61,22 @@ describe("DryRun", () => {
     ]);
   });
 
-  it("a handler that fails in one namespace gives that plan an error; the others plan", async () => {
+  it("a handler that fails in one namespace is named in its plan, held and then skipped there as a run would; the others plan", async () => {
     const { desired, dryRun } = setup({ throwIn: "ns-a" });
     desired.update(doc(rs("r1", "ns-a", "-j ACCEPT"), rs("r2", "ns-b", "-j DROP")), "test");
     const plans = (await dryRun.plan()).namespaces;
-    expect(plans.find((p) => p.namespace === "ns-a")).toMatchObject({ error: "cannot plan ns-a", families: [] });
+    expect(plans.find((p) => p.namespace === "ns-a")).toMatchObject({ held: ["rule_set/r1"], failedHandlers: [{ kind: "rule_set", error: "cannot plan ns-a" }], families: [] });
+    expect(plans.find((p) => p.namespace === "ns-a")!.error).toBeUndefined();
     expect(plans.find((p) => p.namespace === "ns-b")!.families).toHaveLength(1);
+    expect((await dryRun.status()).namespaces.find((s) => s.namespace === "ns-a")).toMatchObject({ inSync: false, error: "the rule_set handler failed: cannot plan ns-a" });
+  });
+
+  it("a failure of the namespace itself (the kernel cannot be read) gives its plan an error and no families", async () => {
+    const { desired, dryRun } = setup({ throwIn: "ns-a", throwCode: "SAVE_FAILED" });
+    desired.update(doc(rs("r1", "ns-a", "-j ACCEPT")), "test");
+    const plans = (await dryRun.plan()).namespaces;
+    expect(plans.find((p) => p.namespace === "ns-a")).toMatchObject({ error: "cannot plan ns-a", families: [] });
+    expect(plans.find((p) => p.namespace === "ns-a")!.failedHandlers).toBeUndefined();
     expect((await dryRun.status()).namespaces.find((s) => s.namespace === "ns-a")).toMatchObject({ inSync: false, error: "cannot plan ns-a" });
   });
 
@@ -85,5 +102,9 @@ describe("namespaceStatus", () => {
     expect(namespaceStatus(plan({ actions: [{ verb: "stop", object: "metadata-proxy", name: "r1" }] }), counts, true).inSync).toBe(false);
     expect(namespaceStatus(plan({ actions: [{ verb: "wait", object: "port", name: "tap1" }] }), counts, true).inSync).toBe(true);
     expect(namespaceStatus(plan({ error: "boom" }), counts, true)).toMatchObject({ inSync: false, error: "boom" });
+    expect(namespaceStatus(plan({ failedHandlers: [{ kind: "guard", plugin: "acme", error: "unreachable\nmore" }] }), counts, true)).toMatchObject({
+      inSync: false,
+      error: "the guard handler of plugin acme failed: unreachable",
+    });
   });
 });

@@ -2,6 +2,7 @@ import type { ApplyResult, IptablesManager, IptablesManagerOptions, HostRunner }
 import type { Logger } from "pino";
 import { createExtensionPoint } from "./extension-point.js";
 import type { Problem } from "./agent-errors.js";
+import type { ManagerNeeds } from "./manager-flavours.js";
 
 /** The desired-state document as read: JSON/YAML values in Neutron's shapes (DESIGN §5). */
 export type StateDocument = Record<string, unknown>;
@@ -16,6 +17,7 @@ export interface StateUpdateOptions {
   notDelivered?: readonly string[];
 }
 
+/** Where a state source delivers: the reconcile loop. */
 export interface StateSink {
   /**
    * A complete new desired state. `origin` names where it came from (file path, "etcd", ...).
@@ -44,6 +46,7 @@ export interface StateSource {
   readonly name: string;
   /** Starts delivering; resolves once the first document (or problem) was delivered. */
   start(sink: StateSink): Promise<void>;
+  /** Stops delivering (closes watchers, connections); the last delivered state stays in force. */
   stop(): Promise<void>;
   /**
    * For `/readyz`: ready once `delivered` and not `connected: false`. Optional: a source without it
@@ -52,6 +55,7 @@ export interface StateSource {
   health?(): StateSourceHealth;
 }
 
+/** Where plugins add `StateSource`s (the agent adds the file source itself when `state` is set). */
 export const stateSourceExtensionPoint = createExtensionPoint<StateSource>({ id: "agent.state-source" });
 
 /**
@@ -96,6 +100,10 @@ export interface HostAction {
   detail?: string;
 }
 
+/**
+ * What a resource handler is given for one namespace's run: the namespace, its managers, the host's
+ * tools, a logger bound to the namespace, and ways to be called again.
+ */
 export interface ReconcileContext {
   /** The network namespace (undefined: the agent's default, e.g. the host's own). */
   readonly namespace: string | undefined;
@@ -111,9 +119,17 @@ export interface ReconcileContext {
   /**
    * The namespace's IptablesManager for a wrap name (default: the agent's `wrap_name`); created on
    * first use and kept between reconciles so applies stay incremental. Already inside the
-   * deferred apply that the loop runs for this namespace. Handlers of one namespace share it: the
-   * options a caller gives must match the manager's (it throws otherwise); options left out take
-   * the manager as the first caller made it (defaults: stateful, nat, the agent's `use_ipv6`).
+   * deferred apply that the loop runs for this namespace. Handlers of one namespace share it.
+   *
+   * Its flavour (`stateless`, `nat`, `useIpv6`) is the wrap name's, whichever handler asks first:
+   * what handlers declare in `ResourceHandler.managers`, else the app's (`managerDefaults`: the l2
+   * agent's managers are stateless, as Neutron's l2 firewall makes them, so they have no nat or
+   * mangle chains; the l3 agent's are stateful, with nat), else stateful, nat and the agent's
+   * `use_ipv6`. So call it without options to share the agent's managers. Options you name must
+   * match that flavour: otherwise it throws `MANAGER_CONFLICT` (naming your handler and who set the
+   * flavour), which fails your handler alone (its resources here are held; see
+   * `ResourceHandler.reconcile`). Declare in `managers` what you need, and a clash with another
+   * plugin's needs is refused when the agent starts instead.
    */
   manager(options?: Pick<IptablesManagerOptions, "wrapName" | "stateless" | "nat" | "useIpv6">): IptablesManager;
   /** Forget this namespace's managers after the namespace itself was deleted. */
@@ -143,6 +159,7 @@ export interface ReconcileContext {
   report?(action: HostAction): void;
 }
 
+/** What one handler is asked to do in one namespace's run. */
 export interface ReconcileRequest<R> {
   /** Every desired resource of this kind in the namespace. */
   desired: ReadonlyMap<string, R>;
@@ -189,9 +206,33 @@ export interface ResourceHandler<R = unknown> {
    * is removed once a complete state no longer has it (the l2 agent's last port).
    */
   readonly homeNamespaces?: readonly (string | undefined)[];
+  /**
+   * The managers this handler uses (`context.manager(...)`), with the options it needs of them
+   * (`{ stateless: true }` for the l2 firewall's; `{ nat: true }` for a handler that writes NAT
+   * rules; `{ wrapName }` for one of its own). Handlers of one namespace share one manager per wrap
+   * name, so two handlers that need one wrap name with different options are refused when the
+   * agent starts, with a message naming both plugins, the wrap name and the options; declared
+   * options also set the flavour `context.manager()` gives everyone for that wrap name (see
+   * `ReconcileContext.manager`). An option left out means "whatever the agent's managers are".
+   * Optional: without it nothing is checked at start, and a clash shows at apply time as a failure
+   * of the handler that asks. Also where the loop keeps this handler's chains when it fails.
+   */
+  readonly managers?: readonly ManagerNeeds[];
+  /** The namespace a resource's rules live in (undefined: the agent's default namespace, `netns`). */
   namespaceOf(resource: R): string | undefined;
   /** Equal resources are not re-reconciled; default: JSON equality. */
   equals?(a: R, b: R): boolean;
+  /**
+   * Puts the namespace's desired resources of this kind into its managers (see
+   * `ReconcileRequest`); the loop applies them once afterwards. A throw is this handler's failure
+   * alone (DESIGN §5a): an error that names resources (`resource`/`resources`, `kind/id`) holds
+   * those; one that names none holds every resource of this kind in the namespace, and the
+   * namespace runs again at once so the other handlers' resources land; the held ones keep what
+   * the kernel has and are retried with backoff. A handler that throws even with all its resources
+   * held is skipped in the namespace until its retry, and what the kernel has of its chains is
+   * kept as it is (never removed, never a half-built model of it applied). Errors about the
+   * namespace itself (it is gone, the kernel cannot be read) retry the whole namespace.
+   */
   reconcile(context: ReconcileContext, request: ReconcileRequest<R>): Promise<void>;
   /**
    * Removes what an earlier run left for resources that are no longer desired and that this
@@ -209,6 +250,7 @@ export interface ResourceHandler<R = unknown> {
   stop?(): Promise<void>;
 }
 
+/** What `ResourceHandler.cleanupStale` is given: the host's tools, a logger, and whether to change nothing. */
 export interface StaleCleanupContext {
   readonly runner: HostRunner;
   readonly logger: Logger;
@@ -216,6 +258,7 @@ export interface StaleCleanupContext {
   readonly dryRun: boolean;
 }
 
+/** Where plugins add their `ResourceHandler`s (one per kind; registration order is the order in which a namespace's handlers run). */
 export const resourceHandlerExtensionPoint = createExtensionPoint<ResourceHandler>({ id: "agent.resource-handler" });
 
 /** What happened in one namespace's apply. */
@@ -237,7 +280,9 @@ export interface ApplyEvent {
 
 /** Observes every apply (audit logs, external notifications). Must not throw; errors are logged. */
 export interface ApplyObserver {
+  /** Called after every run of a namespace, success or failure, in the namespace's worker. */
   onApply(event: ApplyEvent): void | Promise<void>;
 }
 
+/** Where plugins add `ApplyObserver`s, which hear of every namespace's run. */
 export const applyObserverExtensionPoint = createExtensionPoint<ApplyObserver>({ id: "agent.apply-observer" });

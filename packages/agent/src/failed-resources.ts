@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { ByKind, NsKey } from "./desired-state.js";
-import { resourcesOf } from "./error-fields.js";
+import { resourcesNamedBy } from "./failure-scope.js";
 
 /** A resource whose apply failed, by `kind/id`. */
 export interface FailingResource {
@@ -33,7 +33,8 @@ export interface FailedResourcesOptions {
 
 /**
  * The resources whose apply failed (DESIGN §5a, failure isolation). A failure whose error names
- * resources holds them: their namespace runs again at once without them, so the rest of it lands,
+ * resources holds them, and a handler that threw naming none has its resources of the namespace
+ * held (`failureScope`): their namespace runs again at once without them, so the rest of it lands,
  * and they keep what the kernel has. Each is retried alone after its own capped exponential
  * backoff; it leaves this set when a run applies it, or when it is no longer desired.
  */
@@ -47,19 +48,7 @@ export class FailedResources {
    * `kind/id`, along the `cause` chain): those desired in the namespace and not held already.
    */
   culprits(error: unknown, desired: ByKind, held: ReadonlyMap<string, ReadonlySet<string>>): { kind: string; id: string }[] {
-    const out: { kind: string; id: string }[] = [];
-    const seen = new Set<string>();
-    for (const name of resourcesOf(error)) {
-      const slash = name.indexOf("/");
-      if (slash <= 0 || seen.has(name)) continue;
-      seen.add(name);
-      const kind = name.slice(0, slash);
-      const id = name.slice(slash + 1);
-      if (!desired.get(kind)?.has(id) || held.get(kind)?.has(id)) continue;
-      if (this.entries.get(name)?.held) continue;
-      out.push({ kind, id });
-    }
-    return out;
+    return resourcesNamedBy(error, desired, held).filter(({ kind, id }) => !this.entries.get(`${kind}/${id}`)?.held);
   }
 
   /** Holds a resource after a failure and schedules its retry. */

@@ -10,18 +10,40 @@ import type { Logger } from "pino";
 import { AgentError } from "./agent-errors.js";
 import type { AgentConfig } from "./config-schema.js";
 import type { HostAction, ReconcileContext } from "./extension-points.js";
+import { ManagerFlavours, type ManagerFlavour } from "./manager-flavours.js";
 
 type ManagerOptions = Pick<IptablesManagerOptions, "wrapName" | "stateless" | "nat" | "useIpv6">;
 
+/** The tag of the rules a failing handler's kept kernel state adds (see `keepKernelStateFor`). */
+const KEPT_FOR_FAILED_HANDLER = "kept-for-failed-handler";
+
+/** A manager of the namespace, with how it was made and by which handler. */
+interface ManagerEntry {
+  readonly manager: IptablesManager;
+  readonly flavour: ManagerFlavour;
+  /** The handler whose call made it (undefined: outside a handler call). */
+  readonly madeBy: string | undefined;
+  /** Kernel names of the chains it declares of itself (wrapped built-ins, `local`, `snat`, ...). */
+  readonly layout: ReadonlySet<string>;
+}
+
 /**
  * One namespace's `ReconcileContext`. Managers are keyed by (cut) wrap name and share one applier,
- * so that their kernel views stay in step. During a run every manager a handler obtains is deferred
- * (`deferApplyOn`) until the loop applies it at the end.
+ * so that their kernel views stay in step; each is made with its wrap name's flavour
+ * (`ManagerFlavours`: what handlers declare, else the app's defaults), whichever handler asks
+ * first. During a run every manager a handler obtains is deferred (`deferApplyOn`) until the loop
+ * applies it at the end, and the context notes which handler obtained which, so that the loop can
+ * keep what the kernel has of a failing handler's chains there.
  */
 export class LoopContext implements ReconcileContext {
-  private readonly managers = new Map<string, { manager: IptablesManager; effective: { stateless: boolean; nat: boolean; useIpv6: boolean } }>();
+  private readonly managers = new Map<string, ManagerEntry>();
   private applier: IptablesApplier | undefined;
   private touched: Set<IptablesManager> | undefined;
+  /** The wrap names each handler obtained since the context was made. */
+  private readonly obtained = new Map<string, Set<string>>();
+  /** Managers whose kernel state is kept for a failing handler already. */
+  private readonly kept = new WeakSet<IptablesManager>();
+  private readonly flavours: ManagerFlavours;
 
   constructor(
     readonly namespace: string | undefined,
@@ -32,7 +54,11 @@ export class LoopContext implements ReconcileContext {
     readonly dryRun: boolean,
     private readonly config: AgentConfig,
     private readonly loop?: { wake(kind: string): void; live(): boolean },
-  ) {}
+    /** Each wrap name's flavour; default: the framework's (stateful, nat, the config's `use_ipv6`). */
+    flavours?: ManagerFlavours,
+  ) {
+    this.flavours = flavours ?? ManagerFlavours.resolve([], { wrapName: config.wrap_name, useIpv6: config.use_ipv6 });
+  }
 
   /** What handlers reported this run (dry runs keep them for `plan`; live runs log them). */
   readonly actions: HostAction[] = [];
@@ -42,26 +68,22 @@ export class LoopContext implements ReconcileContext {
 
   manager(options: ManagerOptions = {}): IptablesManager {
     const wrapName = wrapNameFor(options.wrapName ?? this.config.wrap_name);
+    const asked = { stateless: options.stateless, nat: options.nat, useIpv6: options.useIpv6 };
     const existing = this.managers.get(wrapName);
     if (existing) {
       // Only what the caller asks for must match: a handler that names no tables (`manager()`)
-      // shares the namespace's manager as another handler made it (the l2 agent's is stateless).
-      const asked = { stateless: options.stateless, nat: options.nat, useIpv6: options.useIpv6 };
-      const clash = (Object.keys(asked) as (keyof typeof asked)[]).filter((k) => asked[k] !== undefined && asked[k] !== existing.effective[k]);
+      // shares the namespace's manager as its wrap name's flavour made it.
+      const clash = (Object.keys(asked) as (keyof typeof asked)[]).filter((k) => asked[k] !== undefined && asked[k] !== existing.flavour[k]);
       if (clash.length > 0) {
-        throw new AgentError(
-          "MANAGER_CONFLICT",
-          `the ${wrapName} manager of ${this.namespace ?? "the host namespace"} was created with ${JSON.stringify(existing.effective)}; it cannot also be used with ${JSON.stringify(asked)}`,
-        );
+        const made = existing.madeBy !== undefined ? `; ${this.flavours.describe(existing.madeBy)} made it first` : "";
+        throw this.conflict(wrapName, asked, `it is ${JSON.stringify(existing.flavour)} (${this.flavours.origin(wrapName)}${made})`);
       }
+      this.note(wrapName);
       this.touch(existing.manager);
       return existing.manager;
     }
-    const effective = {
-      stateless: options.stateless ?? false,
-      nat: options.nat ?? true,
-      useIpv6: options.useIpv6 ?? this.config.use_ipv6,
-    };
+    const { flavour, conflict } = this.flavours.forFirstCaller(wrapName, asked);
+    if (conflict !== undefined) throw this.conflict(wrapName, asked, conflict);
     const logger = this.coreLogger;
     this.applier ??= new IptablesApplier({
       runner: this.runner,
@@ -76,13 +98,58 @@ export class LoopContext implements ReconcileContext {
       comments: this.config.comment_iptables_rules,
       logger,
       applier: this.applier,
-      ...effective,
+      ...flavour,
     });
-    this.managers.set(wrapName, { manager, effective });
+    this.managers.set(wrapName, { manager, flavour, madeBy: this.handlerKind, layout: declaredChains(manager) });
+    this.note(wrapName);
     // A dry run never applies: its managers stay deferred, so even an explicit `apply()` is a no-op.
     if (this.dryRun) manager.deferApplyOn();
     else this.touch(manager);
     return manager;
+  }
+
+  /** The wrap names each handler obtained managers for since this context was made. */
+  wrapNamesByKind(): ReadonlyMap<string, ReadonlySet<string>> {
+    return this.obtained;
+  }
+
+  /**
+   * Keeps what the kernel has of the chains of a handler that is skipped after failing (see
+   * `FailingHandlers`), in the managers of this run (a dry run: all of them) whose wrap name is in
+   * `wrapNames` (undefined: every one, for a handler that never said or showed which it uses).
+   * The handler did not rebuild its part of the model, and an apply of a fresh manager removes
+   * every chain of its wrap name that the model lacks: so the model takes over, as they are, the
+   * kernel's chains that no handler of this run declared, and the rules of the manager's own chains
+   * (the wrapped built-ins a jump hangs off) that it lacks. Chains another handler declared are
+   * that handler's, and stay as it wants them. Once per manager.
+   */
+  async keepKernelStateFor(wrapNames: ReadonlySet<string> | undefined): Promise<void> {
+    for (const entry of this.managers.values()) {
+      const { manager, layout } = entry;
+      if (this.kept.has(manager) || (wrapNames !== undefined && !wrapNames.has(manager.wrapName))) continue;
+      if (!this.dryRun && !this.touched?.has(manager)) continue;
+      await manager.keepKernelState({ tag: KEPT_FOR_FAILED_HANDLER, chain: (name, declared) => !declared || layout.has(name) });
+      this.kept.add(manager);
+    }
+  }
+
+  private conflict(wrapName: string, asked: Partial<ManagerFlavour>, why: string): AgentError {
+    const kind = this.handlerKind;
+    const who = kind !== undefined ? this.flavours.describe(kind) : "a caller";
+    const given = Object.fromEntries(Object.entries(asked).filter(([, v]) => v !== undefined));
+    return new AgentError(
+      "MANAGER_CONFLICT",
+      `${who} asks the ${wrapName} manager of ${this.namespace ?? "the host namespace"} for ${JSON.stringify(given)}, but ${why}`,
+      kind !== undefined ? this.flavours.pluginOf(kind) : undefined,
+    );
+  }
+
+  private note(wrapName: string): void {
+    const kind = this.handlerKind;
+    if (kind === undefined) return;
+    const set = this.obtained.get(kind) ?? new Set<string>();
+    set.add(wrapName);
+    this.obtained.set(kind, set);
   }
 
   private requeued: { afterMs: number; kinds: Set<string> } | undefined;
@@ -141,4 +208,11 @@ export class LoopContext implements ReconcileContext {
     manager.deferApplyOn();
     this.touched.add(manager);
   }
+}
+
+/** Kernel names of every chain a manager declares (right after it is made: its own layout). */
+function declaredChains(manager: IptablesManager): Set<string> {
+  const out = new Set<string>();
+  for (const family of [4, 6] as const) for (const table of Object.values(manager.tables(family))) for (const chain of table.declaredChains()) out.add(chain);
+  return out;
 }

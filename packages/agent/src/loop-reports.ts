@@ -10,6 +10,20 @@ export interface FailedResource {
   error: Error;
 }
 
+/**
+ * A resource handler that failed in a namespace even with all its resources held: skipped there
+ * until its retry, what the kernel has of its chains kept as it is (the rest of the namespace applied).
+ */
+export interface FailedHandler {
+  namespace: string | undefined;
+  /** The handler's kind. */
+  kind: string;
+  /** The plugin that registered it, when known. */
+  plugin?: string;
+  error: Error;
+}
+
+/** What a full pass (`start`, `syncOnce`, `apply --once`) did. */
 export interface SyncReport {
   /** Namespaces in the pass. */
   namespaces: number;
@@ -18,6 +32,8 @@ export interface SyncReport {
   failed: { namespace: string | undefined; error: Error }[];
   /** Resources whose apply failed: the rest of their namespace applied; they are retried alone. */
   failedResources: FailedResource[];
+  /** Handlers skipped in a namespace after failing there: the rest of the namespace applied. */
+  failedHandlers: FailedHandler[];
   /**
    * The invalid resources of the current desired state, plus the problems state sources reported
    * since the previous report.
@@ -27,11 +43,12 @@ export interface SyncReport {
   stateRead: boolean;
 }
 
+/** What a dry run of one namespace would send, remove and do (`plan`). */
 export interface NamespacePlan {
   namespace: string | undefined;
   /** `kind/id` of every desired resource in the namespace. */
   resources: string[];
-  /** `kind/id` of the resources kept as the kernel has them (invalid input). */
+  /** `kind/id` of the resources kept as the kernel has them (invalid input, a failed apply or handler). */
   held: string[];
   /** One entry per manager and IP family; `input` is exactly what would be sent. */
   families: FamilyPlan[];
@@ -39,10 +56,20 @@ export interface NamespacePlan {
   actions: HostAction[];
   /** Left by an earlier run and no longer desired: the stale cleanup would remove it. */
   stale?: boolean;
-  /** Set when a handler (or reading the kernel) failed; `families` is then empty. */
+  /**
+   * Set when the namespace cannot be planned (the kernel cannot be read, a failure no handler or
+   * resource is to blame for); `families` is then empty.
+   */
   error?: string;
+  /**
+   * Handlers that threw in the dry run, handled as a live run would: their resources held, or, if
+   * they throw with all of them held, they are skipped and what the kernel has of their chains is
+   * kept. `families` is the rest of the namespace.
+   */
+  failedHandlers?: { kind: string; plugin?: string; error: string }[];
 }
 
+/** What `plan` says: per namespace, what an apply would send and do. */
 export interface PlanReport {
   namespaces: NamespacePlan[];
   /** Problems of the desired state (invalid resources, unknown keys, an unreadable source). */
@@ -50,6 +77,7 @@ export interface PlanReport {
   stateRead: boolean;
 }
 
+/** One namespace's row of `status`. */
 export interface NamespaceStatus {
   namespace: string | undefined;
   resources: string[];
@@ -69,6 +97,7 @@ export interface NamespaceStatus {
   error?: string;
 }
 
+/** What `status` says: per namespace, whether the kernel is as desired. */
 export interface StatusReport {
   namespaces: NamespaceStatus[];
   problems: Problem[];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ByKind } from "./desired-state.js";
 import type { ResourceHandler } from "./extension-points.js";
-import { namespaceWork, type NamespaceWorkInput } from "./namespace-work.js";
+import { appliedAfter, namespaceWork, type NamespaceWorkInput } from "./namespace-work.js";
 
 function handler(kind: string, equals?: (a: unknown, b: unknown) => boolean): ResourceHandler {
   return {
@@ -79,5 +79,20 @@ describe("namespaceWork", () => {
     expect(summary(namespaceWork(input({ handlers: [a, b], desired, recheck: new Set(["b"]) }))).map((s) => s.kind)).toEqual(["b"]);
     const w = namespaceWork(input({ handlers: [a, b], desired, always: new Set(["a"]), complete: (k) => k !== "a" }));
     expect(w.work.map((x) => [x.handler.kind, x.request.complete])).toEqual([["a", false]]);
+  });
+
+  it("a benched kind is not called; all its resources count as held, and what it last applied stays its last applied", () => {
+    const applied = byKind({ a: { x: { v: 1 } }, b: { y: { v: 1 }, gone: { v: 1 } } });
+    const desired = byKind({ a: { x: { v: 2 } }, b: { y: { v: 2 } } });
+    const w = namespaceWork(input({ handlers: [a, b], desired, applied, full: true, benched: new Set(["b"]) }));
+    expect(summary(w)).toEqual([{ kind: "a", changed: ["x"], removed: [], held: [], full: true }]);
+    expect(w.held).toEqual(["b/y"]);
+    expect(w.heldByKind.get("b")).toEqual(new Set(["y"]));
+
+    const after = appliedAfter({ desired: w.desired, heldByKind: w.heldByKind }, { applied, appliedHeld: new Map() }, new Set(["b"]));
+    expect(after.applied.get("a")).toBe(desired.get("a"));
+    // b's "gone" is still b's to remove once it is called again.
+    expect(after.applied.get("b")).toBe(applied.get("b"));
+    expect(after.appliedHeld.has("b")).toBe(false);
   });
 });

@@ -12,7 +12,7 @@ describe("ReconcileLoop", () => {
     loop.update(doc(rs("r1", "ns-a", "-s 10.0.0.1/32 -j ACCEPT"), rs("r2", "ns-a", "-p tcp --dport 22 -j DROP"), rs("r3", "ns-b", "-j RETURN")), "test");
     expect(fake.restoreCalls).toHaveLength(0); // nothing before start
     const report = await loop.start();
-    expect(report).toEqual({ namespaces: 2, applied: 2, failed: [], failedResources: [], stateRead: true, problems: [] });
+    expect(report).toEqual({ namespaces: 2, applied: 2, failed: [], failedResources: [], failedHandlers: [], stateRead: true, problems: [] });
     expect(fake.restoreCalls.map((c) => c.target).sort((a, b) => a.namespace!.localeCompare(b.namespace!))).toEqual([
       { namespace: "ns-a", family: 4 },
       { namespace: "ns-b", family: 4 },
@@ -306,7 +306,7 @@ describe("ReconcileLoop", () => {
     expect(rules("ns-a", "a1")).toEqual([accept(3)]);
   });
 
-  it("retries a namespace whose handler threw", async () => {
+  it("a handler that threw naming no resource: its resources there are held (closed where the kernel has none) and retried alone", async () => {
     let throwOnce = true;
     const h = ruleSetHandler({
       beforeReconcile: (ns) => {
@@ -319,9 +319,12 @@ describe("ReconcileLoop", () => {
     const { loop, rules, metrics } = setup({ handler: h, config: { retry_initial_delay_ms: 20 } });
     loop.update(doc(rs("a1", "ns-a", accept(1)), rs("b1", "ns-b", accept(1))), "test");
     const report = await loop.start();
-    expect(report.failed.map((f) => [f.namespace, f.error.message])).toEqual([["ns-a", "boom"]]);
-    expect(report.applied).toBe(1);
+    expect(report.failed).toEqual([]);
+    expect(report.failedResources.map((f) => [f.namespace, f.resource, f.error.message])).toEqual([["ns-a", "rule_set/a1", "boom"]]);
+    expect(report.applied).toBe(2);
     expect(rules("ns-b", "b1")).toEqual([accept(1)]);
+    // Never applied, so the kernel has nothing of it: held closed until its retry.
+    expect(rules("ns-a", "a1")).toEqual(["-j DROP"]);
     await loop.idle();
     expect(rules("ns-a", "a1")).toEqual([accept(1)]);
     expect(await metricValue(metrics, "chainwarden_restore_errors_total", { code: "HANDLER_FAILED" })).toBe(1);
@@ -345,13 +348,14 @@ describe("ReconcileLoop", () => {
     const { fake, loop, rules } = setup({ handler: { handler, calls: base.calls }, config: { retry_initial_delay_ms: 20 } });
     loop.update(doc(rs("a1", "ns-a", accept(1))), "test");
     const report = await loop.start();
-    expect(report.failed.map((f) => f.error.message)).toEqual(["boom with a stream open"]);
+    expect(report.failedResources.map((f) => f.error.message)).toEqual(["boom with a stream open"]);
     await sleep(0);
     // Ended without COMMIT (the tool refused it), long before the 30-second watchdog.
     const streamed = fake.restoreCalls.filter((c) => c.streamed);
     expect(streamed).toHaveLength(1);
     expect(streamed[0]!.input).not.toContain("COMMIT");
-    expect(rules("ns-a", "a1")).toBeUndefined();
+    // The run again at once held it: closed, as the kernel had nothing of it.
+    expect(rules("ns-a", "a1")).toEqual(["-j DROP"]);
     await loop.idle();
     expect(rules("ns-a", "a1")).toEqual([accept(1)]);
   });

@@ -8,10 +8,13 @@ import { DryRun } from "./dry-run.js";
 import { asError, errorCode, errorFields } from "./error-fields.js";
 import type { ApplyEvent, ApplyObserver, HostAction, ResourceHandler, StateDocument, StateSink, StateUpdateOptions } from "./extension-points.js";
 import { FailedResources } from "./failed-resources.js";
+import { FailingHandlers } from "./failing-handlers.js";
+import { failureScope } from "./failure-scope.js";
 import { LoopContext } from "./loop-context.js";
+import { ManagerFlavours, type ManagerDefaults } from "./manager-flavours.js";
 import type { PlanReport, StatusReport, SyncReport } from "./loop-reports.js";
 import { NamespaceScheduler, type RunOutcome, type RunRequest, type RunWaiter } from "./namespace-scheduler.js";
-import { namespaceWork, type NamespaceWork } from "./namespace-work.js";
+import { appliedAfter, namespaceWork, type NamespaceWork } from "./namespace-work.js";
 import { ProgressLog } from "./progress-log.js";
 import { countRules, familyLabel, RuleTotals } from "./rule-counts.js";
 
@@ -25,6 +28,13 @@ export interface ReconcileLoopOptions {
   config: AgentConfig;
   /** Namespace for resources whose handler returns undefined (undefined: the host's own). */
   defaultNamespace?: string;
+  /**
+   * The app's flavour for managers no handler declares otherwise (see `ManagerFlavours`): what
+   * `context.manager()` without options gives. Default: stateful, with nat.
+   */
+  managerDefaults?: ManagerDefaults;
+  /** The plugin that registered each kind's handler, for messages and logs (`Agent` passes it). */
+  plugins?: ReadonlyMap<string, string>;
 }
 
 /** The loop's side of the agent's health (`ReconcileLoop.health`). */
@@ -58,6 +68,13 @@ interface NamespaceRun {
   appliedHeld: Map<string, ReadonlySet<string>>;
   /** The kinds whose input was incomplete at the last successful run. */
   appliedIncomplete: ReadonlySet<string>;
+  /**
+   * The wrap names each handler obtained managers for in this namespace, over every context so far:
+   * where what the kernel has of a benched handler's chains is kept.
+   */
+  wrapsOf: Map<string, Set<string>>;
+  /** A benched handler's retry is due: the next run starts from fresh managers, as a full pass. */
+  restart: boolean;
 }
 
 /**
@@ -83,11 +100,21 @@ interface NamespaceRun {
  *   of theirs, an ipset of theirs) holds those resources and runs the namespace again at once: the
  *   rest of it lands, and they keep what the kernel has (or fail closed). Each is retried alone with
  *   its own capped exponential backoff.
- * - Any other failure (a handler threw, the namespace is gone) is logged with the error's fields and
- *   the namespace retried with capped exponential backoff as a full pass. The namespace's managers
- *   are dropped on failure: a handler that threw may have left a manager half-changed, and fresh
- *   managers re-read the kernel and compare everything, which also cleans up whatever a partial
- *   apply left. Other namespaces are not affected.
+ * - A handler's failure is its own (`failureScope`). A handler that threw naming no resource has
+ *   its resources in the namespace held, as above, and the namespace runs again at once: the other
+ *   handlers' resources land. If it throws again with all of them held (or has none there), it is
+ *   benched in the namespace (`FailingHandlers`): the namespace runs without it, what the kernel
+ *   has of its chains is kept as it is (`LoopContext.keepKernelStateFor`), and it is called again
+ *   after its own capped exponential backoff, on fresh managers, as a full pass.
+ * - Any other failure (the namespace is gone, the kernel cannot be read, a restore that names no
+ *   resource) is logged with the error's fields and the namespace retried with capped exponential
+ *   backoff as a full pass. The namespace's managers are dropped on every failure: a handler that
+ *   threw may have left a manager half-changed, and fresh managers re-read the kernel and compare
+ *   everything, which also cleans up whatever a partial apply left: a failing handler's half-built
+ *   model is never applied. Other namespaces are not affected.
+ * - Managers: one per (cut) wrap name and namespace, each made with its wrap name's flavour
+ *   (`ManagerFlavours`: what the handlers declare in `managers`, else the app's `managerDefaults`),
+ *   whichever handler asks first.
  * - Every `resync_interval` seconds a full pass runs over every namespace and then `verify()`s each
  *   manager (drift repair). Full passes on kept managers drop their cached kernel view first.
  *
@@ -96,8 +123,9 @@ interface NamespaceRun {
  *
  * This file runs one namespace and the passes; its parts: `DesiredState` (what is wanted, bad
  * input worked in), `NamespaceScheduler` (when each namespace runs), `namespaceWork` (what a run
- * asks each handler), `FailedResources` (held failures and their retries), `DryRun` (plan and
- * status), `RuleTotals` (the rule gauges).
+ * asks each handler), `failureScope` (whose a failure is), `FailedResources` (held failures and
+ * their retries), `FailingHandlers` (benched handlers and their retries), `ManagerFlavours` (which
+ * manager a wrap name gets), `DryRun` (plan and status), `RuleTotals` (the rule gauges).
  */
 export class ReconcileLoop implements StateSink {
   private readonly handlers: readonly ResourceHandler[];
@@ -111,6 +139,8 @@ export class ReconcileLoop implements StateSink {
   private readonly desired: DesiredState;
   private sourceProblems: Problem[] = [];
   private readonly failing: FailedResources;
+  private readonly failingHandlers: FailingHandlers;
+  private readonly flavours: ManagerFlavours;
   private readonly dryRun: DryRun;
 
   private readonly scheduler: NamespaceScheduler;
@@ -145,6 +175,11 @@ export class ReconcileLoop implements StateSink {
       }
       kinds.add(h.kind);
     }
+    // Managers with different needs in one namespace are refused here, before anything runs.
+    this.flavours = ManagerFlavours.resolve(
+      this.handlers.map((handler) => ({ handler, plugin: options.plugins?.get(handler.kind) })),
+      { wrapName: this.config.wrap_name, useIpv6: this.config.use_ipv6, defaults: options.managerDefaults },
+    );
     this.desired = new DesiredState(this.handlers, this.defaultNamespace);
     this.ruleTotals = new RuleTotals(this.metrics);
     this.scheduler = new NamespaceScheduler({
@@ -152,7 +187,7 @@ export class ReconcileLoop implements StateSink {
       logger: this.logger,
       run: (ns, request) => this.reconcileNamespace(ns, request),
       started: () => this.started,
-      busy: () => this.failing.waiting(),
+      busy: () => this.failing.waiting() || this.failingHandlers.waiting(),
       forgettable: (ns) => !this.desired.has(ns) && !hasAny(this.runs.get(ns)?.applied) && this.homeOf(ns).length === 0,
       forget: (ns) => {
         const run = this.runs.get(ns);
@@ -171,13 +206,27 @@ export class ReconcileLoop implements StateSink {
       },
       changed: () => this.updateHeldGauge(),
     });
+    this.failingHandlers = new FailingHandlers({
+      logger: this.logger,
+      backoff: (failures) => this.scheduler.backoff(failures),
+      live: () => this.started && !this.stopping,
+      retry: (f) => {
+        this.metrics.retries.inc();
+        const run = this.runs.get(f.ns);
+        if (run) run.restart = true;
+        this.scheduler.request(f.ns, { full: true, immediate: true });
+      },
+    });
     this.dryRun = new DryRun({
       runner: this.runner,
       logger: this.logger,
       config: this.config,
+      flavours: this.flavours,
       source: {
         namespaces: () => this.allNamespaces(),
-        work: (ns) => this.work(ns, { full: true }),
+        work: (ns, isolate) =>
+          this.work(ns, { full: true, ...(isolate?.held ? { extraHeld: isolate.held } : {}), benched: new Set([...this.failingHandlers.benchedIn(ns), ...(isolate?.benched ?? [])]) }),
+        wrapNamesOf: (ns, kind) => this.wrapNamesOf(ns, kind),
         staleActions: () => this.cleanupStale(true),
         problems: () => this.takeProblems(),
         stateRead: () => this.desired.read,
@@ -264,8 +313,9 @@ export class ReconcileLoop implements StateSink {
     this.started = true;
     const report = await this.pass({ verify: false, label: "initial sync" });
     this.startPassDone = true;
-    // Resources that failed in the pass are retried alone from now on.
+    // Resources that failed in the pass are retried alone from now on, benched handlers likewise.
     this.failing.scheduleAll();
+    this.failingHandlers.scheduleAll();
     this.scheduleResync();
     return report;
   }
@@ -287,6 +337,7 @@ export class ReconcileLoop implements StateSink {
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.resyncTimer = undefined;
     this.failing.stop();
+    this.failingHandlers.stop();
     await this.scheduler.stop();
     for (const handler of this.handlers) {
       try {
@@ -361,14 +412,23 @@ export class ReconcileLoop implements StateSink {
     if (stateRead && !this.stopping) this.synced = true;
     const durationMs = performance.now() - started;
     const failedResources = this.failing.held().map((f) => ({ namespace: f.ns, resource: `${f.kind}/${f.id}`, error: f.error }));
-    if (failed.length === 0 && failedResources.length === 0) this.metrics.lastSuccessfulSync.set(Date.now() / 1000);
-    const clean = failed.length === 0 && failedResources.length === 0;
+    const failedHandlers = this.failingHandlers.benched().map((f) => ({ namespace: f.ns, kind: f.kind, ...pluginField(this.flavours.pluginOf(f.kind)), error: f.error }));
+    const clean = failed.length === 0 && failedResources.length === 0 && failedHandlers.length === 0;
+    if (clean) this.metrics.lastSuccessfulSync.set(Date.now() / 1000);
     const log = clean ? this.logger.info.bind(this.logger) : this.logger.warn.bind(this.logger);
     log(
-      { pass: options.label, namespaces: total, applied: total - failed.length, failed: failed.length, failedResources: failedResources.length, durationMs: Math.round(durationMs) },
+      {
+        pass: options.label,
+        namespaces: total,
+        applied: total - failed.length,
+        failed: failed.length,
+        failedResources: failedResources.length,
+        failedHandlers: failedHandlers.length,
+        durationMs: Math.round(durationMs),
+      },
       clean ? "full pass finished" : "full pass finished with failures",
     );
-    return { namespaces: total, applied: total - failed.length, failed, failedResources, problems: this.takeProblems(), stateRead: this.desired.read };
+    return { namespaces: total, applied: total - failed.length, failed, failedResources, failedHandlers, problems: this.takeProblems(), stateRead: this.desired.read };
   }
 
   /**
@@ -435,25 +495,51 @@ export class ReconcileLoop implements StateSink {
     return held;
   }
 
-  /** What each handler has to do in a namespace (see namespaceWork); the home handlers join full passes. */
+  /**
+   * What each handler has to do in a namespace (see namespaceWork); the home handlers join full
+   * passes. `extraHeld` holds more (a dry run's failed handlers), `benched` skips handlers.
+   */
   private work(
     ns: NsKey,
-    run: { full: boolean; applied?: ByKind; appliedHeld?: ReadonlyMap<string, ReadonlySet<string>>; recheck?: ReadonlySet<string>; always?: ReadonlySet<string> },
+    run: {
+      full: boolean;
+      applied?: ByKind;
+      appliedHeld?: ReadonlyMap<string, ReadonlySet<string>>;
+      recheck?: ReadonlySet<string>;
+      always?: ReadonlySet<string>;
+      benched?: ReadonlySet<string>;
+      extraHeld?: ReadonlyMap<string, ReadonlySet<string>>;
+    },
   ): NamespaceWork {
+    const { extraHeld, ...rest } = run;
     return namespaceWork({
-      ...run,
+      ...rest,
       handlers: this.handlers,
       desired: this.desired.in(ns),
       home: new Set(run.full ? this.homeOf(ns) : []),
-      heldIn: (kind, desired) => this.heldIn(ns, kind, desired),
+      heldIn: (kind, desired) => {
+        const held = this.heldIn(ns, kind, desired);
+        for (const id of extraHeld?.get(kind) ?? []) if (desired.has(id)) held.add(id);
+        return held;
+      },
       complete: (kind) => this.desired.complete(kind),
     });
+  }
+
+  /**
+   * Where a benched handler's rules may be: the wrap names it declares and those it obtained
+   * managers for in the namespace; undefined (every manager) when it neither said nor showed any.
+   */
+  private wrapNamesOf(ns: NsKey, kind: string): ReadonlySet<string> | undefined {
+    const out = new Set<string>([...this.flavours.wrapNamesOf(kind), ...(this.runs.get(ns)?.wrapsOf.get(kind) ?? [])]);
+    for (const w of this.runs.get(ns)?.context?.wrapNamesByKind().get(kind) ?? []) out.add(w);
+    return out.size > 0 ? out : undefined;
   }
 
   /** One run of a namespace (the scheduler's `run`); the handlers' requeue requests go back with the outcome. */
   private async reconcileNamespace(ns: NsKey, request: RunRequest): Promise<RunOutcome> {
     let run = this.runs.get(ns);
-    if (!run) this.runs.set(ns, (run = { context: undefined, applied: new Map(), appliedHeld: new Map(), appliedIncomplete: new Set() }));
+    if (!run) this.runs.set(ns, (run = { context: undefined, applied: new Map(), appliedHeld: new Map(), appliedIncomplete: new Set(), wrapsOf: new Map(), restart: false }));
     const runStarted = performance.now();
     let outcome: RunOutcome;
     try {
@@ -470,20 +556,22 @@ export class ReconcileLoop implements StateSink {
     let full = request.full;
     const incomplete = new Set(this.handlers.filter((h) => !this.desired.complete(h.kind)).map((h) => h.kind));
     const completed = [...st.appliedIncomplete].filter((kind) => !incomplete.has(kind));
-    if (completed.length > 0) {
-      // Input that was incomplete is complete now: what was kept for want of it (in the managers'
-      // models, unknown to the loop) goes, so the run starts from fresh managers, as a full pass.
+    if (completed.length > 0 || st.restart) {
+      // Input that was incomplete is complete now, or a benched handler is called again: what was
+      // kept for want of it (in the managers' models, unknown to the loop) goes, so the run starts
+      // from fresh managers, as a full pass.
+      st.restart = false;
       this.dropContext(ns, st);
       full = true;
     }
+    const benched = this.failingHandlers.benchedIn(ns);
     // On a full pass a kind whose input is incomplete is called everywhere, even with nothing
     // desired here, so that it keeps what the kernel has; and once more when it turned complete.
     const always = new Set(full && this.desired.read ? [...incomplete, ...completed] : completed);
-    const { work, resources, heldByKind, desired } = this.work(ns, { full, applied: st.applied, appliedHeld: st.appliedHeld, recheck, always });
+    const { work, resources, heldByKind, desired } = this.work(ns, { full, applied: st.applied, appliedHeld: st.appliedHeld, recheck, always, benched });
     if (work.length === 0 && !(verify && st.context)) {
       // Nothing changed (e.g. a change reverted within the window).
-      st.applied = desired;
-      st.appliedHeld = heldByKind;
+      ({ applied: st.applied, appliedHeld: st.appliedHeld } = appliedAfter({ desired, heldByKind }, st, benched));
       st.appliedIncomplete = incomplete;
       if (pendingSince !== undefined) this.metrics.eventToApplied.observe((performance.now() - pendingSince) / 1000);
       return { ok: true };
@@ -493,12 +581,21 @@ export class ReconcileLoop implements StateSink {
     let context = st.context;
     // A full pass re-reads the kernel; with `verify` the verify after the apply does that (and counts the drift).
     if (context && full && !verify) for (const m of context.managerList()) m.invalidate();
-    context ??= st.context = new LoopContext(ns, this.runner, logger, this.logger, false, this.config, {
-      wake: (kind) => {
-        if (this.started && !this.stopping) this.scheduler.wake(ns, kind);
+    context ??= st.context = new LoopContext(
+      ns,
+      this.runner,
+      logger,
+      this.logger,
+      false,
+      this.config,
+      {
+        wake: (kind) => {
+          if (this.started && !this.stopping) this.scheduler.wake(ns, kind);
+        },
+        live: () => this.started && !this.stopping,
       },
-      live: () => this.started && !this.stopping,
-    });
+      this.flavours,
+    );
     const results: ApplyResult[] = [];
     let failingKind: string | undefined;
     let drift = false;
@@ -515,6 +612,8 @@ export class ReconcileLoop implements StateSink {
         context.handlerKind = undefined;
       }
       failingKind = undefined;
+      // A benched handler rebuilt nothing: what the kernel has of its chains stays as it is.
+      for (const kind of benched) await context.keepKernelStateFor(this.wrapNamesOf(ns, kind));
       for (const m of context.endRun()) results.push(await m.deferApplyOff());
       if (verify) {
         for (const m of context.managerList()) {
@@ -544,21 +643,42 @@ export class ReconcileLoop implements StateSink {
       this.dropContext(ns, st);
       const code = errorCode(error) ?? (failingKind ? "HANDLER_FAILED" : "UNKNOWN");
       this.metrics.restoreErrors.inc({ code });
-      const culprits = this.failing.culprits(error, desired, heldByKind);
-      if (culprits.length > 0) {
-        for (const { kind, id } of culprits) {
+      const plugin = failingKind !== undefined ? pluginField(this.flavours.pluginOf(failingKind)) : {};
+      const scope = failureScope({ error, failingKind, culprits: this.failing.culprits(error, desired, heldByKind), desired, held: heldByKind });
+      if (scope.scope === "resources") {
+        for (const { kind, id } of scope.resources) {
           this.metrics.resourceFailures.inc({ kind });
           this.failing.hold(ns, kind, id, error);
         }
+        const held = scope.resources.map((c) => `${c.kind}/${c.id}`);
         logger.error(
-          { ...errorFields(error), code, kind: failingKind, held: culprits.map((c) => `${c.kind}/${c.id}`), durationMs: Math.round(durationMs) },
-          "resource failed to apply; held as the kernel has it, the rest of the namespace applies now, it is retried alone",
+          { ...errorFields(error), code, kind: failingKind, ...plugin, held, durationMs: Math.round(durationMs) },
+          scope.named
+            ? "resource failed to apply; held as the kernel has it, the rest of the namespace applies now, it is retried alone"
+            : "resource handler failed; its resources here are held as the kernel has them, the rest of the namespace applies now, they are retried alone",
         );
         await this.notify({ namespace: ns, resources, error, durationMs, full });
-        return { ok: false, error, isolated: culprits.map((c) => `${c.kind}/${c.id}`) };
+        return { ok: false, error, isolated: held };
+      }
+      if (scope.scope === "handler") {
+        const benchedNow = this.failingHandlers.bench(ns, scope.kind, error);
+        logger.error(
+          {
+            ...errorFields(error),
+            code,
+            kind: scope.kind,
+            ...plugin,
+            failures: benchedNow.failures,
+            ...(this.started && !this.stopping ? { retryInMs: this.failingHandlers.delayOf(benchedNow) } : {}),
+            durationMs: Math.round(durationMs),
+          },
+          "resource handler failed with all its resources held; it is skipped in this namespace until its retry, what the kernel has of its chains is kept, the rest of the namespace applies now",
+        );
+        await this.notify({ namespace: ns, resources, error, durationMs, full });
+        return { ok: false, error, isolated: [scope.kind] };
       }
       logger.error(
-        { ...errorFields(error), code, kind: failingKind, full, resources: resources.length, durationMs: Math.round(durationMs) },
+        { ...errorFields(error), code, kind: failingKind, ...plugin, full, resources: resources.length, durationMs: Math.round(durationMs) },
         failingKind ? "resource handler failed; namespace will be retried" : "namespace apply failed",
       );
       await this.notify({ namespace: ns, resources, error, durationMs, full });
@@ -566,10 +686,10 @@ export class ReconcileLoop implements StateSink {
     }
 
     const durationMs = performance.now() - started;
-    st.applied = desired;
-    st.appliedHeld = heldByKind;
+    ({ applied: st.applied, appliedHeld: st.appliedHeld } = appliedAfter({ desired, heldByKind }, st, benched));
     st.appliedIncomplete = incomplete;
     this.failing.settle(ns, heldByKind);
+    this.failingHandlers.settle(ns, benched);
     const result = mergeResults(results);
     this.metrics.applyDuration.observe({ kind: full ? "full" : "partial" }, durationMs / 1000);
     let lockRetries = 0;
@@ -608,6 +728,12 @@ export class ReconcileLoop implements StateSink {
   }
 
   private dropContext(ns: NsKey, run: NamespaceRun): void {
+    // What each handler used there outlives the managers: a handler benched later keeps its chains there.
+    for (const [kind, wraps] of run.context?.wrapNamesByKind() ?? []) {
+      const set = run.wrapsOf.get(kind) ?? new Set<string>();
+      for (const w of wraps) set.add(w);
+      run.wrapsOf.set(kind, set);
+    }
     run.context = undefined;
     if (!hasAny(run.applied) && !this.desired.has(ns)) this.ruleTotals.set(ns, new Map());
   }
@@ -634,6 +760,11 @@ export class ReconcileLoop implements StateSink {
 function mergeResults(results: readonly ApplyResult[]): ApplyResult {
   const families: FamilyApplyResult[] = results.flatMap((r) => r.families);
   return { families, sent: results.some((r) => r.sent), lines: results.reduce((n, r) => n + r.lines, 0), deferred: false };
+}
+
+/** `{ plugin }` when it is known, for log lines and reports. */
+function pluginField(plugin: string | undefined): { plugin?: string } {
+  return plugin !== undefined ? { plugin } : {};
 }
 
 function hasAny(byKind: ByKind | undefined): boolean {
