@@ -17,6 +17,9 @@ export const l2AgentApp: AgentApp = {
   description: "Neutron's l2 agent firewall (security groups as per-port iptables chains on a Linux bridge)",
   // Neutron's wrap name for this agent, so rules a Neutron agent left behind are adopted without a flush.
   defaults: { wrap_name: "neutron-linuxbri" },
+  // Neutron's l2 IptablesFirewallDriver makes IptablesManager(state_less=True): no nat or mangle
+  // chains, for the ports and for any plugin's `context.manager()` in this agent.
+  managerDefaults: { stateless: true },
   plugins: [l2SecgroupPlugin, neutronL2RpcPlugin],
   appDir: fileURLToPath(new URL("..", import.meta.url)),
   notes: [

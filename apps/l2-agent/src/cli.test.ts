@@ -61,6 +61,51 @@ describe.concurrent("l2-agent", () => {
     }
   });
 
+  // iptables: the port handler declares its neutron-linuxbri manager stateless, which the plugin shares;
+  // iptables_hybrid: the ports' manager is neutron-openvswi, and the plugin's is stateless by the app's default.
+  for (const driver of ["iptables", "iptables_hybrid"]) {
+    it.skipIf(!isRoot())(`${driver}: a plugin's chains beside the ports and in a namespace of their own get stateless managers, no nat or mangle chains (issue 19)`, async () => {
+      const ns = await createNetns("cw-l2p");
+      const away = await createNetns("cw-l2q");
+      try {
+        const port = "1b0c0d0e-0000-4000-8000-000000000019";
+        const tap = `tap${port.slice(0, 11)}`;
+        await ns.exec(["ip", "tuntap", "add", "dev", tap, "mode", "tap"]);
+        const state = join(tmp, `shared-${driver}.json`);
+        writeFileSync(
+          state,
+          JSON.stringify({
+            chain_sets: [
+              { id: "lab", rules: ["-s 192.168.10.0/24 -j ACCEPT"] },
+              { id: "away", namespace: away.name, rules: ["-s 192.168.20.0/24 -j ACCEPT"] },
+            ],
+            devices: {
+              [port]: { device: tap, mac_address: "fa:16:3e:00:00:19", fixed_ips: ["10.0.0.19"], network_id: "n19", device_owner: "compute:nova", security_groups: ["sg"] },
+            },
+            security_groups: { sg: [{ direction: "egress", ethertype: "IPv4" }] },
+          }),
+        );
+        const config = join(tmp, `shared-${driver}.config.json`);
+        writeFileSync(config, JSON.stringify({ plugins: [{ package: "@chainwarden/example-plugin-static-chains" }], use_ipv6: false, enable_ipset: false, firewall_driver: driver }));
+        const r = await runCli(BIN, ["apply", "--once", "--config", config, "--state", state, "--netns", ns.name]);
+        expect(r.code, r.stderr).toBe(0);
+        const here = (await ns.exec(["iptables-save"])).stdout;
+        expect(here).toContain("-A neutron-linuxbri-cs-lab -s 192.168.10.0/24 -j ACCEPT\n");
+        expect(here).toContain(driver === "iptables" ? ":neutron-linuxbri-sg-chain" : ":neutron-openvswi-sg-chain");
+        const there = (await away.exec(["iptables-save"])).stdout;
+        expect(there).toContain("-A neutron-linuxbri-cs-away -s 192.168.20.0/24 -j ACCEPT\n");
+        for (const saved of [here, there]) {
+          expect(saved).not.toContain("*nat");
+          expect(saved).not.toContain("*mangle");
+          expect(saved).not.toContain("float-snat");
+        }
+      } finally {
+        await ns.delete();
+        await away.delete();
+      }
+    });
+  }
+
   it.skipIf(!isRoot())("run serves /healthz, /readyz and the build info beside /metrics", async () => {
     const ns = await createNetns("cw-l2h");
     let daemon: AgentProcess | undefined;

@@ -18,6 +18,8 @@ export const l3AgentApp: AgentApp = {
   description: "Neutron's l3 agent iptables (routers as namespaces: NAT, metadata, floating IPs, FWaaS)",
   // Neutron's wrap name for this agent, so rules a Neutron agent left behind are adopted without a flush.
   defaults: { wrap_name: "neutron-l3-agent" },
+  // Neutron's l3 agent's IptablesManager: stateful, with nat (the framework's default, said here).
+  managerDefaults: { stateless: false, nat: true },
   // Routers (NAT, metadata, floating IPs) first; FWaaS hangs off its router extension point and settings;
   // the Neutron RPC source reads l3-nat's settings (what it reports to the server).
   plugins: [l3NatPlugin, fwaasIptablesPlugin, neutronL3RpcPlugin],

@@ -14,7 +14,7 @@
  * asks to be called again every `polling_interval` (Neutron's 2 s), the safety net for an event the
  * monitor missed. Neither re-reads the kernel: a port whose fingerprint is unchanged costs a lookup.
  */
-import type { AgentMetrics, ApplyEvent, ApplyObserver, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
+import type { AgentMetrics, ApplyEvent, ApplyObserver, ManagerNeeds, ParsedResources, ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
 import type { FirewallRunner } from "./firewall-namespace.js";
 import type { FirewallFlavor } from "./firewall-flavor.js";
 import { FirewallNamespace, type NamespaceReconcileResult } from "./firewall-namespace.js";
@@ -55,6 +55,13 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
    * ports removes what an earlier run left (Neutron's agent starts from an empty firewall too).
    */
   readonly homeNamespaces = [undefined];
+  /**
+   * A stateless manager for the firewall's wrap name, as Neutron's `IptablesFirewallDriver` makes
+   * it (`IptablesManager(state_less=True)`): filter and raw only. Declared, so that a plugin's
+   * handler in the same namespace gets the same manager from `context.manager()`, whichever runs
+   * first, and one that needs nat there is refused when the agent starts.
+   */
+  readonly managers: readonly ManagerNeeds[];
   readonly flavor: FirewallFlavor;
   readonly enableIpset: boolean;
   readonly waitForDevices: boolean;
@@ -78,6 +85,7 @@ export class PortFilterHandler implements ResourceHandler<L2Resource> {
     this.enableIpset = settings.enableIpset;
     this.waitForDevices = settings.waitForDevices;
     this.wrapName = settings.wrapName;
+    this.managers = [{ stateless: true, ...(this.wrapName !== undefined ? { wrapName: this.wrapName } : {}) }];
     this.devicePollIntervalMs = settings.devicePollIntervalMs;
     this.limits = settings.limits;
     this.logger = options.logger;

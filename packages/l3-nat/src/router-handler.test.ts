@@ -284,11 +284,14 @@ describe("RouterHandler through the agent (FakeHost)", () => {
     expect(host.ip.routes(NS, 4)[0]).toBe("default via 200.200.128.1 dev qg-a1b2c3d4-00 linkdown");
   });
 
-  it("an unknown interface driver is an error naming the plugin and the drivers there are", async () => {
+  it("an unknown interface driver is an error naming the plugin and the drivers there are; the router is held and retried", async () => {
     const host = new FakeHost();
     const { agent } = await setup({ runner: host, initial: { routers: [seed] }, options: { interface_driver: "ovs" } });
     const report = await agent.start();
-    expect(report.failed[0]!.error.message).toBe('plugin l3-nat: interface_driver "ovs" is not registered (registered: linuxbridge, noop)');
+    // The handler's failure is its own (it names no resource): its router is held, as the kernel has it.
+    expect(report.failed).toEqual([]);
+    expect(report.failedResources.map((f) => f.resource)).toEqual([`router/${ID}`]);
+    expect(report.failedResources[0]!.error.message).toBe('plugin l3-nat: interface_driver "ovs" is not registered (registered: linuxbridge, noop)');
   });
 
   it("plan is a dry run: rules computed, nothing created, no state kept", async () => {

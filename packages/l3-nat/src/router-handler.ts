@@ -66,6 +66,12 @@ interface RouterState {
 export class RouterHandler implements ResourceHandler<Router | HeldRouter> {
   readonly kind = "router";
   readonly documentKeys = ["routers"];
+  /**
+   * The agent's manager, stateful with nat, as Neutron's l3 agent makes it: SNAT, floating IPs and
+   * the metadata redirect are nat rules, address scopes mangle marks. Router extensions (FWaaS)
+   * write into the same one. Declared, so that a plugin needing it stateless is refused at start.
+   */
+  readonly managers = [{ stateless: false, nat: true }];
   private readonly settings: L3NatSettings;
   private readonly routers = new Map<string, RouterState>();
   private readonly byNamespace = new Map<string, string>();
