@@ -1,5 +1,10 @@
 import { ChainwardenError, type ChainwardenErrorOptions } from "@chainwarden/core";
 
+/**
+ * The `code` of the agent's errors, stable for callers and the CLI's exit codes
+ * (`EXIT_CODE_BY_ERROR`): `PLUGIN_*` and `CONFIG_INVALID` are the operator's to fix (exit 2);
+ * `MANAGER_CONFLICT` is a handler asking for a manager the namespace's wrap name does not have.
+ */
 export type AgentErrorCode =
   | "AGENT_STATE"
   | "MANAGER_CONFLICT"
@@ -46,6 +51,7 @@ export interface Problem {
   resource?: string;
 }
 
+/** Problems one per line, `  - <source> <path> (<resource>): <message>`, for messages and stderr. */
 export function formatProblems(problems: readonly Problem[]): string {
   return problems.map((p) => `  - ${p.source}${p.path ? ` ${p.path}` : ""}${p.resource ? ` (${p.resource})` : ""}: ${p.message}`).join("\n");
 }

@@ -146,6 +146,7 @@ export class AgentMetrics {
     if (this.registry.getSingleMetric(name)) throw new AgentError("PLUGIN_INVALID", `metric ${name} is already registered in this agent`);
   }
 
+  /** Every metric of this agent (its own, the plugins', the process's) in Prometheus' text format, as `/metrics` serves it. */
   metricsText(): Promise<string> {
     return this.registry.metrics();
   }

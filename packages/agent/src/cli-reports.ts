@@ -120,6 +120,7 @@ export function statusFailures(name: string, report: StatusReport): string {
   return out.length ? `${out.join("\n")}\n` : "";
 }
 
+/** `status` as a table, one row per namespace: exists, resources, in sync, pending lines, rules, chains, and a note (held, stale, the error). */
 export function formatStatus(report: StatusReport): string {
   const header = ["NAMESPACE", "EXISTS", "RESOURCES", "IN SYNC", "PENDING LINES", "RULES", "CHAINS", "NOTE"];
   const table = report.namespaces.map((s) => [

@@ -69,9 +69,13 @@ export interface AgentApp {
   examples?: string[];
 }
 
+/** Exit code 0: success (`status`: everything in sync). */
 export const EXIT_OK = 0;
+/** Exit code 1: a runtime failure (an apply failed, input was invalid, no state could be read). */
 export const EXIT_FAILURE = 1;
+/** Exit code 2: a usage error (a flag, the configuration, a plugin that cannot be loaded or clashes with another). */
 export const EXIT_USAGE = 2;
+/** Exit code 3: `status` found something not in sync. */
 export const EXIT_NOT_IN_SYNC = 3;
 
 type CommandName = "run" | "apply" | "plan" | "status";

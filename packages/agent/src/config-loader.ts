@@ -7,6 +7,7 @@ import type { AgentConfig } from "./config-schema.js";
 import type { NeutronLayer } from "./neutron-mapping.js";
 import { didYouMean } from "./near-miss.js";
 
+/** What `loadConfig` builds the configuration from: the app's schema, and its layers from the defaults up to the flags. */
 export interface LoadConfigOptions<S extends z.ZodType<AgentConfig>> {
   /** The app's schema: `extendConfigSchema({...})`. */
   schema: S;

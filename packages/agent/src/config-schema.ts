@@ -84,8 +84,14 @@ export const baseConfigShape = {
     .describe("Options for the app's built-in plugins, by plugin name (`plugin_options.l3-nat.interface_driver`)."),
 };
 
+/**
+ * The framework's config keys (`state`, `backend`, `wrap_name`, `log_level`, ...), strict: an
+ * unknown key is a problem. An app's schema is this plus its built-in plugins' settings
+ * (`composeAgentConfig`).
+ */
 export const baseConfigSchema = z.strictObject(baseConfigShape);
 
+/** The framework's config, as `baseConfigSchema` parses it. */
 export type BaseConfig = z.infer<typeof baseConfigSchema>;
 
 /** The validated configuration: the base keys plus whatever the app added. */

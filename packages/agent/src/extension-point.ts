@@ -19,11 +19,13 @@ export interface ExtensionPoint<T> {
 
 const ID = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/;
 
+/** A new extension point; `id` looks like `plugin.name` (`l3-nat.router-extension`) and is unique per point. */
 export function createExtensionPoint<T>(options: { id: string }): ExtensionPoint<T> {
   if (!ID.test(options.id)) throw new AgentError("PLUGIN_INVALID", `extension point id ${JSON.stringify(options.id)} must look like "plugin.name"`);
   return Object.freeze({ id: options.id, token: Symbol.for(`@chainwarden/extension-point/${options.id}`), $$type: "@chainwarden/ExtensionPoint" as const });
 }
 
+/** Whether a value is an extension point (from any installed copy of this package). */
 export function isExtensionPoint(value: unknown): value is ExtensionPoint<unknown> {
   return typeof value === "object" && value !== null && (value as { $$type?: unknown }).$$type === "@chainwarden/ExtensionPoint";
 }

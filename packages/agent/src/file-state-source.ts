@@ -10,6 +10,7 @@ import { StateFileReader, type StateFileRead, type StateFileReaderOptions } from
 
 export { parseStateText } from "./state-file-parser.js";
 
+/** Where a `FileStateSource` reads and how: the path, its logger, and the limits and timing of its reads. */
 export interface FileStateSourceOptions {
   /** A JSON or YAML file, or a directory of `*.json`, `*.yaml`, `*.yml` files. */
   path: string;
@@ -157,6 +158,7 @@ export class FileStateSource implements StateSource {
     return this.delivered !== undefined ? { delivered: true } : { delivered: false, detail: `no valid state read from ${this.path} yet` };
   }
 
+  /** Stops watching (and polling); the last state read stays in force. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.watcher?.close();

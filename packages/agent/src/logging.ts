@@ -7,6 +7,7 @@ export type LogFormat = "auto" | "json" | "pretty";
 /** The `time` of a line: pino's milliseconds since the epoch (a number), or ISO 8601 UTC text. */
 export type LogTime = "epoch" | "iso";
 
+/** How `createLogger` makes the agent's logger: level, name, where lines go and in which format. */
 export interface CreateLoggerOptions {
   /** pino level, or `silent`. */
   level: Level | "silent";

@@ -47,8 +47,11 @@ export interface ManagerDefaults {
 
 /** The options a manager is made with. */
 export interface ManagerFlavour {
+  /** Filter and raw tables only. */
   readonly stateless: boolean;
+  /** The nat tables (always false for a stateless manager). */
   readonly nat: boolean;
+  /** The IPv6 tables too. */
   readonly useIpv6: boolean;
 }
 
@@ -76,6 +79,7 @@ export interface ManagerFlavoursOptions {
   readonly defaults?: ManagerDefaults | undefined;
 }
 
+/** Each wrap name's manager flavour, from the handlers' declared needs over the app's defaults (see the file's comment). */
 export class ManagerFlavours {
   /** The agent's cut wrap name. */
   readonly defaultWrapName: string;

@@ -22,6 +22,7 @@ export class MemoryStateSource implements StateSource {
     sink.update(this.document, this.origin);
   }
 
+  /** Stops delivering; later `push`es are kept for the next `start`. */
   async stop(): Promise<void> {
     this.sink = undefined;
   }

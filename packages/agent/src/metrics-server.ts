@@ -11,6 +11,7 @@ export interface MetricsServer {
   readonly address: string;
   /** The port actually bound (the real one when 0 was asked for). */
   readonly port: number;
+  /** Stops listening; resolves once the server is closed. */
   close(): Promise<void>;
 }
 

@@ -40,6 +40,10 @@ export interface NeutronLayer {
   readonly unused: readonly OsloConfigEntry[];
 }
 
+/**
+ * The layer Neutron's files give the configuration: the values of the declared options (`targets`)
+ * they set, the problems (refused values, each naming its file and line), and what nothing reads.
+ */
 export function mapNeutronConfig(neutron: NeutronConfig, targets: readonly NeutronTarget[]): NeutronLayer {
   // Every declared option may be named by a `$name` in another one's value.
   neutron.register(targets.map((t) => t.use));

@@ -9,6 +9,7 @@ import { neutronOption } from "./neutron-option.js";
 
 const rabbit = "oslo_messaging_rabbit";
 
+/** The Neutron, oslo.messaging and oslo.log options the framework reads, by name (see the file's comment). */
 export const neutronOptions = {
   // neutron/conf/common.py
   state_path: neutronOption({ section: "DEFAULT", option: "state_path", type: "string", default: "/var/lib/neutron" }),

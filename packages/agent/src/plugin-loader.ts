@@ -15,8 +15,11 @@ export interface LoadedPlugin {
   source: string;
 }
 
+/** One entry of the config file's `plugins:` list. */
 export interface PluginEntry {
+  /** The npm package, resolved from the app's directory. */
   package: string;
+  /** The plugin's options, checked against its schema by `Agent.create`. */
   options?: Record<string, unknown> | undefined;
 }
 

@@ -30,6 +30,11 @@ export interface AgentPlugin<TOptions = Record<string, never>, TSettings extends
    * config file by package name has options only.
    */
   readonly settings?: PluginSettings<TSettings>;
+  /**
+   * Adds the plugin's extensions and services to the agent (`env.addExtension`, `env.provide`),
+   * once, before anything runs; may be async. A throw stops the agent from starting
+   * (`PLUGIN_REGISTER`, naming the plugin).
+   */
   register(env: PluginEnvironment<TOptions, z.output<z.ZodObject<TSettings>>>): void | Promise<void>;
 }
 
@@ -95,6 +100,12 @@ export interface PluginEnvironment<TOptions, TSettings = Record<string, never>> 
   readonly metrics: AgentMetrics;
   /** Every tool on the host (iptables, ip, ipset, conntrack, node), as the agent runs them; pass on the narrowest runner your code uses. */
   readonly runner: HostRunner;
+  /**
+   * Adds an extension to a point (a `ResourceHandler` to `resourceHandlerExtensionPoint`, ...).
+   * Only in `register`: afterwards it throws `ExtensionPointClosedError`. A resource handler for a
+   * kind another plugin handles, or without `documentKeys`, or with a malformed `managers`, is
+   * refused naming the plugin.
+   */
   addExtension<T>(point: ExtensionPoint<T>, extension: T): void;
   /**
    * The extensions added to a point so far, in registration order. Read them when you need them (in

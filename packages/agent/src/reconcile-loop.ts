@@ -18,6 +18,7 @@ import { appliedAfter, namespaceWork, type NamespaceWork } from "./namespace-wor
 import { ProgressLog } from "./progress-log.js";
 import { countRules, familyLabel, RuleTotals } from "./rule-counts.js";
 
+/** What a `ReconcileLoop` runs with: the handlers and observers, the host's tools, logs, metrics, config, and the app's manager flavour. */
 export interface ReconcileLoopOptions {
   /** In registration order: within one namespace they reconcile in this order. */
   handlers: readonly ResourceHandler[];

@@ -17,11 +17,13 @@ export interface ServiceToken<T> {
 
 const ID = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/;
 
+/** A new service token; `id` looks like `plugin.name` (`l3-nat.settings`) and is unique per service. */
 export function createServiceToken<T>(options: { id: string }): ServiceToken<T> {
   if (!ID.test(options.id)) throw new AgentError("PLUGIN_INVALID", `service id ${JSON.stringify(options.id)} must look like "plugin.name"`);
   return Object.freeze({ id: options.id, token: Symbol.for(`@chainwarden/service/${options.id}`), $$type: "@chainwarden/ServiceToken" as const });
 }
 
+/** Whether a value is a service token (from any installed copy of this package). */
 export function isServiceToken(value: unknown): value is ServiceToken<unknown> {
   return typeof value === "object" && value !== null && (value as { $$type?: unknown }).$$type === "@chainwarden/ServiceToken";
 }
