@@ -17,6 +17,8 @@ export interface FailingResource {
 interface Entry extends FailingResource {
   held: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** One of many held together (a handler's failure): its retry is logged at debug, the loop logs the batch. */
+  quiet: boolean;
 }
 
 export interface FailedResourcesOptions {
@@ -51,12 +53,15 @@ export class FailedResources {
     return resourcesNamedBy(error, desired, held).filter(({ kind, id }) => !this.entries.get(`${kind}/${id}`)?.held);
   }
 
-  /** Holds a resource after a failure and schedules its retry. */
-  hold(ns: NsKey, kind: string, id: string, error: Error): void {
+  /**
+   * Holds a resource after a failure and schedules its retry. `quiet`: one of many held together
+   * (every resource of a failing handler), whose retry is logged at debug level.
+   */
+  hold(ns: NsKey, kind: string, id: string, error: Error, options: { quiet?: boolean } = {}): void {
     const key = `${kind}/${id}`;
     const before = this.entries.get(key);
     if (before?.timer) clearTimeout(before.timer);
-    const entry: Entry = { ns, kind, id, error, failures: (before?.failures ?? 0) + 1, held: true, timer: undefined };
+    const entry: Entry = { ns, kind, id, error, failures: (before?.failures ?? 0) + 1, held: true, timer: undefined, quiet: options.quiet ?? false };
     this.entries.set(key, entry);
     this.options.changed();
     this.schedule(entry);
@@ -80,7 +85,8 @@ export class FailedResources {
     for (const [key, e] of this.entries) {
       if (e.ns !== ns || e.held || held.get(e.kind)?.has(e.id)) continue;
       this.entries.delete(key);
-      this.options.logger.info({ namespace: ns ?? null, kind: e.kind, resource: e.id, failures: e.failures }, "failed resource applied");
+      const logger = this.options.logger;
+      (e.quiet ? logger.debug.bind(logger) : logger.info.bind(logger))({ namespace: ns ?? null, kind: e.kind, resource: e.id, failures: e.failures }, "failed resource applied");
       changed = true;
     }
     if (changed) this.options.changed();
@@ -117,10 +123,9 @@ export class FailedResources {
   private schedule(entry: Entry): void {
     if (!this.options.live()) return;
     const delay = this.options.backoff(entry.failures);
-    this.options.logger.info(
-      { namespace: entry.ns ?? null, kind: entry.kind, resource: entry.id, delayMs: delay, failures: entry.failures },
-      "failed resource will be retried",
-    );
+    const logger = this.options.logger;
+    const log = entry.quiet ? logger.debug.bind(logger) : logger.info.bind(logger);
+    log({ namespace: entry.ns ?? null, kind: entry.kind, resource: entry.id, delayMs: delay, failures: entry.failures }, "failed resource will be retried");
     entry.timer = setTimeout(() => {
       entry.timer = undefined;
       if (this.entries.get(`${entry.kind}/${entry.id}`) !== entry || !this.options.live()) return;

@@ -65,7 +65,7 @@ function guardHandler(state: { mode: Mode; managers?: ManagerNeeds[]; ask?: { st
 const guard = (id: string, ...rules: string[]): Guard => ({ id, rules });
 const state = (sets: ReturnType<typeof rs>[], guards: Guard[]): StateDocument => ({ rule_sets: sets, guards });
 
-function setup(options: { mode?: Mode; managers?: ManagerNeeds[]; ask?: { stateless?: boolean }; ruleSetManagers?: ManagerNeeds[] } = {}) {
+function setup(options: { mode?: Mode; managers?: ManagerNeeds[]; ask?: { stateless?: boolean }; ruleSetManagers?: ManagerNeeds[]; logLines?: Record<string, unknown>[] } = {}) {
   const host = new FakeHost({ namespaces: ["ns-a"] });
   const fake = host.iptables;
   const a = ruleSetHandler();
@@ -76,7 +76,7 @@ function setup(options: { mode?: Mode; managers?: ManagerNeeds[]; ask?: { statel
     handlers: [a.handler as ResourceHandler, b.handler as ResourceHandler],
     observers: [],
     runner: host,
-    logger: pino({ level: "silent" }),
+    logger: options.logLines ? pino({ level: "debug" }, { write: (line: string) => void options.logLines!.push(JSON.parse(line) as Record<string, unknown>) }) : pino({ level: "silent" }),
     metrics: new AgentMetrics(),
     config: config({ retry_initial_delay_ms: 40, retry_max_delay_ms: 200 }),
     plugins: new Map([
@@ -223,5 +223,17 @@ describe("a handler's failure is its own", () => {
     expect(guardRules("g1")).toEqual(["-j DROP"]);
     expect(fake.dump(v4)).not.toContain("*nat");
     expect(fake.dump(v4)).not.toContain("*mangle");
+  });
+
+  it("logs a handler's failure once at error, naming its plugin and the first 20 of the resources it held", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const { loop } = setup({ mode: "held-only", logLines: lines });
+    const guards = Array.from({ length: 25 }, (_, i) => guard(`g${i}`, "-j DROP"));
+    loop.update(state([rs("r1", "ns-a", accept(1))], guards), "test");
+    await loop.syncOnce();
+    const errors = lines.filter((l) => l.level === 50);
+    expect(errors.map((l) => l.msg)).toEqual(["resource handler failed; its resources here are held as the kernel has them, the rest of the namespace applies now, they are retried alone"]);
+    expect(errors[0]).toMatchObject({ kind: "guard", plugin: "plugin-b", namespace: "ns-a" });
+    expect(errors[0]!.held).toEqual([...guards.slice(0, 20).map((g) => `guard/${g.id}`), "... 5 more"]);
   });
 });

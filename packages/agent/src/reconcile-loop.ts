@@ -18,6 +18,9 @@ import { appliedAfter, namespaceWork, type NamespaceWork } from "./namespace-wor
 import { ProgressLog } from "./progress-log.js";
 import { countRules, familyLabel, RuleTotals } from "./rule-counts.js";
 
+/** How many held resources a failure's log line names. */
+const MAX_LOGGED_HELD = 20;
+
 /** What a `ReconcileLoop` runs with: the handlers and observers, the host's tools, logs, metrics, config, and the app's manager flavour. */
 export interface ReconcileLoopOptions {
   /** In registration order: within one namespace they reconcile in this order. */
@@ -649,11 +652,13 @@ export class ReconcileLoop implements StateSink {
       if (scope.scope === "resources") {
         for (const { kind, id } of scope.resources) {
           this.metrics.resourceFailures.inc({ kind });
-          this.failing.hold(ns, kind, id, error);
+          this.failing.hold(ns, kind, id, error, { quiet: !scope.named });
         }
         const held = scope.resources.map((c) => `${c.kind}/${c.id}`);
+        // A handler's failure can hold thousands (every port): the line names the first few.
+        const named = held.length > MAX_LOGGED_HELD ? [...held.slice(0, MAX_LOGGED_HELD), `... ${held.length - MAX_LOGGED_HELD} more`] : held;
         logger.error(
-          { ...errorFields(error), code, kind: failingKind, ...plugin, held, durationMs: Math.round(durationMs) },
+          { ...errorFields(error), code, kind: failingKind, ...plugin, held: named, durationMs: Math.round(durationMs) },
           scope.named
             ? "resource failed to apply; held as the kernel has it, the rest of the namespace applies now, it is retried alone"
             : "resource handler failed; its resources here are held as the kernel has them, the rest of the namespace applies now, they are retried alone",
