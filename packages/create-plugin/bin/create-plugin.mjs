@@ -60,6 +60,7 @@ export function createPlugin({ dir, packageName, pluginName, kind }) {
     PLUGIN_NAME: pluginName,
     PLUGIN_VAR: `${camel}Plugin`,
     HANDLER_CLASS: `${pascal}Handler`,
+    RESOURCE_TYPE: pascal,
     KIND: kind,
     STATE_KEY: `${kind}s`,
     CHAIN_PREFIX: pluginName.slice(0, 6),

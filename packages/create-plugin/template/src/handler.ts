@@ -1,5 +1,5 @@
 import type { ReconcileContext, ReconcileRequest, ResourceHandler, StateDocument } from "@chainwarden/agent";
-import { parse{{HANDLER_CLASS}}Input, type {{HANDLER_CLASS}}Resource } from "./resource.js";
+import { parse{{RESOURCE_TYPE}}Input, type {{RESOURCE_TYPE}}Resource } from "./resource.js";
 
 const chain = (id: string) => `{{CHAIN_PREFIX}}-${id}`;
 
@@ -11,19 +11,19 @@ const chain = (id: string) => `{{CHAIN_PREFIX}}-${id}`;
  * Bad input removes nothing: a held resource (invalid input, or its apply failed) keeps the chain
  * the kernel has; a full pass rebuilds from the desired state.
  */
-export class {{HANDLER_CLASS}} implements ResourceHandler<{{HANDLER_CLASS}}Resource> {
+export class {{HANDLER_CLASS}} implements ResourceHandler<{{RESOURCE_TYPE}}Resource> {
   readonly kind = "{{KIND}}";
   readonly documentKeys = ["{{STATE_KEY}}"];
 
   parse(document: StateDocument, origin: string) {
-    return parse{{HANDLER_CLASS}}Input(document, origin);
+    return parse{{RESOURCE_TYPE}}Input(document, origin);
   }
 
-  namespaceOf(resource: {{HANDLER_CLASS}}Resource): string | undefined {
+  namespaceOf(resource: {{RESOURCE_TYPE}}Resource): string | undefined {
     return resource.namespace;
   }
 
-  async reconcile(context: ReconcileContext, request: ReconcileRequest<{{HANDLER_CLASS}}Resource>): Promise<void> {
+  async reconcile(context: ReconcileContext, request: ReconcileRequest<{{RESOURCE_TYPE}}Resource>): Promise<void> {
     const manager = context.manager();
     const filter = manager.table(4, "filter");
     const ids = request.full ? [...request.desired.keys()] : [...request.changed, ...request.removed.keys()];

@@ -6,5 +6,5 @@ import { {{PLUGIN_VAR}} } from "./plugin.js";
 
 export { {{PLUGIN_VAR}} };
 export { {{HANDLER_CLASS}} } from "./handler.js";
-export { parse{{HANDLER_CLASS}}Input, type {{HANDLER_CLASS}}Resource } from "./resource.js";
+export { parse{{RESOURCE_TYPE}}Input, type {{RESOURCE_TYPE}}Resource } from "./resource.js";
 export default {{PLUGIN_VAR}};

@@ -6,7 +6,7 @@ import { z } from "zod";
  * (a chain of its own, jumped to from the agent's wrapped INPUT). Everything that reaches a rule is
  * validated here: an id and addresses of a strict shape, never free text.
  */
-export interface {{HANDLER_CLASS}}Resource {
+export interface {{RESOURCE_TYPE}}Resource {
   id: string;
   namespace: string;
   sources: string[];
@@ -25,8 +25,8 @@ const resourceSchema = z.strictObject({
 export const STATE_KEY = "{{STATE_KEY}}";
 
 /** Parses a state document's `{{STATE_KEY}}`; a bad entry is a problem of that resource only. */
-export function parse{{HANDLER_CLASS}}Input(document: StateDocument, origin: string): { resources: Map<string, {{HANDLER_CLASS}}Resource>; problems: Problem[] } {
-  const resources = new Map<string, {{HANDLER_CLASS}}Resource>();
+export function parse{{RESOURCE_TYPE}}Input(document: StateDocument, origin: string): { resources: Map<string, {{RESOURCE_TYPE}}Resource>; problems: Problem[] } {
+  const resources = new Map<string, {{RESOURCE_TYPE}}Resource>();
   const problems: Problem[] = [];
   const raw = document[STATE_KEY];
   if (raw === undefined) return { resources, problems };
