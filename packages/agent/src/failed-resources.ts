@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { ByKind, NsKey } from "./desired-state.js";
 import { resourcesNamedBy } from "./failure-scope.js";
+import { RetryTimers } from "./retry-timers.js";
 
 /** A resource whose apply failed, by `kind/id`. */
 export interface FailingResource {
@@ -16,7 +17,6 @@ export interface FailingResource {
 
 interface Entry extends FailingResource {
   held: boolean;
-  timer: NodeJS.Timeout | undefined;
   /** One of many held together (a handler's failure): its retry is logged at debug, the loop logs the batch. */
   quiet: boolean;
 }
@@ -42,8 +42,11 @@ export interface FailedResourcesOptions {
  */
 export class FailedResources {
   private readonly entries = new Map<string, Entry>();
+  private readonly timers: RetryTimers;
 
-  constructor(private readonly options: FailedResourcesOptions) {}
+  constructor(private readonly options: FailedResourcesOptions) {
+    this.timers = new RetryTimers(options);
+  }
 
   /**
    * The resources a failure is tied to, as its error names them (`resource` or `resources`,
@@ -60,8 +63,7 @@ export class FailedResources {
   hold(ns: NsKey, kind: string, id: string, error: Error, options: { quiet?: boolean } = {}): void {
     const key = `${kind}/${id}`;
     const before = this.entries.get(key);
-    if (before?.timer) clearTimeout(before.timer);
-    const entry: Entry = { ns, kind, id, error, failures: (before?.failures ?? 0) + 1, held: true, timer: undefined, quiet: options.quiet ?? false };
+    const entry: Entry = { ns, kind, id, error, failures: (before?.failures ?? 0) + 1, held: true, quiet: options.quiet ?? false };
     this.entries.set(key, entry);
     this.options.changed();
     this.schedule(entry);
@@ -69,7 +71,7 @@ export class FailedResources {
 
   /** Schedules the retry of every held resource that has none (the loop just started). */
   scheduleAll(): void {
-    for (const e of this.entries.values()) if (e.held && !e.timer) this.schedule(e);
+    for (const [key, e] of this.entries) if (e.held && !this.timers.pending(key)) this.schedule(e);
   }
 
   /** The failed resources held in a namespace for a kind, among `desired`. */
@@ -96,7 +98,7 @@ export class FailedResources {
   forgetUndesired(desired: (kind: string, id: string) => boolean): void {
     for (const [key, e] of this.entries) {
       if (desired(e.kind, e.id)) continue;
-      if (e.timer) clearTimeout(e.timer);
+      this.timers.cancel(key);
       this.entries.delete(key);
     }
   }
@@ -108,31 +110,25 @@ export class FailedResources {
 
   /** A retry is waiting for its backoff (the loop is not idle). */
   waiting(): boolean {
-    for (const e of this.entries.values()) if (e.timer) return true;
-    return false;
+    return this.timers.waiting();
   }
 
   /** Cancels every pending retry; the resources stay held. */
   stop(): void {
-    for (const e of this.entries.values()) {
-      if (e.timer) clearTimeout(e.timer);
-      e.timer = undefined;
-    }
+    this.timers.stop();
   }
 
   private schedule(entry: Entry): void {
-    if (!this.options.live()) return;
-    const delay = this.options.backoff(entry.failures);
-    const logger = this.options.logger;
-    const log = entry.quiet ? logger.debug.bind(logger) : logger.info.bind(logger);
-    log({ namespace: entry.ns ?? null, kind: entry.kind, resource: entry.id, delayMs: delay, failures: entry.failures }, "failed resource will be retried");
-    entry.timer = setTimeout(() => {
-      entry.timer = undefined;
-      if (this.entries.get(`${entry.kind}/${entry.id}`) !== entry || !this.options.live()) return;
+    const key = `${entry.kind}/${entry.id}`;
+    const delay = this.timers.schedule(key, entry.failures, () => {
+      if (this.entries.get(key) !== entry) return;
       entry.held = false;
       this.options.changed();
       this.options.retry(entry);
-    }, delay);
-    entry.timer.unref?.();
+    });
+    if (delay === undefined) return;
+    const logger = this.options.logger;
+    const log = entry.quiet ? logger.debug.bind(logger) : logger.info.bind(logger);
+    log({ namespace: entry.ns ?? null, kind: entry.kind, resource: entry.id, delayMs: delay, failures: entry.failures }, "failed resource will be retried");
   }
 }

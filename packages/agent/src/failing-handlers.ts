@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { NsKey } from "./desired-state.js";
+import { RetryTimers } from "./retry-timers.js";
 
 /** A resource handler skipped in a namespace after failing there with all its resources held. */
 export interface FailingHandler {
@@ -14,7 +15,6 @@ export interface FailingHandler {
 
 interface Entry extends FailingHandler {
   benched: boolean;
-  timer: NodeJS.Timeout | undefined;
 }
 
 export interface FailingHandlersOptions {
@@ -38,15 +38,17 @@ export interface FailingHandlersOptions {
  */
 export class FailingHandlers {
   private readonly entries = new Map<string, Entry>();
+  private readonly timers: RetryTimers;
 
-  constructor(private readonly options: FailingHandlersOptions) {}
+  constructor(private readonly options: FailingHandlersOptions) {
+    this.timers = new RetryTimers(options);
+  }
 
   /** Benches a handler in a namespace after a failure and schedules its retry. */
   bench(ns: NsKey, kind: string, error: Error): FailingHandler {
     const key = keyOf(ns, kind);
     const before = this.entries.get(key);
-    if (before?.timer) clearTimeout(before.timer);
-    const entry: Entry = { ns, kind, error, failures: (before?.failures ?? 0) + 1, benched: true, timer: undefined };
+    const entry: Entry = { ns, kind, error, failures: (before?.failures ?? 0) + 1, benched: true };
     this.entries.set(key, entry);
     this.schedule(entry);
     return entry;
@@ -78,33 +80,26 @@ export class FailingHandlers {
 
   /** Schedules the retry of every benched handler that has none (the loop just started). */
   scheduleAll(): void {
-    for (const e of this.entries.values()) if (e.benched && !e.timer) this.schedule(e);
+    for (const [key, e] of this.entries) if (e.benched && !this.timers.pending(key)) this.schedule(e);
   }
 
   /** A retry is waiting for its backoff (the loop is not idle). */
   waiting(): boolean {
-    for (const e of this.entries.values()) if (e.timer) return true;
-    return false;
+    return this.timers.waiting();
   }
 
   /** Cancels every pending retry; the handlers stay benched. */
   stop(): void {
-    for (const e of this.entries.values()) {
-      if (e.timer) clearTimeout(e.timer);
-      e.timer = undefined;
-    }
+    this.timers.stop();
   }
 
   private schedule(entry: Entry): void {
-    if (!this.options.live()) return;
-    const delay = this.options.backoff(entry.failures);
-    entry.timer = setTimeout(() => {
-      entry.timer = undefined;
-      if (this.entries.get(keyOf(entry.ns, entry.kind)) !== entry || !this.options.live()) return;
+    const key = keyOf(entry.ns, entry.kind);
+    this.timers.schedule(key, entry.failures, () => {
+      if (this.entries.get(key) !== entry) return;
       entry.benched = false;
       this.options.retry(entry);
-    }, delay);
-    entry.timer.unref?.();
+    });
   }
 
   /** The delay before a benched handler's retry (for the log line that benches it). */
