@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { Agent, baseConfigSchema, createPlugin, MemoryStateSource, stateSourceExtensionPoint, type AgentConfig, type StateDocument } from "@chainwarden/agent";
 import type { HostRunner } from "@chainwarden/core";
 import { pino, type Logger } from "pino";
+import { afterAll } from "vitest";
 import { l3NatPlugin } from "../l3-nat-plugin.js";
 import { l3NatControlPlaneService, type L3NatOptions } from "../l3-nat-settings.js";
 import type { RouterHandler } from "../router-handler.js";
@@ -26,14 +27,17 @@ export interface L3AgentHarnessOptions {
 }
 
 let sharedStateDir: string | undefined;
-/** One scratch state directory per test process, removed when the process exits. */
+/** One scratch state directory per test file (its agents share pid files, as one host's would). */
 function stateDir(): string {
-  if (sharedStateDir === undefined) {
-    const dir = (sharedStateDir = mkdtempSync(join(tmpdir(), "cw-l3-harness-")));
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-  }
+  sharedStateDir ??= mkdtempSync(join(tmpdir(), "cw-l3-harness-"));
   return sharedStateDir;
 }
+// Removed when the test file is done: vitest ends its workers without running "exit" handlers, so
+// one registered there left a directory behind per file.
+afterAll(() => {
+  if (sharedStateDir !== undefined) rmSync(sharedStateDir, { recursive: true, force: true });
+  sharedStateDir = undefined;
+});
 
 /**
  * A real agent (`Agent.create`, reconcile loop, apply observers) with `l3NatPlugin` and a test plugin
