@@ -68,6 +68,30 @@ describe("PluginHarness on the fake host", () => {
     expect(h.fake).toBeDefined();
   });
 
+  it("restart: a new agent with the same plugins on the same host; the kernel keeps its rules, the plugins remember nothing", async () => {
+    let made = 0;
+    const counting = createPlugin({
+      name: "allow",
+      version: "0.1.0",
+      framework: "^0.1.0",
+      register(env) {
+        made++;
+        env.addExtension(resourceHandlerExtensionPoint, new AllowHandler());
+      },
+    });
+    await using h = await PluginHarness.start({ plugins: [counting], namespaces: ["ns1"] });
+    const ns = h.namespace("ns1");
+    await h.apply({ allows: [{ id: "a", namespace: ns, source: "10.0.0.1" }] });
+    const restarted = await h.restart({ allows: [{ id: "a", namespace: ns, source: "10.0.0.1" }, { id: "b", namespace: ns, source: "10.0.0.2" }] });
+    expect(made).toBe(2);
+    expect(restarted.errors).toEqual([]);
+    expect(restarted.events.length).toBeGreaterThan(0);
+    expect(await h.rules("ns1")).toEqual(expect.arrayContaining(["-A test-agent-allow-a -s 10.0.0.1/32 -j ACCEPT", "-A test-agent-allow-b -s 10.0.0.2/32 -j ACCEPT"]));
+    // The new agent takes changes as the first did.
+    await h.apply({ allows: [{ id: "b", namespace: ns, source: "10.0.0.2" }] });
+    expect((await h.rules("ns1")).some((l) => l.includes("allow-a"))).toBe(false);
+  });
+
   it("names the namespaces it knows when asked for another", async () => {
     await using h = await PluginHarness.start({ plugins: [allowPlugin], namespaces: ["ns1"] });
     expect(() => h.namespace("nope")).toThrow(/namespaces: ns1/);

@@ -60,12 +60,14 @@ export interface HarnessApply {
  */
 export class PluginHarness implements AsyncDisposable {
   private stopped = false;
+  /** Every apply the agents reported (the harness's observer fills it). */
+  private readonly applied: ApplyEvent[] = [];
+  private agent!: Agent;
+  private source!: MemoryStateSource;
 
   private constructor(
-    private readonly agent: Agent,
-    /** Every apply the agent reported (the harness's observer fills it). */
-    private readonly applied: ApplyEvent[],
-    private readonly source: MemoryStateSource,
+    private readonly options: PluginHarnessOptions,
+    private readonly config: AgentConfig,
     /** Every tool, as the plugins see it (the fake or the execa runner). */
     readonly runner: HostRunner,
     /** The fake host when `host` is `"fake"` (to inspect devices, ipsets, injected failures). */
@@ -73,6 +75,31 @@ export class PluginHarness implements AsyncDisposable {
     private readonly names: ReadonlyMap<string, string>,
     private readonly created: readonly string[],
   ) {}
+
+  /** A new agent process, as far as the plugins can tell: fresh plugins' state, the same host. */
+  private async boot(document: StateDocument): Promise<void> {
+    const source = new MemoryStateSource(document, { name: "harness" });
+    const applied = this.applied;
+    const harnessPlugin = createPlugin({
+      name: "plugin-harness",
+      version: "0.0.0",
+      framework: "*",
+      register(env) {
+        env.addExtension(stateSourceExtensionPoint, source);
+        env.addExtension(applyObserverExtensionPoint, { onApply: (e: ApplyEvent) => void applied.push(e) });
+      },
+    });
+    this.agent = await Agent.create({
+      name: "plugin-harness",
+      version: "0.0.0",
+      config: this.config,
+      plugins: [...this.options.plugins.map((p) => ("plugin" in p ? p : { plugin: p })), { plugin: harnessPlugin }],
+      runner: this.runner,
+      logger: createLogger({ level: this.config.log_level, name: "plugin-harness" }),
+    });
+    this.source = source;
+    await this.agent.start();
+  }
 
   /**
    * Creates the namespaces (on the kernel), loads the plugins into a real `Agent` fed by an in-memory
@@ -86,17 +113,6 @@ export class PluginHarness implements AsyncDisposable {
     const fake = onKernel ? undefined : new FakeHost({ namespaces: [...names.values()] });
     const runner: HostRunner = fake ?? new ExecaRunner({ backend: options.backend ?? "auto" });
     const created: string[] = [];
-    const source = new MemoryStateSource({}, { name: "harness" });
-    const applied: ApplyEvent[] = [];
-    const harnessPlugin = createPlugin({
-      name: "plugin-harness",
-      version: "0.0.0",
-      framework: "*",
-      register(env) {
-        env.addExtension(stateSourceExtensionPoint, source);
-        env.addExtension(applyObserverExtensionPoint, { onApply: (e: ApplyEvent) => void applied.push(e) });
-      },
-    });
     const config = {
       ...baseConfigSchema.parse({ wrap_name: "test-agent", resync_interval: 0, coalesce_ms: 0, log_level: "silent" }),
       ...options.config,
@@ -109,16 +125,8 @@ export class PluginHarness implements AsyncDisposable {
           await runner.exec("ip", ["link", "set", "lo", "up"], { namespace: real });
         }
       }
-      const agent = await Agent.create({
-        name: "plugin-harness",
-        version: "0.0.0",
-        config,
-        plugins: [...options.plugins.map((p) => ("plugin" in p ? p : { plugin: p })), { plugin: harnessPlugin }],
-        runner,
-        logger: createLogger({ level: config.log_level, name: "plugin-harness" }),
-      });
-      const harness = new PluginHarness(agent, applied, source, runner, fake, names, created);
-      await agent.start();
+      const harness = new PluginHarness(options, config, runner, fake, names, created);
+      await harness.boot({});
       return harness;
     } catch (err) {
       for (const ns of created) await deleteNamespace(runner, ns).catch(() => undefined);
@@ -137,6 +145,23 @@ export class PluginHarness implements AsyncDisposable {
   async apply(document: StateDocument): Promise<HarnessApply> {
     const from = this.applied.length;
     this.source.push(document);
+    await this.agent.idle();
+    const events = this.applied.slice(from);
+    return { events, errors: events.flatMap((e) => (e.error ? [e.error] : [])) };
+  }
+
+  /**
+   * Stops the agent and starts a new one with the same plugins on the same host and namespaces, as
+   * when the agent's process restarts: the plugins remember nothing, the kernel (or the fake) keeps
+   * what was applied. `document` is the first state the new agent reads; its start is awaited (the
+   * first full pass). For what a plugin does with what an earlier run left: bad input after a
+   * restart must remove nothing.
+   */
+  async restart(document: StateDocument): Promise<HarnessApply> {
+    if (this.stopped) throw new Error("the harness was stopped");
+    await this.agent.stop();
+    const from = this.applied.length;
+    await this.boot(document);
     await this.agent.idle();
     const events = this.applied.slice(from);
     return { events, errors: events.flatMap((e) => (e.error ? [e.error] : [])) };
