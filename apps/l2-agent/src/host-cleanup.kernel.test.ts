@@ -13,22 +13,15 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createNetns, filesUnder, isRoot, listNetns, pidsMentioning, runCli, type TestNetns } from "@chainwarden/testing";
+import { Cleanups, createNetns, filesUnder, isRoot, listNetns, pidsMentioning, runCli, type TestNetns } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 
 const APP_DIR = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(APP_DIR, "bin", "l2-agent.js");
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) {
-    try {
-      await cleanup();
-    } catch (err) {
-      console.error("cleanup failed", err);
-    }
-  }
-});
+// Last in, first out: agents go before their namespaces and files.
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 
 const NETWORK = "hc0a0a0a-0000-4000-8000-000000000001";
@@ -85,9 +78,9 @@ function ports() {
 describe.skipIf(!isRoot())("l2-agent: removing ports leaves the host as it was", () => {
   it("apply --once filters ports and removes them: devices, namespaces, ipsets, rules, processes and files before = after", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cw-l2-hostcleanup-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
     const host: TestNetns = await createNetns("cw-l2hc");
-    cleanups.push(() => host.delete());
+    cleanups.defer(() => host.delete());
     // The compute host's part: a bridge with the VMs' taps and a DHCP port's tap in it.
     await host.exec(["ip", "link", "add", BRIDGE, "type", "bridge"]);
     await host.exec(["ip", "link", "set", BRIDGE, "up"]);

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createNetns, isRoot, runCli } from "@chainwarden/testing";
+import { Cleanups, createNetns, isRoot, runCli } from "@chainwarden/testing";
 import { ExecaRunner, deleteNamespace, listNamespaces } from "@chainwarden/core";
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -42,21 +42,20 @@ const router = () => ({
   _floatingips: [{ id: "f1f1f1f1-0000-4000-8000-000000000003", floating_ip_address: "200.200.128.3", fixed_ip_address: "10.10.10.2", port_id: "6bc18a88-9619-4fce-bf4e-49cae6df1715" } as Record<string, unknown>],
 });
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+// Last in, first out: agents go before their namespaces and files.
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 /** A host of its own: a namespace prefix, a bridge namespace, a config and a state file. */
 async function host() {
   const tag = randomBytes(3).toString("hex");
   const prefix = `cwbad-${tag}-`;
   const fabric = await createNetns("cw-fabric");
-  cleanups.push(() => fabric.delete());
+  cleanups.defer(() => fabric.delete());
   const dir = mkdtempSync(join(tmpdir(), "l3-bad-input-"));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
   const namespace = `${prefix}${ROUTER_ID}`;
-  cleanups.push(() => deleteNamespace(runner, namespace).catch(() => undefined));
+  cleanups.defer(() => deleteNamespace(runner, namespace).catch(() => undefined));
   const config = join(dir, "l3-agent.json");
   writeFileSync(
     config,

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
+import { Cleanups, createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentProcess, freePort, runCli, waitFor } from "@chainwarden/testing";
 
@@ -17,27 +17,25 @@ const BIN = join(APP_DIR, "bin", "l3-agent.js");
 const FIXTURES = join(APP_DIR, "test-fixtures");
 const WRAP = "neutron-l3-agent";
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  // Last in, first out: agents are killed before their namespaces and files go.
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+// Last in, first out: agents go before their namespaces and files.
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 async function netns(): Promise<TestNetns> {
   const ns = await createNetns("cw-l3");
-  cleanups.push(() => ns.delete());
+  cleanups.defer(() => ns.delete());
   return ns;
 }
 
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "l3-agent-kernel-"));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
 function daemon(args: string[]): AgentProcess {
   const agent = new AgentProcess(BIN, args);
-  cleanups.push(() => agent.kill());
+  cleanups.defer(() => agent.kill());
   return agent;
 }
 

@@ -13,22 +13,15 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AgentProcess, createNetns, deleteNetns, filesUnder, isRoot, listNetns, pidsMentioning, runCli, runCommand, type TestNetns, waitFor } from "@chainwarden/testing";
+import { AgentProcess, Cleanups, createNetns, deleteNetns, filesUnder, isRoot, listNetns, pidsMentioning, runCli, runCommand, type TestNetns, waitFor } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 
 const APP_DIR = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(APP_DIR, "bin", "l3-agent.js");
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) {
-    try {
-      await cleanup();
-    } catch (err) {
-      console.error("cleanup failed", err);
-    }
-  }
-});
+// Last in, first out: agents go before their namespaces and files.
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 
 interface TestHost {
@@ -42,14 +35,14 @@ interface TestHost {
 
 async function testHost(): Promise<TestHost> {
   const dir = mkdtempSync(join(tmpdir(), "cw-l3-hostcleanup-"));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
   // Unique per run: router namespaces are <prefix><uuid> in the host's /run/netns.
   const prefix = `cwhc-${process.pid}-${randomBytes(2).toString("hex")}-`;
-  cleanups.push(async () => {
+  cleanups.defer(async () => {
     for (const n of await listNetns()) if (n.startsWith(prefix)) await deleteNetns(n);
   });
   // Metadata proxies name the state path in their command line; kill any left (a failed test).
-  cleanups.push(() => {
+  cleanups.defer(() => {
     for (const pid of pidsMentioning(dir)) {
       try {
         process.kill(pid, "SIGKILL");
@@ -59,7 +52,7 @@ async function testHost(): Promise<TestHost> {
     }
   });
   const host = await createNetns("cw-l3hc");
-  cleanups.push(() => host.delete());
+  cleanups.defer(() => host.delete());
   await host.exec(["ip", "link", "set", "lo", "up"]);
   const statePath = join(dir, "state");
   const stateFile = join(dir, "routers.json");
@@ -184,7 +177,7 @@ describe.skipIf(!isRoot())("l3-agent: removing routers leaves the host as it was
     const before = await snapshot(t);
     writeRouters(t, ROUTERS);
     const agent = new AgentProcess(BIN, ["run", "--config", t.config, "--state", t.stateFile]);
-    cleanups.push(() => agent.kill());
+    cleanups.defer(() => agent.kill());
     await waitFor(async () => (await snapshot(t)).processes.length >= 4 && (await listNetns()).filter((n) => n.startsWith(t.prefix)).length === 3, "routers and proxies up", 60_000);
     writeRouters(t, [ROUTERS[0]]);
     await waitFor(async () => (await listNetns()).filter((n) => n.startsWith(t.prefix)).length === 1, "two routers removed", 30_000);

@@ -12,23 +12,16 @@ import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import { AgentMetrics } from "@chainwarden/agent";
 import { ExecaRunner } from "@chainwarden/core";
-import { createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
+import { Cleanups, createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { alive, pidsMentioning } from "./test-support/processes.js";
 import { MetadataProxyMonitor } from "./metadata-proxy-monitor.js";
 import { defaultMetadataProxyScript, MetadataProxyProcess, metadataProxyFiles, neutronHaproxyFiles, type MetadataProxyProcessOptions } from "./metadata-proxy-process.js";
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) {
-    try {
-      await c();
-    } catch (err) {
-      console.error("cleanup failed", err);
-    }
-  }
-});
+// Last in, first out: agents go before their namespaces and files.
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 
 
@@ -65,12 +58,12 @@ interface Upstream {
 
 async function setup(options: { upstream?: boolean } = {}) {
   const netns: TestNetns = await createNetns("cw-mdp");
-  cleanups.push(() => netns.delete());
+  cleanups.defer(() => netns.delete());
   await netns.exec(["ip", "link", "set", "lo", "up"]);
   const dir = mkdtempSync(join(tmpdir(), "cw-mdp-"));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
   // Runs before the namespace and the directory go (cleanups run last in, first out).
-  cleanups.push(async () => {
+  cleanups.defer(async () => {
     for (const pid of pidsMentioning(dir)) {
       try {
         process.kill(pid, "SIGKILL");
@@ -93,7 +86,7 @@ async function setup(options: { upstream?: boolean } = {}) {
         res.end(`hello ${req.url}`);
       });
       await new Promise<void>((r) => server!.listen(socketPath, () => r()));
-      cleanups.push(() => new Promise<void>((r) => server!.close(() => r())));
+      cleanups.defer(() => new Promise<void>((r) => server!.close(() => r())));
     },
   };
   if (options.upstream !== false) await upstream.listen();
@@ -104,7 +97,7 @@ async function setup(options: { upstream?: boolean } = {}) {
   /** A handle as the l3 agent makes one; released in teardown (its monitor stops; the proxy is killed above). */
   const handle = (extra: Partial<MetadataProxyProcessOptions> = {}) => {
     const h = new MetadataProxyProcess({ namespace: netns.name, routerId, port: 9697, upstream: { kind: "unix", socketPath }, logger: log.logger, runner, statePath, ...extra });
-    cleanups.push(() => h.release());
+    cleanups.defer(() => h.release());
     return h;
   };
   const curl = async (args: string[]) => (await netns.exec(["curl", "-s", "--max-time", "5", ...args], { reject: false })).stdout;
@@ -163,7 +156,7 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
       process.exit(0);
     `;
     const agent = spawn(process.execPath, ["--input-type=module", "-e", code], { cwd: join(import.meta.dirname, ".."), stdio: ["ignore", "pipe", "inherit"] });
-    cleanups.push(() => void agent.kill("SIGKILL"));
+    cleanups.defer(() => void agent.kill("SIGKILL"));
     let out = "";
     agent.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     const code0 = await new Promise<number | null>((resolve) => agent.once("exit", (c) => resolve(c)));
@@ -259,7 +252,7 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
     const t = await setup();
     // Started by hand, without a pid file.
     const stray = spawn("ip", ["netns", "exec", t.netns.name, process.execPath, defaultMetadataProxyScript(), "--router-id", "old", "--port", "9697", "--upstream", t.upstream.socketPath], { stdio: ["ignore", "pipe", "ignore"] });
-    cleanups.push(() => void stray.kill("SIGKILL"));
+    cleanups.defer(() => void stray.kill("SIGKILL"));
     await new Promise<void>((r) => stray.stdout!.once("data", () => r()));
     const proxy = t.handle();
     await proxy.ensureRunning();
@@ -273,7 +266,7 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
     const t = await setup();
     const metrics = new AgentMetrics();
     const monitor = new MetadataProxyMonitor({ checkIntervalMs: 200, metrics });
-    cleanups.push(() => monitor.close());
+    cleanups.defer(() => monitor.close());
     const first = t.handle({ monitor });
     await first.ensureRunning();
     const p1 = first.pid!;
@@ -301,7 +294,7 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
   it("backs off when it keeps dying: the first respawn at once, the next after a second", async () => {
     const t = await setup();
     const monitor = new MetadataProxyMonitor({ checkIntervalMs: 100 });
-    cleanups.push(() => monitor.close());
+    cleanups.defer(() => monitor.close());
     const proxy = t.handle({ monitor });
     await proxy.ensureRunning();
     const p1 = proxy.pid!;
@@ -323,7 +316,7 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
     const t = await setup();
     // A stale pid file whose pid is now another program's.
     const other = spawn("sleep", ["60"], { stdio: "ignore" });
-    cleanups.push(() => void other.kill("SIGKILL"));
+    cleanups.defer(() => void other.kill("SIGKILL"));
     await new Promise((r) => other.once("spawn", r));
     mkdirSync(join(t.statePath, "external", "pids"), { recursive: true });
     writeFileSync(t.files.pidFile, `${other.pid}\n`);
@@ -369,7 +362,7 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
   it("the agent kills a proxy that still holds a deleted namespace (one that cannot notice: stopped)", async () => {
     const t = await setup();
     const monitor = new MetadataProxyMonitor({ checkIntervalMs: 200 });
-    cleanups.push(() => monitor.close());
+    cleanups.defer(() => monitor.close());
     const proxy = t.handle({ monitor });
     await proxy.ensureRunning();
     const pid = proxy.pid!;
@@ -388,7 +381,7 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
     const metrics = new AgentMetrics();
     const monitorLog = capture();
     const monitor = new MetadataProxyMonitor({ checkIntervalMs: 200, metrics, logger: monitorLog.logger });
-    cleanups.push(() => monitor.close());
+    cleanups.defer(() => monitor.close());
     const proxy = t.handle({ monitor });
     await proxy.ensureRunning();
     const started = Date.now();

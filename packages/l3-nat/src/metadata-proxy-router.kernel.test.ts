@@ -15,7 +15,7 @@ import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExecaRunner } from "@chainwarden/core";
-import { createRouterLab, isRoot, type RouterLab } from "@chainwarden/testing";
+import { Cleanups, createRouterLab, isRoot, type RouterLab } from "@chainwarden/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { alive, pidsMentioning } from "./test-support/processes.js";
 import { bridgeName } from "./device-names.js";
@@ -39,16 +39,9 @@ const router = {
   _floatingips: [],
 };
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) {
-    try {
-      await c();
-    } catch (err) {
-      console.error("cleanup failed", err);
-    }
-  }
-});
+// Last in, first out: agents go before their namespaces and files.
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 
 
@@ -71,8 +64,8 @@ async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what:
 describe.runIf(isRoot())("a router namespace deleted under the running agent", () => {
   it("is rebuilt within one retry, with its devices, rules and metadata proxy", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cw-mdr-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    cleanups.push(() => {
+    cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
+    cleanups.defer(() => {
       for (const pid of pidsMentioning(dir)) {
         try {
           process.kill(pid, "SIGKILL");
@@ -84,12 +77,12 @@ describe.runIf(isRoot())("a router namespace deleted under the running agent", (
     const socketPath = join(dir, "metadata_proxy");
     const upstream = createServer((req, res) => res.end(`i-0000abcd for ${req.headers["x-neutron-router-id"]}`));
     await new Promise<void>((r) => upstream.listen(socketPath, () => r()));
-    cleanups.push(() => new Promise<void>((r) => upstream.close(() => r())));
+    cleanups.defer(() => new Promise<void>((r) => upstream.close(() => r())));
 
     const prefix = `cwr${randomBytes(3).toString("hex")}-`;
     const routerNs = `${prefix}${ROUTER_ID}`;
     let lab: RouterLab<"vm"> | undefined = await createRouterLab({ prefix: "cwr", hosts: ["vm"], agentNamespacePrefix: prefix });
-    cleanups.push(() => lab?.delete());
+    cleanups.defer(() => lab?.delete());
     const runner = new ExecaRunner();
     const h = await createL3Agent({
       runner,
@@ -98,7 +91,7 @@ describe.runIf(isRoot())("a router namespace deleted under the running agent", (
       config: { namespace_prefix: prefix, state_path: join(dir, "state"), resync_interval: 1 },
       options: { interface_driver: "linuxbridge", bridge_namespace: lab.fabric.name, metadata_upstream: socketPath },
     });
-    cleanups.push(async () => {
+    cleanups.defer(async () => {
       await h.agent.stop();
       await h.handler.stopProxies();
     });

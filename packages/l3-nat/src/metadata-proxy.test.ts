@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { connect } from "node:net";
+import { Cleanups } from "@chainwarden/testing";
 import { createMetadataProxyServer, forwardedHeaders, isOriginFormTarget, parseMetadataUpstream, type MetadataProxyOptions, type MetadataUpstream } from "./metadata-proxy.js";
 
 interface Seen {
@@ -14,13 +15,12 @@ interface Seen {
   body: string;
 }
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+// Last in, first out: agents go before their namespaces and files.
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 function listen(server: Server, where: { path: string } | { port: 0; host: string }): Promise<void> {
-  cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+  cleanups.defer(() => new Promise<void>((r) => server.close(() => r())));
   return new Promise((resolve) => server.listen(where, () => resolve()));
 }
 
@@ -38,7 +38,7 @@ async function upstream(kind: "unix" | "url"): Promise<{ seen: Seen[]; upstream:
   });
   if (kind === "unix") {
     const dir = mkdtempSync(join(tmpdir(), "cw-md-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
     const path = join(dir, "metadata_proxy");
     await listen(server, { path });
     return { seen, upstream: { kind: "unix", socketPath: path } };
@@ -151,10 +151,10 @@ describe("the metadata proxy", () => {
       else res.end("ok");
     });
     const dir = mkdtempSync(join(tmpdir(), "cw-md-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
     const path = join(dir, "md.sock");
     await listen(server, { path });
-    cleanups.push(() => hung.forEach((h) => h()));
+    cleanups.defer(() => hung.forEach((h) => h()));
     const port = await proxy({ kind: "unix", socketPath: path }, "router-1", { timeoutSeconds: 0.6, maxUpstreamRequests: 2 });
     const started = Date.now();
     const slow = [get(port, "/hang"), get(port, "/hang")];
@@ -175,10 +175,10 @@ describe("the metadata proxy", () => {
       else res.end("ok");
     });
     const dir = mkdtempSync(join(tmpdir(), "cw-md-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
     const path = join(dir, "md.sock");
     await listen(server, { path });
-    cleanups.push(() => hung.forEach((h) => h()));
+    cleanups.defer(() => hung.forEach((h) => h()));
     const port = await proxy({ kind: "unix", socketPath: path }, "router-1", { timeoutSeconds: 30, maxUpstreamRequests: 1 });
     const abort = new AbortController();
     const gaveUp = get(port, "/hang", {}, "GET", undefined, abort.signal).catch(() => "aborted");

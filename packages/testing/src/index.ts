@@ -4,7 +4,8 @@
  *   contract suite: `FakeIptablesRunner` (iptables-save/restore, nft or legacy flavour),
  *   `FakeIp`, `FakeIpset`, `FakeConntrack`; `FakeHost` composes them into a `HostRunner`, tied as
  *   the kernel ties them (an iptables rule naming a missing ipset is refused, and so on).
- * - `createNetns` / `withNetns` / `isRoot`, `holdXtablesLock`: helpers for tests on a real kernel.
+ * - `createNetns` / `withNetns` / `isRoot`, `holdXtablesLock`: helpers for tests on a real kernel;
+ *   `Cleanups`: what a test made, undone after it (last first, all of it even when one fails).
  * - `runCli` / `AgentProcess`: run a built agent binary as an operator would (argument arrays, no shell).
  * - `referenceDir`, `loadReferenceScenario(s)`, `readReferenceExpected`, `parseRouterStep`: the
  *   reader for the reference outputs of real Neutron (the repository's copy in
@@ -34,6 +35,7 @@ export { FakeIp, type FakeIpCommand, type FakeIpDevice, type FakeIpOptions, type
 export { FakeHost, type FakeHostEvent, type FakeHostOptions } from "./fake-host.js";
 export { NotModelledError } from "./not-modelled-error.js";
 export { createNetns, deleteNetns, isRoot, listNetns, withNetns, type NetnsExecOptions, type TestNetns } from "./netns.js";
+export { Cleanups } from "./cleanups.js";
 export { runCommand, type RunResult } from "./run-command.js";
 export { filesUnder, pidsMentioning } from "./host-inspect.js";
 export { holdXtablesLock, type HeldXtablesLock } from "./xtables-lock.js";

@@ -10,7 +10,7 @@ import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
+import { Cleanups, createNetns, isRoot, type TestNetns } from "@chainwarden/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { APPS, buildRelease, cleanNpmEnv, REPO_ROOT, type Release } from "./release.js";
 
@@ -44,14 +44,13 @@ let etc: string;
 let units: string;
 const bin = (app: string) => join(prefix, "bin", app);
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+// Last in, first out: agents go before their namespaces and files.
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 async function netns(): Promise<TestNetns> {
   const ns = await createNetns("cw-rel");
-  cleanups.push(() => ns.delete());
+  cleanups.defer(() => ns.delete());
   return ns;
 }
 
