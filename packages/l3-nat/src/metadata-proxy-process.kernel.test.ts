@@ -273,9 +273,10 @@ describe.runIf(isRoot())("MetadataProxyProcess: a daemon per router (real namesp
     // Our own child: its exit is seen at once.
     process.kill(p1, "SIGKILL");
     await waitFor(() => first.pid !== undefined && first.pid !== p1, 8_000, "respawn of our child");
+    // The new daemon writes its pid file itself once it listens: a Node start, which took more than
+    // five seconds on a loaded CI machine.
+    await waitFor(() => existsSync(t.files.pidFile) && readPid(t.files.pidFile) === first.pid, 20_000, "the pid file to name the new proxy");
     const p2 = first.pid!;
-    // The new daemon writes its pid file itself, a moment after it runs.
-    await waitFor(() => existsSync(t.files.pidFile) && readPid(t.files.pidFile) === p2, 5_000, "the pid file to name the new proxy");
     expect(t.log.lines.find((l) => l.msg === "metadata proxy died; starting it again")).toMatchObject({ proxyPid: p1 });
     await waitFor(async () => (await t.status()) === "200", 5_000, "the new proxy to answer");
 
